@@ -1,0 +1,39 @@
+// Package api holds the wire types of the RootlessKit-compatible REST API that
+// unroot serves on STATE/api.sock. Field names, order and omitempty rules match
+// RootlessKit's pkg/api so that dockerd, nerdctl, k3s and rootlessctl decode
+// them unchanged. It imports nothing else from unroot.
+package api
+
+// Version is the REST API version RootlessKit 1.1.0 through v3 report.
+const Version = "1.1.1"
+
+// Info is the body of GET /v1/info.
+type Info struct {
+	APIVersion    string             `json:"apiVersion"`
+	Version       string             `json:"version"`
+	StateDir      string             `json:"stateDir"`
+	ChildPID      int                `json:"childPID"`
+	NetworkDriver *NetworkDriverInfo `json:"networkDriver,omitempty"`
+	PortDriver    *PortDriverInfo    `json:"portDriver,omitempty"`
+}
+
+// NetworkDriverInfo describes the network driver. It is omitted for --net=host.
+type NetworkDriverInfo struct {
+	Driver         string   `json:"driver"`
+	DNS            []string `json:"dns,omitempty"`
+	ChildIP        string   `json:"childIP,omitempty"`
+	DynamicChildIP bool     `json:"dynamicChildIP,omitempty"`
+}
+
+// PortDriverInfo describes the port driver. It is omitted for port drivers
+// none and implicit.
+type PortDriverInfo struct {
+	Driver                  string   `json:"driver"`
+	Protos                  []string `json:"protos"`
+	DisallowLoopbackChildIP bool     `json:"disallowLoopbackChildIP,omitempty"`
+}
+
+// ErrorJSON is the body of every error response.
+type ErrorJSON struct {
+	Message string `json:"message"`
+}

@@ -1,0 +1,71 @@
+// Package network defines the parent half of a network driver and the
+// addressing it hands to the namespace. Drivers live in sub-packages
+// (host, slirp4netns, pasta, netstack); this package has no implementation.
+package network
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"os"
+
+	"github.com/unroot/unroot/api"
+)
+
+// Config holds the options every driver understands. Zero values mean the
+// driver's defaults (MTU 65520, CIDR 10.0.2.0/24, IfName tap0).
+type Config struct {
+	MTU                 int
+	CIDR                netip.Prefix
+	IfName              string
+	DisableHostLoopback bool
+	IPv6                bool
+	// Binary overrides the helper binary (slirp4netns, pasta); "" means look it up in PATH.
+	Binary string
+	// Options holds driver-specific settings, e.g. "sandbox"="true" for slirp4netns.
+	Options map[string]string
+	Logger  *slog.Logger
+}
+
+// Child is the running namespace init a driver attaches to.
+type Child struct {
+	PID int
+	// NetNS is the path of the network namespace to attach to: /proc/PID/ns/net,
+	// or /proc/PID/root/STATE/netns with --detach-netns.
+	NetNS string
+	// UserNS is /proc/PID/ns/user.
+	UserNS   string
+	Detached bool
+	StateDir string
+	// OpenTap asks the child to create (or open) the tap device name in its
+	// netns and returns the device fd, passed over the control socket. Used by
+	// in-process drivers such as netstack.
+	OpenTap func(ctx context.Context, name string) (*os.File, error)
+}
+
+// Setup tells the child how to configure its interface. When
+// ConfiguredByDriver is true (pasta), the child only brings up lo and writes
+// resolv.conf/hosts.
+type Setup struct {
+	IfName             string
+	Addr               netip.Prefix // e.g. 10.0.2.100/24
+	Gateway            netip.Addr
+	DNS                []netip.Addr
+	MTU                int
+	Addr6              netip.Prefix // optional, with IPv6
+	Gateway6           netip.Addr
+	ConfiguredByDriver bool
+	// Opaque carries values for port drivers (see port.Env.Opaque).
+	Opaque map[string]string
+}
+
+// Driver is the parent half of a network driver. Start is called once the
+// child's namespaces exist and its ids are mapped; it returns when the device
+// is usable. Close stops helper processes and waits for them: nothing may be
+// left running after it returns.
+type Driver interface {
+	Name() string
+	Start(ctx context.Context, c Child) (Setup, error)
+	Info() *api.NetworkDriverInfo // nil for host
+	Close() error
+}

@@ -1,0 +1,74 @@
+// Package port defines what a port driver is: the published-port spec and
+// status that the REST API speaks, and the Driver interface that forwarders
+// (builtin, slirp4netns) implement on the parent side.
+package port
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+
+	"github.com/unroot/unroot/api"
+)
+
+// Spec is one published port, with RootlessKit's JSON names and order.
+type Spec struct {
+	Proto      string `json:"proto,omitempty"`
+	ParentIP   string `json:"parentIP,omitempty"`
+	ParentPort int    `json:"parentPort,omitempty"`
+	ChildPort  int    `json:"childPort,omitempty"`
+	ChildIP    string `json:"childIP,omitempty"`
+}
+
+// Status is a published port and its ID.
+type Status struct {
+	ID   int  `json:"id"`
+	Spec Spec `json:"spec"`
+}
+
+// ErrNoDriver is returned by the API when no port driver is active.
+var ErrNoDriver = errors.New("no PortDriver is available")
+
+// Driver is the parent half of a port driver. Implementations are safe for
+// concurrent use. Close stops every forward and waits for its goroutines.
+type Driver interface {
+	Info() api.PortDriverInfo
+	Add(ctx context.Context, s Spec) (Status, error)
+	List(ctx context.Context) ([]Status, error)
+	Remove(ctx context.Context, id int) error
+	Close() error
+}
+
+// SocketSource hands out sockets created inside the child's network namespace
+// (the detached one with --detach-netns). The parent can connect, bind and set
+// options on them itself, so no per-connection round trip to the child is
+// needed. It is implemented by the launcher; drivers only consume it.
+type SocketSource interface {
+	// Socket returns a new unconnected socket, created in the child's netns,
+	// of the given family (unix.AF_INET or unix.AF_INET6) and type
+	// (unix.SOCK_STREAM or unix.SOCK_DGRAM). The fd is non-blocking and close-on-exec.
+	Socket(ctx context.Context, family, sotype int) (*os.File, error)
+	// EnableTransparent prepares the child's netns so that sockets bound with
+	// IP_TRANSPARENT to a foreign (client) address get their replies
+	// delivered locally (policy routing + connmark). Idempotent.
+	EnableTransparent(ctx context.Context) error
+}
+
+// Env is what the launcher gives a port driver factory once the child's
+// network is up.
+type Env struct {
+	Sockets  SocketSource // nil for --net=host
+	ChildIP  netip.Addr   // the child's address on the network driver's device, if any
+	StateDir string
+	// NetworkDriver is the name of the active network driver ("slirp4netns", ...).
+	NetworkDriver string
+	// Opaque carries network-driver-specific values a port driver needs,
+	// e.g. "slirp4netns.api-socket" for the slirp4netns port driver.
+	Opaque map[string]string
+	Logger *slog.Logger
+}
+
+// Factory makes a port driver for a running child.
+type Factory func(ctx context.Context, env Env) (Driver, error)
