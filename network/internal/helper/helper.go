@@ -1,0 +1,309 @@
+// Package helper runs the external process behind a network driver
+// (slirp4netns, pasta) so that it can never outlive unroot.
+//
+// Three things tie the helper to unroot: Pdeathsig from an OS thread that
+// stays locked until the helper exits (Go may otherwise retire the thread that
+// forked it, which fires Pdeathsig early), an optional exit pipe whose write
+// end only unroot holds (the helper quits on EOF even if Pdeathsig was lost),
+// and Close, which stops and reaps it. The helper gets its own process group so
+// that a terminal's Ctrl-C reaches the command, not the network under it.
+//
+// Readiness is a byte on a pipe the helper gets as fd 3. While waiting, Start
+// also notices the helper dying and returns its stderr in the error.
+package helper
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Fixed descriptor numbers in the helper: ExtraFiles start at 3.
+const (
+	ReadyFD = 3
+	ExitFD  = 4
+)
+
+// DefaultReadyTimeout bounds Start when ctx has no deadline, so a helper that
+// never signals readiness cannot hang unroot.
+const DefaultReadyTimeout = 10 * time.Second
+
+// Options says how to run a helper.
+type Options struct {
+	// Name is used in errors and logs ("slirp4netns").
+	Name string
+	Path string
+	Args []string
+	// ExitFD passes fd 4, a pipe whose write end unroot holds until Close.
+	ExitFD bool
+	// Hint, if set, is called with the helper's stderr when it fails to start
+	// and may return a fix to append to the error ("" for none).
+	Hint   func(stderr string) string
+	Logger *slog.Logger
+}
+
+// Process is a running helper. Its methods are safe for concurrent use.
+type Process struct {
+	name   string
+	pid    int
+	log    *slog.Logger
+	out    *tail
+	exitW  *os.File // nil without ExitFD
+	done   chan struct{}
+	err    error // valid after done is closed
+	closed chan struct{}
+	once   sync.Once
+}
+
+// Start runs the helper and returns once it has written to its ready fd.
+// If the helper exits first, ctx ends or the ready timeout passes, the helper
+// is killed and reaped and the error carries its last stderr lines.
+func Start(ctx context.Context, o Options) (*Process, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: ready pipe: %w", o.Name, err)
+	}
+	defer readyR.Close()
+	files := []*os.File{readyW}
+	var exitR, exitW *os.File
+	if o.ExitFD {
+		exitR, exitW, err = os.Pipe()
+		if err != nil {
+			readyW.Close()
+			return nil, fmt.Errorf("start %s: exit pipe: %w", o.Name, err)
+		}
+		files = append(files, exitR)
+	}
+	p := &Process{
+		name:   o.Name,
+		log:    log,
+		out:    &tail{log: log, name: o.Name},
+		exitW:  exitW,
+		done:   make(chan struct{}),
+		closed: make(chan struct{}),
+	}
+	cmd := &exec.Cmd{
+		Path:       o.Path,
+		Args:       append([]string{o.Path}, o.Args...),
+		Stdout:     p.out,
+		Stderr:     p.out,
+		ExtraFiles: files,
+		SysProcAttr: &syscall.SysProcAttr{
+			Pdeathsig: syscall.SIGKILL,
+			Setpgid:   true,
+		},
+		// pasta's short-lived namespace helpers could hold stdout; never let
+		// Wait block on them.
+		WaitDelay: time.Second,
+	}
+	started := make(chan error, 1)
+	// This goroutine owns the helper: it forks it from a locked thread, keeps
+	// that thread (and so Pdeathsig) alive while the helper runs, reaps it and
+	// closes done. It ends when the helper exits.
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		werr := cmd.Wait()
+		p.err = werr
+		close(p.done)
+		select {
+		case <-p.closed:
+		default:
+			log.Warn(o.Name+" exited unexpectedly; the namespace has lost its network", "err", werr, "output", p.out.String())
+		}
+	}()
+	err = <-started
+	readyW.Close()
+	if exitR != nil {
+		exitR.Close()
+	}
+	if err != nil {
+		if exitW != nil {
+			exitW.Close()
+		}
+		return nil, fmt.Errorf("start %s: %w", o.Name, err)
+	}
+	p.pid = cmd.Process.Pid
+
+	ready := make(chan error, 1)
+	// Ends when the helper writes its byte or exits (EOF once its copy of
+	// the write end is gone), or when Start returns and closes readyR.
+	go func() {
+		var b [64]byte
+		n, err := readyR.Read(b[:])
+		if n > 0 {
+			ready <- nil
+			return
+		}
+		if err == nil || errors.Is(err, io.EOF) {
+			err = errors.New("closed its ready fd without writing to it")
+		}
+		ready <- err
+	}()
+	timeout := time.NewTimer(DefaultReadyTimeout)
+	defer timeout.Stop()
+	if _, ok := ctx.Deadline(); ok {
+		timeout.Stop()
+	}
+	var why string
+	select {
+	case err := <-ready:
+		if err == nil {
+			return p, nil
+		}
+		// EOF on the ready pipe usually means the helper died; give Wait a
+		// moment so the error reports its status.
+		select {
+		case <-p.done:
+			why = "exited (" + exitText(p.err) + ") before it was ready"
+		case <-time.After(500 * time.Millisecond):
+			why = err.Error()
+		}
+	case <-p.done:
+		why = "exited (" + exitText(p.err) + ") before it was ready"
+	case <-ctx.Done():
+		why = "was not ready before " + ctx.Err().Error()
+	case <-timeout.C:
+		why = fmt.Sprintf("was not ready within %v", DefaultReadyTimeout)
+	}
+	p.Close()
+	out := p.out.String()
+	msg := fmt.Sprintf("start %s: %s", o.Name, why)
+	if out != "" {
+		msg += ": " + out
+	}
+	if o.Hint != nil {
+		if h := o.Hint(out); h != "" {
+			msg += "; fix: " + h
+		}
+	}
+	return nil, errors.New(msg)
+}
+
+// PID is the helper's process id.
+func (p *Process) PID() int { return p.pid }
+
+// Done is closed when the helper has exited and been reaped.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Output is the helper's recent output, one line.
+func (p *Process) Output() string { return p.out.String() }
+
+// Close stops the helper (exit pipe, then SIGTERM, then SIGKILL) and waits
+// until it has been reaped. It is idempotent.
+func (p *Process) Close() error {
+	p.once.Do(func() {
+		close(p.closed)
+		if p.exitW != nil {
+			p.exitW.Close()
+			if wait(p.done, 200*time.Millisecond) {
+				return
+			}
+		}
+		_ = syscall.Kill(p.pid, syscall.SIGTERM)
+		if wait(p.done, time.Second) {
+			return
+		}
+		_ = syscall.Kill(p.pid, syscall.SIGKILL)
+		<-p.done
+	})
+	<-p.done
+	return nil
+}
+
+func wait(done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func exitText(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// tail keeps the last lines a helper printed, for errors, and logs each line
+// at debug level.
+type tail struct {
+	mu      sync.Mutex
+	log     *slog.Logger
+	name    string
+	partial []byte
+	lines   []string
+}
+
+const tailLines = 8
+
+func (t *tail) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.partial = append(t.partial, b...)
+	for {
+		i := bytes.IndexByte(t.partial, '\n')
+		if i < 0 {
+			break
+		}
+		t.add(string(t.partial[:i]))
+		t.partial = t.partial[i+1:]
+	}
+	if len(t.partial) > 4096 {
+		t.add(string(t.partial))
+		t.partial = t.partial[:0]
+	}
+	return len(b), nil
+}
+
+func (t *tail) add(line string) {
+	line = strings.TrimSpace(line)
+	if line == "" || isSyslogNoise(line) {
+		return
+	}
+	t.log.Debug(t.name, "line", line)
+	t.lines = append(t.lines, line)
+	if len(t.lines) > tailLines {
+		t.lines = t.lines[len(t.lines)-tailLines:]
+	}
+}
+
+// String joins the kept lines (and any unterminated rest) with "; ".
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := t.lines
+	if rest := strings.TrimSpace(string(t.partial)); rest != "" && !isSyslogNoise(rest) {
+		lines = append(lines[:len(lines):len(lines)], rest)
+	}
+	return strings.Join(lines, "; ")
+}
+
+// isSyslogNoise matches what pasta prints for every message when /dev/log is
+// missing (containers, CI): "Failed to send 38 bytes to syslog".
+func isSyslogNoise(line string) bool {
+	return strings.HasPrefix(line, "Failed to send ") && strings.HasSuffix(line, " bytes to syslog")
+}

@@ -1,0 +1,163 @@
+package helper
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain doubles as a parent process for the SIGKILL test: with
+// HELPER_TEST_PARENT set, it starts a helper, prints its pid and waits to be killed.
+func TestMain(m *testing.M) {
+	if os.Getenv("HELPER_TEST_PARENT") != "" {
+		p, err := Start(context.Background(), Options{Name: "sh", Path: "/bin/sh", Args: []string{"-c", "echo >&3; exec sleep 60"}})
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		fmt.Println(p.PID())
+		time.Sleep(time.Minute)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func alive(pid int) bool {
+	// A zombie still answers kill(0); look at its state instead.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
+}
+
+func TestStartReadyAndClose(t *testing.T) {
+	p, err := Start(context.Background(), Options{Name: "sh", Path: "/bin/sh", Args: []string{"-c", "echo starting; echo 1 >&3; exec sleep 60"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !alive(p.PID()) {
+		t.Fatalf("helper %d not running after Start", p.PID())
+	}
+	start := time.Now()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+	if alive(p.PID()) {
+		t.Errorf("helper %d still running after Close", p.PID())
+	}
+	select {
+	case <-p.Done():
+	default:
+		t.Error("Done not closed after Close")
+	}
+	_ = p.Close() // idempotent
+}
+
+func TestExitFD(t *testing.T) {
+	// The helper exits by itself once unroot's end of the exit pipe closes.
+	p, err := Start(context.Background(), Options{Name: "sh", Path: "/bin/sh", ExitFD: true,
+		Args: []string{"-c", "echo >&3; read x <&4; echo bye"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	p.Close()
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("Close took %v: the helper did not see EOF on its exit fd", d)
+	}
+	if !strings.Contains(p.Output(), "bye") {
+		t.Errorf("output %q: the helper did not exit through its exit fd", p.Output())
+	}
+}
+
+func TestStartHelperDies(t *testing.T) {
+	_, err := Start(context.Background(), Options{Name: "fakehelper", Path: "/bin/sh",
+		Args: []string{"-c", "echo 'Failed to send 38 bytes to syslog' >&2; echo 'cannot open /dev/net/tun' >&2; exit 3"},
+		Hint: func(out string) string {
+			if strings.Contains(out, "/dev/net/tun") {
+				return "chmod 0666 /dev/net/tun"
+			}
+			return ""
+		}})
+	if err == nil {
+		t.Fatal("Start succeeded, want error")
+	}
+	want := "start fakehelper: exited (exit status 3) before it was ready: cannot open /dev/net/tun; fix: chmod 0666 /dev/net/tun"
+	if err.Error() != want {
+		t.Errorf("error = %q\nwant    %q", err, want)
+	}
+}
+
+func TestStartClosesReadyFDWithoutWriting(t *testing.T) {
+	_, err := Start(context.Background(), Options{Name: "sh", Path: "/bin/sh", Args: []string{"-c", "exec 3>&-; exec sleep 60"}})
+	if err == nil || !strings.Contains(err.Error(), "closed its ready fd") {
+		t.Fatalf("error = %v, want one about the ready fd", err)
+	}
+}
+
+func TestStartContextEnds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := Start(ctx, Options{Name: "sh", Path: "/bin/sh", Args: []string{"-c", "echo waiting >&2; exec sleep 60"}})
+	if err == nil || !strings.Contains(err.Error(), "was not ready before context deadline exceeded: waiting") {
+		t.Fatalf("error = %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Start took %v after the deadline", d)
+	}
+}
+
+func TestStartMissingBinary(t *testing.T) {
+	_, err := Start(context.Background(), Options{Name: "nope", Path: "/nonexistent/nope"})
+	if err == nil || !strings.HasPrefix(err.Error(), "start nope: ") {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+// SIGKILL of the process that started the helper must take the helper down.
+func TestParentKilled(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "HELPER_TEST_PARENT=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("parent said %q", line)
+	}
+	if !alive(pid) {
+		t.Fatalf("helper %d not running", pid)
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	deadline := time.Now().Add(2 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("helper %d still running 2s after its parent was killed", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
