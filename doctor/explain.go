@@ -1,0 +1,146 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Error is a start failure together with the host problem that caused it.
+// Its message leads with the cause and the fix; the original error stays
+// reachable through errors.Is/As.
+type Error struct {
+	// Err is the error the start failed with.
+	Err error
+	// Result is the failing check that explains it.
+	Result Result
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (%v)", e.Result.Detail, e.Err)
+	if e.Result.Fix != "" {
+		for i, l := range strings.Split(strings.TrimRight(e.Result.Fix, "\n"), "\n") {
+			if i == 0 {
+				b.WriteString("\nfix: " + l)
+			} else {
+				b.WriteString("\n     " + l)
+			}
+		}
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Explain runs the checks that bear on a failed start and, when one of them
+// fails, returns an *Error whose message is that check's cause and fix,
+// wrapping err. When no check finds anything (or err is nil, or already
+// explained) it returns err unchanged, so callers can always write
+//
+//	if err := l.Start(ctx); err != nil {
+//		return doctor.Explain(ctx, err, doctor.Options{Net: netName})
+//	}
+func Explain(ctx context.Context, err error, opts Options) error {
+	if err == nil {
+		return nil
+	}
+	var already *Error
+	if errors.As(err, &already) {
+		return err
+	}
+	names, specific, net := relevant(err)
+	if net != "" && opts.Net == "" {
+		opts.Net = net
+	}
+	results := Run(ctx, Select(opts, names...)...)
+	for _, r := range results {
+		if r.Status == Fail {
+			return &Error{Err: err, Result: r}
+		}
+	}
+	if specific {
+		for _, r := range results {
+			if r.Status == Warn {
+				return &Error{Err: err, Result: r}
+			}
+		}
+	}
+	return err
+}
+
+// relevant maps a start error to the checks that can explain it, most
+// likely cause first. specific is false when nothing in the error points
+// anywhere and the start-up essentials are checked instead; net names a
+// network helper the error says is missing.
+func relevant(err error) (names []string, specific bool, net string) {
+	msg := strings.ToLower(err.Error())
+	seen := map[string]bool{}
+	add := func(n ...string) {
+		for _, x := range n {
+			if !seen[x] {
+				seen[x] = true
+				names = append(names, x)
+			}
+		}
+	}
+	var ee *exec.Error
+	if errors.As(err, &ee) {
+		switch base := filepath.Base(ee.Name); base {
+		case "slirp4netns", "pasta":
+			add(CheckNetDrivers)
+			net = base
+		case "newuidmap", "newgidmap":
+			add(CheckIDMap)
+		case "iptables", "ip6tables":
+			add(CheckIPTables)
+		}
+	}
+	notFound := errors.Is(err, exec.ErrNotFound) || strings.Contains(msg, "not found")
+	for _, h := range []string{"slirp4netns", "pasta"} {
+		if notFound && strings.Contains(msg, h) {
+			add(CheckNetDrivers)
+			if net == "" {
+				net = h
+			}
+		}
+	}
+	if containsAny(msg, "newuidmap", "newgidmap", "uid_map", "gid_map", "subuid", "subgid", "subordinate") {
+		add(CheckSubID, CheckIDMap)
+	}
+	if containsAny(msg, "/dev/net/tun", "tunsetiff", "tap device", "open tap") {
+		add(CheckTun)
+	}
+	if strings.Contains(msg, "iptables") {
+		add(CheckIPTables)
+	}
+	if strings.Contains(msg, "cgroup") {
+		add(CheckCgroup)
+	}
+	en, hasErrno := errnoOf(err)
+	if hasErrno && (en == syscall.EACCES || en == syscall.EPERM) && containsAny(msg, "bind", "listen") {
+		add(CheckPorts)
+	}
+	nsWords := containsAny(msg, "clone", "fork/exec", "unshare", "user namespace", "userns", "/proc/self/exe", "newuser")
+	if nsWords || (hasErrno && (en == syscall.EPERM || en == syscall.EACCES || en == syscall.ENOSPC || en == syscall.EINVAL) && len(names) == 0) {
+		add(CheckUserNS, CheckAppArmor)
+	}
+	if len(names) > 0 {
+		return names, true, net
+	}
+	add(CheckUserNS, CheckAppArmor, CheckSubID, CheckIDMap)
+	return names, false, net
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, x := range subs {
+		if strings.Contains(s, x) {
+			return true
+		}
+	}
+	return false
+}

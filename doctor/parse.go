@@ -1,0 +1,215 @@
+package doctor
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Pure parsers of /proc, /etc and tool output. Each takes the text (never a
+// path) so tests feed it literal contents and fuzzers feed it garbage.
+
+// idRange is one subordinate id range.
+type idRange struct {
+	Start, Count uint64
+}
+
+func (r idRange) end() uint64 { return r.Start + r.Count }
+
+// parseSysctlInt reads an integer sysctl value such as "96365\n".
+func parseSysctlInt(s string) (int64, error) {
+	v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse sysctl value %q: %w", strings.TrimSpace(s), err)
+	}
+	return v, nil
+}
+
+// parsePingGroupRange reads net.ipv4.ping_group_range ("1\t0" means nobody).
+func parsePingGroupRange(s string) (lo, hi int64, err error) {
+	f := strings.Fields(s)
+	if len(f) != 2 {
+		return 0, 0, fmt.Errorf("parse ping_group_range %q: want two numbers", strings.TrimSpace(s))
+	}
+	if lo, err = strconv.ParseInt(f[0], 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("parse ping_group_range %q: %w", s, err)
+	}
+	if hi, err = strconv.ParseInt(f[1], 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("parse ping_group_range %q: %w", s, err)
+	}
+	return lo, hi, nil
+}
+
+// parseSubIDFile returns the ranges /etc/subuid or /etc/subgid grants to the
+// user, matched by name or by numeric uid as shadow-utils does, and every
+// range in the file (to find a free one for the usermod hint). Malformed lines
+// are skipped, as newuidmap skips them.
+func parseSubIDFile(s, name, uid string) (mine, all []idRange) {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, ":")
+		if len(f) != 3 {
+			continue
+		}
+		start, err1 := strconv.ParseUint(f[1], 10, 32)
+		count, err2 := strconv.ParseUint(f[2], 10, 32)
+		if err1 != nil || err2 != nil || count == 0 {
+			continue
+		}
+		r := idRange{Start: start, Count: count}
+		all = append(all, r)
+		if f[0] != "" && (f[0] == name || f[0] == uid) {
+			mine = append(mine, r)
+		}
+	}
+	return mine, all
+}
+
+// parseGetsubids reads `getsubids USER` output: lines like
+// "0: alice 100000 65536".
+func parseGetsubids(s string) ([]idRange, error) {
+	var out []idRange
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 4 || !strings.HasSuffix(f[0], ":") {
+			return nil, fmt.Errorf("parse getsubids line %q: want \"N: USER START COUNT\"", line)
+		}
+		start, err := strconv.ParseUint(f[2], 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("parse getsubids line %q: %w", line, err)
+		}
+		count, err := strconv.ParseUint(f[3], 10, 32)
+		if err != nil || count == 0 {
+			return nil, fmt.Errorf("parse getsubids line %q: bad count", line)
+		}
+		out = append(out, idRange{Start: start, Count: count})
+	}
+	return out, nil
+}
+
+// freeSubIDStart picks the start of a 65536-id range above every range in
+// use, aligned to 65536, the way useradd allocates them (never below 100000).
+func freeSubIDStart(used ...[]idRange) uint64 {
+	next := uint64(100000)
+	for _, rs := range used {
+		for _, r := range rs {
+			if r.end() > next {
+				next = r.end()
+			}
+		}
+	}
+	if next != 100000 && next%65536 != 0 {
+		next = (next/65536 + 1) * 65536
+	}
+	return next
+}
+
+// parseProcCgroup returns the cgroup v2 path from /proc/self/cgroup (the
+// "0::/path" line), and whether there was one.
+func parseProcCgroup(s string) (string, bool) {
+	for _, line := range strings.Split(s, "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			p := strings.TrimSpace(rest)
+			if !strings.HasPrefix(p, "/") {
+				return "", false
+			}
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// parseOSRelease reads /etc/os-release KEY=value lines (values may be quoted).
+func parseOSRelease(s string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || k == "" {
+			continue
+		}
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		m[k] = v
+	}
+	return m
+}
+
+// fileCaps is the part of a security.capability xattr the checks need.
+type fileCaps struct {
+	Permitted uint64
+	Effective bool
+}
+
+const (
+	capSetgid = 6
+	capSetuid = 7
+)
+
+func (c fileCaps) has(capNum uint) bool { return c.Permitted&(1<<capNum) != 0 }
+
+// parseVFSCap decodes a security.capability xattr (struct vfs_cap_data,
+// revisions 1 to 3, little-endian).
+func parseVFSCap(b []byte) (fileCaps, error) {
+	if len(b) < 4 {
+		return fileCaps{}, errors.New("parse file capabilities: xattr too short")
+	}
+	magic := binary.LittleEndian.Uint32(b)
+	var c fileCaps
+	c.Effective = magic&0x1 != 0
+	switch rev := magic & 0xFF000000; rev {
+	case 0x01000000:
+		if len(b) < 12 {
+			return fileCaps{}, fmt.Errorf("parse file capabilities: revision 1 needs 12 bytes, have %d", len(b))
+		}
+		c.Permitted = uint64(binary.LittleEndian.Uint32(b[4:]))
+	case 0x02000000, 0x03000000:
+		need := 20
+		if rev == 0x03000000 {
+			need = 24
+		}
+		if len(b) < need {
+			return fileCaps{}, fmt.Errorf("parse file capabilities: revision %d needs %d bytes, have %d", rev>>24, need, len(b))
+		}
+		c.Permitted = uint64(binary.LittleEndian.Uint32(b[4:])) | uint64(binary.LittleEndian.Uint32(b[12:]))<<32
+	default:
+		return fileCaps{}, fmt.Errorf("parse file capabilities: unknown revision %#x", rev)
+	}
+	return c, nil
+}
+
+// parseVersion pulls the version out of a helper's --version output:
+// "slirp4netns version 1.2.0" → "1.2.0", "pasta 0^20230509.g96f8d55-1" →
+// "0^20230509.g96f8d55-1", "pasta unknown version" → "unknown".
+func parseVersion(out string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	f := strings.Fields(line)
+	for i, w := range f {
+		if w == "version" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	if len(f) >= 2 {
+		if f[1] == "unknown" {
+			return "unknown"
+		}
+		return f[1]
+	}
+	return "unknown"
+}
