@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/user"
 	"path/filepath"
-	"os"
 	"strings"
 	"sync"
 )
