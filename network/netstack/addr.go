@@ -1,16 +1,13 @@
 package netstack
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
+
+	"github.com/unroot/unroot/network"
 )
 
-// Defaults shared with RootlessKit's in-process gVisor driver, so a script
-// that hard-codes 10.0.2.1 or 10.0.2.100 keeps working.
 var (
-	defaultCIDR = netip.MustParsePrefix("10.0.2.0/24")
 	// ula6 is the IPv6 prefix used with Config.IPv6. It is not slirp4netns'
 	// fd00::/64 because that prefix is common on real LANs (this very CI host
 	// has fd00::2/64 on eth0); a /64 that overlapped the host's would make
@@ -19,10 +16,6 @@ var (
 )
 
 const (
-	defaultMTU    = 65520
-	defaultIfName = "tap0"
-	// maxMTU matches RootlessKit's --mtu limit.
-	maxMTU = 65521
 	// childHost and gatewayHost are the host parts of the child and gateway
 	// addresses inside the CIDR (and inside ula6). The DNS forwarder shares
 	// the gateway address, as in RootlessKit's gvisor-tap-vsock driver.
@@ -42,49 +35,22 @@ type plan struct {
 	gateway6 netip.Addr
 }
 
-// errBadConfig marks errors in the user's options, as opposed to host failures.
-var errBadConfig = errors.New("invalid network option")
-
-// makePlan validates the user-facing options and derives the addresses. It
-// is pure so table tests and the fuzzer can drive it.
-func makePlan(cidr netip.Prefix, mtu int, ifName string, ipv6 bool) (plan, error) {
-	p := plan{ifName: ifName, mtu: mtu}
-	if p.ifName == "" {
-		p.ifName = defaultIfName
+// makePlan validates the user-facing options with the rules every driver
+// shares (network.Config.WithDefaults) and derives this driver's addresses.
+// It is pure so table tests and the fuzzer can drive it.
+func makePlan(cfg network.Config) (plan, error) {
+	c, err := cfg.WithDefaults()
+	if err != nil {
+		return plan{}, err
 	}
-	if strings.ContainsAny(p.ifName, "/ \t\n") || len(p.ifName) > 15 {
-		return plan{}, fmt.Errorf("check --ifname %q: must be at most 15 characters without '/' or spaces, e.g. tap0: %w", p.ifName, errBadConfig)
-	}
-	if p.mtu == 0 {
-		p.mtu = defaultMTU
-	}
-	minMTU := 576
-	if ipv6 {
-		minMTU = 1280
-	}
-	if p.mtu < minMTU || p.mtu > maxMTU {
-		return plan{}, fmt.Errorf("check --mtu %d: must be between %d and %d (0 means %d): %w", mtu, minMTU, maxMTU, defaultMTU, errBadConfig)
-	}
-	if !cidr.IsValid() {
-		cidr = defaultCIDR
-	}
-	if !cidr.Addr().Is4() || cidr.Addr().Is4In6() {
-		return plan{}, fmt.Errorf("check --cidr %s: must be an IPv4 network like 10.0.2.0/24 (IPv6 comes from --ipv6): %w", cidr, errBadConfig)
-	}
-	if cidr.Masked() != cidr {
-		return plan{}, fmt.Errorf("check --cidr %s: must be a network address like %s: %w", cidr, cidr.Masked(), errBadConfig)
-	}
-	// The child sits at host number 100, so the network needs at least
-	// 128 addresses.
-	if cidr.Bits() > 25 {
-		return plan{}, fmt.Errorf("check --cidr %s: the prefix must be /25 or shorter so that .%d fits, e.g. %s: %w", cidr, childHost, netip.PrefixFrom(cidr.Addr(), 24).Masked(), errBadConfig)
-	}
+	cidr := c.CIDR
 	if cidr.Addr().IsLoopback() || cidr.Addr().IsMulticast() || cidr.Addr().IsUnspecified() {
-		return plan{}, fmt.Errorf("check --cidr %s: must be a private unicast network like 10.0.2.0/24: %w", cidr, errBadConfig)
+		return plan{}, fmt.Errorf("cidr %s is not a private unicast network: use one like 10.0.2.0/24", cidr)
 	}
+	p := plan{ifName: c.IfName, mtu: c.MTU}
 	p.addr = netip.PrefixFrom(nth(cidr.Addr(), childHost), cidr.Bits())
 	p.gateway = nth(cidr.Addr(), gatewayHost)
-	if ipv6 {
+	if c.IPv6 {
 		p.addr6 = netip.PrefixFrom(nth(ula6.Addr(), childHost6), ula6.Bits())
 		p.gateway6 = nth(ula6.Addr(), gatewayHost)
 	}

@@ -76,7 +76,7 @@ var _ network.Driver = (*Driver)(nil)
 // With cfg.IPv6 the child also gets fd00:756e:726f:6f74::100/64 with gateway
 // and DNS at ::1 of that prefix.
 func New(cfg network.Config) (*Driver, error) {
-	p, err := makePlan(cfg.CIDR, cfg.MTU, cfg.IfName, cfg.IPv6)
+	p, err := makePlan(cfg)
 	if err != nil {
 		return nil, err
 	}
