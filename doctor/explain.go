@@ -132,7 +132,9 @@ func relevant(err error) (names []string, specific bool, net string) {
 	if len(names) > 0 {
 		return names, true, net
 	}
-	add(CheckUserNS, CheckAppArmor, CheckSubID, CheckIDMap)
+	// Nothing points anywhere: check only what blocks every start, so a
+	// generic error is never blamed on, say, a short subuid range.
+	add(CheckUserNS, CheckAppArmor, CheckIDMap)
 	return names, false, net
 }
 

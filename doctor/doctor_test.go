@@ -1,0 +1,179 @@
+package doctor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os/exec"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// forceUserNS makes every user-namespace probe fail with err for one test,
+// standing in for a security module this kernel doesn't have.
+func forceUserNS(t *testing.T, err error) {
+	t.Helper()
+	old := tryUserNS
+	tryUserNS = func(context.Context) error { return err }
+	t.Cleanup(func() { tryUserNS = old })
+}
+
+func TestExplainAppArmorEACCES(t *testing.T) {
+	forceUserNS(t, &fs.PathError{Op: "fork/exec", Path: "/usr/bin/true", Err: syscall.EACCES})
+	start := fmt.Errorf("start child: %w", &fs.PathError{Op: "fork/exec", Path: "/proc/self/exe", Err: syscall.EACCES})
+	err := Explain(context.Background(), start, Options{Executable: "/opt/my bin/unroot"})
+	var de *Error
+	if !errors.As(err, &de) {
+		t.Fatalf("Explain = %v (%T), want *doctor.Error", err, err)
+	}
+	if !errors.Is(err, syscall.EACCES) {
+		t.Errorf("explained error lost the original errno: %v", err)
+	}
+	if de.Result.Name != CheckUserNS || de.Result.Status != Fail {
+		t.Errorf("cause = %+v, want a userns failure", de.Result)
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"denied (EACCES)",
+		`profile unroot.opt.my_bin.unroot "/opt/my bin/unroot" flags=(unconfined)`,
+		"userns,",
+		"sudo apparmor_parser -r /etc/apparmor.d/unroot.opt.my_bin.unroot",
+		"fork/exec /proc/self/exe: permission denied",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q:\n%s", want, msg)
+		}
+	}
+	if first, _, _ := strings.Cut(msg, "\n"); !strings.Contains(first, "EACCES") || strings.HasPrefix(first, "start child") {
+		t.Errorf("first line should lead with the cause, got %q", first)
+	}
+}
+
+func TestAppArmorCheckReportsEACCES(t *testing.T) {
+	forceUserNS(t, &fs.PathError{Op: "fork/exec", Path: "/usr/bin/true", Err: syscall.EACCES})
+	res := Run(context.Background(), Select(Options{Executable: "/usr/local/bin/unroot"}, CheckAppArmor, CheckUserNS)...)
+	for _, r := range res {
+		if r.Status != Fail || !strings.Contains(r.Fix, "/etc/apparmor.d/unroot.usr.local.bin.unroot") {
+			t.Errorf("%s = %+v, want Fail with the profile fix", r.Name, r)
+		}
+	}
+	if !Blocking(res) {
+		t.Error("Blocking = false with a failing userns check")
+	}
+}
+
+func TestExplainUserNSErrnos(t *testing.T) {
+	for _, tc := range []struct {
+		errno syscall.Errno
+		want  string
+	}{
+		{syscall.EPERM, "not permitted (EPERM)"},
+		{syscall.ENOSPC, "limit is reached"},
+		{syscall.EINVAL, "CONFIG_USER_NS"},
+	} {
+		t.Run(tc.errno.Error(), func(t *testing.T) {
+			forceUserNS(t, &fs.PathError{Op: "fork/exec", Path: "/usr/bin/true", Err: tc.errno})
+			err := Explain(context.Background(), &fs.PathError{Op: "fork/exec", Path: "/proc/self/exe", Err: tc.errno}, Options{})
+			if !strings.Contains(err.Error(), tc.want) || !errors.Is(err, tc.errno) {
+				t.Errorf("Explain = %v, want it to mention %q and wrap %v", err, tc.want, tc.errno)
+			}
+		})
+	}
+}
+
+func TestExplainLeavesUnrelatedErrors(t *testing.T) {
+	forceUserNS(t, nil)
+	orig := errors.New("parse --mtu: must be <= 65521")
+	if got := Explain(context.Background(), orig, Options{}); got != orig {
+		t.Errorf("Explain(%v) = %v, want it unchanged unless a start-up essential fails", orig, got)
+	}
+	if Explain(context.Background(), nil, Options{}) != nil {
+		t.Error("Explain(nil) != nil")
+	}
+	de := &Error{Err: orig, Result: Result{Detail: "x"}}
+	if got := Explain(context.Background(), de, Options{}); got != de {
+		t.Errorf("Explain re-explained an explained error: %v", got)
+	}
+}
+
+func TestRelevant(t *testing.T) {
+	for _, tc := range []struct {
+		err      error
+		want     []string
+		specific bool
+		net      string
+	}{
+		{&exec.Error{Name: "slirp4netns", Err: exec.ErrNotFound}, []string{CheckNetDrivers}, true, "slirp4netns"},
+		{fmt.Errorf("start network: %w", &exec.Error{Name: "pasta", Err: exec.ErrNotFound}), []string{CheckNetDrivers}, true, "pasta"},
+		{errors.New("newuidmap 1234 0 1000 1: write to uid_map failed: Operation not permitted"), []string{CheckSubID, CheckIDMap}, true, ""},
+		{fmt.Errorf("open tap: open /dev/net/tun: %w", syscall.EACCES), []string{CheckTun}, true, ""},
+		{&fs.PathError{Op: "fork/exec", Path: "/proc/self/exe", Err: syscall.EPERM}, []string{CheckUserNS, CheckAppArmor}, true, ""},
+		{fmt.Errorf("listen tcp 0.0.0.0:80: bind: %w", syscall.EACCES), []string{CheckPorts}, true, ""},
+		{errors.New("evacuate cgroup2: permission denied"), []string{CheckCgroup}, true, ""},
+		{errors.New("something else"), []string{CheckUserNS, CheckAppArmor, CheckIDMap}, false, ""},
+	} {
+		got, specific, net := relevant(tc.err)
+		if !reflect.DeepEqual(got, tc.want) || specific != tc.specific || net != tc.net {
+			t.Errorf("relevant(%v) = %v %v %q; want %v %v %q", tc.err, got, specific, net, tc.want, tc.specific, tc.net)
+		}
+	}
+}
+
+type fixed struct{ r Result }
+
+func (f fixed) Name() string               { return f.r.Name }
+func (f fixed) Run(context.Context) Result { return f.r }
+
+func TestRunKeepsOrderAndWritesOutput(t *testing.T) {
+	res := Run(context.Background(),
+		fixed{Result{Name: "a", Status: OK, Detail: "fine"}},
+		fixed{Result{Name: "bb", Status: Fail, Detail: "broken", Fix: "do x\nthen y"}},
+		fixed{Result{Name: "c", Status: Warn, Detail: "meh", Fix: "z"}})
+	if res[0].Name != "a" || res[1].Name != "bb" || res[2].Name != "c" || !Blocking(res) {
+		t.Fatalf("Run = %+v", res)
+	}
+	var txt bytes.Buffer
+	if err := WriteText(&txt, res); err != nil {
+		t.Fatal(err)
+	}
+	want := "ok    a   fine\nFAIL  bb  broken\n      fix: do x\n           then y\nwarn  c   meh\n      fix: z\n"
+	if txt.String() != want {
+		t.Errorf("WriteText =\n%s\nwant\n%s", txt.String(), want)
+	}
+	var js bytes.Buffer
+	if err := WriteJSON(&js, res); err != nil {
+		t.Fatal(err)
+	}
+	var back []Result
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || !reflect.DeepEqual(back, res) {
+		t.Errorf("JSON round trip = %+v, %v; want %+v\n%s", back, err, res, js.String())
+	}
+	if !strings.Contains(js.String(), `"status": "fail"`) {
+		t.Errorf("JSON status not a word:\n%s", js.String())
+	}
+}
+
+// The real probes, as whoever runs the tests: root in CI (every namespace
+// probe must succeed there) or a developer.
+func TestDefaultOnThisHost(t *testing.T) {
+	res := Run(context.Background(), Default(Options{})...)
+	if len(res) != len(allChecks) {
+		t.Fatalf("got %d results, want %d", len(res), len(allChecks))
+	}
+	for i, r := range res {
+		if r.Name != allChecks[i] || r.Detail == "" {
+			t.Errorf("result %d = %+v, want name %s and a detail", i, r, allChecks[i])
+		}
+		if r.Status != OK && r.Fix == "" && r.Name != CheckCgroup {
+			t.Errorf("%s is %v without a fix: %s", r.Name, r.Status, r.Detail)
+		}
+	}
+	if res[0].Status != OK {
+		t.Errorf("userns probe failed on the test host: %+v", res[0])
+	}
+}
