@@ -307,3 +307,16 @@ func (t *tail) String() string {
 func isSyslogNoise(line string) bool {
 	return strings.HasPrefix(line, "Failed to send ") && strings.HasSuffix(line, " bytes to syslog")
 }
+
+// TunHint returns the fix when /dev/net/tun cannot be opened by this user,
+// the usual reason a user-mode network helper cannot create its tap device.
+func TunHint(string) string {
+	const tun = "/dev/net/tun"
+	if _, err := os.Stat(tun); err != nil {
+		return "load the tun module (sudo modprobe tun) so that " + tun + " exists"
+	}
+	if syscall.Access(tun, 6 /* R_OK|W_OK */) != nil {
+		return tun + " is not readable and writable by your user: sudo chmod 0666 " + tun
+	}
+	return ""
+}

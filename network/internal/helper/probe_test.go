@@ -1,0 +1,55 @@
+package helper
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestHelpFlags(t *testing.T) {
+	// Excerpts of slirp4netns 1.2.0 and pasta 2023_03_09 --help.
+	help := `-c, --configure          bring up the interface
+-e, --exit-fd=FD         specify the FD for terminating slirp4netns
+--netns-type=TYPE 	 specify network namespace type ([path|pid], default=pid)
+Failed to send 55 bytes to syslog
+  --no-map-gw		Don't map gateway address to host
+  --dns-forward ADDR	Forward DNS queries sent to ADDR
+  -f, --foreground	Don't run in background
+  use-not--this`
+	got := HelpFlags(help)
+	for _, f := range []string{"--configure", "--exit-fd", "--netns-type", "--no-map-gw", "--dns-forward", "--foreground"} {
+		if !got[f] {
+			t.Errorf("HelpFlags missed %s", f)
+		}
+	}
+	for _, f := range []string{"--this", "--host-lo-to-ns-lo"} {
+		if got[f] {
+			t.Errorf("HelpFlags found %s, which is not an option", f)
+		}
+	}
+}
+
+func TestProbeHelp(t *testing.T) {
+	// A fake helper: a shell script is overkill; sh -c ignores --help, so use
+	// a binary that prints its usage for --help on every system.
+	p := ProbeHelp("/bin/sh-does-not-exist")
+	flags, err := p.Flags(context.Background())
+	if err != nil || len(flags) != 0 {
+		t.Errorf("probe of a missing binary = %v, %v, want no flags", flags, err)
+	}
+	if ProbeHelp("/bin/sh-does-not-exist") != p {
+		t.Error("second ProbeHelp of the same path did not return the cached probe")
+	}
+}
+
+func FuzzHelpFlags(f *testing.F) {
+	f.Add("-c, --configure  bring up\n--netns-type=TYPE")
+	f.Add("--a--b -- --")
+	f.Fuzz(func(t *testing.T, s string) {
+		for k := range HelpFlags(s) {
+			if !strings.HasPrefix(k, "--") || len(k) < 3 || !strings.Contains(s, k) {
+				t.Errorf("HelpFlags(%q) returned %q", s, k)
+			}
+		}
+	})
+}

@@ -1,0 +1,375 @@
+// Package slirp4netns is the slirp4netns network driver: it attaches a
+// slirp4netns process to the child's network namespace, where it creates the
+// tap device, and tells the child how to address it (the child applies that
+// with netlink; slirp4netns is not asked to configure anything).
+//
+// The helper is started with RootlessKit's command line, so the network a
+// command sees is the same: 10.0.2.100/24 on tap0, gateway 10.0.2.2 (the
+// host's loopback unless --disable-host-loopback), DNS 10.0.2.3. Unlike
+// RootlessKit, the helper cannot outlive unroot (see network/internal/helper),
+// a failed start says why, and the --help probe runs once, in the background.
+package slirp4netns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/network"
+	"github.com/unroot/unroot/network/internal/helper"
+)
+
+// Keys of network.Config.Options this driver reads.
+const (
+	// OptSandbox is --slirp4netns-sandbox: true, false or auto (supported and
+	// not --detach-netns).
+	OptSandbox = "sandbox"
+	// OptSeccomp is --slirp4netns-seccomp: true, false or auto (supported and
+	// the kernel filters syscalls).
+	OptSeccomp = "seccomp"
+	// OptAPISocket "true" starts slirp4netns with its API socket, for the
+	// slirp4netns port driver.
+	OptAPISocket = "api-socket"
+)
+
+// OpaqueAPISocket is the Setup.Opaque key holding the API socket's path.
+const OpaqueAPISocket = "slirp4netns.api-socket"
+
+// APISocketName is the API socket's name in the state directory (RootlessKit's).
+const APISocketName = ".s4nn.sock"
+
+// Driver is the slirp4netns network driver. Start it once.
+type Driver struct {
+	cfg       network.Config
+	path      string
+	sandbox   network.TriState
+	seccomp   network.TriState
+	apiSocket bool
+	probe     *helper.Probe
+	log       *slog.Logger
+
+	childIP, gateway, dns netip.Addr
+
+	mu       sync.Mutex
+	proc     *helper.Process
+	sockPath string
+}
+
+var _ network.Driver = (*Driver)(nil)
+
+// New validates cfg, finds the slirp4netns binary and starts probing its
+// features, so that a bad flag or a missing package fails before any
+// namespace exists.
+func New(cfg network.Config) (*Driver, error) {
+	cfg, err := cfg.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
+	d := &Driver{cfg: cfg, log: cfg.Logger}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	for k, v := range cfg.Options {
+		switch k {
+		case OptSandbox:
+			d.sandbox, err = network.ParseTriState("--slirp4netns-sandbox", v)
+		case OptSeccomp:
+			d.seccomp, err = network.ParseTriState("--slirp4netns-seccomp", v)
+		case OptAPISocket:
+			d.apiSocket, err = strconv.ParseBool(v)
+			if err != nil {
+				err = fmt.Errorf("slirp4netns option %s must be true or false, not %q", k, v)
+			}
+		default:
+			err = fmt.Errorf("slirp4netns: unknown option %q (known: %s, %s, %s)", k, OptSandbox, OptSeccomp, OptAPISocket)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	d.path, err = lookPath(cfg.Binary)
+	if err != nil {
+		return nil, err
+	}
+	d.childIP, d.gateway, d.dns = network.Addresses(cfg.CIDR)
+	d.probe = helper.ProbeHelp(d.path)
+	return d, nil
+}
+
+func lookPath(bin string) (string, error) {
+	name := bin
+	if name == "" {
+		name = "slirp4netns"
+	}
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p, nil
+	}
+	if bin != "" {
+		return "", fmt.Errorf("slirp4netns binary %s: %w: fix --slirp4netns-binary", bin, err)
+	}
+	alt := "--net=host"
+	if _, perr := exec.LookPath("pasta"); perr == nil {
+		alt = "--net=pasta (installed) or " + alt
+	} else {
+		alt = "--net=pasta (apt-get install passt) or " + alt
+	}
+	return "", fmt.Errorf("slirp4netns not found in PATH: install it (apt-get install slirp4netns), or use %s", alt)
+}
+
+// Name returns "slirp4netns".
+func (d *Driver) Name() string { return "slirp4netns" }
+
+// Info describes the network for GET /v1/info.
+func (d *Driver) Info() *api.NetworkDriverInfo {
+	return &api.NetworkDriverInfo{
+		Driver:  "slirp4netns",
+		DNS:     addrStrings(d.dnsServers()),
+		ChildIP: d.childIP.String(),
+	}
+}
+
+func (d *Driver) dnsServers() []netip.Addr {
+	dns := []netip.Addr{d.dns}
+	if d.cfg.IPv6 {
+		dns = append(dns, network.DNS6)
+	}
+	return dns
+}
+
+func addrStrings(as []netip.Addr) []string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return s
+}
+
+// Start runs slirp4netns against the child's network namespace and returns
+// once the tap device exists (and the API socket listens, if asked for).
+func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.proc != nil {
+		return network.Setup{}, errors.New("start slirp4netns: already started")
+	}
+	flags, err := d.probe.Flags(ctx)
+	if err != nil {
+		return network.Setup{}, fmt.Errorf("start slirp4netns: probe %s --help: %w", d.path, err)
+	}
+	opts, err := d.resolve(flags, c)
+	if err != nil {
+		return network.Setup{}, err
+	}
+	if d.apiSocket {
+		if c.StateDir == "" {
+			return network.Setup{}, errors.New("start slirp4netns: the API socket needs a state directory")
+		}
+		opts.apiSocket = filepath.Join(c.StateDir, APISocketName)
+		if len(opts.apiSocket) >= 108 {
+			return network.Setup{}, fmt.Errorf("start slirp4netns: API socket path %s is longer than a unix socket allows (107 bytes): use a shorter --state-dir", opts.apiSocket)
+		}
+		_ = os.Remove(opts.apiSocket)
+	}
+	args, err := buildArgs(d.cfg, c, opts)
+	if err != nil {
+		return network.Setup{}, err
+	}
+	d.log.Debug("starting slirp4netns", "path", d.path, "args", args)
+	begin := time.Now()
+	p, err := helper.Start(ctx, helper.Options{
+		Name:   "slirp4netns",
+		Path:   d.path,
+		Args:   args,
+		ExitFD: opts.exitFD,
+		Hint:   hint,
+		Logger: d.log,
+	})
+	if err != nil {
+		return network.Setup{}, err
+	}
+	if opts.apiSocket != "" {
+		// slirp4netns signals ready before it binds the API socket.
+		if err := waitSocket(ctx, p, opts.apiSocket); err != nil {
+			p.Close()
+			return network.Setup{}, err
+		}
+	}
+	d.proc, d.sockPath = p, opts.apiSocket
+	d.log.Debug("slirp4netns ready", "pid", p.PID(), "took", time.Since(begin))
+
+	s := network.Setup{
+		IfName:  d.cfg.IfName,
+		Addr:    netip.PrefixFrom(d.childIP, d.cfg.CIDR.Bits()),
+		Gateway: d.gateway,
+		DNS:     d.dnsServers(),
+		MTU:     d.cfg.MTU,
+	}
+	if opts.apiSocket != "" {
+		s.Opaque = map[string]string{OpaqueAPISocket: opts.apiSocket}
+	}
+	return s, nil
+}
+
+func waitSocket(ctx context.Context, p *helper.Process, path string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Type() == os.ModeSocket {
+			return nil
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("start slirp4netns: exited before its API socket %s appeared: %s", path, p.Output())
+		case <-ctx.Done():
+			return fmt.Errorf("start slirp4netns: API socket %s: %w", path, ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("start slirp4netns: API socket %s did not appear within 5s: %s", path, p.Output())
+		}
+	}
+}
+
+// hint turns slirp4netns's stderr into a fix, when there is a known one.
+func hint(stderr string) string {
+	return helper.TunHint(stderr)
+}
+
+// Close stops slirp4netns and waits for it, then removes its API socket.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	p, sock := d.proc, d.sockPath
+	d.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	err := p.Close()
+	if sock != "" {
+		_ = os.Remove(sock)
+	}
+	return err
+}
+
+// startOpts is what Start decided from the config, the child and the probe.
+type startOpts struct {
+	sandbox, seccomp, exitFD bool
+	apiSocket                string
+}
+
+// seccompFilter tells whether the kernel can filter syscalls (what
+// --enable-seccomp needs); a variable so tests can pretend either way.
+var seccompFilter = func() bool {
+	_, err := os.Stat("/proc/sys/kernel/seccomp/actions_avail")
+	return err == nil
+}
+
+// resolve applies RootlessKit's rules for sandbox and seccomp and checks that
+// the installed slirp4netns has what the configuration needs.
+func (d *Driver) resolve(flags map[string]bool, c network.Child) (startOpts, error) {
+	var o startOpts
+	need := func(flag, why string) error {
+		if flags[flag] {
+			return nil
+		}
+		return fmt.Errorf("start slirp4netns: %s does not support %s, needed %s: install slirp4netns 1.0 or newer", d.path, flag, why)
+	}
+	if c.Detached {
+		if err := need("--netns-type", "for --detach-netns"); err != nil {
+			return o, err
+		}
+		if err := need("--userns-path", "for --detach-netns"); err != nil {
+			return o, err
+		}
+	}
+	if d.cfg.DisableHostLoopback {
+		if err := need("--disable-host-loopback", "for --disable-host-loopback"); err != nil {
+			return o, err
+		}
+	}
+	if d.cfg.IPv6 {
+		if err := need("--enable-ipv6", "for --ipv6"); err != nil {
+			return o, err
+		}
+	}
+	if d.cfg.CIDR != network.DefaultCIDR {
+		if err := need("--cidr", "for --cidr"); err != nil {
+			return o, err
+		}
+	}
+	if d.apiSocket {
+		if err := need("--api-socket", "for the slirp4netns port driver"); err != nil {
+			return o, err
+		}
+	}
+	switch d.sandbox {
+	case network.On:
+		if c.Detached {
+			return o, errors.New("--slirp4netns-sandbox=true cannot be used with --detach-netns: use --slirp4netns-sandbox=auto or false")
+		}
+		if err := need("--enable-sandbox", "for --slirp4netns-sandbox=true"); err != nil {
+			return o, err
+		}
+		o.sandbox = true
+	case network.Auto:
+		o.sandbox = flags["--enable-sandbox"] && !c.Detached
+	}
+	switch d.seccomp {
+	case network.On:
+		if err := need("--enable-seccomp", "for --slirp4netns-seccomp=true"); err != nil {
+			return o, err
+		}
+		o.seccomp = true
+	case network.Auto:
+		o.seccomp = flags["--enable-seccomp"] && seccompFilter()
+	}
+	o.exitFD = flags["--exit-fd"]
+	return o, nil
+}
+
+// buildArgs is slirp4netns's command line, RootlessKit's plus the exit fd.
+func buildArgs(cfg network.Config, c network.Child, o startOpts) ([]string, error) {
+	args := []string{"--mtu", strconv.Itoa(cfg.MTU), "--ready-fd", strconv.Itoa(helper.ReadyFD)}
+	if o.exitFD {
+		args = append(args, "--exit-fd", strconv.Itoa(helper.ExitFD))
+	}
+	if cfg.DisableHostLoopback {
+		args = append(args, "--disable-host-loopback")
+	}
+	if cfg.CIDR != network.DefaultCIDR {
+		args = append(args, "--cidr", cfg.CIDR.String())
+	}
+	if o.apiSocket != "" {
+		args = append(args, "--api-socket", o.apiSocket)
+	}
+	if o.sandbox {
+		args = append(args, "--enable-sandbox")
+	}
+	if o.seccomp {
+		args = append(args, "--enable-seccomp")
+	}
+	if cfg.IPv6 {
+		args = append(args, "--enable-ipv6")
+	}
+	if c.Detached {
+		if c.NetNS == "" || c.UserNS == "" {
+			return nil, errors.New("start slirp4netns: --detach-netns needs the netns and userns paths of the child")
+		}
+		args = append(args, "--userns-path="+c.UserNS, "--netns-type=path", c.NetNS)
+	} else {
+		if c.PID <= 0 {
+			return nil, fmt.Errorf("start slirp4netns: child pid %d is not a process", c.PID)
+		}
+		args = append(args, strconv.Itoa(c.PID))
+	}
+	return slices.Clip(append(args, cfg.IfName)), nil
+}

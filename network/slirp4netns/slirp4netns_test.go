@@ -1,0 +1,265 @@
+package slirp4netns
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unroot/unroot/network"
+	"github.com/unroot/unroot/network/internal/nstest"
+)
+
+func TestMain(m *testing.M) {
+	nstest.Main(m, func(c network.Config) (network.Driver, error) { return New(c) })
+}
+
+var allFlags = map[string]bool{
+	"--netns-type": true, "--userns-path": true, "--enable-sandbox": true, "--enable-seccomp": true,
+	"--disable-host-loopback": true, "--exit-fd": true, "--enable-ipv6": true, "--cidr": true, "--api-socket": true,
+}
+
+func TestBuildArgs(t *testing.T) {
+	def, _ := network.Config{}.WithDefaults()
+	attached := network.Child{PID: 42, NetNS: "/proc/42/ns/net", UserNS: "/proc/42/ns/user"}
+	detached := network.Child{PID: 42, NetNS: "/proc/42/root/run/x/netns", UserNS: "/proc/42/ns/user", Detached: true}
+	custom := def
+	custom.CIDR = netip.MustParsePrefix("10.41.0.0/16")
+	custom.DisableHostLoopback = true
+	custom.IPv6 = true
+	custom.MTU = 1500
+	custom.IfName = "eth0"
+	tests := []struct {
+		name string
+		cfg  network.Config
+		c    network.Child
+		o    startOpts
+		want string
+	}{
+		{"defaults", def, attached, startOpts{}, "--mtu 65520 --ready-fd 3 42 tap0"},
+		{"everything", custom, attached, startOpts{exitFD: true, sandbox: true, seccomp: true, apiSocket: "/s/.s4nn.sock"},
+			"--mtu 1500 --ready-fd 3 --exit-fd 4 --disable-host-loopback --cidr 10.41.0.0/16 --api-socket /s/.s4nn.sock --enable-sandbox --enable-seccomp --enable-ipv6 42 eth0"},
+		{"detached", def, detached, startOpts{exitFD: true},
+			"--mtu 65520 --ready-fd 3 --exit-fd 4 --userns-path=/proc/42/ns/user --netns-type=path /proc/42/root/run/x/netns tap0"},
+	}
+	for _, tt := range tests {
+		got, err := buildArgs(tt.cfg, tt.c, tt.o)
+		if err != nil || strings.Join(got, " ") != tt.want {
+			t.Errorf("%s: buildArgs = %q, %v\nwant %q", tt.name, strings.Join(got, " "), err, tt.want)
+		}
+	}
+	if _, err := buildArgs(def, network.Child{}, startOpts{}); err == nil {
+		t.Error("buildArgs with no pid: want error")
+	}
+	if _, err := buildArgs(def, network.Child{Detached: true}, startOpts{}); err == nil {
+		t.Error("buildArgs detached without paths: want error")
+	}
+}
+
+func TestResolve(t *testing.T) {
+	old := seccompFilter
+	defer func() { seccompFilter = old }()
+	seccompFilter = func() bool { return true }
+	mk := func(opts map[string]string, mod func(*network.Config)) *Driver {
+		cfg := network.Config{Options: opts, Binary: "/bin/true"}
+		if mod != nil {
+			mod(&cfg)
+		}
+		d, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	attached, detached := network.Child{PID: 1}, network.Child{PID: 1, Detached: true}
+	tests := []struct {
+		name    string
+		d       *Driver
+		flags   map[string]bool
+		c       network.Child
+		want    startOpts
+		wantErr string
+	}{
+		{"default off", mk(nil, nil), allFlags, attached, startOpts{exitFD: true}, ""},
+		{"auto attached", mk(map[string]string{"sandbox": "auto", "seccomp": "auto"}, nil), allFlags, attached, startOpts{sandbox: true, seccomp: true, exitFD: true}, ""},
+		{"auto detached", mk(map[string]string{"sandbox": "auto", "seccomp": "auto"}, nil), allFlags, detached, startOpts{seccomp: true, exitFD: true}, ""},
+		{"auto unsupported", mk(map[string]string{"sandbox": "auto", "seccomp": "auto"}, nil), map[string]bool{}, attached, startOpts{}, ""},
+		{"sandbox true detached", mk(map[string]string{"sandbox": "true"}, nil), allFlags, detached, startOpts{},
+			"--slirp4netns-sandbox=true cannot be used with --detach-netns: use --slirp4netns-sandbox=auto or false"},
+		{"seccomp true unsupported", mk(map[string]string{"seccomp": "true"}, nil), map[string]bool{}, attached, startOpts{}, "does not support --enable-seccomp"},
+		{"detached old", mk(nil, nil), map[string]bool{}, detached, startOpts{}, "does not support --netns-type, needed for --detach-netns"},
+		{"loopback old", mk(nil, func(c *network.Config) { c.DisableHostLoopback = true }), map[string]bool{}, attached, startOpts{}, "does not support --disable-host-loopback"},
+	}
+	for _, tt := range tests {
+		got, err := tt.d.resolve(tt.flags, tt.c)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: error = %v, want %q", tt.name, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("%s: resolve = %+v, %v, want %+v", tt.name, got, err, tt.want)
+		}
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	tests := []struct {
+		cfg  network.Config
+		want string
+	}{
+		{network.Config{Binary: "/nonexistent/slirp4netns"}, "slirp4netns binary /nonexistent/slirp4netns: "},
+		{network.Config{Binary: "/bin/true", Options: map[string]string{"sandbox": "maybe"}}, `--slirp4netns-sandbox must be true, false or auto, not "maybe"`},
+		{network.Config{Binary: "/bin/true", Options: map[string]string{"sandboxx": "true"}}, `unknown option "sandboxx"`},
+		{network.Config{Binary: "/bin/true", CIDR: netip.MustParsePrefix("10.0.2.100/24")}, "cidr must be like 10.0.2.0/24, not like 10.0.2.100/24"},
+		{network.Config{Binary: "/bin/true", MTU: 65522}, "mtu must be <= 65521"},
+	}
+	for _, tt := range tests {
+		_, err := New(tt.cfg)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("New(%+v) error = %v, want %q", tt.cfg, err, tt.want)
+		}
+	}
+	t.Setenv("PATH", t.TempDir())
+	_, err := New(network.Config{})
+	if err == nil || !strings.HasPrefix(err.Error(), "slirp4netns not found in PATH: install it (apt-get install slirp4netns), or use --net=pasta") {
+		t.Errorf("New without slirp4netns in PATH: %v", err)
+	}
+}
+
+func TestInfo(t *testing.T) {
+	d, err := New(network.Config{Binary: "/bin/true", IPv6: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := d.Info()
+	if i.Driver != "slirp4netns" || i.ChildIP != "10.0.2.100" || !slices.Equal(i.DNS, []string{"10.0.2.3", "fd00::3"}) {
+		t.Errorf("Info = %+v", i)
+	}
+}
+
+// configure does in the namespace what the launcher's child does with netlink.
+func configure(t *testing.T, s *nstest.Session) {
+	t.Helper()
+	st := s.Setup
+	for _, cmd := range [][]string{
+		{"ip", "link", "set", "lo", "up"},
+		{"ip", "link", "set", st.IfName, "mtu", fmt.Sprint(st.MTU), "up"},
+		{"ip", "addr", "add", st.Addr.String(), "dev", st.IfName},
+		{"ip", "route", "add", "default", "via", st.Gateway.String(), "dev", st.IfName},
+	} {
+		if out, err := s.Exec(5*time.Second, cmd...); err != nil {
+			t.Fatalf("%v: %v: %s", cmd, err, out)
+		}
+	}
+}
+
+func hostServer(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello from the host") })}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func checkGone(t *testing.T, s *nstest.Session) {
+	t.Helper()
+	if len(s.HelperPIDs) == 0 {
+		t.Fatal("no helper process was seen")
+	}
+	if left := nstest.WaitGone(s.HelperPIDs, 2*time.Second); len(left) > 0 {
+		t.Errorf("helper processes %v still running", left)
+	}
+}
+
+func TestDriverUnprivileged(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		detached bool
+		noLoop   bool
+		opts     map[string]string
+	}{
+		{name: "attached", opts: map[string]string{"sandbox": "auto", "seccomp": "auto", "api-socket": "true"}},
+		{name: "attached-no-host-loopback", noLoop: true},
+		{name: "detached", detached: true, opts: map[string]string{"sandbox": "auto", "seccomp": "auto"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := nstest.Start(t, nstest.Spec{Detached: tc.detached, Config: network.Config{DisableHostLoopback: tc.noLoop, Options: tc.opts}})
+			if s.Err != "" {
+				t.Fatalf("Start: %s", s.Err)
+			}
+			t.Logf("Start took %.1f ms", s.StartMS)
+			if s.Setup.Addr.String() != "10.0.2.100/24" || s.Setup.Gateway.String() != "10.0.2.2" || s.Setup.MTU != 65520 || s.Setup.IfName != "tap0" {
+				t.Errorf("Setup = %+v", s.Setup)
+			}
+			if tc.opts["api-socket"] == "true" {
+				sock := s.Setup.Opaque[OpaqueAPISocket]
+				if fi, err := os.Stat(sock); err != nil || fi.Mode().Type() != os.ModeSocket {
+					t.Errorf("API socket %q: %v", sock, err)
+				}
+			}
+			if want := `{"driver":"slirp4netns","dns":["10.0.2.3"],"childIP":"10.0.2.100"}`; string(s.Info) != want {
+				t.Errorf("Info = %s, want %s", s.Info, want)
+			}
+			links, err := s.Exec(5*time.Second, "cat", "/proc/net/dev")
+			if err != nil || !strings.Contains(links, "tap0:") {
+				t.Fatalf("tap0 not in the namespace: %v %s", err, links)
+			}
+			configure(t, s)
+			port := hostServer(t)
+			out, err := s.Exec(10*time.Second, "curl", "-sS", "--max-time", "3", fmt.Sprintf("http://10.0.2.2:%d/", port))
+			if tc.noLoop {
+				if err == nil {
+					t.Errorf("reached the host's loopback through 10.0.2.2 with DisableHostLoopback: %s", out)
+				}
+			} else if err != nil || out != "hello from the host" {
+				t.Errorf("curl host loopback via 10.0.2.2: %v %q", err, out)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			checkGone(t, s)
+			if sock := s.Setup.Opaque[OpaqueAPISocket]; sock != "" {
+				if _, err := os.Stat(sock); err == nil {
+					t.Errorf("API socket %s left behind", sock)
+				}
+			}
+		})
+	}
+}
+
+// When unroot is SIGKILLed, slirp4netns must go too.
+func TestHelperDiesWithParent(t *testing.T) {
+	s := nstest.Start(t, nstest.Spec{})
+	if s.Err != "" {
+		t.Fatalf("Start: %s", s.Err)
+	}
+	s.Kill()
+	checkGone(t, s)
+}
+
+// A child that is not a process must fail fast with slirp4netns's reason.
+func TestStartFailureSaysWhy(t *testing.T) {
+	d, err := New(network.Config{})
+	if err != nil {
+		t.Skipf("slirp4netns not installed: %v", err)
+	}
+	// pid 2^22+1 is above pid_max, so it never exists.
+	_, err = d.Start(t.Context(), network.Child{PID: 1<<22 + 1})
+	if err == nil {
+		d.Close()
+		t.Fatal("Start against a missing pid succeeded")
+	}
+	if !strings.HasPrefix(err.Error(), "start slirp4netns: exited (exit status 1) before it was ready: ") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("error = %q", err)
+	}
+}
