@@ -14,15 +14,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/unroot/unroot/network"
 )
@@ -317,4 +321,59 @@ func WaitGone(pids []int, timeout time.Duration) []int {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Listen opens a TCP listener inside the namespace: the socket is created on
+// a thread that has joined the namespace, and stays there after the thread
+// goes back.
+func (s *Session) Listen(t testing.TB, addr string) net.Listener {
+	t.Helper()
+	type res struct {
+		l   net.Listener
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			ch <- res{err: err}
+			runtime.UnlockOSThread()
+			return
+		}
+		defer self.Close()
+		target, err := os.Open(s.NetNS)
+		if err != nil {
+			ch <- res{err: err}
+			runtime.UnlockOSThread()
+			return
+		}
+		defer target.Close()
+		if err := setns(target); err != nil {
+			ch <- res{err: err}
+			runtime.UnlockOSThread()
+			return
+		}
+		l, err := net.Listen("tcp", addr)
+		if err := setns(self); err != nil {
+			// The thread is in the wrong netns: leave it locked so it dies.
+			ch <- res{err: fmt.Errorf("restore netns: %w", err)}
+			return
+		}
+		runtime.UnlockOSThread()
+		ch <- res{l, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { r.l.Close() })
+	return r.l
+}
+
+func setns(f *os.File) error {
+	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("setns %s: %w", f.Name(), err)
+	}
+	return nil
 }

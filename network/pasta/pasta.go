@@ -1,0 +1,277 @@
+// Package pasta is the pasta (passt) network driver: pasta joins the child's
+// network namespace, creates and configures the tap device itself
+// (--config-net) and, with the implicit port driver, forwards every port the
+// child binds.
+//
+// RootlessKit lets pasta daemonize and never stops it, so pasta outlives it.
+// Here pasta runs in the foreground as unroot's child (Pdeathsig, own process
+// group, stopped and reaped by Close), and readiness comes from its PID file,
+// which pasta writes only after the interface is configured: the file is
+// /proc/self/fd/3, a pipe unroot reads.
+//
+// pasta's options changed over the years (Debian 12 ships 2023_03_09), so
+// the driver reads `pasta --help` once and adapts: a missing option the
+// configuration needs is an error naming it, a missing nicety is a one-line
+// warning.
+package pasta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/network"
+	"github.com/unroot/unroot/network/internal/helper"
+)
+
+// OptImplicitPorts is the network.Config.Options key that turns on pasta's
+// own port forwarding ("true" with --port-driver=implicit): every port the
+// child binds is forwarded from the host.
+const OptImplicitPorts = "implicit-ports"
+
+// Driver is the pasta network driver. Start it once.
+type Driver struct {
+	cfg      network.Config
+	path     string
+	implicit bool
+	probe    *helper.Probe
+	log      *slog.Logger
+
+	childIP, gateway, dns netip.Addr
+
+	mu   sync.Mutex
+	proc *helper.Process
+}
+
+var _ network.Driver = (*Driver)(nil)
+
+// New validates cfg, finds the pasta binary and starts probing its options.
+func New(cfg network.Config) (*Driver, error) {
+	cfg, err := cfg.WithDefaults()
+	if err != nil {
+		return nil, err
+	}
+	d := &Driver{cfg: cfg, log: cfg.Logger}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	for k, v := range cfg.Options {
+		switch k {
+		case OptImplicitPorts:
+			d.implicit, err = strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("pasta option %s must be true or false, not %q", k, v)
+			}
+		default:
+			return nil, fmt.Errorf("pasta: unknown option %q (known: %s)", k, OptImplicitPorts)
+		}
+	}
+	d.path, err = lookPath(cfg.Binary)
+	if err != nil {
+		return nil, err
+	}
+	d.childIP, d.gateway, d.dns = network.Addresses(cfg.CIDR)
+	d.probe = helper.ProbeHelp(d.path)
+	return d, nil
+}
+
+func lookPath(bin string) (string, error) {
+	name := bin
+	if name == "" {
+		name = "pasta"
+	}
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p, nil
+	}
+	if bin != "" {
+		return "", fmt.Errorf("pasta binary %s: %w: fix --pasta-binary", bin, err)
+	}
+	alt := "--net=host"
+	if _, serr := exec.LookPath("slirp4netns"); serr == nil {
+		alt = "--net=slirp4netns (installed) or " + alt
+	} else {
+		alt = "--net=slirp4netns (apt-get install slirp4netns) or " + alt
+	}
+	return "", fmt.Errorf("pasta not found in PATH: install it (apt-get install passt), or use %s", alt)
+}
+
+// Name returns "pasta".
+func (d *Driver) Name() string { return "pasta" }
+
+// Info describes the network for GET /v1/info.
+func (d *Driver) Info() *api.NetworkDriverInfo {
+	return &api.NetworkDriverInfo{Driver: "pasta", DNS: []string{d.dns.String()}, ChildIP: d.childIP.String()}
+}
+
+// Start runs pasta against the child's network namespace and returns once
+// pasta has configured the interface.
+func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.proc != nil {
+		return network.Setup{}, errors.New("start pasta: already started")
+	}
+	flags, err := d.probe.Flags(ctx)
+	if err != nil {
+		return network.Setup{}, fmt.Errorf("start pasta: probe %s --help: %w", d.path, err)
+	}
+	f, warnings, err := d.features(flags, c)
+	if err != nil {
+		return network.Setup{}, err
+	}
+	for _, w := range warnings {
+		d.log.Warn(w)
+	}
+	args, err := buildArgs(d.cfg, c, f)
+	if err != nil {
+		return network.Setup{}, err
+	}
+	d.log.Debug("starting pasta", "path", d.path, "args", args)
+	begin := time.Now()
+	p, err := helper.Start(ctx, helper.Options{Name: "pasta", Path: d.path, Args: args, Hint: hint, Logger: d.log})
+	if err != nil {
+		return network.Setup{}, err
+	}
+	d.proc = p
+	d.log.Debug("pasta ready", "pid", p.PID(), "took", time.Since(begin))
+	s := network.Setup{
+		IfName:             d.cfg.IfName,
+		Addr:               netip.PrefixFrom(d.childIP, d.cfg.CIDR.Bits()),
+		Gateway:            d.gateway,
+		MTU:                d.cfg.MTU,
+		ConfiguredByDriver: true,
+	}
+	if f.dnsForward {
+		s.DNS = []netip.Addr{d.dns}
+	}
+	return s, nil
+}
+
+// Close stops pasta and waits for it.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	p := d.proc
+	d.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.Close()
+}
+
+// hint turns pasta's stderr into a fix, when there is a known one.
+func hint(stderr string) string {
+	if strings.Contains(stderr, "No routable interface") || strings.Contains(stderr, "External interface not usable") {
+		return "pasta copies the host's network settings and found no interface with a default route; use --net=slirp4netns"
+	}
+	return helper.TunHint(stderr)
+}
+
+// features is what the installed pasta can do, of what this driver uses.
+type features struct {
+	stderr, dnsForward, hostLoToNsLo bool
+	// implicit is OptImplicitPorts, carried here so buildArgs stays pure.
+	implicit bool
+}
+
+// features checks the probed options against the configuration: it fails
+// when pasta lacks one the configuration cannot do without and returns a
+// one-line warning for each nicety it lacks.
+func (d *Driver) features(flags map[string]bool, c network.Child) (features, []string, error) {
+	var missing []string
+	need := func(flag string, needed bool) {
+		if needed && !flags[flag] {
+			missing = append(missing, flag)
+		}
+	}
+	need("--foreground", true)
+	need("--config-net", true)
+	need("--ns-ifname", true)
+	need("--pid", true)
+	need("--address", true)
+	need("--netmask", true)
+	need("--gateway", true)
+	need("--mtu", true)
+	need("--tcp-ports", true)
+	need("--udp-ports", true)
+	need("--no-map-gw", d.cfg.DisableHostLoopback)
+	need("--tcp-ns", d.cfg.DisableHostLoopback)
+	need("--udp-ns", d.cfg.DisableHostLoopback)
+	need("--ipv4-only", !d.cfg.IPv6)
+	need("--userns", c.Detached)
+	need("--netns", c.Detached)
+	if len(missing) > 0 {
+		return features{}, nil, fmt.Errorf("start pasta: %s lacks %s: install a newer passt, or use --net=slirp4netns", d.path, strings.Join(missing, ", "))
+	}
+	f := features{
+		stderr:       flags["--stderr"],
+		dnsForward:   flags["--dns-forward"],
+		hostLoToNsLo: flags["--host-lo-to-ns-lo"],
+		implicit:     d.implicit,
+	}
+	var warn []string
+	if !f.dnsForward {
+		warn = append(warn, fmt.Sprintf("pasta at %s lacks --dns-forward: DNS at %s will not answer; install a newer passt or use --net=slirp4netns", d.path, d.dns))
+	}
+	if d.implicit && !f.hostLoToNsLo {
+		warn = append(warn, fmt.Sprintf("pasta at %s lacks --host-lo-to-ns-lo: connections to published ports from the host's loopback arrive from %s, and services listening only on 127.0.0.1 inside are not reachable; install a newer passt for that", d.path, d.gateway))
+	}
+	return f, warn, nil
+}
+
+// buildArgs is pasta's command line: RootlessKit's, in the foreground, with
+// the PID file as the ready fd.
+func buildArgs(cfg network.Config, c network.Child, f features) ([]string, error) {
+	child, gw, dns := network.Addresses(cfg.CIDR)
+	args := []string{"--foreground"}
+	if f.stderr {
+		args = append(args, "--stderr")
+	}
+	args = append(args,
+		"--ns-ifname="+cfg.IfName,
+		"--mtu="+strconv.Itoa(cfg.MTU),
+		"--config-net",
+		"--address="+child.String(),
+		"--netmask="+strconv.Itoa(cfg.CIDR.Bits()),
+		"--gateway="+gw.String(),
+	)
+	if f.dnsForward {
+		args = append(args, "--dns-forward="+dns.String())
+	}
+	if cfg.DisableHostLoopback {
+		// --no-map-gw stops 10.0.2.2 reaching the host's loopback; pasta's
+		// default --tcp-ns/--udp-ns auto would still mirror every port bound
+		// on the host's loopback into the namespace's 127.0.0.1.
+		args = append(args, "--no-map-gw", "--tcp-ns=none", "--udp-ns=none")
+	}
+	if !cfg.IPv6 {
+		args = append(args, "--ipv4-only")
+	}
+	if f.implicit {
+		args = append(args, "--tcp-ports=auto", "--udp-ports=auto")
+		if f.hostLoToNsLo {
+			args = append(args, "--host-lo-to-ns-lo")
+		}
+	} else {
+		args = append(args, "--tcp-ports=none", "--udp-ports=none")
+	}
+	args = append(args, "--pid=/proc/self/fd/"+strconv.Itoa(helper.ReadyFD))
+	if c.Detached {
+		if c.NetNS == "" || c.UserNS == "" {
+			return nil, errors.New("start pasta: --detach-netns needs the netns and userns paths of the child")
+		}
+		return append(args, "--userns="+c.UserNS, "--netns="+c.NetNS), nil
+	}
+	if c.PID <= 0 {
+		return nil, fmt.Errorf("start pasta: child pid %d is not a process", c.PID)
+	}
+	return append(args, strconv.Itoa(c.PID)), nil
+}

@@ -1,0 +1,301 @@
+package pasta
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unroot/unroot/network"
+	"github.com/unroot/unroot/network/internal/nstest"
+)
+
+func TestMain(m *testing.M) {
+	nstest.Main(m, func(c network.Config) (network.Driver, error) { return New(c) })
+}
+
+// The long options pasta 2023_03_09 (Debian 12) lists, of those the driver asks about.
+var debian12 = flagSet("--foreground --stderr --config-net --ns-ifname --pid --address --netmask --gateway --mtu " +
+	"--tcp-ports --udp-ports --tcp-ns --udp-ns --no-map-gw --ipv4-only --userns --netns --dns-forward")
+
+func flagSet(s string) map[string]bool {
+	m := map[string]bool{}
+	for _, f := range strings.Fields(s) {
+		m[f] = true
+	}
+	return m
+}
+
+func with(m map[string]bool, extra ...string) map[string]bool {
+	n := map[string]bool{}
+	for k := range m {
+		n[k] = true
+	}
+	for _, e := range extra {
+		n[e] = true
+	}
+	return n
+}
+
+func without(m map[string]bool, drop string) map[string]bool {
+	n := with(m)
+	delete(n, drop)
+	return n
+}
+
+func TestBuildArgs(t *testing.T) {
+	def, _ := network.Config{}.WithDefaults()
+	attached := network.Child{PID: 42}
+	detached := network.Child{PID: 42, NetNS: "/proc/42/root/s/netns", UserNS: "/proc/42/ns/user", Detached: true}
+	custom := def
+	custom.DisableHostLoopback = true
+	custom.IPv6 = true
+	custom.CIDR = netip.MustParsePrefix("10.41.0.0/16")
+	tests := []struct {
+		name string
+		cfg  network.Config
+		c    network.Child
+		f    features
+		want string
+	}{
+		{"rootlesskit defaults", def, attached, features{stderr: true, dnsForward: true},
+			"--foreground --stderr --ns-ifname=tap0 --mtu=65520 --config-net --address=10.0.2.100 --netmask=24 --gateway=10.0.2.2 --dns-forward=10.0.2.3 --ipv4-only --tcp-ports=none --udp-ports=none --pid=/proc/self/fd/3 42"},
+		{"implicit, new pasta", def, attached, features{dnsForward: true, hostLoToNsLo: true, implicit: true},
+			"--foreground --ns-ifname=tap0 --mtu=65520 --config-net --address=10.0.2.100 --netmask=24 --gateway=10.0.2.2 --dns-forward=10.0.2.3 --ipv4-only --tcp-ports=auto --udp-ports=auto --host-lo-to-ns-lo --pid=/proc/self/fd/3 42"},
+		{"no loopback, ipv6, cidr, detached", custom, detached, features{implicit: true},
+			"--foreground --ns-ifname=tap0 --mtu=65520 --config-net --address=10.41.0.100 --netmask=16 --gateway=10.41.0.2 --no-map-gw --tcp-ns=none --udp-ns=none --tcp-ports=auto --udp-ports=auto --pid=/proc/self/fd/3 --userns=/proc/42/ns/user --netns=/proc/42/root/s/netns"},
+	}
+	for _, tt := range tests {
+		got, err := buildArgs(tt.cfg, tt.c, tt.f)
+		if err != nil || strings.Join(got, " ") != tt.want {
+			t.Errorf("%s: buildArgs =\n%q, %v\nwant\n%q", tt.name, strings.Join(got, " "), err, tt.want)
+		}
+	}
+	if _, err := buildArgs(def, network.Child{}, features{}); err == nil {
+		t.Error("no pid: want error")
+	}
+}
+
+func TestFeatures(t *testing.T) {
+	mk := func(mod func(*network.Config)) *Driver {
+		cfg := network.Config{Binary: "/bin/true"}
+		if mod != nil {
+			mod(&cfg)
+		}
+		d, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	implicit := mk(func(c *network.Config) { c.Options = map[string]string{OptImplicitPorts: "true"} })
+	noLoop := mk(func(c *network.Config) { c.DisableHostLoopback = true })
+	tests := []struct {
+		name     string
+		d        *Driver
+		flags    map[string]bool
+		c        network.Child
+		want     features
+		warnings []string
+		wantErr  string
+	}{
+		{"debian 12", mk(nil), debian12, network.Child{PID: 1}, features{stderr: true, dnsForward: true}, nil, ""},
+		{"debian 12 implicit", implicit, debian12, network.Child{PID: 1}, features{stderr: true, dnsForward: true, implicit: true},
+			[]string{"lacks --host-lo-to-ns-lo"}, ""},
+		{"new pasta implicit", implicit, with(debian12, "--host-lo-to-ns-lo"), network.Child{PID: 1},
+			features{stderr: true, dnsForward: true, hostLoToNsLo: true, implicit: true}, nil, ""},
+		{"no dns-forward", mk(nil), without(debian12, "--dns-forward"), network.Child{PID: 1}, features{stderr: true},
+			[]string{"lacks --dns-forward: DNS at 10.0.2.3 will not answer"}, ""},
+		{"no config-net", mk(nil), without(debian12, "--config-net"), network.Child{PID: 1}, features{}, nil,
+			"lacks --config-net: install a newer passt, or use --net=slirp4netns"},
+		{"no no-map-gw", noLoop, without(debian12, "--no-map-gw"), network.Child{PID: 1}, features{}, nil, "lacks --no-map-gw"},
+		{"detached without --userns", mk(nil), without(debian12, "--userns"), network.Child{Detached: true}, features{}, nil, "lacks --userns"},
+		{"nothing", mk(nil), map[string]bool{}, network.Child{PID: 1}, features{}, nil, "lacks --foreground, --config-net"},
+	}
+	for _, tt := range tests {
+		got, warn, err := tt.d.features(tt.flags, tt.c)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: error = %v, want %q", tt.name, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("%s: features = %+v, %v, want %+v", tt.name, got, err, tt.want)
+		}
+		if len(warn) != len(tt.warnings) {
+			t.Errorf("%s: warnings = %q, want %d", tt.name, warn, len(tt.warnings))
+			continue
+		}
+		for i, w := range tt.warnings {
+			if !strings.Contains(warn[i], w) || strings.Contains(warn[i], "\n") {
+				t.Errorf("%s: warning %q, want one line containing %q", tt.name, warn[i], w)
+			}
+		}
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	for cfg, want := range map[*network.Config]string{
+		{Binary: "/nonexistent/pasta"}:                                      "pasta binary /nonexistent/pasta: ",
+		{Binary: "/bin/true", Options: map[string]string{"sandbox": "true"}}: `pasta: unknown option "sandbox"`,
+		{Binary: "/bin/true", IfName: "a/b"}:                                "must not contain '/'",
+	} {
+		if _, err := New(*cfg); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New(%+v) = %v, want %q", *cfg, err, want)
+		}
+	}
+	t.Setenv("PATH", t.TempDir())
+	_, err := New(network.Config{})
+	if err == nil || !strings.HasPrefix(err.Error(), "pasta not found in PATH: install it (apt-get install passt), or use --net=slirp4netns") {
+		t.Errorf("New without pasta in PATH: %v", err)
+	}
+}
+
+func TestStartRefusesPastaWithoutOptions(t *testing.T) {
+	d, err := New(network.Config{Binary: "/bin/true", Options: map[string]string{OptImplicitPorts: "true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// /bin/true has no options at all: Start must refuse before running it.
+	_, err = d.Start(t.Context(), network.Child{PID: 1})
+	if err == nil || !strings.Contains(err.Error(), "install a newer passt") {
+		t.Errorf("Start with a pasta without options: %v", err)
+	}
+}
+
+func hostServer(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello from the host") })}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestDriverUnprivileged(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		detached bool
+		noLoop   bool
+		implicit bool
+	}{
+		{name: "attached"},
+		{name: "attached-implicit-ports", implicit: true},
+		{name: "no-host-loopback", noLoop: true},
+		{name: "detached", detached: true, implicit: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := hostServer(t)
+			cfg := network.Config{DisableHostLoopback: tc.noLoop}
+			if tc.implicit {
+				cfg.Options = map[string]string{OptImplicitPorts: "true"}
+			}
+			s := nstest.Start(t, nstest.Spec{Detached: tc.detached, Config: cfg})
+			if s.Err != "" {
+				t.Fatalf("Start: %s", s.Err)
+			}
+			t.Logf("Start took %.1f ms", s.StartMS)
+			if !s.Setup.ConfiguredByDriver || s.Setup.Addr.String() != "10.0.2.100/24" || len(s.Setup.DNS) != 1 || s.Setup.DNS[0].String() != "10.0.2.3" {
+				t.Errorf("Setup = %+v", s.Setup)
+			}
+			if want := `{"driver":"pasta","dns":["10.0.2.3"],"childIP":"10.0.2.100"}`; string(s.Info) != want {
+				t.Errorf("Info = %s, want %s", s.Info, want)
+			}
+			// pasta configured the interface itself, before Start returned.
+			addr, err := s.Exec(5*time.Second, "ip", "-4", "-o", "addr", "show", "dev", "tap0")
+			if err != nil || !strings.Contains(addr, "inet 10.0.2.100/24") {
+				t.Errorf("tap0 address: %v %s", err, addr)
+			}
+			route, err := s.Exec(5*time.Second, "ip", "-4", "route", "show", "default")
+			if err != nil || !strings.Contains(route, "default via 10.0.2.2 dev tap0") {
+				t.Errorf("default route: %v %s", err, route)
+			}
+			if _, err := s.Exec(5*time.Second, "ip", "link", "set", "lo", "up"); err != nil {
+				t.Fatal(err)
+			}
+			out, err := s.Exec(10*time.Second, "curl", "-sS", "--max-time", "3", fmt.Sprintf("http://10.0.2.2:%d/", port))
+			if tc.noLoop {
+				if err == nil {
+					t.Errorf("reached the host's loopback via 10.0.2.2 with DisableHostLoopback: %s", out)
+				}
+				// Nor through pasta's mirror of host ports into the namespace's loopback.
+				out, err = s.Exec(10*time.Second, "curl", "-sS", "--max-time", "3", fmt.Sprintf("http://127.0.0.1:%d/", port))
+				if err == nil {
+					t.Errorf("reached the host's loopback via 127.0.0.1 inside with DisableHostLoopback: %s", out)
+				}
+			} else if err != nil || out != "hello from the host" {
+				t.Errorf("curl host loopback via 10.0.2.2: %v %q", err, out)
+			}
+			if tc.implicit {
+				checkImplicit(t, s)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if len(s.HelperPIDs) == 0 {
+				t.Fatal("no helper process was seen")
+			}
+			if left := nstest.WaitGone(s.HelperPIDs, 2*time.Second); len(left) > 0 {
+				t.Errorf("pasta %v still running after Close", left)
+			}
+		})
+	}
+}
+
+// checkImplicit serves inside the namespace and reaches it from the host's
+// loopback through pasta's automatic forwarding.
+func checkImplicit(t *testing.T, s *nstest.Session) {
+	l := s.Listen(t, "0.0.0.0:0")
+	port := l.Addr().(*net.TCPAddr).Port
+	go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello from inside") }))
+	// pasta scans the namespace's bound ports about once a second.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := (&http.Client{Timeout: time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != "hello from inside" {
+				t.Errorf("host → child via pasta: got %q", b)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host → child port %d via pasta: %v", port, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestHelperDiesWithParent(t *testing.T) {
+	s := nstest.Start(t, nstest.Spec{})
+	if s.Err != "" {
+		t.Fatalf("Start: %s", s.Err)
+	}
+	s.Kill()
+	if left := nstest.WaitGone(s.HelperPIDs, 2*time.Second); len(s.HelperPIDs) == 0 || len(left) > 0 {
+		t.Errorf("pasta %v (of %v) still running after its parent was SIGKILLed", left, s.HelperPIDs)
+	}
+}
+
+func TestStartFailureSaysWhy(t *testing.T) {
+	d, err := New(network.Config{})
+	if err != nil {
+		t.Skipf("pasta not installed: %v", err)
+	}
+	_, err = d.Start(t.Context(), network.Child{PID: 1<<22 + 1})
+	if err == nil {
+		d.Close()
+		t.Fatal("Start against a missing pid succeeded")
+	}
+	if !strings.HasPrefix(err.Error(), "start pasta: exited (exit status 1) before it was ready: ") || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "syslog") {
+		t.Errorf("error = %q", err)
+	}
+}
