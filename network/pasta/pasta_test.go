@@ -141,9 +141,9 @@ func TestFeatures(t *testing.T) {
 
 func TestNewErrors(t *testing.T) {
 	for cfg, want := range map[*network.Config]string{
-		{Binary: "/nonexistent/pasta"}:                                      "pasta binary /nonexistent/pasta: ",
+		{Binary: "/nonexistent/pasta"}:                                       "pasta binary /nonexistent/pasta: ",
 		{Binary: "/bin/true", Options: map[string]string{"sandbox": "true"}}: `pasta: unknown option "sandbox"`,
-		{Binary: "/bin/true", IfName: "a/b"}:                                "must not contain '/'",
+		{Binary: "/bin/true", IfName: "a/b"}:                                 "must not contain '/'",
 	} {
 		if _, err := New(*cfg); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("New(%+v) = %v, want %q", *cfg, err, want)
