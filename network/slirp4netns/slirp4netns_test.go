@@ -237,6 +237,30 @@ func TestDriverUnprivileged(t *testing.T) {
 	}
 }
 
+// With --ipv6 the child gets fd00::/64 from slirp4netns's router
+// advertisements once the link is up, and DNS includes fd00::3.
+func TestDriverIPv6(t *testing.T) {
+	s := nstest.Start(t, nstest.Spec{Config: network.Config{IPv6: true}})
+	if s.Err != "" {
+		t.Fatalf("Start: %s", s.Err)
+	}
+	if want := `{"driver":"slirp4netns","dns":["10.0.2.3","fd00::3"],"childIP":"10.0.2.100"}`; string(s.Info) != want {
+		t.Errorf("Info = %s, want %s", s.Info, want)
+	}
+	configure(t, s)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := s.Exec(5*time.Second, "ip", "-6", "-o", "addr", "show", "dev", "tap0", "scope", "global")
+		if err == nil && strings.Contains(out, "inet6 fd00::") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no fd00::/64 address on tap0 within 5s: %v %s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // When unroot is SIGKILLed, slirp4netns must go too.
 func TestHelperDiesWithParent(t *testing.T) {
 	s := nstest.Start(t, nstest.Spec{})
