@@ -164,16 +164,7 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 
 // run builds the stack on the tap fd. On error nothing keeps running.
 func (d *Driver) run(fd int) error {
-	ep, err := fdbased.New(&fdbased.Options{
-		FDs:            []int{fd},
-		MTU:            uint32(d.plan.mtu),
-		EthernetHeader: true,
-		Address:        linkAddr,
-		// The namespace's kernel has already computed checksums on what it
-		// writes to a tap without a vnet header; checking them again costs
-		// CPU for nothing. Sending still computes them: the kernel checks.
-		RXChecksumOffload: true,
-	})
+	ep, err := d.linkEndpoint(fd)
 	if err != nil {
 		return fmt.Errorf("attach stack to tap %s: %w", d.plan.ifName, err)
 	}
@@ -228,6 +219,30 @@ func (d *Driver) run(fd int) error {
 	d.mu.Unlock()
 	d.log.Debug("stack running", "ifname", d.plan.ifName, "mtu", d.plan.mtu, "child", d.plan.addr, "gateway", d.plan.gateway)
 	return nil
+}
+
+// linkEndpoint picks how to drive the tap: with a virtio-net header when the
+// child opened it with IFF_VNET_HDR (segmentation offload both ways), else
+// gVisor's fdbased endpoint, one frame per read.
+func (d *Driver) linkEndpoint(fd int) (stack.LinkEndpoint, error) {
+	vnet, err := tapHasVnetHdr(fd)
+	if err != nil {
+		return nil, fmt.Errorf("query tap flags (TUNGETIFF): %w", err)
+	}
+	if vnet {
+		d.log.Debug("tap has a virtio-net header: using segmentation offload")
+		return newVnetEndpoint(fd, uint32(d.plan.mtu), linkAddr)
+	}
+	return fdbased.New(&fdbased.Options{
+		FDs:            []int{fd},
+		MTU:            uint32(d.plan.mtu),
+		EthernetHeader: true,
+		Address:        linkAddr,
+		// The namespace's kernel has already computed checksums on what it
+		// writes to a tap without a vnet header; checking them again costs
+		// CPU for nothing. Sending still computes them: the kernel checks.
+		RXChecksumOffload: true,
+	})
 }
 
 // maxPendingSYN bounds connections whose host-side dial is still running.

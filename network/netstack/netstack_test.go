@@ -49,6 +49,9 @@ func requireTool(t testing.TB, name string) {
 type testNS struct {
 	name string
 	h    netns.NsHandle
+	// vnet opens the tap with IFF_VNET_HDR, as the launcher does when the
+	// driver asks for it.
+	vnet bool
 }
 
 func newNS(t testing.TB) *testNS {
@@ -102,8 +105,12 @@ func (n *testNS) openTap(ctx context.Context, name string) (*os.File, error) {
 		if err := netlink.LinkSetUp(lo); err != nil {
 			return err
 		}
+		flags := netlink.TUNTAP_NO_PI
+		if n.vnet {
+			flags |= netlink.TUNTAP_VNET_HDR
+		}
 		tap := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: name}, Mode: netlink.TUNTAP_MODE_TAP,
-			Flags: netlink.TUNTAP_NO_PI, Queues: 1, NonPersist: true}
+			Flags: flags, Queues: 1, NonPersist: true}
 		if err := netlink.LinkAdd(tap); err != nil {
 			return fmt.Errorf("create tap: %w", err)
 		}
@@ -168,9 +175,14 @@ func (n *testNS) exec(ctx context.Context, name string, args ...string) ([]byte,
 // startDriver runs a driver on a fresh namespace and returns both; Close is
 // checked at the end of the test.
 func startDriver(t testing.TB, cfg network.Config, tweak func(*Driver)) (*Driver, *testNS) {
+	return startDriverTap(t, cfg, tweak, true)
+}
+
+func startDriverTap(t testing.TB, cfg network.Config, tweak func(*Driver), vnet bool) (*Driver, *testNS) {
 	t.Helper()
 	requireRoot(t)
 	ns := newNS(t)
+	ns.vnet = vnet
 	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -217,13 +229,15 @@ func TestHostLoopbackThroughGateway(t *testing.T) {
 	addr := serveHTTP(t, "127.0.0.1:0", "hello from the host")
 	port := addr[strings.LastIndex(addr, ":")+1:]
 
-	t.Run("allowed", func(t *testing.T) {
-		_, ns := startDriver(t, network.Config{}, nil)
-		out, err := curl(t, ns, "http://10.0.2.1:"+port+"/")
-		if err != nil || out != "hello from the host" {
-			t.Fatalf("curl via gateway = %q, %v; want the host's answer", out, err)
-		}
-	})
+	for _, vnet := range []bool{true, false} {
+		t.Run(fmt.Sprintf("allowed/vnet=%v", vnet), func(t *testing.T) {
+			_, ns := startDriverTap(t, network.Config{}, nil, vnet)
+			out, err := curl(t, ns, "http://10.0.2.1:"+port+"/")
+			if err != nil || out != "hello from the host" {
+				t.Fatalf("curl via gateway = %q, %v; want the host's answer", out, err)
+			}
+		})
+	}
 	t.Run("disabled", func(t *testing.T) {
 		_, ns := startDriver(t, network.Config{DisableHostLoopback: true}, nil)
 		out, err := curl(t, ns, "http://10.0.2.1:"+port+"/")
@@ -548,7 +562,7 @@ func TestStartErrors(t *testing.T) {
 
 // iperf3 runs a client in ns against a server on the host's loopback and
 // returns the received throughput in Gbit/s.
-func iperf3(t testing.TB, ns *testNS, gateway string, secs int) float64 {
+func iperf3(t testing.TB, ns *testNS, gateway string, secs int, reverse bool) float64 {
 	t.Helper()
 	requireTool(t, "iperf3")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -567,7 +581,11 @@ func iperf3(t testing.TB, ns *testNS, gateway string, secs int) float64 {
 	defer srv.Process.Kill()
 	var out []byte
 	for range 50 { // wait for the server to listen
-		out, err = ns.exec(ctx, "iperf3", "-c", gateway, "-p", fmt.Sprint(port), "-t", fmt.Sprint(secs), "-J")
+		args := []string{"-c", gateway, "-p", fmt.Sprint(port), "-t", fmt.Sprint(secs), "-J"}
+		if reverse {
+			args = append(args, "-R") // host→namespace
+		}
+		out, err = ns.exec(ctx, "iperf3", args...)
 		if err == nil || !bytes.Contains(out, []byte("refused")) {
 			break
 		}
@@ -590,15 +608,19 @@ func iperf3(t testing.TB, ns *testNS, gateway string, secs int) float64 {
 }
 
 func TestIperf3(t *testing.T) {
-	for _, mtu := range []int{65520, 1500} {
-		t.Run(fmt.Sprint(mtu), func(t *testing.T) {
-			_, ns := startDriver(t, network.Config{MTU: mtu}, nil)
-			g := iperf3(t, ns, "10.0.2.1", 2)
-			if g <= 0 {
-				t.Fatalf("iperf3 at MTU %d moved nothing", mtu)
-			}
-			t.Logf("namespace→host at MTU %d: %.2f Gbit/s", mtu, g)
-		})
+	for _, vnet := range []bool{true, false} {
+		for _, mtu := range []int{65520, 1500} {
+			t.Run(fmt.Sprintf("mtu=%d/vnet=%v", mtu, vnet), func(t *testing.T) {
+				_, ns := startDriverTap(t, network.Config{MTU: mtu}, nil, vnet)
+				for _, reverse := range []bool{false, true} {
+					g := iperf3(t, ns, "10.0.2.1", 2, reverse)
+					if g <= 0 {
+						t.Fatalf("iperf3 at MTU %d (reverse=%v) moved nothing", mtu, reverse)
+					}
+					t.Logf("MTU %d vnet=%v reverse=%v: %.2f Gbit/s", mtu, vnet, reverse, g)
+				}
+			})
+		}
 	}
 }
 
@@ -608,14 +630,16 @@ func TestIperf3(t *testing.T) {
 //	go test -run '^$' -bench Throughput -benchtime 1x ./network/netstack/
 func BenchmarkThroughput(b *testing.B) {
 	for _, mtu := range []int{65520, 1500} {
-		b.Run(fmt.Sprintf("netstack/mtu=%d", mtu), func(b *testing.B) {
-			_, ns := startDriver(b, network.Config{MTU: mtu}, nil)
-			var g float64
-			for range b.N {
-				g = iperf3(b, ns, "10.0.2.1", 10)
-			}
-			b.ReportMetric(g, "Gbit/s")
-		})
+		for _, vnet := range []bool{true, false} {
+			b.Run(fmt.Sprintf("netstack/mtu=%d/vnet=%v", mtu, vnet), func(b *testing.B) {
+				_, ns := startDriverTap(b, network.Config{MTU: mtu}, nil, vnet)
+				var g float64
+				for range b.N {
+					g = iperf3(b, ns, "10.0.2.1", 10, false)
+				}
+				b.ReportMetric(g, "Gbit/s")
+			})
+		}
 		b.Run(fmt.Sprintf("slirp4netns/mtu=%d", mtu), func(b *testing.B) {
 			requireRoot(b)
 			requireTool(b, "slirp4netns")
@@ -631,7 +655,7 @@ func BenchmarkThroughput(b *testing.B) {
 			time.Sleep(500 * time.Millisecond)
 			var g float64
 			for range b.N {
-				g = iperf3(b, ns, "10.0.2.2", 10)
+				g = iperf3(b, ns, "10.0.2.2", 10, false)
 			}
 			b.ReportMetric(g, "Gbit/s")
 		})
