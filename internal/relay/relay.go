@@ -19,6 +19,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // Conn is a full-duplex stream that can shut its write half.
@@ -62,7 +63,9 @@ func Run(ctx context.Context, a, b Conn) (Result, error) {
 			return
 		}
 		// The source sent FIN: pass it on and keep the reverse direction.
-		if err := dst.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) {
+		// ENOTCONN: the destination was reset meanwhile; the reverse
+		// direction reports that.
+		if err := dst.CloseWrite(); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ENOTCONN) {
 			abort(err)
 		}
 	}

@@ -1,0 +1,251 @@
+// Package builtin is unroot's own port driver. Listeners live in the host
+// network namespace; each accepted TCP connection (or UDP client address) is
+// relayed to the child through a socket that was created inside the child's
+// network namespace ahead of need (port.SocketSource), so no per-connection
+// round trip to another process is needed. The parent owns the child's user
+// namespace, so it may set IP_TRANSPARENT on those sockets and bind them to
+// the client's address: servers inside see the real client address for
+// non-loopback clients, for TCP and UDP.
+package builtin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/port"
+)
+
+// Protos are the protos the builtin driver forwards.
+var Protos = []string{"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"}
+
+// Options configure the driver. The zero value is not the default: use
+// DefaultOptions.
+type Options struct {
+	// SourceIPTransparent keeps the client address of non-loopback clients
+	// (--source-ip-transparent, on by default as in RootlessKit v3).
+	SourceIPTransparent bool
+	// PoolSize is how many ready sockets per family and type are kept
+	// (0 = 8).
+	PoolSize int
+}
+
+// DefaultOptions are RootlessKit v3's defaults.
+var DefaultOptions = Options{SourceIPTransparent: true}
+
+// New is a port.Factory with DefaultOptions.
+func New(ctx context.Context, env port.Env) (port.Driver, error) {
+	return NewFactory(DefaultOptions)(ctx, env)
+}
+
+// NewFactory returns a port.Factory with the given options.
+func NewFactory(o Options) port.Factory {
+	return func(ctx context.Context, env port.Env) (port.Driver, error) {
+		if env.Sockets == nil {
+			return nil, errors.New("start builtin port driver: port driver requires non-host network: use --net=slirp4netns, pasta or none, or --port-driver=none")
+		}
+		if o.PoolSize <= 0 {
+			o.PoolSize = 8
+		}
+		log := env.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		dctx, cancel := context.WithCancel(context.Background())
+		return &Driver{
+			opts:   o,
+			src:    env.Sockets,
+			log:    log.With("component", "port/builtin"),
+			ctx:    dctx,
+			cancel: cancel,
+			ports:  map[int]*forward{},
+			nextID: 1,
+			pools:  map[poolKey]*pool{},
+		}, nil
+	}
+}
+
+// Driver is the builtin port driver. It is safe for concurrent use.
+type Driver struct {
+	opts   Options
+	src    port.SocketSource
+	log    *slog.Logger
+	ctx    context.Context // alive until Close
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	ports  map[int]*forward
+	nextID int
+	pools  map[poolKey]*pool
+	closed bool
+
+	transparentOnce sync.Once
+	transparentOK   bool
+}
+
+var _ port.Driver = (*Driver)(nil)
+
+// forward is one published port: its listener and its goroutines.
+type forward struct {
+	status port.Status
+	closer io.Closer
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Info reports the driver as RootlessKit's builtin driver does.
+func (d *Driver) Info() api.PortDriverInfo {
+	return api.PortDriverInfo{Driver: "builtin", Protos: slices.Clone(Protos)}
+}
+
+// Add validates s, listens on the parent side and starts forwarding.
+func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
+	if err := port.Validate(s); err != nil {
+		return port.Status{}, err
+	}
+	if port.Transport(s.Proto) == "sctp" {
+		return port.Status{}, fmt.Errorf("add port %s: %w by the builtin port driver: use tcp or udp", s.Proto, port.ErrUnsupportedProto)
+	}
+	target, err := childTarget(s)
+	if err != nil {
+		return port.Status{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return port.Status{}, errors.New("add port: the port driver is closed")
+	}
+	if err := port.Conflict(d.listLocked(), s); err != nil {
+		return port.Status{}, err
+	}
+	p := d.poolLocked(target, port.Transport(s.Proto))
+	fctx, cancel := context.WithCancel(d.ctx)
+	f := &forward{status: port.Status{ID: d.nextID, Spec: s}, cancel: cancel, done: make(chan struct{})}
+	switch port.Transport(s.Proto) {
+	case "tcp":
+		ln, err := listenTCP(s)
+		if err != nil {
+			cancel()
+			return port.Status{}, err
+		}
+		f.closer = ln
+		go func() {
+			defer close(f.done)
+			d.serveTCP(fctx, ln, p, target)
+		}()
+	case "udp":
+		pc, err := listenUDP(s)
+		if err != nil {
+			cancel()
+			return port.Status{}, err
+		}
+		f.closer = pc
+		go func() {
+			defer close(f.done)
+			d.serveUDP(fctx, pc, p, target)
+		}()
+	}
+	d.ports[f.status.ID] = f
+	d.nextID++
+	d.log.Debug("port added", "id", f.status.ID, "spec", s)
+	return f.status, nil
+}
+
+// childTarget is where connections go inside the child: the spec's child
+// IP, or loopback of the proto's family (127.0.0.1 unless the proto is tcp6
+// or udp6), as RootlessKit dials.
+func childTarget(s port.Spec) (netip.AddrPort, error) {
+	ip := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	if s.Proto[len(s.Proto)-1] == '6' {
+		ip = netip.IPv6Loopback()
+	}
+	if s.ChildIP != "" {
+		var err error
+		if ip, err = netip.ParseAddr(s.ChildIP); err != nil {
+			return netip.AddrPort{}, fmt.Errorf("invalid childIP %q: %w", s.ChildIP, err)
+		}
+		ip = ip.Unmap()
+	}
+	return netip.AddrPortFrom(ip, uint16(s.ChildPort)), nil
+}
+
+// List returns the published ports ordered by ID.
+func (d *Driver) List(ctx context.Context) ([]port.Status, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.listLocked(), nil
+}
+
+func (d *Driver) listLocked() []port.Status {
+	var out []port.Status
+	for _, f := range d.ports {
+		out = append(out, f.status)
+	}
+	slices.SortFunc(out, func(a, b port.Status) int { return a.ID - b.ID })
+	return out
+}
+
+// Remove stops forwarding port id and closes its connections.
+func (d *Driver) Remove(ctx context.Context, id int) error {
+	d.mu.Lock()
+	f, ok := d.ports[id]
+	delete(d.ports, id)
+	d.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("unknown id: %d", id)
+	}
+	f.stop()
+	d.log.Debug("port removed", "id", id)
+	return nil
+}
+
+func (f *forward) stop() {
+	f.cancel()
+	f.closer.Close()
+	<-f.done
+}
+
+// Close stops every forward, waits for their goroutines and closes the
+// pooled sockets. A second call returns nil.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	fs := d.ports
+	d.ports = map[int]*forward{}
+	pools := d.pools
+	d.mu.Unlock()
+	for _, f := range fs {
+		f.stop()
+	}
+	d.cancel()
+	for _, p := range pools {
+		p.close()
+	}
+	return nil
+}
+
+// transparent reports whether the child is prepared for IP_TRANSPARENT
+// binds; it asks the SocketSource once.
+func (d *Driver) transparent(ctx context.Context) bool {
+	if !d.opts.SourceIPTransparent {
+		return false
+	}
+	d.transparentOnce.Do(func() {
+		if err := d.src.EnableTransparent(ctx); err != nil {
+			d.log.Warn("client addresses will not be kept: preparing the child for transparent sockets failed", "err", err)
+			return
+		}
+		d.transparentOK = true
+	})
+	return d.transparentOK
+}

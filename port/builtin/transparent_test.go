@@ -1,0 +1,109 @@
+package builtin
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unroot/unroot/port"
+)
+
+// The parent side runs in a namespace of its own too (host), so the test
+// can give it non-loopback client addresses without touching the machine's
+// network: listeners and clients are made on host's thread, sockets for the
+// child come from child's.
+func TestClientAddressKept(t *testing.T) {
+	child := newNSSource(t)
+	host := newNSSource(t)
+	const v4, v6 = "198.18.7.1", "fd00:5eed::7"
+	host.ip(t, "addr", "add", v4+"/32", "dev", "lo")
+	host.ip(t, "-6", "addr", "add", v6+"/128", "dev", "lo")
+
+	ln4 := child.listen(t, "tcp", "127.0.0.1:0")
+	ln6 := child.listen(t, "tcp", "[::1]:0")
+	pc4 := child.listenPacket(t, "udp", "127.0.0.1:0")
+	pc6 := child.listenPacket(t, "udp", "[::1]:0")
+	go serveWho(ln4)
+	go serveWho(ln6)
+	go serveWhoUDP(pc4)
+	go serveWhoUDP(pc6)
+	cport := func(a net.Addr) int {
+		_, p, _ := net.SplitHostPort(a.String())
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	dial := func(network, local, addr string) net.Conn {
+		t.Helper()
+		var (
+			c   net.Conn
+			err error
+		)
+		d := net.Dialer{Timeout: 5 * time.Second}
+		if local != "" {
+			if strings.HasPrefix(network, "udp") {
+				d.LocalAddr = &net.UDPAddr{IP: net.ParseIP(local)}
+			} else {
+				d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+			}
+		}
+		host.do(func() { c, err = d.Dial(network, addr) })
+		if err != nil {
+			t.Fatalf("dial %s %s from %q: %v", network, addr, local, err)
+		}
+		return c
+	}
+
+	for i, transparent := range []bool{true, false} {
+		t.Run(fmt.Sprintf("transparent=%v", transparent), func(t *testing.T) {
+			d := newDriver(t, child, Options{SourceIPTransparent: transparent})
+			ctx := context.Background()
+			base := 20000 + 10*i
+			specs := []port.Spec{
+				{Proto: "tcp", ParentPort: base, ChildPort: cport(ln4.Addr())},
+				{Proto: "udp", ParentPort: base + 1, ChildPort: cport(pc4.LocalAddr())},
+				{Proto: "tcp6", ParentIP: "::", ParentPort: base + 2, ChildIP: "::1", ChildPort: cport(ln6.Addr())},
+				{Proto: "udp6", ParentPort: base + 3, ChildPort: cport(pc6.LocalAddr())},
+			}
+			for _, s := range specs {
+				var err error
+				host.do(func() { _, err = d.Add(ctx, s) })
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			want4, want6 := v4+":", "["+v6+"]:"
+			if !transparent {
+				want4, want6 = "127.0.0.1:", "[::1]:"
+			}
+			hp := func(ip string, p int) string { return net.JoinHostPort(ip, strconv.Itoa(p)) }
+			for range 3 {
+				if who := talkConn(t, dial("tcp", v4, hp("127.0.0.1", base))); !strings.HasPrefix(who, want4) {
+					t.Errorf("tcp from %s: server saw %s, want %s...", v4, who, want4)
+				}
+				if who := talkConn(t, dial("tcp", v6, hp("::1", base+2))); !strings.HasPrefix(who, want6) {
+					t.Errorf("tcp6 from %s: server saw %s, want %s...", v6, who, want6)
+				}
+			}
+			// Loopback clients stay loopback: the child's lo is another interface.
+			if who := talkConn(t, dial("tcp", "", hp("127.0.0.1", base))); !strings.HasPrefix(who, "127.0.0.1:") {
+				t.Errorf("tcp from loopback: server saw %s", who)
+			}
+			// A v6 client of a dual-stack port whose child is IPv4 cannot be kept.
+			if who := talkConn(t, dial("tcp", v6, hp("::1", base))); !strings.HasPrefix(who, "127.0.0.1:") {
+				t.Errorf("tcp from %s to a v4 child: server saw %s", v6, who)
+			}
+			got := udpTalkConn(t, dial("udp4", v4, hp("127.0.0.1", base+1)), "hi")
+			if !strings.HasPrefix(got, want4) || !strings.HasSuffix(got, " hi") {
+				t.Errorf("udp from %s: server saw %q, want %s... hi", v4, got, want4)
+			}
+			got = udpTalkConn(t, dial("udp6", v6, hp("::1", base+3)), "hi6")
+			if !strings.HasPrefix(got, want6) || !strings.HasSuffix(got, " hi6") {
+				t.Errorf("udp6 from %s: server saw %q, want %s... hi6", v6, got, want6)
+			}
+		})
+	}
+}

@@ -1,0 +1,128 @@
+package builtin
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// UDPIdleTimeout is how long a UDP flow (one per client address) lives
+// without traffic in either direction, as in RootlessKit and docker-proxy.
+var UDPIdleTimeout = 90 * time.Second
+
+const udpBufSize = 65535
+
+// udpFlow relays between one client address and the child.
+type udpFlow struct {
+	child *net.UDPConn
+	oob   []byte       // control message replying from the address the client wrote to
+	last  atomic.Int64 // unix nanoseconds of the last packet either way
+}
+
+// serveUDP reads datagrams from the listener and hands each to its client's
+// flow, creating flows on demand. Each flow's reply goroutine writes the
+// child's answers back to the client from the listener's address.
+func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, p *pool, target netip.AddrPort) {
+	var (
+		mu    sync.Mutex
+		flows = map[netip.AddrPort]*udpFlow{}
+		wg    sync.WaitGroup
+	)
+	defer func() {
+		mu.Lock()
+		for _, f := range flows {
+			f.child.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}()
+	v6sock, err := enablePktinfo(pc)
+	if err != nil {
+		d.log.Warn("replies may come from another local address: IP_PKTINFO failed", "addr", pc.LocalAddr(), "err", err)
+	}
+	buf := make([]byte, udpBufSize)
+	oob := make([]byte, 128)
+	backoff := 5 * time.Millisecond
+	for {
+		n, oobn, _, client, err := pc.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			d.log.Warn("udp read failed; retrying", "addr", pc.LocalAddr(), "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
+		mu.Lock()
+		f := flows[client]
+		mu.Unlock()
+		if f == nil {
+			c, err := d.dial(ctx, p, nil, target, client)
+			if err != nil {
+				d.log.Debug("udp flow to the child failed; dropping the datagram", "client", client, "err", err)
+				continue
+			}
+			f = &udpFlow{child: c.(*net.UDPConn), oob: pktinfoSrc(v6sock, pktinfoDst(oob[:oobn]))}
+			f.last.Store(time.Now().UnixNano())
+			mu.Lock()
+			flows[client] = f
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d.udpReplies(pc, f, client)
+				mu.Lock()
+				if flows[client] == f {
+					delete(flows, client)
+				}
+				mu.Unlock()
+				f.child.Close()
+			}()
+		}
+		f.last.Store(time.Now().UnixNano())
+		if _, err := f.child.Write(buf[:n]); err != nil {
+			d.log.Debug("udp write to the child failed", "client", client, "err", err)
+		}
+	}
+}
+
+// udpReplies copies the child's datagrams back to client until the flow is
+// idle for UDPIdleTimeout or its socket is closed.
+func (d *Driver) udpReplies(pc *net.UDPConn, f *udpFlow, client netip.AddrPort) {
+	buf := make([]byte, udpBufSize)
+	for {
+		idleUntil := time.Unix(0, f.last.Load()).Add(UDPIdleTimeout)
+		f.child.SetReadDeadline(idleUntil)
+		n, err := f.child.Read(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if time.Unix(0, f.last.Load()).Add(UDPIdleTimeout).After(time.Now()) {
+					continue // traffic came from the client meanwhile
+				}
+				return
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// ECONNREFUSED from an ICMP port unreachable: nobody listens
+			// yet; keep the flow, the server may come up.
+			continue
+		}
+		f.last.Store(time.Now().UnixNano())
+		if _, _, err := pc.WriteMsgUDPAddrPort(buf[:n], f.oob, client); err != nil && errors.Is(err, net.ErrClosed) {
+			return
+		}
+	}
+}
