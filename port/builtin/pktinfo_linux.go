@@ -72,4 +72,3 @@ func pktinfoSrc(v6sock bool, src netip.Addr) []byte {
 	}
 	return unix.PktInfo4(&unix.Inet4Pktinfo{Spec_dst: src.As4()})
 }
-
