@@ -21,6 +21,8 @@ if [ "$(id -u)" = 0 ]; then
   fi
   grep -q "^$TEST_USER:" /etc/subuid || echo "$TEST_USER:200000:65536" >>/etc/subuid
   grep -q "^$TEST_USER:" /etc/subgid || echo "$TEST_USER:200000:65536" >>/etc/subgid
+  # slirp4netns and pasta open /dev/net/tun as the test user; some containers create it 0600.
+  if [ -c /dev/net/tun ]; then chmod 0666 /dev/net/tun; fi
   export UNROOT_TEST_USER=$TEST_USER
 fi
 
