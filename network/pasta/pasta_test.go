@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -185,15 +186,17 @@ func TestDriverUnprivileged(t *testing.T) {
 		detached bool
 		noLoop   bool
 		implicit bool
+		ipv6     bool
 	}{
 		{name: "attached"},
 		{name: "attached-implicit-ports", implicit: true},
 		{name: "no-host-loopback", noLoop: true},
 		{name: "detached", detached: true, implicit: true},
+		{name: "ipv6", ipv6: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			port := hostServer(t)
-			cfg := network.Config{DisableHostLoopback: tc.noLoop}
+			cfg := network.Config{DisableHostLoopback: tc.noLoop, IPv6: tc.ipv6}
 			if tc.implicit {
 				cfg.Options = map[string]string{OptImplicitPorts: "true"}
 			}
@@ -216,6 +219,13 @@ func TestDriverUnprivileged(t *testing.T) {
 			route, err := s.Exec(5*time.Second, "ip", "-4", "route", "show", "default")
 			if err != nil || !strings.Contains(route, "default via 10.0.2.2 dev tap0") {
 				t.Errorf("default route: %v %s", err, route)
+			}
+			if tc.ipv6 && hostHasIPv6Route() {
+				// pasta copies the host's IPv6 address and routes.
+				out, err := s.Exec(5*time.Second, "ip", "-6", "route", "show", "default")
+				if err != nil || !strings.Contains(out, "default via") {
+					t.Errorf("no IPv6 default route inside with --ipv6: %v %s", err, out)
+				}
 			}
 			if _, err := s.Exec(5*time.Second, "ip", "link", "set", "lo", "up"); err != nil {
 				t.Fatal(err)
@@ -247,6 +257,11 @@ func TestDriverUnprivileged(t *testing.T) {
 			}
 		})
 	}
+}
+
+func hostHasIPv6Route() bool {
+	out, err := exec.Command("ip", "-6", "route", "show", "default").Output()
+	return err == nil && strings.Contains(string(out), "default")
 }
 
 // checkImplicit serves inside the namespace and reaches it from the host's
