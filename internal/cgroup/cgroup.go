@@ -1,0 +1,79 @@
+// Package cgroup evacuates the launcher's cgroup v2 group into a child
+// group (--evacuate-cgroup2), so that the group becomes an inner node whose
+// controllers can be delegated to the namespace (cgroup v2 forbids
+// processes in inner nodes: "no internal processes").
+package cgroup
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Root is where cgroup2 is mounted; a variable for tests.
+var Root = "/sys/fs/cgroup"
+
+// ParseSelf returns the cgroup v2 path of /proc/self/cgroup content (the
+// "0::" line).
+func ParseSelf(b []byte) (string, error) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if p, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
+			return p, nil
+		}
+	}
+	return "", errors.New("no cgroup v2 (0::) line in /proc/self/cgroup: the host uses cgroup v1 only; --evacuate-cgroup2 needs the unified hierarchy")
+}
+
+// ValidateName checks an --evacuate-cgroup2 name.
+func ValidateName(name string) error {
+	if name == "" || strings.ContainsAny(name, "/") || name == "." || name == ".." {
+		return fmt.Errorf("evacuate-cgroup2 %q: must be a plain name like \"evac\", without /", name)
+	}
+	return nil
+}
+
+// Evacuate moves every process of the caller's cgroup into its subgroup
+// name and enables all available controllers for the subtree.
+func Evacuate(name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return fmt.Errorf("evacuate cgroup2: %w", err)
+	}
+	rel, err := ParseSelf(self)
+	if err != nil {
+		return fmt.Errorf("evacuate cgroup2: %w", err)
+	}
+	group := filepath.Join(Root, rel)
+	evac := filepath.Join(group, name)
+	if err := os.Mkdir(evac, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("evacuate cgroup2: create %s: %w (is the group delegated to you? run under `systemd-run --user -p Delegate=yes`)", evac, err)
+	}
+	procs, err := os.ReadFile(filepath.Join(group, "cgroup.procs"))
+	if err != nil {
+		return fmt.Errorf("evacuate cgroup2: %w", err)
+	}
+	for _, pid := range strings.Fields(string(procs)) {
+		// A process may exit between the read and the move; ESRCH is fine.
+		if err := os.WriteFile(filepath.Join(evac, "cgroup.procs"), []byte(pid), 0); err != nil && !strings.Contains(err.Error(), "no such process") {
+			return fmt.Errorf("evacuate cgroup2: move pid %s to %s: %w", pid, evac, err)
+		}
+	}
+	ctrls, err := os.ReadFile(filepath.Join(group, "cgroup.controllers"))
+	if err != nil {
+		return fmt.Errorf("evacuate cgroup2: %w", err)
+	}
+	for _, c := range strings.Fields(string(ctrls)) {
+		if err := os.WriteFile(filepath.Join(group, "cgroup.subtree_control"), []byte("+"+c), 0); err != nil {
+			return fmt.Errorf("evacuate cgroup2: enable controller %s in %s: %w", c, group, err)
+		}
+	}
+	return nil
+}

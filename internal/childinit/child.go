@@ -1,0 +1,466 @@
+package childinit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/unroot/unroot/internal/copyup"
+	"github.com/unroot/unroot/internal/handshake"
+	"github.com/unroot/unroot/internal/netconf"
+	"github.com/unroot/unroot/internal/sigproxy"
+	"github.com/unroot/unroot/internal/sockpool"
+	"github.com/unroot/unroot/internal/statedir"
+	"github.com/unroot/unroot/internal/sys"
+	"github.com/unroot/unroot/network"
+)
+
+const (
+	msRec     = sys.MS_REC
+	msPrivate = sys.MS_PRIVATE
+	msSlave   = sys.MS_SLAVE
+	msShared  = sys.MS_SHARED
+)
+
+// Run is the namespace init's main. It never returns.
+func Run(encoded string) {
+	cfg, err := DecodeConfig(encoded)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "unroot: child: %v\n", err)
+		os.Exit(1)
+	}
+	if cfg.Stage == 1 {
+		stage1(cfg)
+		os.Exit(1)
+	}
+	os.Exit(stage2(cfg))
+}
+
+// RunActivation is the socket-activation helper: LISTEN_PID must name the
+// process that will use the fds, which is only known after fork, so this
+// helper sets it to its own PID and execs the command in place.
+func RunActivation() {
+	os.Unsetenv(EnvActivation)
+	os.Setenv("LISTEN_PID", fmt.Sprint(os.Getpid()))
+	if len(os.Args) == 0 {
+		os.Exit(1)
+	}
+	path, err := exec.LookPath(os.Args[0])
+	if err == nil {
+		err = syscall.Exec(path, os.Args, os.Environ())
+	}
+	fmt.Fprintf(os.Stderr, "unroot: exec %s: %v\n", os.Args[0], err)
+	os.Exit(1)
+}
+
+func envWithout(env []string, keys ...string) []string {
+	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
+		for _, k := range keys {
+			if strings.HasPrefix(kv, k+"=") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// stage1 waits for the id maps and re-executes itself: the exec that made
+// this process ran while its ids were unmapped, which dropped every
+// capability, and only an exec as the now-mapped uid 0 gets them back.
+func stage1(cfg Config) {
+	f := os.NewFile(uintptr(cfg.CtlFD), "ctl")
+	// FromFile works on a close-on-exec duplicate; the original fd stays
+	// open for the next stage.
+	c, err := handshake.FromFile(f)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
+		return
+	}
+	if _, _, err := c.Expect(context.Background(), handshake.IDMapped); err != nil {
+		// EOF: the parent failed and reports why itself.
+		if !errors.Is(err, io.EOF) {
+			fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
+		}
+		return
+	}
+	cfg.Stage = 2
+	env := append(envWithout(os.Environ(), EnvConfig), EnvConfig+"="+cfg.Encode())
+	err = syscall.Exec("/proc/self/exe", os.Args, env)
+	runtime.KeepAlive(f)
+	c.Send(handshake.Msg{Kind: handshake.Error, Err: fmt.Sprintf("re-exec /proc/self/exe in the user namespace: %v", err)})
+}
+
+// stage2 returns the process exit status.
+func stage2(cfg Config) int {
+	// The parent's Pdeathsig did not survive the set-up; set it again, then
+	// make sure the parent did not die in between.
+	if err := sys.SetPdeathsig(sys.SIGKILL); err != nil {
+		return 1
+	}
+	if !cfg.PIDNS && sys.Getppid() != cfg.ParentPID {
+		return 1
+	}
+	// Catch signals first: as PID 1 we would otherwise ignore them.
+	sigs := sigproxy.Catch()
+	var cmdPID atomic.Int64
+	go relaySignals(sigs, &cmdPID)
+
+	ctlF := os.NewFile(uintptr(cfg.CtlFD), "ctl")
+	ctl, err := handshake.FromFile(ctlF)
+	ctlF.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
+		return 1
+	}
+	sockF := os.NewFile(uintptr(cfg.SockFD), "sock")
+	sock, err := handshake.FromFile(sockF)
+	sockF.Close()
+	fail := func(err error) int {
+		if ctl.Send(handshake.Msg{Kind: handshake.Error, Err: err.Error()}) != nil {
+			fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
+		}
+		return 1
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if err := setupNamespaces(cfg); err != nil {
+		return fail(err)
+	}
+	worker := &netnsWorker{}
+	if cfg.DetachNetNS {
+		worker, err = startDetachedNetNS(filepath.Join(cfg.StateDir, statedir.NetNS))
+		if err != nil {
+			return fail(err)
+		}
+	}
+	if err := ctl.Send(handshake.Msg{Kind: handshake.NSReady}); err != nil {
+		return 1
+	}
+	ctx := context.Background()
+	var setup network.Setup
+	for {
+		m, _, err := ctl.Recv(ctx)
+		if err != nil {
+			return 1 // the parent is gone or failed; it reports why
+		}
+		if m.Kind == handshake.OpenTap {
+			var tap *os.File
+			err := worker.Do(func() (err error) { tap, err = sys.OpenTap(m.TapName, m.VnetHdr); return })
+			if err != nil {
+				ctl.Send(handshake.Msg{Kind: handshake.Error, Err: err.Error()})
+				continue
+			}
+			err = ctl.Send(handshake.Msg{Kind: handshake.Tap}, tap)
+			tap.Close()
+			if err != nil {
+				return 1
+			}
+			continue
+		}
+		if m.Kind != handshake.Network {
+			return fail(fmt.Errorf("child: unexpected %s message", m.Kind))
+		}
+		setup = *m.Setup
+		break
+	}
+	if err := configure(cfg, setup, worker); err != nil {
+		return fail(err)
+	}
+	srv := &sockpool.Server{InNetNS: worker.Do, NewSocket: sys.NewSocket, Transparent: sockpool.SetupTransparent}
+	go srv.Serve(ctx, sock)
+
+	var chld chan os.Signal
+	if cfg.Reaper {
+		chld = make(chan os.Signal, 16)
+		signal.Notify(chld, syscall.SIGCHLD)
+	}
+	pid, err := startCommand(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	cmdPID.Store(int64(pid))
+	if err := ctl.Send(handshake.Msg{Kind: handshake.Started, PID: pid}); err != nil {
+		return 1
+	}
+	var ws syscall.WaitStatus
+	if cfg.Reaper {
+		ws = reap(pid, chld)
+	} else {
+		for {
+			_, err := syscall.Wait4(pid, &ws, 0, nil)
+			if err != syscall.EINTR {
+				break
+			}
+		}
+	}
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus()
+	case ws.Signaled():
+		fmt.Fprintf(os.Stderr, "%schild: command %q exited: signal: %v\n", cfg.ErrPrefix, cfg.Command, ws.Signal())
+		return 255
+	}
+	return 255
+}
+
+// relaySignals forwards caught signals to the command once it runs. Before
+// that, a terminating signal ends the set-up.
+func relaySignals(f *sigproxy.Forwarder, cmdPID *atomic.Int64) {
+	for s := range f.C() {
+		sig := s.(syscall.Signal)
+		if pid := cmdPID.Load(); pid != 0 {
+			_ = syscall.Kill(int(pid), sig)
+			continue
+		}
+		switch sig {
+		case syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
+			os.Exit(128 + int(sig))
+		}
+	}
+}
+
+// reap waits for every child that ends up with us (as PID 1) and returns
+// the command's status.
+func reap(pid int, chld <-chan os.Signal) syscall.WaitStatus {
+	for {
+		for {
+			var ws syscall.WaitStatus
+			got, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil || got <= 0 {
+				break
+			}
+			if got == pid {
+				return ws
+			}
+		}
+		<-chld
+	}
+}
+
+func setupNamespaces(cfg Config) error {
+	flags, err := PropagationFlags(cfg.Propagation)
+	if err != nil {
+		return err
+	}
+	if err := sys.Mount("none", "/", "", flags, ""); err != nil {
+		return fmt.Errorf("set propagation of / to %s: %w", cfg.Propagation, err)
+	}
+	if cfg.PIDNS {
+		const fl = sys.MS_NOSUID | sys.MS_NODEV | sys.MS_NOEXEC
+		if err := sys.Mount("proc", "/proc", "proc", fl, ""); err != nil {
+			if err2 := sys.Mount("proc", "/proc", "proc", fl|sys.MS_RDONLY, ""); err2 != nil {
+				return fmt.Errorf("mount /proc for the new PID namespace: %w (a host /proc with masked or read-only sub-mounts blocks it; run without --pidns)", err)
+			}
+		}
+	}
+	return nil
+}
+
+func configure(cfg Config, s network.Setup, w *netnsWorker) error {
+	if cfg.PrivateNet {
+		if err := w.Do(func() error {
+			if err := netconf.LoopbackUp(); err != nil {
+				return err
+			}
+			return netconf.Configure(s)
+		}); err != nil {
+			return err
+		}
+	}
+	withDNS := cfg.PrivateNet && len(s.DNS) > 0
+	if withDNS {
+		if err := writeNetFiles(cfg.StateDir, s); err != nil {
+			return err
+		}
+	}
+	for _, d := range cfg.CopyUp {
+		if err := copyup.Do(d); err != nil {
+			return err
+		}
+	}
+	if cfg.PrivateNet && !cfg.DetachNetNS {
+		if err := mountSysfs(cfg.Cgroup2); err != nil {
+			return err
+		}
+	} else if cfg.Cgroup2 {
+		if err := sys.Mount("none", "/sys/fs/cgroup", "cgroup2", 0, ""); err != nil {
+			return fmt.Errorf("mount cgroup2 on /sys/fs/cgroup: %w (--evacuate-cgroup2 needs --cgroupns)", err)
+		}
+	}
+	if withDNS && !cfg.DetachNetNS {
+		etcCopied := slices.ContainsFunc(cfg.CopyUp, func(d string) bool { return filepath.Clean(d) == "/etc" })
+		for _, name := range []string{statedir.ResolvConf, statedir.Hosts} {
+			if err := bindNetFile(filepath.Join(cfg.StateDir, name), "/etc/"+name, etcCopied); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func writeNetFiles(dir string, s network.Setup) error {
+	var rc strings.Builder
+	for _, d := range s.DNS {
+		fmt.Fprintf(&rc, "nameserver %s\n", d)
+	}
+	if err := os.WriteFile(filepath.Join(dir, statedir.ResolvConf), []byte(rc.String()), 0o644); err != nil {
+		return fmt.Errorf("write resolv.conf: %w", err)
+	}
+	hosts, _ := os.ReadFile("/etc/hosts")
+	host, _ := os.Hostname()
+	if host != "" {
+		hosts = fmt.Appendf(hosts, "\n127.0.0.1 %s\n::1 %s\n", host, host)
+	}
+	if err := os.WriteFile(filepath.Join(dir, statedir.Hosts), hosts, 0o644); err != nil {
+		return fmt.Errorf("write hosts: %w", err)
+	}
+	return nil
+}
+
+// bindNetFile mounts the state-dir copy over /etc/NAME. In a copied-up /etc
+// the entry is a symlink to the host's file; it is replaced by an empty file
+// first so the bind mount lands on our tmpfs, not on the host file.
+func bindNetFile(src, dst string, etcCopied bool) error {
+	if etcCopied {
+		os.Remove(dst)
+		if err := os.WriteFile(dst, nil, 0o644); err != nil {
+			return fmt.Errorf("create %s in the copied-up /etc: %w", dst, err)
+		}
+	} else if _, err := os.Stat(dst); err != nil {
+		return nil // nothing to cover; the host has no such file
+	}
+	if err := sys.Mount(src, dst, "", sys.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s on %s: %w", src, dst, err)
+	}
+	return nil
+}
+
+// mountSysfs puts a sysfs of the new network namespace on /sys, so
+// /sys/class/net lists our devices, and keeps the cgroup mount (or mounts a
+// fresh cgroup2 for --evacuate-cgroup2).
+func mountSysfs(cgroup2 bool) error {
+	keep := ""
+	if !cgroup2 {
+		if _, err := os.Stat("/sys/fs/cgroup"); err == nil {
+			tmp, err := os.MkdirTemp("/tmp", "unroot-sys")
+			if err != nil {
+				return fmt.Errorf("mount /sys: %w", err)
+			}
+			defer os.Remove(tmp)
+			if err := sys.Mount("/sys/fs/cgroup", tmp, "", sys.MS_BIND|sys.MS_REC, ""); err != nil {
+				return fmt.Errorf("keep /sys/fs/cgroup: %w", err)
+			}
+			keep = tmp
+		}
+	}
+	if err := sys.Mount("none", "/sys", "sysfs", 0, ""); err != nil {
+		if err2 := sys.Mount("none", "/sys", "sysfs", sys.MS_RDONLY, ""); err2 != nil {
+			if keep != "" {
+				sys.Unmount(keep, syscall.MNT_DETACH)
+			}
+			return fmt.Errorf("mount sysfs on /sys for the new network namespace: %w", err)
+		}
+	}
+	if cgroup2 {
+		if err := sys.Mount("none", "/sys/fs/cgroup", "cgroup2", 0, ""); err != nil {
+			return fmt.Errorf("mount cgroup2 on /sys/fs/cgroup: %w (--evacuate-cgroup2 needs --cgroupns)", err)
+		}
+	} else if keep != "" {
+		if err := sys.Mount(keep, "/sys/fs/cgroup", "", sys.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("move cgroup mount back to /sys/fs/cgroup: %w", err)
+		}
+	}
+	return nil
+}
+
+func startCommand(cfg Config) (int, error) {
+	env := envWithout(os.Environ(), EnvConfig)
+	argv := cfg.Command
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return 0, fmt.Errorf("start command: %w", err)
+	}
+	if cfg.Activation {
+		path = "/proc/self/exe"
+		env = append(env, EnvActivation+"=1")
+	}
+	files := []uintptr{0, 1, 2}
+	for i := range cfg.ListenFDs {
+		files = append(files, uintptr(3+i))
+	}
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
+		Env:   env,
+		Files: files,
+		Sys:   &syscall.SysProcAttr{Setsid: cfg.Reaper, Pdeathsig: syscall.SIGKILL},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("start command %s: %w", argv[0], err)
+	}
+	return pid, nil
+}
+
+// netnsWorker runs functions in the namespace init's network namespace. For
+// a detached netns that is a dedicated OS thread moved into it; otherwise
+// the whole process is already there and functions run in place.
+type netnsWorker struct {
+	ch chan func()
+}
+
+// Do runs fn in the netns and returns its error.
+func (w *netnsWorker) Do(fn func() error) error {
+	if w.ch == nil {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	w.ch <- func() { errc <- fn() }
+	return <-errc
+}
+
+// startDetachedNetNS creates a network namespace on a locked thread and
+// bind-mounts it on path, where drivers and `nsenter -n` find it. The
+// thread stays in that netns and is never unlocked, so Go never schedules
+// other goroutines on it.
+func startDetachedNetNS(path string) (*netnsWorker, error) {
+	w := &netnsWorker{ch: make(chan func())}
+	ready := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := sys.Unshare(sys.CLONE_NEWNET); err != nil {
+			ready <- fmt.Errorf("create detached network namespace: %w", err)
+			return // the locked thread exits with the goroutine
+		}
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o400)
+		if err != nil {
+			ready <- fmt.Errorf("create %s: %w", path, err)
+			return
+		}
+		f.Close()
+		src := fmt.Sprintf("/proc/self/task/%d/ns/net", sys.Gettid())
+		if err := sys.Mount(src, path, "", sys.MS_BIND, ""); err != nil {
+			ready <- fmt.Errorf("bind network namespace on %s: %w", path, err)
+			return
+		}
+		ready <- nil
+		for fn := range w.ch {
+			fn()
+		}
+	}()
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return w, nil
+}

@@ -1,0 +1,76 @@
+// Package copyup makes a read-only host directory writable inside the mount
+// namespace with RootlessKit's tmpfs+symlink layout, which scripts such as
+// dockerd-rootless.sh rely on: DIR becomes a tmpfs holding one symlink per
+// original entry, pointing either to the original symlink's target or into
+// DIR/.roNNN, where the original tree stays bind-mounted. Replacing an entry
+// (rm, then create or bind-mount) then never touches the host.
+package copyup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/unroot/unroot/internal/sys"
+)
+
+// Validate rejects directories that cannot be copied up.
+func Validate(dir string) error {
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("copy-up %s: must be an absolute path", dir)
+	}
+	if filepath.Clean(dir) == "/tmp" {
+		return errors.New("copy-up /tmp: /tmp is used for the copy-up itself and cannot be copied up; mount a tmpfs on it inside instead")
+	}
+	if filepath.Clean(dir) == "/" {
+		return errors.New("copy-up /: the root cannot be copied up; name its subdirectories instead")
+	}
+	return nil
+}
+
+// Do copies dir up. It must run in a private mount namespace with
+// CAP_SYS_ADMIN over it.
+func Do(dir string) error {
+	dir = filepath.Clean(dir)
+	if err := Validate(dir); err != nil {
+		return err
+	}
+	bind0, err := os.MkdirTemp("/tmp", "rootlesskit-b")
+	if err != nil {
+		return fmt.Errorf("copy-up %s: create temporary mount point: %w", dir, err)
+	}
+	defer os.Remove(bind0)
+	if err := sys.Mount(dir, bind0, "", sys.MS_BIND|sys.MS_REC, ""); err != nil {
+		return fmt.Errorf("copy-up %s: bind to %s: %w", dir, bind0, err)
+	}
+	if err := sys.Mount("none", dir, "tmpfs", 0, "mode=0755"); err != nil {
+		return fmt.Errorf("copy-up %s: mount tmpfs: %w", dir, err)
+	}
+	bind1, err := os.MkdirTemp(dir, ".ro")
+	if err != nil {
+		return fmt.Errorf("copy-up %s: create %s/.roNNN: %w", dir, dir, err)
+	}
+	if err := sys.Mount(bind0, bind1, "", sys.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("copy-up %s: move %s to %s: %w (is --propagation shared? use private or slave with --copy-up)", dir, bind0, bind1, err)
+	}
+	ents, err := os.ReadDir(bind1)
+	if err != nil {
+		return fmt.Errorf("copy-up %s: read original: %w", dir, err)
+	}
+	rel := filepath.Base(bind1)
+	for _, e := range ents {
+		name := e.Name()
+		target := filepath.Join(rel, name)
+		if e.Type()&os.ModeSymlink != 0 {
+			if t, err := os.Readlink(filepath.Join(bind1, name)); err == nil {
+				target = t
+			}
+		}
+		link := filepath.Join(dir, name)
+		if err := os.Symlink(target, link); err != nil {
+			return fmt.Errorf("copy-up %s: symlink %s -> %s: %w", dir, link, target, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,255 @@
+// Package handshake is the typed, versioned message channel between the
+// launcher (parent) and the namespace init (child). Both ends are the same
+// binary, so the format is private, but it is versioned anyway: a stale
+// binary replaced under a running parent fails with a clear error instead of
+// misreading fields.
+//
+// Messages are single SOCK_SEQPACKET datagrams holding JSON, with file
+// descriptors attached as SCM_RIGHTS. A datagram is never split or merged,
+// so no length framing is needed, and a closed peer reads as io.EOF.
+package handshake
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/unroot/unroot/network"
+)
+
+// Version of the message format.
+const Version = 1
+
+// MaxMsg bounds a datagram; the largest message (Network) is far below it.
+const MaxMsg = 64 << 10
+
+// Kind names a message.
+type Kind string
+
+// Messages in the order they flow. Parent→child: IDMapped, OpenTap, Network.
+// Child→parent: NSReady, Tap, Started. Either way: Error.
+const (
+	IDMapped Kind = "id-mapped"
+	NSReady  Kind = "ns-ready"
+	OpenTap  Kind = "open-tap"
+	Tap      Kind = "tap"
+	Network  Kind = "network"
+	Started  Kind = "started"
+	Error    Kind = "error"
+)
+
+// Msg is one handshake message. Only the fields of its Kind are set.
+type Msg struct {
+	V    int  `json:"v"`
+	Kind Kind `json:"kind"`
+	// Err is the failure, for Error.
+	Err string `json:"err,omitempty"`
+	// TapName and VnetHdr, for OpenTap.
+	TapName string `json:"tapName,omitempty"`
+	VnetHdr bool   `json:"vnetHdr,omitempty"`
+	// Setup, for Network.
+	Setup *network.Setup `json:"setup,omitempty"`
+	// PID of the command, for Started.
+	PID int `json:"pid,omitempty"`
+}
+
+// Decode parses and checks one datagram.
+func Decode(b []byte) (Msg, error) {
+	var m Msg
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Msg{}, fmt.Errorf("decode handshake message: %w", err)
+	}
+	if m.V != Version {
+		return Msg{}, fmt.Errorf("decode handshake message: version %d, want %d (parent and child binaries differ; do not replace the binary while it runs)", m.V, Version)
+	}
+	switch m.Kind {
+	case IDMapped, NSReady, OpenTap, Tap, Network, Started, Error:
+	default:
+		return Msg{}, fmt.Errorf("decode handshake message: unknown kind %q", m.Kind)
+	}
+	if m.Kind == Network && m.Setup == nil {
+		return Msg{}, errors.New("decode handshake message: network message without setup")
+	}
+	return m, nil
+}
+
+// Conn is one end of a SOCK_SEQPACKET socketpair. Writes are serialized;
+// reads must come from one goroutine at a time.
+type Conn struct {
+	c  *net.UnixConn
+	mu sync.Mutex
+}
+
+// Pair makes a connected SOCK_SEQPACKET pair: the local end as a Conn, and
+// the remote end as a file to hand to the child (close it after the child
+// has started, so that the child's death reads as EOF here).
+func Pair() (*Conn, *os.File, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create socketpair: %w", err)
+	}
+	local := os.NewFile(uintptr(fds[0]), "handshake")
+	remote := os.NewFile(uintptr(fds[1]), "handshake-child")
+	c, err := FromFile(local)
+	local.Close()
+	if err != nil {
+		remote.Close()
+		return nil, nil, err
+	}
+	return c, remote, nil
+}
+
+// FromFile wraps an inherited socketpair end. f may be closed afterwards.
+func FromFile(f *os.File) (*Conn, error) {
+	nc, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("use handshake socket fd %d: %w", f.Fd(), err)
+	}
+	uc, ok := nc.(*net.UnixConn)
+	if !ok {
+		nc.Close()
+		return nil, fmt.Errorf("use handshake socket fd %d: not a unix socket", f.Fd())
+	}
+	return &Conn{c: uc}, nil
+}
+
+// Close closes this end.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// WriteRaw sends one datagram with optional files.
+func (c *Conn) WriteRaw(b []byte, files ...*os.File) error {
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = syscall.UnixRights(fds...)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, _, err := c.c.WriteMsgUnix(b, oob, nil)
+	return err
+}
+
+// ReadRaw receives one datagram and the files attached to it. It returns
+// io.EOF when the peer has closed, and ctx's error when ctx ends first.
+func (c *Conn) ReadRaw(ctx context.Context) ([]byte, []*os.File, error) {
+	if done := ctx.Done(); done != nil {
+		stop := context.AfterFunc(ctx, func() { c.c.SetReadDeadline(time.Unix(1, 0)) })
+		defer func() {
+			if !stop() {
+				c.c.SetReadDeadline(time.Time{})
+			}
+		}()
+	}
+	b := make([]byte, MaxMsg)
+	oob := make([]byte, syscall.CmsgSpace(253*4))
+	n, oobn, flags, _, err := c.c.ReadMsgUnix(b, oob)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		return nil, nil, err
+	}
+	files, ferr := parseRights(oob[:oobn])
+	if ferr != nil {
+		return nil, nil, ferr
+	}
+	if flags&(syscall.MSG_TRUNC|syscall.MSG_CTRUNC) != 0 {
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, nil, errors.New("read handshake message: truncated")
+	}
+	if n == 0 && len(files) == 0 {
+		// A zero-length read on SOCK_SEQPACKET is the peer's close.
+		return nil, nil, io.EOF
+	}
+	return b[:n], files, nil
+}
+
+func parseRights(oob []byte) ([]*os.File, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	scms, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("parse control message: %w", err)
+	}
+	var files []*os.File
+	for _, scm := range scms {
+		fds, err := syscall.ParseUnixRights(&scm)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			syscall.CloseOnExec(fd)
+			files = append(files, os.NewFile(uintptr(fd), "scm-rights"))
+		}
+	}
+	return files, nil
+}
+
+// Send writes a message, stamping the version.
+func (c *Conn) Send(m Msg, files ...*os.File) error {
+	m.V = Version
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode handshake message %s: %w", m.Kind, err)
+	}
+	if err := c.WriteRaw(b, files...); err != nil {
+		return fmt.Errorf("send handshake message %s: %w", m.Kind, err)
+	}
+	return nil
+}
+
+// Recv reads the next message. An Error message from the peer is returned
+// as an error.
+func (c *Conn) Recv(ctx context.Context) (Msg, []*os.File, error) {
+	b, files, err := c.ReadRaw(ctx)
+	if err != nil {
+		return Msg{}, nil, err
+	}
+	m, err := Decode(b)
+	if err != nil {
+		for _, f := range files {
+			f.Close()
+		}
+		return Msg{}, nil, err
+	}
+	if m.Kind == Error {
+		for _, f := range files {
+			f.Close()
+		}
+		return m, nil, &PeerError{Msg: m.Err}
+	}
+	return m, files, nil
+}
+
+// Expect reads the next message and checks its kind.
+func (c *Conn) Expect(ctx context.Context, k Kind) (Msg, []*os.File, error) {
+	m, files, err := c.Recv(ctx)
+	if err != nil {
+		return m, nil, err
+	}
+	if m.Kind != k {
+		for _, f := range files {
+			f.Close()
+		}
+		return m, nil, fmt.Errorf("read handshake: got %s, want %s", m.Kind, k)
+	}
+	return m, files, nil
+}
+
+// PeerError is a failure the other side reported.
+type PeerError struct{ Msg string }
+
+func (e *PeerError) Error() string { return e.Msg }

@@ -1,0 +1,126 @@
+package procfs
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseSubID(t *testing.T) {
+	tests := []struct {
+		name, in string
+		user     string
+		id       uint32
+		want     []Range
+	}{
+		{"by name", "alice:100000:65536\nbob:165536:65536\n", "alice", 1000, []Range{{100000, 65536}}},
+		{"by id", "1000:100000:65536\n", "alice", 1000, []Range{{100000, 65536}}},
+		{"several", "alice:100000:65536\n# c\n\nalice:300000:10\n", "alice", 1000, []Range{{100000, 65536}, {300000, 10}}},
+		{"dedup", "alice:1:2\n1000:1:2\n", "alice", 1000, []Range{{1, 2}}},
+		{"malformed skipped", "alice:x:1\nalice:1\nalice:5:0\nalice:7:3\n", "alice", 1000, []Range{{7, 3}}},
+		{"overflow skipped", "alice:4294967295:2\n", "alice", 1000, nil},
+		{"none", "bob:1:2\n", "alice", 1000, nil},
+		{"empty name matches id only", "alice:1:2\n", "", 1000, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseSubID(strings.NewReader(tt.in), tt.user, tt.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseGetsubids(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []Range
+		wantErr bool
+	}{
+		{"0: alice 100000 65536\n", []Range{{100000, 65536}}, false},
+		{"0: alice 100000 65536\n1: alice 200000 10\n", []Range{{100000, 65536}, {200000, 10}}, false},
+		{"", nil, false},
+		{"Error: no subuid ranges\n", nil, true},
+		{"0: alice 100000\n", nil, true},
+		{"x: alice 1 2\n", nil, true},
+		{"0: alice 1 0\n", nil, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseGetsubids(tt.in)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParseGetsubids(%q) err = %v, wantErr %v", tt.in, err, tt.wantErr)
+			continue
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("ParseGetsubids(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseIDMap(t *testing.T) {
+	got, err := ParseIDMap("         0       1001          1\n         1     100000      65536\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Mapping{{0, 1001, 1}, {1, 100000, 65536}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	for _, bad := range []string{"0 1", "a b c", "0 0 4294967296"} {
+		if _, err := ParseIDMap(bad); err == nil {
+			t.Errorf("ParseIDMap(%q) = nil error, want one", bad)
+		}
+	}
+	if m, err := ParseIDMap(""); err != nil || m != nil {
+		t.Errorf("ParseIDMap(\"\") = %v, %v; want nil, nil", m, err)
+	}
+}
+
+func FuzzParseSubID(f *testing.F) {
+	f.Add("alice:100000:65536\n1000:1:2\n", "alice")
+	f.Add("#x\n::\n", "")
+	f.Fuzz(func(t *testing.T, in, user string) {
+		rs, err := ParseSubID(strings.NewReader(in), user, 1000)
+		if err != nil {
+			return
+		}
+		for _, r := range rs {
+			if r.Count == 0 || uint64(r.Start)+uint64(r.Count)-1 > 0xFFFFFFFF {
+				t.Fatalf("invalid range %v from %q", r, in)
+			}
+		}
+	})
+}
+
+func FuzzParseGetsubids(f *testing.F) {
+	f.Add("0: alice 100000 65536\n")
+	f.Add("garbage")
+	f.Fuzz(func(t *testing.T, in string) {
+		rs, err := ParseGetsubids(in)
+		if err != nil {
+			return
+		}
+		for _, r := range rs {
+			if r.Count == 0 {
+				t.Fatalf("zero-length range from %q", in)
+			}
+		}
+	})
+}
+
+func FuzzParseIDMap(f *testing.F) {
+	f.Add("0 1001 1\n1 100000 65536\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		ms, err := ParseIDMap(in)
+		if err != nil {
+			return
+		}
+		if len(ms) > strings.Count(in, "\n")+1 {
+			t.Fatalf("%d mappings from %d lines", len(ms), strings.Count(in, "\n")+1)
+		}
+	})
+}

@@ -1,0 +1,47 @@
+package sigproxy
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestForwardable(t *testing.T) {
+	got := map[os.Signal]bool{}
+	for _, s := range Forwardable() {
+		got[s] = true
+	}
+	for _, s := range []syscall.Signal{syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGPIPE, syscall.SIGURG} {
+		if got[s] {
+			t.Errorf("%v is forwarded, must not be", s)
+		}
+	}
+	for _, s := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGWINCH, 34, 64} {
+		if !got[s] {
+			t.Errorf("%v is not forwarded", s)
+		}
+	}
+}
+
+// A real process receives what we forward: sh traps USR1 and exits 7.
+func TestForwardToProcess(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "trap 'exit 7' USR1; while :; do sleep 0.01; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let sh install the trap
+	f := Catch()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Forward(ctx, cmd.Process.Pid); close(done) }()
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	err := cmd.Wait()
+	cancel()
+	<-done
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
+		t.Errorf("child exit = %v, want status 7 from the forwarded USR1", err)
+	}
+}

@@ -1,0 +1,211 @@
+// Package sockpool hands sockets created inside the namespace init's network
+// namespace to the parent over a SOCK_SEQPACKET socketpair, in batches, and
+// prepares that namespace for source-address-preserving (IP_TRANSPARENT)
+// connections on request. The parent (the owner of the user namespace)
+// holds every capability over those sockets, so it can bind, set options
+// and connect them itself: no per-connection round trip to the child.
+package sockpool
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/unroot/unroot/internal/handshake"
+	"github.com/unroot/unroot/port"
+)
+
+// Batch is how many sockets one request fetches.
+const Batch = 16
+
+// maxBatch bounds what one request may ask for (SCM_RIGHTS carries at most 253 fds).
+const maxBatch = 64
+
+type request struct {
+	Op     string `json:"op"` // "socket" or "transparent"
+	Family int    `json:"family,omitempty"`
+	Type   int    `json:"type,omitempty"`
+	N      int    `json:"n,omitempty"`
+}
+
+type reply struct {
+	Err string `json:"err,omitempty"`
+}
+
+// DecodeRequest parses and checks a request datagram.
+func DecodeRequest(b []byte) (request, error) {
+	var r request
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("decode socket request: %w", err)
+	}
+	switch r.Op {
+	case "socket":
+		if r.Family != syscall.AF_INET && r.Family != syscall.AF_INET6 {
+			return r, fmt.Errorf("decode socket request: family %d, want AF_INET or AF_INET6", r.Family)
+		}
+		if r.Type != syscall.SOCK_STREAM && r.Type != syscall.SOCK_DGRAM {
+			return r, fmt.Errorf("decode socket request: type %d, want SOCK_STREAM or SOCK_DGRAM", r.Type)
+		}
+		if r.N < 1 || r.N > maxBatch {
+			return r, fmt.Errorf("decode socket request: count %d, want 1..%d", r.N, maxBatch)
+		}
+	case "transparent":
+	default:
+		return r, fmt.Errorf("decode socket request: unknown op %q", r.Op)
+	}
+	return r, nil
+}
+
+// Server answers requests in the child.
+type Server struct {
+	// InNetNS runs fn on a thread in the target network namespace.
+	InNetNS func(fn func() error) error
+	// NewSocket creates one socket in the current thread's netns.
+	NewSocket func(family, sotype int) (*os.File, error)
+	// Transparent sets up policy routing and connmark rules.
+	Transparent func() error
+}
+
+// Serve answers requests until the parent closes its end or ctx ends.
+func (s *Server) Serve(ctx context.Context, c *handshake.Conn) error {
+	for {
+		b, files, err := c.ReadRaw(ctx)
+		for _, f := range files {
+			f.Close()
+		}
+		if err != nil {
+			return err
+		}
+		req, err := DecodeRequest(b)
+		if err != nil {
+			if werr := send(c, reply{Err: err.Error()}); werr != nil {
+				return werr
+			}
+			continue
+		}
+		var out []*os.File
+		switch req.Op {
+		case "socket":
+			err = s.InNetNS(func() error {
+				for range req.N {
+					f, err := s.NewSocket(req.Family, req.Type)
+					if err != nil {
+						return err
+					}
+					out = append(out, f)
+				}
+				return nil
+			})
+		case "transparent":
+			err = s.InNetNS(s.Transparent)
+		}
+		rep := reply{}
+		if err != nil {
+			rep.Err = err.Error()
+		}
+		werr := send(c, rep, out...)
+		for _, f := range out {
+			f.Close()
+		}
+		if werr != nil {
+			return werr
+		}
+	}
+}
+
+func send(c *handshake.Conn, r reply, files ...*os.File) error {
+	b, _ := json.Marshal(r)
+	return c.WriteRaw(b, files...)
+}
+
+// Client is the parent's port.SocketSource.
+type Client struct {
+	c           *handshake.Conn
+	mu          sync.Mutex
+	pool        map[[2]int][]*os.File
+	transparent bool
+}
+
+var _ port.SocketSource = (*Client)(nil)
+
+// NewClient uses c; Close closes it.
+func NewClient(c *handshake.Conn) *Client {
+	return &Client{c: c, pool: map[[2]int][]*os.File{}}
+}
+
+func (cl *Client) roundTrip(ctx context.Context, req request) ([]*os.File, error) {
+	b, _ := json.Marshal(req)
+	if err := cl.c.WriteRaw(b); err != nil {
+		return nil, fmt.Errorf("request %s from the namespace: %w", req.Op, err)
+	}
+	rb, files, err := cl.c.ReadRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("request %s from the namespace: %w", req.Op, err)
+	}
+	var rep reply
+	if err := json.Unmarshal(rb, &rep); err != nil {
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, fmt.Errorf("request %s from the namespace: %w", req.Op, err)
+	}
+	if rep.Err != "" {
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, errors.New(rep.Err)
+	}
+	return files, nil
+}
+
+// Socket returns a socket made in the namespace, from the pool.
+func (cl *Client) Socket(ctx context.Context, family, sotype int) (*os.File, error) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	k := [2]int{family, sotype}
+	if len(cl.pool[k]) == 0 {
+		files, err := cl.roundTrip(ctx, request{Op: "socket", Family: family, Type: sotype, N: Batch})
+		if err != nil {
+			return nil, err
+		}
+		if len(files) == 0 {
+			return nil, errors.New("request socket from the namespace: reply carried no sockets")
+		}
+		cl.pool[k] = files
+	}
+	p := cl.pool[k]
+	f := p[len(p)-1]
+	cl.pool[k] = p[:len(p)-1]
+	return f, nil
+}
+
+// EnableTransparent asks the child to set up policy routing once.
+func (cl *Client) EnableTransparent(ctx context.Context) error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.transparent {
+		return nil
+	}
+	if _, err := cl.roundTrip(ctx, request{Op: "transparent"}); err != nil {
+		return fmt.Errorf("enable transparent sockets in the namespace: %w", err)
+	}
+	cl.transparent = true
+	return nil
+}
+
+// Close drops pooled sockets and the connection.
+func (cl *Client) Close() error {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	for k, p := range cl.pool {
+		for _, f := range p {
+			f.Close()
+		}
+		delete(cl.pool, k)
+	}
+	return cl.c.Close()
+}

@@ -1,0 +1,69 @@
+package sockpool
+
+import (
+	"context"
+	"errors"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/unroot/unroot/internal/handshake"
+	"github.com/unroot/unroot/internal/sys"
+)
+
+func TestPool(t *testing.T) {
+	a, bf, err := handshake.Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := handshake.FromFile(bf)
+	bf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	srv := &Server{
+		InNetNS:     func(fn func() error) error { calls++; return fn() },
+		NewSocket:   sys.NewSocket,
+		Transparent: func() error { return errors.New("no iptables here") },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, b) }()
+
+	cl := NewClient(a)
+	for i := range Batch + 1 {
+		f, err := cl.Socket(ctx, syscall.AF_INET, syscall.SOCK_STREAM)
+		if err != nil {
+			t.Fatalf("socket %d: %v", i, err)
+		}
+		st, err := f.Stat()
+		if err != nil || st.Mode()&os.ModeSocket == 0 {
+			t.Errorf("socket %d: not a socket (%v)", i, err)
+		}
+		f.Close()
+	}
+	if calls != 2 {
+		t.Errorf("%d round trips for %d sockets, want 2", calls, Batch+1)
+	}
+	if err := cl.EnableTransparent(ctx); err == nil || cl.transparent {
+		t.Errorf("EnableTransparent = %v, want the server's error", err)
+	}
+	if _, err := cl.Socket(ctx, 99, syscall.SOCK_STREAM); err == nil {
+		t.Error("bad family accepted")
+	}
+	cl.Close()
+	cancel()
+	<-done
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	f.Add([]byte(`{"op":"socket","family":2,"type":1,"n":16}`))
+	f.Add([]byte(`{"op":"transparent"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeRequest(b)
+		if err == nil && r.Op == "socket" && (r.N < 1 || r.N > maxBatch) {
+			t.Fatalf("accepted count %d", r.N)
+		}
+	})
+}

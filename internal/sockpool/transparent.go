@@ -1,0 +1,79 @@
+package sockpool
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Mark is the fwmark and routing table used for transparent sockets.
+const Mark = 100
+
+// SetupTransparent makes replies to connections from foreign (client)
+// source addresses come back to the local socket, in the current thread's
+// netns: fwmark 100 → table 100 → local default dev lo, v4 and v6;
+// tcp_fwmark_accept so accepted sockets inherit the mark; and connmark rules
+// that mark the replies of connections we originated from a foreign address.
+// iptables is the one program the namespace init runs.
+func SetupTransparent() error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo: %w", err)
+	}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		dst := &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}
+		if fam == netlink.FAMILY_V6 {
+			dst = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+		}
+		r := &netlink.Route{LinkIndex: lo.Attrs().Index, Dst: dst, Table: Mark, Type: 2 /* RTN_LOCAL */, Scope: netlink.SCOPE_HOST, Family: fam}
+		if err := netlink.RouteReplace(r); err != nil {
+			return fmt.Errorf("add local default route to table %d (family %d): %w", Mark, fam, err)
+		}
+		rule := netlink.NewRule()
+		rule.Family = fam
+		rule.Mark = Mark
+		rule.Table = Mark
+		rule.Priority = Mark
+		if err := netlink.RuleAdd(rule); err != nil && !os.IsExist(err) {
+			return fmt.Errorf("add rule fwmark %d lookup %d (family %d): %w", Mark, Mark, fam, err)
+		}
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv4/tcp_fwmark_accept", []byte("1"), 0); err != nil {
+		return fmt.Errorf("set net.ipv4.tcp_fwmark_accept: %w", err)
+	}
+	for _, bin := range []string{"iptables", "ip6tables"} {
+		for _, rule := range [][]string{
+			{"OUTPUT", "-p", "tcp", "-m", "addrtype", "!", "--src-type", "LOCAL", "-j", "CONNMARK", "--set-mark", "100"},
+			{"PREROUTING", "-p", "tcp", "-m", "connmark", "--mark", "100", "-j", "MARK", "--set-mark", "100"},
+		} {
+			if err := iptables(bin, append([]string{"-t", "mangle", "-C"}, rule...)); err == nil {
+				continue
+			}
+			if err := iptables(bin, append([]string{"-t", "mangle", "-A"}, rule...)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func iptables(bin string, args []string) error {
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return fmt.Errorf("find %s: %w (install iptables, or disable source-IP preservation with --source-ip-transparent=false)", bin, err)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(path, append([]string{"-w"}, args...)...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// Run in the namespace's own xtables lock, not the host's /run.
+	cmd.Env = append(os.Environ(), "XTABLES_LOCKFILE=/dev/null")
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("run %s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}

@@ -1,0 +1,50 @@
+// Package spawn starts the namespace init: this executable again
+// (/proc/self/exe), cloned into new namespaces, killed if the launcher dies.
+package spawn
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+)
+
+// Options for Start.
+type Options struct {
+	Env        []string
+	ExtraFiles []*os.File // become fds 3..
+	// Stdin, Stdout, Stderr; nil means this process's.
+	Stdin, Stdout, Stderr *os.File
+	Cloneflags           uintptr
+}
+
+// Start re-executes /proc/self/exe with the same argv in new namespaces.
+// It must be called from a goroutine that is not locked to its thread:
+// Pdeathsig fires when the creating thread exits, and Go only ends threads
+// whose goroutine exits while locked.
+func Start(o Options) (*exec.Cmd, error) {
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       os.Args,
+		Env:        o.Env,
+		ExtraFiles: o.ExtraFiles,
+		Stdin:      orStd(o.Stdin, os.Stdin),
+		Stdout:     orStd(o.Stdout, os.Stdout),
+		Stderr:     orStd(o.Stderr, os.Stderr),
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: o.Cloneflags,
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("create namespaces (clone /proc/self/exe): %w", err)
+	}
+	return cmd, nil
+}
+
+func orStd(f, def *os.File) *os.File {
+	if f == nil {
+		return def
+	}
+	return f
+}

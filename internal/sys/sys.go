@@ -1,0 +1,112 @@
+// Package sys is the launcher's thin layer over golang.org/x/sys/unix: the
+// few system calls and constants the other packages need, as package
+// variables so tests can inject failures (EPERM, ENOSPC) without a
+// privileged host. It holds no logic beyond argument plumbing.
+package sys
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Mount flags and namespace flags the launcher uses.
+const (
+	MS_BIND    = unix.MS_BIND
+	MS_REC     = unix.MS_REC
+	MS_MOVE    = unix.MS_MOVE
+	MS_PRIVATE = unix.MS_PRIVATE
+	MS_SHARED  = unix.MS_SHARED
+	MS_SLAVE   = unix.MS_SLAVE
+	MS_RDONLY  = unix.MS_RDONLY
+	MS_NOSUID  = unix.MS_NOSUID
+	MS_NODEV   = unix.MS_NODEV
+	MS_NOEXEC  = unix.MS_NOEXEC
+
+	CLONE_NEWUSER   = unix.CLONE_NEWUSER
+	CLONE_NEWNS     = unix.CLONE_NEWNS
+	CLONE_NEWNET    = unix.CLONE_NEWNET
+	CLONE_NEWPID    = unix.CLONE_NEWPID
+	CLONE_NEWCGROUP = unix.CLONE_NEWCGROUP
+	CLONE_NEWUTS    = unix.CLONE_NEWUTS
+	CLONE_NEWIPC    = unix.CLONE_NEWIPC
+)
+
+// Swappable system calls.
+var (
+	Mount   = unix.Mount
+	Unmount = unix.Unmount
+	Unshare = unix.Unshare
+	Setns   = unix.Setns
+	Kill    = unix.Kill
+	Getppid = unix.Getppid
+	Gettid  = unix.Gettid
+	Socket  = unix.Socket
+	Wait4   = unix.Wait4
+)
+
+// SetPdeathsig makes the calling thread's process get sig when its parent
+// thread dies.
+func SetPdeathsig(sig unix.Signal) error {
+	return unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sig), 0, 0, 0)
+}
+
+// SIGKILL for SetPdeathsig callers that do not import syscall.
+const SIGKILL = unix.SIGKILL
+
+// OpenTap creates (or attaches to) the TAP device name in the calling
+// thread's network namespace and returns its fd, non-blocking and
+// close-on-exec. vnetHdr asks for IFF_VNET_HDR (virtio-net header per frame).
+func OpenTap(name string, vnetHdr bool) (*os.File, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open /dev/net/tun: %w (load the tun module: modprobe tun)", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("tap name %q: %w", name, err)
+	}
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if vnetHdr {
+		flags |= unix.IFF_VNET_HDR
+	}
+	ifr.SetUint16(flags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("create tap %s (TUNSETIFF): %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), "/dev/net/tun:"+name), nil
+}
+
+// NewSocket makes a non-blocking, close-on-exec socket in the calling
+// thread's network namespace.
+func NewSocket(family, sotype int) (*os.File, error) {
+	fd, err := unix.Socket(family, sotype|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("create socket family %d type %d: %w", family, sotype, err)
+	}
+	return os.NewFile(uintptr(fd), "sockpool"), nil
+}
+
+// PeerUID returns the uid of the process at the other end of a unix socket.
+func PeerUID(fd uintptr) (uint32, error) {
+	cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return 0, err
+	}
+	return cred.Uid, nil
+}
+
+// WaitStatus decodes a wait4 status.
+type WaitStatus = unix.WaitStatus
+
+// Rusage is wait4's resource usage (unused by callers, required by the call).
+type Rusage = unix.Rusage
+
+// WNOHANG for Wait4.
+const WNOHANG = unix.WNOHANG
+
+// ECHILD means no children are left to wait for.
+const ECHILD = unix.ECHILD

@@ -1,0 +1,588 @@
+package unroot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/internal/cgroup"
+	"github.com/unroot/unroot/internal/childinit"
+	"github.com/unroot/unroot/internal/copyup"
+	"github.com/unroot/unroot/internal/handshake"
+	"github.com/unroot/unroot/internal/idmap"
+	"github.com/unroot/unroot/internal/sigproxy"
+	"github.com/unroot/unroot/internal/sockpool"
+	"github.com/unroot/unroot/internal/spawn"
+	"github.com/unroot/unroot/internal/statedir"
+	"github.com/unroot/unroot/network"
+	"github.com/unroot/unroot/port"
+)
+
+// Version is what /v1/info and `rootlesskit --version` report: the
+// RootlessKit release whose contract unroot implements, as a semantic
+// version with unroot as build metadata, so `--print-semver` still works.
+const Version = "3.0.1+unroot"
+
+// ReaperMode selects whether the namespace init reaps orphans as PID 1.
+type ReaperMode int
+
+const (
+	// ReaperAuto reaps when PIDNS is set (the zero value).
+	ReaperAuto ReaperMode = iota
+	// ReaperOn always reaps, and starts the command in a new session; needs PIDNS.
+	ReaperOn
+	// ReaperOff never reaps, and keeps the controlling terminal.
+	ReaperOff
+)
+
+// ParseReaperMode parses --reaper (auto, true, false).
+func ParseReaperMode(s string) (ReaperMode, error) {
+	switch s {
+	case "", "auto":
+		return ReaperAuto, nil
+	case "true":
+		return ReaperOn, nil
+	case "false":
+		return ReaperOff, nil
+	}
+	return 0, fmt.Errorf("reaper %q: must be auto, true or false", s)
+}
+
+// SubIDSource selects where subordinate id ranges come from.
+type SubIDSource string
+
+const (
+	// SubIDAuto tries getsubids, then /etc/subuid and /etc/subgid ("" means this too).
+	SubIDAuto SubIDSource = "auto"
+	// SubIDDynamic runs getsubids only (NSS: sssd, LDAP).
+	SubIDDynamic SubIDSource = "dynamic"
+	// SubIDStatic reads /etc/subuid and /etc/subgid only.
+	SubIDStatic SubIDSource = "static"
+)
+
+// Launcher runs one command in new namespaces. Fill the fields, then call
+// Start, Wait and Close. The zero value of every field is usable.
+type Launcher struct {
+	// Command and its arguments; required. Looked up in PATH inside.
+	Command []string
+	// StateDir is the state directory. "" makes a private
+	// $TMPDIR/rootlesskitNNN. Either way it is removed on Close.
+	StateDir string
+	// Network is the network driver. Nil shares the host's network (no
+	// network namespace), like RootlessKit's --net=host.
+	Network network.Driver
+	// Ports makes the port driver once the network is up. Nil means none:
+	// /v1/ports answers "no PortDriver is available".
+	Ports port.Factory
+	// Publish lists ports to publish before child_pid is written.
+	// Requires Ports.
+	Publish []port.Spec
+	// CopyUp lists directories to make writable with the tmpfs+symlink
+	// layout (e.g. /etc, /run, /var/lib). /tmp is refused.
+	CopyUp []string
+	// Propagation of / inside: private, rprivate (""), slave, rslave,
+	// shared or rshared. Shared kinds cannot be combined with CopyUp.
+	Propagation string
+	// PIDNS, CgroupNS, UTSNS and IPCNS create those namespaces too.
+	PIDNS, CgroupNS, UTSNS, IPCNS bool
+	// Reaper: see ReaperMode; the zero value follows PIDNS.
+	Reaper ReaperMode
+	// EvacuateCgroup2 moves the launcher's cgroup v2 processes into this
+	// subgroup so controllers can be delegated. Needs PIDNS and CgroupNS.
+	EvacuateCgroup2 string
+	// DetachNetNS keeps the command in the host network namespace and puts
+	// the driver's network namespace on STATE/netns instead.
+	DetachNetNS bool
+	// SubIDSource: see SubIDSource; "" means auto.
+	SubIDSource SubIDSource
+	// Env adds KEY=VALUE entries to the command's environment, which is
+	// otherwise this process's environment plus ROOTLESSKIT_STATE_DIR,
+	// ROOTLESSKIT_PARENT_EUID and ROOTLESSKIT_PARENT_EGID.
+	Env []string
+	// ListenFDs are systemd socket-activation sockets, passed to the command
+	// as fds 3.. (LISTEN_FDS is left as the caller set it). When
+	// ActivationPID is set, LISTEN_PID is rewritten to the command's PID.
+	ListenFDs     []*os.File
+	ActivationPID bool
+	// Stdin, Stdout and Stderr of the command; nil means this process's.
+	Stdin, Stdout, Stderr *os.File
+	// Logger receives progress and warnings. Nil discards them.
+	Logger *slog.Logger
+	// ChildErrorPrefix starts error lines the namespace init prints itself
+	// (a command killed by a signal); "" means "unroot: ".
+	ChildErrorPrefix string
+
+	log      *slog.Logger
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	dir      *statedir.Dir
+	cmd      *exec.Cmd
+	ctl      *handshake.Conn
+	sockets  *sockpool.Client
+	portDrv  port.Driver
+	netUp    bool
+	childPID int
+	cmdPID   int
+	sigs     *sigproxy.Forwarder
+	stopSigs context.CancelFunc
+	api      *apiServer
+	exited   chan struct{}
+	waitErr  error
+	wg       sync.WaitGroup
+}
+
+// hostNetworker is implemented by drivers that share the host's network
+// namespace instead of creating one (network/host's host driver).
+type hostNetworker interface{ SharesHostNetwork() bool }
+
+func (l *Launcher) privateNet() bool {
+	if l.Network == nil {
+		return false
+	}
+	h, ok := l.Network.(hostNetworker)
+	return !ok || !h.SharesHostNetwork()
+}
+
+func (l *Launcher) reaper() bool {
+	switch l.Reaper {
+	case ReaperOn:
+		return true
+	case ReaperOff:
+		return false
+	}
+	return l.PIDNS
+}
+
+// Validate checks the configuration without touching the system.
+func (l *Launcher) Validate() error {
+	if len(l.Command) == 0 || l.Command[0] == "" {
+		return errors.New("no command specified")
+	}
+	if l.Reaper == ReaperOn && !l.PIDNS {
+		return errors.New("--reaper=true requires --pidns: only PID 1 of a PID namespace can reap its orphans")
+	}
+	if _, err := childinit.PropagationFlags(l.Propagation); err != nil {
+		return err
+	}
+	for _, d := range l.CopyUp {
+		if err := copyup.Validate(d); err != nil {
+			return err
+		}
+	}
+	if len(l.CopyUp) > 0 && (l.Propagation == "shared" || l.Propagation == "rshared") {
+		return fmt.Errorf("propagation %s cannot be combined with --copy-up: a copied-up directory is moved into place, which shared mounts forbid; use --propagation=rslave", l.Propagation)
+	}
+	if l.EvacuateCgroup2 != "" {
+		if err := cgroup.ValidateName(l.EvacuateCgroup2); err != nil {
+			return err
+		}
+		if !l.PIDNS || !l.CgroupNS {
+			return errors.New("--evacuate-cgroup2 requires --pidns and --cgroupns")
+		}
+	}
+	if l.DetachNetNS && !l.privateNet() {
+		return errors.New("--detach-netns requires a network namespace: use --net=slirp4netns, pasta, netstack or none")
+	}
+	if len(l.Publish) > 0 && l.Ports == nil {
+		return errors.New("publishing ports requires a port driver: add --port-driver=builtin")
+	}
+	return nil
+}
+
+// Start creates the namespaces, starts the network and port drivers,
+// publishes ports, starts the command, writes STATE/child_pid and serves
+// STATE/api.sock. On error nothing is left running or mounted and the state
+// directory is removed.
+func (l *Launcher) Start(ctx context.Context) (err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.started {
+		return errors.New("start launcher: already started")
+	}
+	l.started = true
+	l.log = l.Logger
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	if err := checkUserNS(); err != nil {
+		return err
+	}
+	self := identity()
+	plan, err := idmap.Lookup(ctx, idmap.Source(l.SubIDSource), self)
+	if err != nil {
+		return err
+	}
+	if plan.Warning != "" {
+		l.log.Warn(plan.Warning)
+	}
+	if err := plan.CheckHelpers(); err != nil {
+		return err
+	}
+	l.dir, err = statedir.Open(l.StateDir)
+	if err != nil {
+		return err
+	}
+	l.exited = make(chan struct{})
+	defer func() {
+		if err != nil {
+			l.teardown()
+		}
+	}()
+	// Catch signals before the child exists, so none is lost; they reach
+	// the child once it runs.
+	l.sigs = sigproxy.Catch()
+	startCtx, cancelStart := context.WithCancelCause(ctx)
+	defer cancelStart(nil)
+
+	ctl, ctlChild, err := handshake.Pair()
+	if err != nil {
+		return err
+	}
+	l.ctl = ctl
+	sock, sockChild, err := handshake.Pair()
+	if err != nil {
+		ctlChild.Close()
+		return err
+	}
+	l.sockets = sockpool.NewClient(sock)
+	prefix := l.ChildErrorPrefix
+	if prefix == "" {
+		prefix = "unroot: "
+	}
+	cfg := childinit.Config{
+		Stage:       1,
+		ListenFDs:   len(l.ListenFDs),
+		CtlFD:       3 + len(l.ListenFDs),
+		SockFD:      4 + len(l.ListenFDs),
+		Activation:  l.ActivationPID && len(l.ListenFDs) > 0,
+		ParentPID:   os.Getpid(),
+		Command:     l.Command,
+		StateDir:    l.dir.Path(),
+		PIDNS:       l.PIDNS,
+		Reaper:      l.reaper(),
+		PrivateNet:  l.privateNet(),
+		DetachNetNS: l.DetachNetNS,
+		Propagation: l.Propagation,
+		CopyUp:      l.CopyUp,
+		Cgroup2:     l.EvacuateCgroup2 != "",
+		ErrPrefix:   prefix,
+	}
+	env := append(os.Environ(), l.Env...)
+	env = append(env,
+		"ROOTLESSKIT_STATE_DIR="+l.dir.Path(),
+		"ROOTLESSKIT_PARENT_EUID="+strconv.Itoa(os.Geteuid()),
+		"ROOTLESSKIT_PARENT_EGID="+strconv.Itoa(os.Getegid()),
+		childinit.EnvConfig+"="+cfg.Encode(),
+	)
+	files := append(append([]*os.File{}, l.ListenFDs...), ctlChild, sockChild)
+	l.cmd, err = spawn.Start(spawn.Options{
+		Env:        env,
+		ExtraFiles: files,
+		Stdin:      l.Stdin, Stdout: l.Stdout, Stderr: l.Stderr,
+		Cloneflags: l.cloneflags(),
+	})
+	// The child holds its ends now; ours must go so its death reads as EOF.
+	ctlChild.Close()
+	sockChild.Close()
+	if err != nil {
+		return err
+	}
+	l.childPID = l.cmd.Process.Pid
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		l.waitErr = l.cmd.Wait()
+		close(l.exited)
+		cancelStart(errChildExited)
+	}()
+	sigCtx, stopSigs := context.WithCancel(context.Background())
+	l.stopSigs = stopSigs
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		l.sigs.Forward(sigCtx, l.childPID)
+	}()
+
+	if err := plan.Apply(startCtx, l.childPID); err != nil {
+		return l.startErr(startCtx, err)
+	}
+	if err := ctl.Send(handshake.Msg{Kind: handshake.IDMapped}); err != nil {
+		return l.startErr(startCtx, err)
+	}
+	if _, _, err := ctl.Expect(startCtx, handshake.NSReady); err != nil {
+		return l.startErr(startCtx, err)
+	}
+	if l.EvacuateCgroup2 != "" {
+		if err := cgroup.Evacuate(l.EvacuateCgroup2); err != nil {
+			return err
+		}
+	}
+	setup := network.Setup{}
+	if l.Network != nil {
+		setup, err = l.Network.Start(startCtx, l.networkChild())
+		l.netUp = true
+		if err != nil {
+			return l.startErr(startCtx, fmt.Errorf("start network driver %s: %w", l.Network.Name(), err))
+		}
+	}
+	if err := ctl.Send(handshake.Msg{Kind: handshake.Network, Setup: &setup}); err != nil {
+		return l.startErr(startCtx, err)
+	}
+	m, _, err := ctl.Expect(startCtx, handshake.Started)
+	if err != nil {
+		return l.startErr(startCtx, err)
+	}
+	l.cmdPID = m.PID
+	if l.Ports != nil {
+		env := port.Env{
+			StateDir: l.dir.Path(),
+			Opaque:   setup.Opaque,
+			Logger:   l.log.With("component", "port"),
+		}
+		if l.privateNet() {
+			env.Sockets = l.sockets
+			env.NetworkDriver = l.Network.Name()
+			if setup.Addr.IsValid() {
+				env.ChildIP = setup.Addr.Addr()
+			}
+		}
+		l.portDrv, err = l.Ports(startCtx, env)
+		if err != nil {
+			return l.startErr(startCtx, err)
+		}
+		for _, s := range l.Publish {
+			if _, err := l.portDrv.Add(startCtx, s); err != nil {
+				return l.startErr(startCtx, fmt.Errorf("publish %s: %w", specString(s), err))
+			}
+		}
+	}
+	if err := l.dir.WriteChildPID(l.childPID); err != nil {
+		return err
+	}
+	l.api, err = serveAPI(l.dir.Join(statedir.APISock), l.apiHandler(), l.log)
+	if err != nil {
+		return err
+	}
+	l.log.Debug("started", "childPID", l.childPID, "commandPID", l.cmdPID, "stateDir", l.dir.Path())
+	return nil
+}
+
+var errChildExited = errors.New("namespace init exited")
+
+// startErr turns a set-up failure into the clearest error: the child's own
+// report if it sent one, the child's exit if it died, ctx's cause otherwise.
+func (l *Launcher) startErr(ctx context.Context, err error) error {
+	var pe *handshake.PeerError
+	if errors.As(err, &pe) {
+		return err
+	}
+	if errors.Is(err, io.EOF) || errors.Is(context.Cause(ctx), errChildExited) {
+		select {
+		case <-l.exited:
+			return fmt.Errorf("namespace init exited during set-up (%v): %w", l.waitErr, err)
+		default:
+		}
+	}
+	return err
+}
+
+func (l *Launcher) cloneflags() uintptr {
+	fl := uintptr(syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS)
+	if l.privateNet() && !l.DetachNetNS {
+		fl |= syscall.CLONE_NEWNET
+	}
+	if l.PIDNS {
+		fl |= syscall.CLONE_NEWPID
+	}
+	if l.CgroupNS {
+		fl |= syscall.CLONE_NEWCGROUP
+	}
+	if l.UTSNS {
+		fl |= syscall.CLONE_NEWUTS
+	}
+	if l.IPCNS {
+		fl |= syscall.CLONE_NEWIPC
+	}
+	return fl
+}
+
+func (l *Launcher) networkChild() network.Child {
+	pid := strconv.Itoa(l.childPID)
+	c := network.Child{
+		PID:      l.childPID,
+		NetNS:    "/proc/" + pid + "/ns/net",
+		UserNS:   "/proc/" + pid + "/ns/user",
+		Detached: l.DetachNetNS,
+		StateDir: l.dir.Path(),
+		OpenTap:  l.openTap,
+	}
+	if l.DetachNetNS {
+		c.NetNS = "/proc/" + pid + "/root" + l.dir.Join(statedir.NetNS)
+	}
+	return c
+}
+
+// openTap asks the child for a tap device fd; used by in-process drivers.
+func (l *Launcher) openTap(ctx context.Context, name string) (*os.File, error) {
+	if err := l.ctl.Send(handshake.Msg{Kind: handshake.OpenTap, TapName: name}); err != nil {
+		return nil, err
+	}
+	_, files, err := l.ctl.Expect(ctx, handshake.Tap)
+	if err != nil {
+		return nil, fmt.Errorf("open tap %s in the namespace: %w", name, err)
+	}
+	if len(files) != 1 {
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, fmt.Errorf("open tap %s in the namespace: got %d fds, want 1", name, len(files))
+	}
+	return files[0], nil
+}
+
+// Wait waits for the command to end and returns its exit status: the
+// command's own code, or 255 when it (or the namespace init) was killed by
+// a signal. err describes a non-zero exit.
+func (l *Launcher) Wait() (int, error) {
+	if l.exited == nil {
+		return 1, errors.New("wait: launcher not started")
+	}
+	<-l.exited
+	err := l.waitErr
+	if err == nil {
+		return 0, nil
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Exited() {
+			return ws.ExitStatus(), fmt.Errorf("child exited: %w", err)
+		}
+		return 255, fmt.Errorf("child exited: %w", err)
+	}
+	return 1, fmt.Errorf("wait for child: %w", err)
+}
+
+// Close stops the API, the port and network drivers and the namespace init
+// (and with it the command), and removes the state directory. It is safe to
+// call more than once.
+func (l *Launcher) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || !l.started {
+		return nil
+	}
+	return l.teardown()
+}
+
+func (l *Launcher) teardown() error {
+	l.closed = true
+	var errs []error
+	if l.api != nil {
+		errs = append(errs, l.api.Close())
+	}
+	if l.portDrv != nil {
+		errs = append(errs, l.portDrv.Close())
+	}
+	if l.cmd != nil && l.cmd.Process != nil {
+		select {
+		case <-l.exited:
+		default:
+			l.cmd.Process.Kill()
+			<-l.exited
+		}
+	}
+	if l.netUp {
+		errs = append(errs, l.Network.Close())
+	}
+	if l.stopSigs != nil {
+		l.stopSigs()
+	} else if l.sigs != nil {
+		l.sigs.Stop()
+	}
+	l.wg.Wait()
+	if l.ctl != nil {
+		l.ctl.Close()
+	}
+	if l.sockets != nil {
+		l.sockets.Close()
+	}
+	if l.dir != nil {
+		errs = append(errs, l.dir.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// ChildPID is the namespace init's PID (STATE/child_pid), 0 before Start.
+func (l *Launcher) ChildPID() int { return l.childPID }
+
+// CommandPID is the command's PID as seen from the host, 0 before Start.
+func (l *Launcher) CommandPID() int { return l.cmdPID }
+
+// StateDir returns the absolute state directory once started.
+func (l *Launcher) StateDirPath() string {
+	if l.dir == nil {
+		return ""
+	}
+	return l.dir.Path()
+}
+
+// Info is the body of GET /v1/info.
+func (l *Launcher) Info() api.Info {
+	info := api.Info{APIVersion: api.Version, Version: Version, ChildPID: l.childPID}
+	if l.dir != nil {
+		info.StateDir = l.dir.Path()
+	}
+	if l.Network != nil {
+		info.NetworkDriver = l.Network.Info()
+	}
+	if l.portDrv != nil {
+		pi := l.portDrv.Info()
+		info.PortDriver = &pi
+	}
+	return info
+}
+
+func identity() idmap.Identity {
+	id := idmap.Identity{UID: uint32(os.Geteuid()), GID: uint32(os.Getegid())}
+	if u, err := user.LookupId(strconv.Itoa(os.Geteuid())); err == nil {
+		id.Name = u.Username
+	}
+	return id
+}
+
+// checkUserNS reports the two host settings that make every start fail,
+// before anything is created.
+func checkUserNS() error {
+	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && string(b) == "0\n" {
+		return errors.New("user namespaces are disabled (user.max_user_namespaces = 0); enable them: sudo sysctl -w user.max_user_namespaces=28633")
+	}
+	if os.Geteuid() != 0 {
+		if b, err := os.ReadFile("/proc/sys/kernel/unprivileged_userns_clone"); err == nil && string(b) == "0\n" {
+			return errors.New("unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0); enable them: sudo sysctl -w kernel.unprivileged_userns_clone=1")
+		}
+	}
+	return nil
+}
+
+func specString(s port.Spec) string {
+	ip := s.ParentIP
+	if ip != "" && net.ParseIP(ip).To4() == nil {
+		ip = "[" + ip + "]"
+	}
+	return fmt.Sprintf("%s:%d:%d/%s", ip, s.ParentPort, s.ChildPort, s.Proto)
+}
+
