@@ -585,4 +585,3 @@ func specString(s port.Spec) string {
 	}
 	return fmt.Sprintf("%s:%d:%d/%s", ip, s.ParentPort, s.ChildPort, s.Proto)
 }
-

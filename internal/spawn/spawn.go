@@ -15,7 +15,7 @@ type Options struct {
 	ExtraFiles []*os.File // become fds 3..
 	// Stdin, Stdout, Stderr; nil means this process's.
 	Stdin, Stdout, Stderr *os.File
-	Cloneflags           uintptr
+	Cloneflags            uintptr
 }
 
 // Start re-executes /proc/self/exe with the same argv in new namespaces.
