@@ -93,7 +93,7 @@ func lookPath(bin string) (string, error) {
 		return p, nil
 	}
 	if bin != "" {
-		return "", fmt.Errorf("pasta binary %s: %w: fix --pasta-binary", bin, err)
+		return "", fmt.Errorf("pasta binary %s: %w: fix --pasta-binary", bin, rootCause(err))
 	}
 	alt := "--net=host"
 	if _, serr := exec.LookPath("slirp4netns"); serr == nil {
@@ -274,4 +274,16 @@ func buildArgs(cfg network.Config, c network.Child, f features) ([]string, error
 		return nil, fmt.Errorf("start pasta: child pid %d is not a process", c.PID)
 	}
 	return append(args, strconv.Itoa(c.PID)), nil
+}
+
+// rootCause strips exec's and stat's wrapping ("exec: \"x\": stat x: ...")
+// so the message names the path once.
+func rootCause(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		err = u
+	}
 }

@@ -116,7 +116,7 @@ func lookPath(bin string) (string, error) {
 		return p, nil
 	}
 	if bin != "" {
-		return "", fmt.Errorf("slirp4netns binary %s: %w: fix --slirp4netns-binary", bin, err)
+		return "", fmt.Errorf("slirp4netns binary %s: %w: fix --slirp4netns-binary", bin, rootCause(err))
 	}
 	alt := "--net=host"
 	if _, perr := exec.LookPath("pasta"); perr == nil {
@@ -372,4 +372,16 @@ func buildArgs(cfg network.Config, c network.Child, o startOpts) ([]string, erro
 		args = append(args, strconv.Itoa(c.PID))
 	}
 	return slices.Clip(append(args, cfg.IfName)), nil
+}
+
+// rootCause strips exec's and stat's wrapping ("exec: \"x\": stat x: ...")
+// so the message names the path once.
+func rootCause(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		err = u
+	}
 }
