@@ -20,6 +20,7 @@ import (
 	"github.com/unroot/unroot/internal/copyup"
 	"github.com/unroot/unroot/internal/handshake"
 	"github.com/unroot/unroot/internal/idmap"
+	"github.com/unroot/unroot/internal/notify"
 	"github.com/unroot/unroot/internal/sigproxy"
 	"github.com/unroot/unroot/internal/sockpool"
 	"github.com/unroot/unroot/internal/spawn"
@@ -114,6 +115,11 @@ type Launcher struct {
 	// ActivationPID is set, LISTEN_PID is rewritten to the command's PID.
 	ListenFDs     []*os.File
 	ActivationPID bool
+	// Ready applies when NOTIFY_SOCKET is set (a Type=notify systemd unit):
+	// "" or "notify" relays the command's READY=1 (and STATUS= etc.) to
+	// systemd as this process's own, so the unit needs no NotifyAccess=all;
+	// "ports" sends READY=1 once the network is up and ports are published.
+	Ready string
 	// Stdin, Stdout and Stderr of the command; nil means this process's.
 	Stdin, Stdout, Stderr *os.File
 	// Logger receives progress and warnings. Nil discards them.
@@ -137,6 +143,7 @@ type Launcher struct {
 	sigs     *sigproxy.Forwarder
 	stopSigs context.CancelFunc
 	api      *apiServer
+	notify   *notify.Relay
 	exited   chan struct{}
 	waitErr  error
 	wg       sync.WaitGroup
@@ -173,6 +180,9 @@ func (l *Launcher) Validate() error {
 		return errors.New("--reaper=true requires --pidns: only PID 1 of a PID namespace can reap its orphans")
 	}
 	if _, err := childinit.PropagationFlags(l.Propagation); err != nil {
+		return err
+	}
+	if _, err := notify.ParseMode(l.Ready); err != nil {
 		return err
 	}
 	for _, d := range l.CopyUp {
@@ -242,6 +252,18 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			l.teardown()
 		}
 	}()
+	if up := notify.Upstream(); up != "" {
+		mode, err := notify.ParseMode(l.Ready)
+		if err != nil {
+			return err
+		}
+		if l.notify, err = notify.New(notify.Config{Path: l.dir.Join("notify.sock"), Upstream: up, Mode: mode, Logger: l.log}); err != nil {
+			return err
+		}
+		if err := l.notify.Start(ctx); err != nil {
+			return err
+		}
+	}
 	// Catch signals before the child exists, so none is lost; they reach
 	// the child once it runs.
 	l.sigs = sigproxy.Catch()
@@ -288,6 +310,9 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		"ROOTLESSKIT_PARENT_EGID="+strconv.Itoa(os.Getegid()),
 		childinit.EnvConfig+"="+cfg.Encode(),
 	)
+	if l.notify != nil {
+		env = l.notify.CommandEnv(env)
+	}
 	files := append(append([]*os.File{}, l.ListenFDs...), ctlChild, sockChild)
 	l.cmd, err = spawn.Start(spawn.Options{
 		Env:        env,
@@ -376,6 +401,11 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	l.api, err = serveAPI(l.dir.Join(statedir.APISock), l.apiHandler(), l.log)
 	if err != nil {
 		return err
+	}
+	if l.notify != nil && l.Ready == string(notify.ModePorts) {
+		if err := l.notify.Ready("namespaces, network and ports are up"); err != nil {
+			l.log.Warn(err.Error())
+		}
 	}
 	l.log.Debug("started", "childPID", l.childPID, "commandPID", l.cmdPID, "stateDir", l.dir.Path())
 	return nil
@@ -519,6 +549,9 @@ func (l *Launcher) teardown() error {
 	}
 	if l.sockets != nil {
 		l.sockets.Close()
+	}
+	if l.notify != nil {
+		errs = append(errs, l.notify.Close())
 	}
 	if l.dir != nil {
 		errs = append(errs, l.dir.Close())

@@ -51,6 +51,8 @@ type opts struct {
 	evacuateCgroup2               string
 
 	subidSource string
+
+	ready string // unroot only: who sends systemd READY=1 (internal/notify)
 }
 
 const categoryKey = "category"
@@ -122,6 +124,10 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	}
 	fs.StringVar(&o.subidSource, "subid-source", "auto", "source of the subids [auto, dynamic (getsubids), static (/etc/subuid)]")
 	add("SubID", "subid-source")
+	if p == asUnroot {
+		fs.StringVar(&o.ready, "ready", "notify", "under a Type=notify systemd unit, who sends READY=1: notify (the command, relayed) or ports (unroot, once ports are published)")
+		add("Misc", "ready")
+	}
 }
 
 // normalize rewrites RootlessKit's (Go flag package) grammar into pflag's:

@@ -82,6 +82,7 @@ func buildLauncher(o *opts, command []string, p personality, log *slog.Logger) (
 		EvacuateCgroup2: o.evacuateCgroup2,
 		DetachNetNS:     o.detachNetNS,
 		SubIDSource:     unroot.SubIDSource(src),
+		Ready:           o.ready,
 		Logger:          log,
 	}
 	if p == asRootlesskit {
