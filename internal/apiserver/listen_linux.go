@@ -1,0 +1,102 @@
+package apiserver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Listen creates the API socket at path, mode 0600 from the start (it is
+// bound in a private directory and renamed into place, so no other user can
+// connect in between), replacing a stale one. Accept refuses peers whose
+// uid (SO_PEERCRED) is not this process's euid; processes inside the
+// child's user namespace appear as the owner. Close removes the socket.
+func Listen(path string) (net.Listener, error) {
+	return ListenLogged(path, nil)
+}
+
+// ListenLogged is Listen with a logger for refused peers (nil discards).
+func ListenLogged(path string, log *slog.Logger) (net.Listener, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.MkdirTemp(dir, ".api-sock-")
+	if err != nil {
+		return nil, fmt.Errorf("create api socket %s: %w", path, err)
+	}
+	defer os.RemoveAll(tmp)
+	tmpPath := filepath.Join(tmp, "s")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmpPath, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("create api socket %s: %w", path, err)
+	}
+	ln.SetUnlinkOnClose(false)
+	fail := func(err error) (net.Listener, error) {
+		ln.Close()
+		return nil, fmt.Errorf("create api socket %s: %w", path, err)
+	}
+	if err := os.Chmod(tmpPath, 0o600); err != nil {
+		return fail(err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fail(err)
+	}
+	if err := os.Rename(tmpPath, path); err != nil {
+		return fail(err)
+	}
+	return &ownerListener{UnixListener: ln, path: path, uid: os.Geteuid(), log: log}, nil
+}
+
+type ownerListener struct {
+	*net.UnixListener
+	path      string
+	uid       int
+	log       *slog.Logger
+	closeOnce sync.Once
+}
+
+func (l *ownerListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.UnixListener.AcceptUnix()
+		if err != nil {
+			return nil, err
+		}
+		uid, err := peerUID(c)
+		if err == nil && uid == l.uid {
+			return c, nil
+		}
+		l.log.Warn("refused an api.sock client that is not the owner", "peer_uid", uid, "err", err)
+		c.Close()
+	}
+}
+
+func (l *ownerListener) Close() error {
+	err := l.UnixListener.Close()
+	l.closeOnce.Do(func() { os.Remove(l.path) })
+	return err
+}
+
+func peerUID(c *net.UnixConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	var (
+		cred *unix.Ucred
+		serr error
+	)
+	if err := rc.Control(func(fd uintptr) { cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }); err != nil {
+		return -1, err
+	}
+	if serr != nil {
+		return -1, serr
+	}
+	return int(cred.Uid), nil
+}
