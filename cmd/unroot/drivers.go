@@ -9,7 +9,6 @@ import (
 
 	"github.com/unroot/unroot/network"
 	"github.com/unroot/unroot/network/host"
-	"github.com/unroot/unroot/network/netstack"
 	"github.com/unroot/unroot/network/pasta"
 	"github.com/unroot/unroot/network/slirp4netns"
 	"github.com/unroot/unroot/port"
@@ -42,7 +41,6 @@ var netDrivers = map[string]func(cfg network.Config, o *opts) (network.Driver, e
 		}
 		return pasta.New(cfg)
 	},
-	"netstack": func(cfg network.Config, o *opts) (network.Driver, error) { return netstack.New(cfg) },
 }
 
 // notSupported are RootlessKit drivers unroot does not carry.
@@ -106,10 +104,11 @@ func buildNetwork(o *opts, p personality, log *slog.Logger) (network.Driver, err
 			return nil, err
 		}
 	}
-	if !o.disableHostLoopback && p == asRootlesskit {
+	d, err := mk(cfg, o)
+	if err == nil && !o.disableHostLoopback && p == asRootlesskit {
 		log.Warn("specifying --disable-host-loopback is highly recommended to prohibit connecting to 127.0.0.1:* on the host namespace (requires pasta, slirp4netns, or netstack)")
 	}
-	return mk(cfg, o)
+	return d, err
 }
 
 // buildPorts validates the port flags against the network and makes the
