@@ -9,6 +9,11 @@
 // which pasta writes only after the interface is configured: the file is
 // /proc/self/fd/3, a pipe unroot reads.
 //
+// Unlike RootlessKit, unless implicit port forwarding needs it, pasta is not
+// allowed to mirror the host's loopback ports into the namespace's 127.0.0.1
+// (--tcp-ns/--udp-ns none): the host's loopback is reached at the gateway
+// (10.0.2.2) unless --disable-host-loopback, exactly as with slirp4netns.
+//
 // pasta's options changed over the years (Debian 12 ships 2023_03_09), so
 // the driver reads `pasta --help` once and adapts: a missing option the
 // configuration needs is an error naming it, a missing nicety is a one-line
@@ -180,6 +185,8 @@ type features struct {
 	stderr, dnsForward, hostLoToNsLo bool
 	// implicit is OptImplicitPorts, carried here so buildArgs stays pure.
 	implicit bool
+	// nsNone: pasta can be told not to mirror the host's loopback ports.
+	nsNone bool
 }
 
 // features checks the probed options against the configuration: it fails
@@ -203,8 +210,6 @@ func (d *Driver) features(flags map[string]bool, c network.Child) (features, []s
 	need("--tcp-ports", true)
 	need("--udp-ports", true)
 	need("--no-map-gw", d.cfg.DisableHostLoopback)
-	need("--tcp-ns", d.cfg.DisableHostLoopback)
-	need("--udp-ns", d.cfg.DisableHostLoopback)
 	need("--ipv4-only", !d.cfg.IPv6)
 	need("--userns", c.Detached)
 	need("--netns", c.Detached)
@@ -216,10 +221,14 @@ func (d *Driver) features(flags map[string]bool, c network.Child) (features, []s
 		dnsForward:   flags["--dns-forward"],
 		hostLoToNsLo: flags["--host-lo-to-ns-lo"],
 		implicit:     d.implicit,
+		nsNone:       flags["--tcp-ns"] && flags["--udp-ns"],
 	}
 	var warn []string
 	if !f.dnsForward {
 		warn = append(warn, fmt.Sprintf("pasta at %s lacks --dns-forward: DNS at %s will not answer; install a newer passt or use --net=slirp4netns", d.path, d.dns))
+	}
+	if d.implicit && d.cfg.DisableHostLoopback {
+		warn = append(warn, "with --port-driver=implicit, pasta also mirrors ports bound on the host's 127.0.0.1 to 127.0.0.1 inside (its automatic forwarding needs --tcp-ns auto); --disable-host-loopback only closes the gateway address")
 	}
 	if d.implicit && !f.hostLoToNsLo {
 		warn = append(warn, fmt.Sprintf("pasta at %s lacks --host-lo-to-ns-lo: connections to published ports from the host's loopback arrive from %s, and services listening only on 127.0.0.1 inside are not reachable; install a newer passt for that", d.path, d.gateway))
@@ -247,10 +256,17 @@ func buildArgs(cfg network.Config, c network.Child, f features) ([]string, error
 		args = append(args, "--dns-forward="+dns.String())
 	}
 	if cfg.DisableHostLoopback {
-		// --no-map-gw stops 10.0.2.2 reaching the host's loopback; pasta's
-		// default --tcp-ns/--udp-ns auto would still mirror every port bound
-		// on the host's loopback into the namespace's 127.0.0.1.
-		args = append(args, "--no-map-gw", "--tcp-ns=none", "--udp-ns=none")
+		args = append(args, "--no-map-gw")
+	}
+	// pasta's default --tcp-ns/--udp-ns auto mirrors every port bound on the
+	// host's loopback into the namespace's 127.0.0.1: a second way to the
+	// host's loopback that --disable-host-loopback would not close, ports the
+	// command then cannot bind, and 0.1-0.5 s more start-up on a busy host.
+	// The host's loopback stays reachable at the gateway, as with slirp4netns.
+	// pasta 2023_03_09 only rescans the namespace for --tcp-ports=auto while
+	// --tcp-ns is auto too, so implicit forwarding keeps pasta's default.
+	if f.nsNone && !f.implicit {
+		args = append(args, "--tcp-ns=none", "--udp-ns=none")
 	}
 	if !cfg.IPv6 {
 		args = append(args, "--ipv4-only")

@@ -63,12 +63,12 @@ func TestBuildArgs(t *testing.T) {
 		f    features
 		want string
 	}{
-		{"rootlesskit defaults", def, attached, features{stderr: true, dnsForward: true},
-			"--foreground --stderr --ns-ifname=tap0 --mtu=65520 --config-net --address=10.0.2.100 --netmask=24 --gateway=10.0.2.2 --dns-forward=10.0.2.3 --ipv4-only --tcp-ports=none --udp-ports=none --pid=/proc/self/fd/3 42"},
-		{"implicit, new pasta", def, attached, features{dnsForward: true, hostLoToNsLo: true, implicit: true},
+		{"rootlesskit defaults", def, attached, features{stderr: true, dnsForward: true, nsNone: true},
+			"--foreground --stderr --ns-ifname=tap0 --mtu=65520 --config-net --address=10.0.2.100 --netmask=24 --gateway=10.0.2.2 --dns-forward=10.0.2.3 --tcp-ns=none --udp-ns=none --ipv4-only --tcp-ports=none --udp-ports=none --pid=/proc/self/fd/3 42"},
+		{"implicit, new pasta", def, attached, features{dnsForward: true, hostLoToNsLo: true, implicit: true, nsNone: true},
 			"--foreground --ns-ifname=tap0 --mtu=65520 --config-net --address=10.0.2.100 --netmask=24 --gateway=10.0.2.2 --dns-forward=10.0.2.3 --ipv4-only --tcp-ports=auto --udp-ports=auto --host-lo-to-ns-lo --pid=/proc/self/fd/3 42"},
 		{"no loopback, ipv6, cidr, detached", custom, detached, features{implicit: true},
-			"--foreground --ns-ifname=tap0 --mtu=65520 --config-net --address=10.41.0.100 --netmask=16 --gateway=10.41.0.2 --no-map-gw --tcp-ns=none --udp-ns=none --tcp-ports=auto --udp-ports=auto --pid=/proc/self/fd/3 --userns=/proc/42/ns/user --netns=/proc/42/root/s/netns"},
+			"--foreground --ns-ifname=tap0 --mtu=65520 --config-net --address=10.41.0.100 --netmask=16 --gateway=10.41.0.2 --no-map-gw --tcp-ports=auto --udp-ports=auto --pid=/proc/self/fd/3 --userns=/proc/42/ns/user --netns=/proc/42/root/s/netns"},
 	}
 	for _, tt := range tests {
 		got, err := buildArgs(tt.cfg, tt.c, tt.f)
@@ -104,13 +104,19 @@ func TestFeatures(t *testing.T) {
 		warnings []string
 		wantErr  string
 	}{
-		{"debian 12", mk(nil), debian12, network.Child{PID: 1}, features{stderr: true, dnsForward: true}, nil, ""},
-		{"debian 12 implicit", implicit, debian12, network.Child{PID: 1}, features{stderr: true, dnsForward: true, implicit: true},
+		{"debian 12", mk(nil), debian12, network.Child{PID: 1}, features{stderr: true, dnsForward: true, nsNone: true}, nil, ""},
+		{"debian 12 implicit", implicit, debian12, network.Child{PID: 1}, features{stderr: true, dnsForward: true, implicit: true, nsNone: true},
 			[]string{"lacks --host-lo-to-ns-lo"}, ""},
 		{"new pasta implicit", implicit, with(debian12, "--host-lo-to-ns-lo"), network.Child{PID: 1},
-			features{stderr: true, dnsForward: true, hostLoToNsLo: true, implicit: true}, nil, ""},
-		{"no dns-forward", mk(nil), without(debian12, "--dns-forward"), network.Child{PID: 1}, features{stderr: true},
+			features{stderr: true, dnsForward: true, hostLoToNsLo: true, implicit: true, nsNone: true}, nil, ""},
+		{"no dns-forward", mk(nil), without(debian12, "--dns-forward"), network.Child{PID: 1}, features{stderr: true, nsNone: true},
 			[]string{"lacks --dns-forward: DNS at 10.0.2.3 will not answer"}, ""},
+		{"implicit without host loopback", mk(func(c *network.Config) {
+			c.DisableHostLoopback = true
+			c.Options = map[string]string{OptImplicitPorts: "true"}
+		}), with(debian12, "--host-lo-to-ns-lo"), network.Child{PID: 1},
+			features{stderr: true, dnsForward: true, hostLoToNsLo: true, implicit: true, nsNone: true},
+			[]string{"--disable-host-loopback only closes the gateway address"}, ""},
 		{"no config-net", mk(nil), without(debian12, "--config-net"), network.Child{PID: 1}, features{}, nil,
 			"lacks --config-net: install a newer passt, or use --net=slirp4netns"},
 		{"no no-map-gw", noLoop, without(debian12, "--no-map-gw"), network.Child{PID: 1}, features{}, nil, "lacks --no-map-gw"},
@@ -245,6 +251,11 @@ func TestDriverUnprivileged(t *testing.T) {
 			}
 			if tc.implicit {
 				checkImplicit(t, s)
+			}
+			if !tc.implicit {
+				// The host's loopback ports are not mirrored into the namespace,
+				// so the command can bind the same port on its own 127.0.0.1.
+				s.Listen(t, fmt.Sprintf("127.0.0.1:%d", port)).Close()
 			}
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
