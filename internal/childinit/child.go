@@ -103,12 +103,35 @@ func stage1(cfg Config) {
 // stage2 returns the process exit status.
 func stage2(cfg Config) int {
 	// The parent's Pdeathsig did not survive the set-up; set it again, then
-	// make sure the parent did not die in between.
-	if err := sys.SetPdeathsig(sys.SIGKILL); err != nil {
-		return 1
-	}
-	if !cfg.PIDNS && sys.Getppid() != cfg.ParentPID {
-		return 1
+	// make sure the parent did not die in between. As PID 1, SIGKILL takes
+	// the whole PID namespace with us. Without a PID namespace that would
+	// leave the command's descendants running, so we watch the parent with
+	// a pidfd instead, become the command's subreaper (orphans stay under
+	// us, where we can find them) and kill the whole tree when it dies.
+	if cfg.PIDNS {
+		if err := sys.SetPdeathsig(sys.SIGKILL); err != nil {
+			return 1
+		}
+	} else {
+		parentGone, err := sys.WatchExit(cfg.ParentPID)
+		if err != nil {
+			// No pidfd (Linux < 5.3): the command itself still dies with us.
+			if err := sys.SetPdeathsig(sys.SIGKILL); err != nil {
+				return 1
+			}
+		} else {
+			if err := sys.SetChildSubreaper(); err != nil {
+				return 1
+			}
+			go func() {
+				<-parentGone
+				killTree()
+				os.Exit(137)
+			}()
+		}
+		if sys.Getppid() != cfg.ParentPID {
+			return 1
+		}
 	}
 	// Catch signals first: as PID 1 we would otherwise ignore them.
 	sigs := sigproxy.Catch()
@@ -180,11 +203,10 @@ func stage2(cfg Config) int {
 	srv := &sockpool.Server{InNetNS: worker.Do, NewSocket: sys.NewSocket, Transparent: sockpool.SetupTransparent}
 	go srv.Serve(ctx, sock)
 
-	var chld chan os.Signal
-	if cfg.Reaper {
-		chld = make(chan os.Signal, 16)
-		signal.Notify(chld, syscall.SIGCHLD)
-	}
+	// Reap every child: as PID 1 orphans of the namespace come to us, and
+	// as subreaper so do orphans of the command.
+	chld := make(chan os.Signal, 16)
+	signal.Notify(chld, syscall.SIGCHLD)
 	pid, err := startCommand(cfg)
 	if err != nil {
 		return fail(err)
@@ -193,22 +215,12 @@ func stage2(cfg Config) int {
 	if err := ctl.Send(handshake.Msg{Kind: handshake.Started, PID: pid}); err != nil {
 		return 1
 	}
-	var ws syscall.WaitStatus
-	if cfg.Reaper {
-		ws = reap(pid, chld)
-	} else {
-		for {
-			_, err := syscall.Wait4(pid, &ws, 0, nil)
-			if err != syscall.EINTR {
-				break
-			}
-		}
-	}
+	ws := reap(pid, chld)
 	switch {
 	case ws.Exited():
 		return ws.ExitStatus()
 	case ws.Signaled():
-		fmt.Fprintf(os.Stderr, "%schild: command %q exited: signal: %v\n", cfg.ErrPrefix, cfg.Command, ws.Signal())
+		fmt.Fprintf(os.Stderr, "%scommand %q exited: signal: %v\n", cfg.ErrPrefix, cfg.Command, ws.Signal())
 		return 255
 	}
 	return 255
@@ -463,4 +475,47 @@ func startDetachedNetNS(path string) (*netnsWorker, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// killTree kills every descendant. Orphans reparent to us (subreaper) as
+// their parents die, so it repeats until none is left.
+func killTree() {
+	for range 100 {
+		pids := descendants(os.Getpid())
+		if len(pids) == 0 {
+			return
+		}
+		for _, p := range pids {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+		for {
+			got, err := syscall.Wait4(-1, nil, syscall.WNOHANG, nil)
+			if err != nil || got <= 0 {
+				break
+			}
+		}
+	}
+}
+
+// descendants lists the live descendants of pid from /proc's per-thread
+// children lists.
+func descendants(pid int) []int {
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", p))
+		for _, t := range tasks {
+			b, _ := os.ReadFile(t)
+			for _, f := range strings.Fields(string(b)) {
+				var c int
+				if _, err := fmt.Sscan(f, &c); err == nil {
+					out = append(out, c)
+					queue = append(queue, c)
+				}
+			}
+		}
+	}
+	return out
 }

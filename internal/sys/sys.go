@@ -52,6 +52,40 @@ func SetPdeathsig(sig unix.Signal) error {
 	return unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(sig), 0, 0, 0)
 }
 
+// SetChildSubreaper makes orphaned descendants reparent to the caller
+// instead of the host's init, so the caller can still find and kill them.
+func SetChildSubreaper() error {
+	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+}
+
+// WatchExit returns a channel closed when process pid has exited (all its
+// threads, unlike PR_SET_PDEATHSIG, which fires when the creating thread
+// exits). It uses a pidfd, so a recycled PID cannot fool it; callers must
+// check afterwards that pid is still the process they meant. One goroutine
+// blocks in poll(2) until then.
+func WatchExit(pid int) (<-chan struct{}, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	ch := make(chan struct{})
+	go func() {
+		defer unix.Close(fd)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			n, err := unix.Poll(fds, -1)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || n > 0 {
+				close(ch)
+				return
+			}
+		}
+	}()
+	return ch, nil
+}
+
 // SIGKILL for SetPdeathsig callers that do not import syscall.
 const SIGKILL = unix.SIGKILL
 

@@ -1,0 +1,462 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// lcStart starts a long-running launcher as the test user and waits for
+// child_pid. The returned stop function kills it (if still running) and
+// returns its result.
+func lcStart(t *testing.T, name string, args ...string) (state string, childPID int, cmd *exec.Cmd, wait func() Result) {
+	t.Helper()
+	state = filepath.Join(TempDir(t), "state")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	full := append([]string{"--state-dir=" + state}, args...)
+	cmd = UserCmd(t, ctx, name, full...)
+	var so, se strings.Builder
+	cmd.Stdout, cmd.Stderr = &so, &se
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan Result, 1)
+	go func() {
+		err := cmd.Wait()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		done <- Result{Stdout: so.String(), Stderr: se.String(), Code: code}
+	}()
+	var res *Result
+	wait = func() Result {
+		if res == nil {
+			r := <-done
+			res = &r
+			cancel()
+		}
+		return *res
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		wait()
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(state, "child_pid"))
+		if err == nil {
+			childPID, err = strconv.Atoi(string(b))
+			if err != nil {
+				t.Fatalf("child_pid = %q: %v", b, err)
+			}
+			return state, childPID, cmd, wait
+		}
+		select {
+		case r := <-done:
+			res = &r
+			t.Fatalf("%s exited %d before child_pid appeared: %s", name, r.Code, r.Stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child_pid did not appear in %s", state)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func lcAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// A zombie has exited; only its parent has not collected it yet.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// lcTree returns pid and all its descendants.
+func lcTree(pid int) []int {
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		// A child belongs to the thread that forked it, so read every task's list.
+		var all []byte
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", out[i]))
+		for _, task := range tasks {
+			b, _ := os.ReadFile(task)
+			all = append(append(all, b...), ' ')
+		}
+		for _, f := range strings.Fields(string(all)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+func lcSubIDs(t *testing.T, file string) string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.Split(sc.Text(), ":")
+		if len(p) == 3 && (p[0] == testUser.Username || p[0] == testUser.Uid) {
+			return p[1] + " " + p[2]
+		}
+	}
+	t.Fatalf("no range for %s in %s", testUser.Username, file)
+	return ""
+}
+
+func TestIDMap(t *testing.T) {
+	t.Parallel()
+	r := RunUser(t, 30*time.Second, "rootlesskit", "--subid-source=static", "sh", "-c", "cat /proc/self/uid_map; echo --; cat /proc/self/gid_map; echo --; id -u; id -g")
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
+	}
+	parts := strings.Split(r.Stdout, "--\n")
+	uid, gid := testIDs(t)
+	for i, want := range []string{
+		fmt.Sprintf("0 %d 1\n1 %s\n", uid, lcSubIDs(t, "/etc/subuid")),
+		fmt.Sprintf("0 %d 1\n1 %s\n", gid, lcSubIDs(t, "/etc/subgid")),
+	} {
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(parts[i]), "\n") {
+			got = append(got, strings.Join(strings.Fields(l), " "))
+		}
+		if g := strings.Join(got, "\n") + "\n"; g != want {
+			t.Errorf("map %d = %q, want %q", i, g, want)
+		}
+	}
+	if parts[2] != "0\n0\n" {
+		t.Errorf("id inside = %q, want 0 and 0", parts[2])
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	t.Parallel()
+	for _, flags := range [][]string{{"--pidns=false"}, {"--pidns=true", "--reaper=auto"}, {"--pidns=true", "--reaper=true"}, {"--pidns=true", "--reaper=false"}} {
+		for _, code := range []int{0, 42} {
+			args := append(append([]string{}, flags...), "sh", "-exc", fmt.Sprintf("exit %d", code))
+			r := RunUser(t, 30*time.Second, "rootlesskit", args...)
+			if r.Code != code {
+				t.Errorf("rootlesskit %v: exit %d, want %d (stderr %q)", args, r.Code, code, r.Stderr)
+			}
+		}
+	}
+}
+
+// integration-exit-code.sh: a signal to child_pid reaches the command; its
+// death by signal gives 255 and names the signal.
+func TestSignalExit(t *testing.T) {
+	t.Parallel()
+	for _, pidns := range []string{"--pidns=false", "--pidns=true"} {
+		_, pid, _, wait := lcStart(t, "rootlesskit", pidns, "sleep", "infinity")
+		if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		r := wait()
+		if r.Code != 255 || !strings.Contains(r.Stderr, "user defined signal 1") {
+			t.Errorf("%s: exit %d, stderr %q; want 255 naming \"user defined signal 1\"", pidns, r.Code, r.Stderr)
+		}
+	}
+}
+
+// SIGTERM to unroot itself is forwarded to the command (the benchmarks
+// `kill $rkpid`), which here traps it and exits 7.
+func TestSignalForwarding(t *testing.T) {
+	t.Parallel()
+	state, _, cmd, wait := lcStart(t, "unroot", "run", "--net=none", "--", "sh", "-c", "trap 'exit 7' TERM; touch $ROOTLESSKIT_STATE_DIR/../trapped; while :; do sleep 0.05; done")
+	WaitFile(t, filepath.Join(state, "..", "trapped"), 10*time.Second)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if r := wait(); r.Code != 7 {
+		t.Errorf("exit %d, want 7 from the command's TERM trap (stderr %q)", r.Code, r.Stderr)
+	}
+}
+
+// integration-pdeathsig.sh: SIGKILL of the launcher takes the namespace
+// init and the command with it within 2 s.
+func TestKillTree(t *testing.T) {
+	t.Parallel()
+	for _, flags := range [][]string{{"--pidns", "--reaper=true"}, {"--reaper=false"}, {"--net=slirp4netns", "--pidns"}} {
+		args := append(append([]string{}, flags...), "sh", "-c", "sleep 30; echo finished")
+		_, pid, cmd, wait := lcStart(t, "rootlesskit", args...)
+		tree := lcTree(cmd.Process.Pid)
+		if len(tree) < 3 {
+			t.Fatalf("%v: process tree %v, want launcher, init and command", flags, tree)
+		}
+		syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+		wait()
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			var alive []int
+			for _, p := range tree {
+				if lcAlive(p) {
+					alive = append(alive, p)
+				}
+			}
+			if len(alive) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%v: %v still alive 2 s after SIGKILL of the launcher (child %d)", flags, alive, pid)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func TestLockConflictAndRestart(t *testing.T) {
+	t.Parallel()
+	state, _, cmd, wait := lcStart(t, "rootlesskit", "--net=slirp4netns", "--port-driver=builtin", "sleep", "infinity")
+	r := RunUser(t, 20*time.Second, "rootlesskit", "--state-dir="+state, "true")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "another RootlessKit is running with the same state directory?") || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 {
+		t.Errorf("second instance: exit %d, stderr %q; want 1 and one line about the lock", r.Code, r.Stderr)
+	}
+	// integration-restart.sh: kill -9, then the same state dir works again.
+	syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+	wait()
+	r = RunUser(t, 30*time.Second, "rootlesskit", "--state-dir="+state, "--net=slirp4netns", "--port-driver=builtin", "sh", "-c", "for i in $(seq 100); do test -S $ROOTLESSKIT_STATE_DIR/api.sock && exit 0; sleep 0.05; done; exit 3")
+	if r.Code != 0 {
+		t.Errorf("restart on the stale state dir: exit %d, stderr %q", r.Code, r.Stderr)
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("state dir %s left after exit (%v)", state, err)
+	}
+}
+
+func TestNoLeaks(t *testing.T) {
+	// Not parallel: it counts every process of the test user.
+	before := len(UserProcesses(t))
+	start := time.Now()
+	for _, args := range [][]string{
+		{"--net=slirp4netns", "--copy-up=/etc", "--pidns", "true"},
+		{"--net=pasta", "--port-driver=implicit", "true"},
+		{"--net=none", "--detach-netns", "true"},
+		{"--net=slirp4netns", "--cidr=10.0.2.100/24", "true"},
+	} {
+		RunUser(t, 30*time.Second, "rootlesskit", args...)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if after := UserProcesses(t); len(after) > before {
+		out, _ := exec.Command("ps", "-o", "pid,args", "-u", testUser.Uid).Output()
+		t.Errorf("%d processes of the test user before, %d after:\n%s", before, len(after), out)
+	}
+	ents, _ := filepath.Glob("/tmp/rootlesskit*")
+	for _, e := range ents {
+		if fi, err := os.Stat(e); err == nil && fi.IsDir() && fi.ModTime().After(start) && fmt.Sprint(fi.Sys().(*syscall.Stat_t).Uid) == testUser.Uid {
+			t.Errorf("temporary state dir %s left behind", e)
+		}
+	}
+}
+
+// nerdctl and dockerd enter the namespaces with nsenter -t $(cat child_pid).
+func TestNsenter(t *testing.T) {
+	t.Parallel()
+	_, pid, _, _ := lcStart(t, "rootlesskit", "--net=slirp4netns", "--copy-up=/etc", "--pidns", "sleep", "infinity")
+	r := RunUser(t, 10*time.Second, "nsenter", "-t", strconv.Itoa(pid), "-U", "-m", "-n", "--preserve-credentials", "sh", "-c", "id -u; cat /etc/resolv.conf; ip -o -4 addr show tap0")
+	if r.Code != 0 || !strings.HasPrefix(r.Stdout, "0\n") || !strings.Contains(r.Stdout, "nameserver 10.0.2.3") || !strings.Contains(r.Stdout, "10.0.2.100/24") {
+		t.Errorf("nsenter: exit %d, stdout %q, stderr %q; want uid 0, the namespace's resolv.conf and tap0", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+func TestDetachNetNS(t *testing.T) {
+	t.Parallel()
+	hostNet, _ := os.Readlink("/proc/self/ns/net")
+	state, pid, _, _ := lcStart(t, "rootlesskit", "--net=slirp4netns", "--detach-netns", "--copy-up=/etc", "sh", "-c", "readlink /proc/self/ns/net >$ROOTLESSKIT_STATE_DIR/../cmdnet; sleep infinity")
+	WaitFile(t, filepath.Join(state, "..", "cmdnet"), 5*time.Second)
+	b, _ := os.ReadFile(filepath.Join(state, "..", "cmdnet"))
+	if strings.TrimSpace(string(b)) != hostNet {
+		t.Errorf("command netns %q, want the host's %q", strings.TrimSpace(string(b)), hostNet)
+	}
+	if _, err := os.Stat(filepath.Join(state, "netns")); err != nil {
+		t.Errorf("STATE/netns: %v", err)
+	}
+	r := RunUser(t, 10*time.Second, "nsenter", "-t", strconv.Itoa(pid), "-U", "-m", "--preserve-credentials", "nsenter", "-n"+filepath.Join(state, "netns"), "ip", "-o", "-4", "addr", "show", "tap0")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "10.0.2.100/24") {
+		t.Errorf("tap0 in STATE/netns: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, f := range []string{"resolv.conf", "hosts"} {
+		if _, err := os.Stat(filepath.Join(state, f)); err != nil {
+			t.Errorf("STATE/%s: %v", f, err)
+		}
+	}
+}
+
+func TestCopyUpAndNetworkFiles(t *testing.T) {
+	t.Parallel()
+	before, _ := os.ReadFile("/etc/hostname")
+	script := `set -e
+echo inside >/etc/unroot-e2e-marker
+rm /etc/hostname; echo changed >/etc/hostname
+test "$(readlink /etc/passwd)" != ""
+cat /etc/resolv.conf
+grep -c . /etc/hosts >/dev/null
+grep -q "^127.0.0.1 $(hostname)" /etc/hosts && echo hosts-ok
+ip -o -4 route show default
+ls /sys/class/net | tr '\n' ' '
+`
+	r := RunUser(t, 30*time.Second, "rootlesskit", "--net=slirp4netns", "--copy-up=/etc", "--disable-host-loopback", "sh", "-c", script)
+	if r.Code != 0 {
+		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
+	}
+	for _, want := range []string{"nameserver 10.0.2.3\n", "hosts-ok", "default via 10.0.2.2 dev tap0", "lo tap0"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.Stdout)
+		}
+	}
+	if _, err := os.Stat("/etc/unroot-e2e-marker"); !os.IsNotExist(err) {
+		t.Errorf("a write to /etc inside reached the host (%v)", err)
+	}
+	if after, _ := os.ReadFile("/etc/hostname"); string(after) != string(before) {
+		t.Errorf("host /etc/hostname changed: %q → %q", before, after)
+	}
+	r = RunUser(t, 10*time.Second, "rootlesskit", "--copy-up=/tmp", "true")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "/tmp") {
+		t.Errorf("--copy-up=/tmp: exit %d, stderr %q; want 1 naming /tmp", r.Code, r.Stderr)
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	t.Parallel()
+	_, gid := testIDs(t)
+	cmd := UserCmd(t, context.Background(), "rootlesskit", "sh", "-c", `echo "$ROOTLESSKIT_STATE_DIR|$ROOTLESSKIT_PARENT_EUID|$ROOTLESSKIT_PARENT_EGID|$MY_VAR|$_UNROOT_CHILD"`)
+	cmd.Env = append(cmd.Env, "MY_VAR=kept")
+	r := Run(t, cmd)
+	f := strings.Split(strings.TrimSpace(r.Stdout), "|")
+	if r.Code != 0 || len(f) != 5 {
+		t.Fatalf("exit %d, stdout %q", r.Code, r.Stdout)
+	}
+	if !filepath.IsAbs(f[0]) || !strings.HasPrefix(filepath.Base(f[0]), "rootlesskit") {
+		t.Errorf("ROOTLESSKIT_STATE_DIR = %q, want an absolute $TMPDIR/rootlesskitNNN", f[0])
+	}
+	if f[1] != testUser.Uid || f[2] != strconv.Itoa(gid) || f[3] != "kept" || f[4] != "" {
+		t.Errorf("env = %q; want euid %s, egid %d, MY_VAR kept, no internal variable", f, testUser.Uid, gid)
+	}
+}
+
+func TestAPIInfo(t *testing.T) {
+	t.Parallel()
+	state, pid, _, _ := lcStart(t, "rootlesskit", "--net=none", "sleep", "infinity")
+	// As root we are another user: the socket must refuse us.
+	if fi, err := os.Stat(filepath.Join(state, "api.sock")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("api.sock mode %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+	r := RunUser(t, 10*time.Second, "curl", "-fsS", "--unix-socket", filepath.Join(state, "api.sock"), "http://rootlesskit/v1/info")
+	var info struct {
+		APIVersion    string
+		StateDir      string
+		ChildPID      int
+		NetworkDriver *struct{ Driver string }
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &info); err != nil {
+		t.Fatalf("info %q: %v (stderr %q)", r.Stdout, err, r.Stderr)
+	}
+	if info.APIVersion != "1.1.1" || info.StateDir != state || info.ChildPID != pid || info.NetworkDriver == nil || info.NetworkDriver.Driver != "none" {
+		t.Errorf("info = %+v; want 1.1.1, %s, %d, driver none", info, state, pid)
+	}
+	c := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return net.Dial("unix", filepath.Join(state, "api.sock"))
+	}}, Timeout: 2 * time.Second}
+	if resp, err := c.Get("http://rootlesskit/v1/info"); err == nil {
+		resp.Body.Close()
+		t.Errorf("root (another uid) got an answer from api.sock: %s", resp.Status)
+	}
+}
+
+// Every bad invocation: exit 1, one line naming the problem, fast, nothing
+// left behind.
+func TestBadInput(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--net=slirp4netns", "--cidr=10.0.2.100/24", "true"}, "cidr must be like 10.0.2.0/24, not like 10.0.2.100/24"},
+		{[]string{"--net=slirp4netns", "--mtu=70000", "true"}, "mtu must be <= 65521"},
+		{[]string{"--no-such-flag", "true"}, "Incorrect Usage"},
+		{[]string{"--reaper=true", "true"}, "--reaper=true requires --pidns"},
+		{[]string{"--net=slirp4netns", "--slirp4netns-binary=/nonexistent/slirp4netns", "true"}, "/nonexistent/slirp4netns"},
+		{[]string{"--net=pasta", "--pasta-binary=/nonexistent/pasta", "true"}, "/nonexistent/pasta"},
+		{[]string{"--propagation=rshared", "--copy-up=/etc", "true"}, "rshared"},
+		{[]string{"--port-driver=builtin", "true"}, "port driver requires non-host network"},
+		{[]string{"--net=none", "--publish=127.0.0.1:8080:80/tcp", "true"}, "port driver"},
+		{[]string{}, "no command specified"},
+		{[]string{"no-such-command-xyz"}, "no-such-command-xyz"},
+	}
+	for _, tt := range tests {
+		state := filepath.Join(TempDir(t), "state")
+		args := append([]string{"--state-dir=" + state}, tt.args...)
+		start := time.Now()
+		r := RunUser(t, 10*time.Second, "rootlesskit", args...)
+		lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
+		if r.Code != 1 || !strings.Contains(r.Stderr, tt.want) || len(lines) != 1 || strings.Contains(r.Stderr, "goroutine") {
+			t.Errorf("rootlesskit %v: exit %d, stderr %q; want 1 and one line containing %q", tt.args, r.Code, r.Stderr, tt.want)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("rootlesskit %v took %v", tt.args, d)
+		}
+		if _, err := os.Stat(state); !os.IsNotExist(err) {
+			t.Errorf("rootlesskit %v left %s behind", tt.args, state)
+		}
+	}
+}
+
+func TestCLI(t *testing.T) {
+	t.Parallel()
+	r := RunUser(t, 10*time.Second, "rootlesskit", "--help")
+	for _, want := range []string{"--detach-netns", "--source-ip-transparent", "--print-semver", "--publish, -p", "--subid-source", "--state-dir"} {
+		if r.Code != 0 || !strings.Contains(r.Stdout, want) {
+			t.Errorf("rootlesskit --help lacks %q (exit %d)", want, r.Code)
+		}
+	}
+	r = RunUser(t, 10*time.Second, "rootlesskit", "--version")
+	if !strings.HasPrefix(r.Stdout, "rootlesskit version 3.") {
+		t.Errorf("--version = %q", r.Stdout)
+	}
+	r = RunUser(t, 10*time.Second, "rootlesskit", "--print-semver=major")
+	if strings.TrimSpace(r.Stdout) != "3" {
+		t.Errorf("--print-semver=major = %q, want 3", r.Stdout)
+	}
+	// Grammar: bool flags do not take a separate value, so "true" is the command.
+	r = RunUser(t, 10*time.Second, "rootlesskit", "--pidns", "true", "ignored-arg")
+	if r.Code != 0 {
+		t.Errorf("rootlesskit --pidns true: exit %d, %q", r.Code, r.Stderr)
+	}
+	// Single-dash long flags, comma-split slices, and flags of the command left alone.
+	r = RunUser(t, 20*time.Second, "rootlesskit", "-net=none", "--copy-up=/etc,/run", "sh", "-c", `test -L /etc/passwd && test -d /run && echo "$0 $1"`, "--net=x", "-p")
+	if r.Code != 0 || strings.TrimSpace(r.Stdout) != "--net=x -p" {
+		t.Errorf("grammar: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	r = RunUser(t, 10*time.Second, "unroot", "run", "--help")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "--detach-netns") || !strings.Contains(r.Stdout, "auto") {
+		t.Errorf("unroot run --help: exit %d, %q", r.Code, r.Stdout)
+	}
+}
+
+func TestUnrootRunDefaults(t *testing.T) {
+	t.Parallel()
+	r := RunUser(t, 30*time.Second, "unroot", "run", "--", "sh", "-c", "echo init=$(tr '\\0' ' ' </proc/1/cmdline); touch /etc/x && echo etc-writable")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "unroot run --") || !strings.Contains(r.Stdout, "etc-writable") {
+		t.Errorf("unroot run: exit %d, stdout %q, stderr %q; want pid 1 (--pidns) and a writable /etc", r.Code, r.Stdout, r.Stderr)
+	}
+}
