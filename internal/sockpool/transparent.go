@@ -42,6 +42,19 @@ func SetupTransparent() error {
 		if err := netlink.RuleAdd(rule); err != nil && !os.IsExist(err) {
 			return fmt.Errorf("add rule fwmark %d lookup %d (family %d): %w", Mark, Mark, fam, err)
 		}
+		// Replies from a server on loopback to a foreign client address
+		// (UDP included, which connmark above does not cover) are delivered
+		// locally too. Packets from loopback can never leave a netns, so
+		// this changes no other traffic.
+		from := netlink.NewRule()
+		from.Family, from.Table, from.Priority = fam, Mark, Mark
+		from.Src = &net.IPNet{IP: net.IPv4(127, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}
+		if fam == netlink.FAMILY_V6 {
+			from.Src = &net.IPNet{IP: net.IPv6loopback, Mask: net.CIDRMask(128, 128)}
+		}
+		if err := netlink.RuleAdd(from); err != nil && !os.IsExist(err) {
+			return fmt.Errorf("add rule from %s lookup %d: %w", from.Src, Mark, err)
+		}
 	}
 	if err := os.WriteFile("/proc/sys/net/ipv4/tcp_fwmark_accept", []byte("1"), 0); err != nil {
 		return fmt.Errorf("set net.ipv4.tcp_fwmark_accept: %w", err)
