@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/unroot/unroot/internal/relay"
 )
 
@@ -107,7 +109,7 @@ func (d *Driver) dial(ctx context.Context, p *pool, f net.Conn, target, client n
 			return nil, err
 		}
 	}
-	src, ok := d.transparentSource(client, target)
+	src, ok := d.transparentSource(client, target, p.key.sotype == unix.SOCK_DGRAM)
 	if !ok || !d.transparent(d.ctx) {
 		return connect(ctx, f, p.key.family, target, connectTimeout)
 	}
@@ -128,10 +130,12 @@ func (d *Driver) dial(ctx context.Context, p *pool, f net.Conn, target, client n
 
 // transparentSource returns the address to bind for a client, and false
 // when the client's address cannot or need not be kept: loopback clients
-// (the child's loopback is another interface), and clients whose address
-// family differs from the child target's.
-func (d *Driver) transparentSource(client, target netip.AddrPort) (netip.AddrPort, bool) {
-	if !d.opts.SourceIPTransparent {
+// (the child's loopback is another interface), clients whose address
+// family differs from the child target's, and UDP to a non-loopback child
+// IP (the child routes only replies sent from loopback back to us; a TCP
+// reply is also caught by connmark, a UDP one is not).
+func (d *Driver) transparentSource(client, target netip.AddrPort, udp bool) (netip.AddrPort, bool) {
+	if !d.opts.SourceIPTransparent || (udp && !target.Addr().IsLoopback()) {
 		return netip.AddrPort{}, false
 	}
 	ip := client.Addr().Unmap()
