@@ -1,0 +1,335 @@
+package e2e
+
+// End-to-end tests of the slirp4netns and pasta network drivers through the
+// real binary, invoked as rootlesskit (whose flags are fixed by the contract):
+// the interface, routes and resolv.conf the command sees, the host's loopback
+// reached via the gateway only when allowed, --detach-netns, and no helper
+// left running after unroot exits.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// netRun is one unroot run whose processes were recorded while it ran.
+type netRun struct {
+	Result
+	// Descendants are every process under unroot (child, helpers, command)
+	// seen once networking was ready.
+	Descendants []int
+	// Comms are their names then; pasta re-executes itself as passt.avx2
+	// (comm "passt.avx2") on CPUs with AVX2, so that counts as "pasta".
+	Comms []string
+}
+
+func contains(comms []string, name string) bool {
+	for _, c := range comms {
+		if c == name || (name == "pasta" && strings.HasPrefix(c, "passt")) {
+			return true
+		}
+	}
+	return false
+}
+
+// runNet runs rootlesskit ARGS sh -c SCRIPT as the test user. SCRIPT's last
+// step should be `read _`: the test answers once it has recorded unroot's
+// process tree, so helpers are seen while they run.
+func runNet(t *testing.T, args []string, script string) netRun {
+	t.Helper()
+	return runNetDuring(t, args, script, nil)
+}
+
+// runNetDuring is runNet that also calls during (if not nil) while the
+// command runs with its network ready.
+func runNetDuring(t *testing.T, args []string, script string, during func()) netRun {
+	t.Helper()
+	state := filepath.Join(TempDir(t), "state")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	full := append([]string{"--state-dir=" + state}, args...)
+	full = append(full, "sh", "-c", script)
+	cmd := UserCmd(t, ctx, "rootlesskit", full...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var so, se strings.Builder
+	cmd.Stdout, cmd.Stderr = &so, &se
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var r netRun
+	deadline := time.Now().Add(20 * time.Second)
+	for !fileExists(filepath.Join(state, "child_pid")) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// child_pid is written when the network is ready; the command runs by then.
+	r.Descendants = descendants(cmd.Process.Pid)
+	for _, p := range r.Descendants {
+		r.Comms = append(r.Comms, comm(p))
+	}
+	if during != nil {
+		during()
+	}
+	fmt.Fprintln(stdin)
+	stdin.Close()
+	err = cmd.Wait()
+	r.Stdout, r.Stderr = so.String(), se.String()
+	if ee, ok := err.(interface{ ExitCode() int }); ok && err != nil {
+		r.Code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("rootlesskit %s: %v\nstderr: %s", strings.Join(full, " "), err, r.Stderr)
+	}
+	return r
+}
+
+// descendants lists every process below pid, from /proc/*/task/*/children.
+func descendants(pid int) []int {
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", p))
+		for _, task := range tasks {
+			b, _ := os.ReadFile(task)
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil {
+					out = append(out, c)
+					queue = append(queue, c)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func comm(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(b))
+}
+
+// running returns the pids (with their names) that still run, ignoring zombies.
+func running(pids []int) []string {
+	var left []string
+	for _, p := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i > 0 && len(s) > i+2 && s[i+2] == 'Z' {
+			continue
+		}
+		left = append(left, fmt.Sprintf("%d(%s)", p, comm(p)))
+	}
+	return left
+}
+
+// checkHelperGone asserts that helper ran under unroot and that nothing of
+// unroot's tree is left.
+func checkHelperGone(t *testing.T, r netRun, helper string) {
+	t.Helper()
+	if !contains(r.Comms, helper) {
+		t.Errorf("no %s process was seen under unroot (saw %v)", helper, r.Comms)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		left := running(r.Descendants)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still running after unroot exited: %v", left)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// hostHTTP serves on the host's loopback, for the command to reach via the gateway.
+func hostHTTP(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "host-loopback-ok") })}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// inspect is the shell the command runs: what the network looks like inside
+// (ns runs its arguments in the command's netns, or in the detached one).
+const inspect = `
+ns ip -4 -o addr show dev tap0
+ns ip -4 route show default
+ns ip -o link show dev tap0
+echo "resolv=$(grep nameserver "$RESOLV" | head -1)"
+if ns curl -sS --max-time 3 http://10.0.2.2:$PORT/; then echo; else echo curl-failed; fi
+read _
+`
+
+func netScript(port int, detached bool) string {
+	pre := `ns() { "$@"; }; RESOLV=/etc/resolv.conf`
+	if detached {
+		pre = `ns() { nsenter -n"$ROOTLESSKIT_STATE_DIR/netns" -- "$@"; }; RESOLV="$ROOTLESSKIT_STATE_DIR/resolv.conf"`
+	}
+	return fmt.Sprintf("%s; PORT=%d\n%s", pre, port, inspect)
+}
+
+func TestNetDrivers(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		helper   string
+		detached bool
+		loopback bool
+	}{
+		{name: "slirp4netns", args: []string{"--net=slirp4netns", "--copy-up=/etc"}, helper: "slirp4netns", loopback: true},
+		{name: "slirp4netns-disable-host-loopback", args: []string{"--net=slirp4netns", "--copy-up=/etc", "--disable-host-loopback",
+			"--slirp4netns-sandbox=auto", "--slirp4netns-seccomp=auto"}, helper: "slirp4netns"},
+		{name: "slirp4netns-detach-netns", args: []string{"--net=slirp4netns", "--detach-netns", "--disable-host-loopback"}, helper: "slirp4netns", detached: true},
+		{name: "pasta", args: []string{"--net=pasta", "--copy-up=/etc"}, helper: "pasta", loopback: true},
+		{name: "pasta-implicit-disable-host-loopback", args: []string{"--net=pasta", "--copy-up=/etc", "--port-driver=implicit", "--disable-host-loopback"}, helper: "pasta"},
+		{name: "pasta-detach-netns", args: []string{"--net=pasta", "--detach-netns"}, helper: "pasta", detached: true, loopback: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := hostHTTP(t)
+			r := runNet(t, tc.args, netScript(port, tc.detached))
+			if r.Code != 0 {
+				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+			}
+			out := r.Stdout
+			for _, want := range []string{
+				"inet 10.0.2.100/24",
+				"default via 10.0.2.2 dev tap0",
+				"mtu 65520",
+				"resolv=nameserver 10.0.2.3",
+			} {
+				if !strings.Contains(out, want) {
+					t.Errorf("missing %q in:\n%s\nstderr: %s", want, out, r.Stderr)
+				}
+			}
+			if tc.loopback && !strings.Contains(out, "host-loopback-ok") {
+				t.Errorf("host loopback via 10.0.2.2 not reached:\n%s", out)
+			}
+			if !tc.loopback && !strings.Contains(out, "curl-failed") {
+				t.Errorf("host loopback reached via 10.0.2.2 despite --disable-host-loopback:\n%s", out)
+			}
+			checkHelperGone(t, r, tc.helper)
+		})
+	}
+}
+
+// With --port-driver=implicit, pasta forwards every port the command binds:
+// a server inside is reached on the host's loopback with no -p.
+func TestPastaImplicitPorts(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	www := TempDir(t)
+	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("served-from-inside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// --pidns so the daemonized httpd ends with the command.
+	script := fmt.Sprintf("busybox httpd -p 0.0.0.0:%d -h %s && read _", port, www)
+	var body string
+	r := runNetDuring(t, []string{"--net=pasta", "--port-driver=implicit", "--disable-host-loopback", "--pidns"}, script, func() {
+		// pasta scans the namespace's bound ports about once a second.
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			resp, err := (&http.Client{Timeout: time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				body = string(b)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	if r.Code != 0 {
+		t.Fatalf("exit %d\nstderr: %s", r.Code, r.Stderr)
+	}
+	if body != "served-from-inside" {
+		t.Errorf("host → command through pasta's implicit forwarding: got %q", body)
+	}
+	checkHelperGone(t, r, "pasta")
+}
+
+// SIGKILL of unroot must take the network helper down with it.
+func TestNetDriverHelperDiesWithUnroot(t *testing.T) {
+	for _, net := range []string{"slirp4netns", "pasta"} {
+		t.Run(net, func(t *testing.T) {
+			state := filepath.Join(TempDir(t), "state")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := UserCmd(t, ctx, "rootlesskit", "--state-dir="+state, "--net="+net, "sleep", "60")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			WaitFile(t, filepath.Join(state, "child_pid"), 20*time.Second)
+			tree := descendants(cmd.Process.Pid)
+			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+			deadline := time.Now().Add(2 * time.Second)
+			for len(running(tree)) > 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("still running 2s after unroot was SIGKILLed: %v", running(tree))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// Bad network flags fail fast with one line and leave nothing behind.
+func TestNetDriverBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--net=slirp4netns", "--cidr=10.0.2.100/24"}, "cidr must be like 10.0.2.0/24, not like 10.0.2.100/24"},
+		{[]string{"--net=slirp4netns", "--mtu=65522"}, "mtu must be <= 65521"},
+		{[]string{"--net=pasta", "--ifname=a/b"}, "must not contain '/'"},
+		{[]string{"--net=slirp4netns", "--slirp4netns-binary=/nonexistent/slirp4netns"}, "slirp4netns binary /nonexistent/slirp4netns: no such file or directory: fix --slirp4netns-binary"},
+		{[]string{"--net=pasta", "--pasta-binary=/nonexistent/pasta"}, "pasta binary /nonexistent/pasta: no such file or directory: fix --pasta-binary"},
+		{[]string{"--net=slirp4netns", "--detach-netns", "--slirp4netns-sandbox=true"}, "--slirp4netns-sandbox=true cannot be used with --detach-netns"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			state := filepath.Join(TempDir(t), "state")
+			// --disable-host-loopback keeps RootlessKit's warning about it out of stderr.
+			args := append([]string{"--state-dir=" + state, "--disable-host-loopback"}, tc.args...)
+			r := RunUser(t, 20*time.Second, "rootlesskit", append(args, "true")...)
+			if r.Code != 1 {
+				t.Errorf("exit %d, want 1; stderr: %s", r.Code, r.Stderr)
+			}
+			for _, name := range []string{"child_pid", "netns", ".s4nn.sock", "api.sock"} {
+				if fileExists(filepath.Join(state, name)) {
+					t.Errorf("%s left in the state directory", name)
+				}
+			}
+			lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
+			if !strings.Contains(r.Stderr, tc.want) || len(lines) != 1 {
+				t.Errorf("stderr = %q, want one line containing %q", r.Stderr, tc.want)
+			}
+			if strings.Contains(r.Stderr, "goroutine ") {
+				t.Errorf("stack trace in stderr: %s", r.Stderr)
+			}
+		})
+	}
+}
