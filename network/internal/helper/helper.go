@@ -212,6 +212,8 @@ func (p *Process) Output() string { return p.out.String() }
 // until it has been reaped. It is idempotent.
 func (p *Process) Close() error {
 	p.once.Do(func() {
+		begin := time.Now()
+		defer func() { p.log.Debug(p.name+" stopped", "took", time.Since(begin)) }()
 		close(p.closed)
 		if p.exitW != nil {
 			p.exitW.Close()
