@@ -108,10 +108,19 @@ profile %s "%s" flags=(unconfined) {
 	return name, text
 }
 
+// appArmorFix writes the profile with one printf, not a heredoc: the fix is
+// printed indented, and an indented heredoc terminator would not end it.
 func appArmorFix(exe string) string {
 	name, text := appArmorProfile(exe)
-	return fmt.Sprintf("sudo tee /etc/apparmor.d/%s >/dev/null <<'EOF'\n%sEOF\nsudo apparmor_parser -r /etc/apparmor.d/%s\n(the profile names the binary's real path: install it again if unroot moves)", name, text, name)
+	var q []string
+	for _, l := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		q = append(q, shellQuote(l))
+	}
+	return fmt.Sprintf("printf '%%s\\n' %s | sudo tee /etc/apparmor.d/%s >/dev/null\nsudo apparmor_parser -r /etc/apparmor.d/%s\n(the profile names the binary's real path: install it again if unroot moves)",
+		strings.Join(q, " "), name, name)
 }
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func checkAppArmor(ctx context.Context, e *env) Result {
 	restrict, ok := readSysctl(sysctlAppArmorUserN)
