@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/unroot/unroot/api/client"
+	"github.com/unroot/unroot/port"
+)
+
+// The rootlesskit-docker-proxy personality: dockerd (20.10 to 27, with
+// --userland-proxy-path) runs it inside the namespaces instead of
+// docker-proxy. It publishes the host side through the API, runs the real
+// docker-proxy on the child side, reports on fd 3 as docker-proxy does
+// ("0\n" ok, "1\n<error>" failed), and unpublishes on SIGINT/SIGTERM.
+
+func init() { dockerProxyMain = dockerProxy }
+
+// realDockerProxy is the program that does the in-namespace half.
+const realDockerProxy = "docker-proxy"
+
+type proxyArgs struct {
+	containerIP, hostIP, proto string
+	containerPort, hostPort    int
+	useListenFD                bool
+}
+
+// parseProxyArgs reads docker-proxy's Go-flag style arguments.
+func parseProxyArgs(args []string) (proxyArgs, error) {
+	a := proxyArgs{proto: "tcp", containerPort: -1, hostPort: -1}
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		name := strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-")
+		if name == arg || name == "" {
+			return a, fmt.Errorf("unexpected argument %q: docker-proxy takes only flags", arg)
+		}
+		name, val, hasVal := strings.Cut(name, "=")
+		if name == "use-listen-fd" {
+			a.useListenFD = !hasVal || val == "true" || val == "1"
+			continue
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return a, fmt.Errorf("flag needs an argument: -%s", name)
+			}
+			i++
+			val = args[i]
+		}
+		var err error
+		switch name {
+		case "container-ip":
+			a.containerIP = val
+		case "host-ip":
+			a.hostIP = val
+		case "proto":
+			a.proto = val
+		case "container-port":
+			a.containerPort, err = strconv.Atoi(val)
+		case "host-port":
+			a.hostPort, err = strconv.Atoi(val)
+		default:
+			// Newer docker-proxy flags pass through untouched.
+		}
+		if err != nil {
+			return a, fmt.Errorf("invalid value %q for -%s: want a port number", val, name)
+		}
+	}
+	return a, nil
+}
+
+func isIPv6(s string) bool {
+	ip, err := netip.ParseAddr(s)
+	return err == nil && ip.Is6() && !ip.Is4In6()
+}
+
+func dockerProxy(args []string) int {
+	status := statusPipe()
+	err := dockerProxyRun(args, status)
+	var ee exitError
+	if errors.As(err, &ee) {
+		return 1
+	}
+	if err != nil {
+		if status != nil {
+			fmt.Fprintf(status, "1\n%s", err)
+		}
+		fmt.Fprintf(os.Stderr, "rootlesskit-docker-proxy: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func dockerProxyRun(args []string, status *os.File) error {
+	a, err := parseProxyArgs(args)
+	if err != nil {
+		return err
+	}
+	stateDir := os.Getenv("ROOTLESSKIT_STATE_DIR")
+	if stateDir == "" {
+		return errors.New("$ROOTLESSKIT_STATE_DIR needs to be set: run dockerd under unroot or rootlesskit")
+	}
+	c, err := client.New(filepath.Join(stateDir, "api.sock"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	info, err := c.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("call the info API: %w", err)
+	}
+	real, lookErr := exec.LookPath(realDockerProxy)
+	if info.PortDriver == nil || info.PortDriver.Driver == "none" || info.PortDriver.Driver == "implicit" {
+		// Nothing to publish on the host: be plain docker-proxy.
+		if lookErr != nil {
+			return fmt.Errorf("find %s: %w (install docker's docker-proxy)", realDockerProxy, lookErr)
+		}
+		return syscall.Exec(real, append([]string{realDockerProxy}, args...), os.Environ())
+	}
+	apiProto := a.proto
+	if !strings.HasSuffix(apiProto, "4") && !strings.HasSuffix(apiProto, "6") {
+		if isIPv6(a.hostIP) {
+			apiProto += "6"
+		} else {
+			apiProto += "4"
+		}
+	}
+	if !slices.Contains(info.PortDriver.Protos, apiProto) {
+		fmt.Fprintf(os.Stderr, "rootlesskit-docker-proxy: protocol %q is not supported by the port driver %q; not publishing %s on the host\n", apiProto, info.PortDriver.Driver, netip.AddrPortFrom(netip.MustParseAddr(orUnspec(a.hostIP)), uint16(a.hostPort)))
+		if status != nil {
+			fmt.Fprint(status, "0\n")
+			status.Close()
+		}
+		<-ctx.Done()
+		return nil
+	}
+	childIP := "127.0.0.1"
+	if isIPv6(a.hostIP) {
+		childIP = "::1"
+	}
+	if info.PortDriver.DisallowLoopbackChildIP && info.NetworkDriver != nil && info.NetworkDriver.ChildIP != "" {
+		childIP = info.NetworkDriver.ChildIP
+	}
+	parentIP := a.hostIP
+	st, err := c.AddPort(ctx, port.Spec{Proto: apiProto, ParentIP: parentIP, ParentPort: a.hostPort, ChildIP: childIP, ChildPort: a.hostPort})
+	if err != nil {
+		return fmt.Errorf("publish %s %s:%d: %w", apiProto, orUnspec(parentIP), a.hostPort, err)
+	}
+	defer func() {
+		// The request context may be done (a signal); removal must still run.
+		if err := c.RemovePort(context.Background(), st.ID); err != nil {
+			fmt.Fprintf(os.Stderr, "rootlesskit-docker-proxy: unpublish port %d: %v\n", st.ID, err)
+		}
+	}()
+	if lookErr != nil {
+		return fmt.Errorf("find %s: %w (install docker's docker-proxy)", realDockerProxy, lookErr)
+	}
+	realArgs := replaceFlag(args, "host-ip", childIP)
+	cmd := exec.Command(real, realArgs...)
+	cmd.Args[0] = realDockerProxy
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if status != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, status)
+		if a.useListenFD {
+			cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(4, "listen-fd"))
+		}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", realDockerProxy, err)
+	}
+	if status != nil {
+		status.Close() // the real proxy reports from now on
+	}
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	select {
+	case <-ctx.Done():
+		cmd.Process.Signal(os.Interrupt)
+		<-waitErr
+		return nil
+	case err := <-waitErr:
+		if err != nil {
+			// It already told dockerd on fd 3; just pass the status on.
+			fmt.Fprintf(os.Stderr, "rootlesskit-docker-proxy: %s: %v\n", realDockerProxy, err)
+			return exitError{err}
+		}
+		return nil
+	}
+}
+
+// statusPipe returns fd 3 if dockerd passed its status pipe there. Any
+// other fd 3 (nothing, or one of the runtime's own) is left alone.
+func statusPipe() *os.File {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(3, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFIFO {
+		return nil
+	}
+	return os.NewFile(3, "docker-proxy-status")
+}
+
+// exitError makes dockerProxy exit 1 without writing to fd 3 again.
+type exitError struct{ error }
+
+func orUnspec(ip string) string {
+	if ip == "" {
+		return "0.0.0.0"
+	}
+	return ip
+}
+
+// replaceFlag sets -name to value in Go-flag style args.
+func replaceFlag(args []string, name, value string) []string {
+	out := make([]string, 0, len(args)+2)
+	found := false
+	for i := 0; i < len(args); i++ {
+		n := strings.TrimPrefix(strings.TrimPrefix(args[i], "-"), "-")
+		switch {
+		case n == name:
+			out = append(out, "-"+name, value)
+			found = true
+			i++
+		case strings.HasPrefix(n, name+"="):
+			out = append(out, "-"+name, value)
+			found = true
+		default:
+			out = append(out, args[i])
+		}
+	}
+	if !found {
+		out = append(out, "-"+name, value)
+	}
+	return out
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/api/client"
+	"github.com/unroot/unroot/port"
+)
+
+func init() {
+	extraCommands = append(extraCommands, newPortsCommand, newInfoCommand)
+}
+
+// apiClient finds api.sock from --state-dir or $ROOTLESSKIT_STATE_DIR.
+func apiClient(stateDir string) (*client.Client, error) {
+	if stateDir == "" {
+		stateDir = os.Getenv("ROOTLESSKIT_STATE_DIR")
+	}
+	if stateDir == "" {
+		return nil, errors.New("no state directory: pass --state-dir DIR (the one given to unroot run or rootlesskit) or set ROOTLESSKIT_STATE_DIR (set for commands inside)")
+	}
+	return client.New(filepath.Join(stateDir, "api.sock"))
+}
+
+func cmdContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func newPortsCommand() *cobra.Command {
+	var stateDir string
+	cmd := &cobra.Command{
+		Use:   "ports",
+		Short: "List, publish and unpublish ports of a running unroot or rootlesskit",
+		Long: `List, publish and unpublish ports of a running unroot (or RootlessKit) through
+its REST API, STATE/api.sock. The state directory comes from --state-dir or
+$ROOTLESSKIT_STATE_DIR, which commands inside the namespaces have set.`,
+	}
+	cmd.PersistentFlags().StringVar(&stateDir, "state-dir", "", "state directory of the running launcher (default $ROOTLESSKIT_STATE_DIR)")
+
+	var listJSON bool
+	list := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List published ports",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := apiClient(stateDir)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := cmdContext()
+			defer cancel()
+			ports, err := c.ListPorts(ctx)
+			if err != nil {
+				return err
+			}
+			if listJSON {
+				if ports == nil {
+					ports = []port.Status{}
+				}
+				return printJSON(os.Stdout, ports, "  ")
+			}
+			return printPorts(os.Stdout, ports)
+		},
+	}
+	list.Flags().BoolVar(&listJSON, "json", false, "print a JSON array of {id, spec}")
+
+	var addJSON bool
+	add := &cobra.Command{
+		Use:   "add [--json] [PARENTIP:]PARENTPORT[:CHILDIP]:CHILDPORT[/PROTO]...",
+		Short: "Publish ports (several per argument with commas); prints each new ID",
+		Long: `Publish ports. The parent IP may be left out (all addresses), the child IP
+defaults to 127.0.0.1 (::1 for tcp6/udp6) inside, and the proto to tcp:
+  unroot ports add 8080:80  127.0.0.1:5353:53/udp  [::1]:8443:443/tcp6`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var specs []port.Spec
+			for _, a := range args {
+				s, err := port.ParseSpecs(a, port.ParseOptions{Lenient: true})
+				if err != nil {
+					return err
+				}
+				specs = append(specs, s...)
+			}
+			c, err := apiClient(stateDir)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := cmdContext()
+			defer cancel()
+			for _, s := range specs {
+				st, err := c.AddPort(ctx, s)
+				if err != nil {
+					return fmt.Errorf("add %s: %w", specString(s), err)
+				}
+				if addJSON {
+					if err := printJSON(os.Stdout, st, ""); err != nil {
+						return err
+					}
+					continue
+				}
+				fmt.Println(st.ID)
+			}
+			return nil
+		},
+	}
+	add.Flags().BoolVar(&addJSON, "json", false, "print each new port as JSON {id, spec}")
+
+	remove := &cobra.Command{
+		Use:     "remove ID...",
+		Aliases: []string{"rm"},
+		Short:   "Unpublish ports by ID; prints each ID removed",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ids, err := parseIDs(args)
+			if err != nil {
+				return err
+			}
+			c, err := apiClient(stateDir)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := cmdContext()
+			defer cancel()
+			for _, id := range ids {
+				if err := c.RemovePort(ctx, id); err != nil {
+					return fmt.Errorf("remove port %d: %w (unroot ports list shows the IDs)", id, err)
+				}
+				fmt.Println(id)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(list, add, remove)
+	return cmd
+}
+
+func parseIDs(args []string) ([]int, error) {
+	var ids []int
+	for _, a := range args {
+		id, err := strconv.Atoi(a)
+		if err != nil || id < 1 {
+			return nil, fmt.Errorf("bad port ID %q: want a number from the ID column of the port list", a)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+func specString(s port.Spec) string {
+	host := func(ip, def string) string {
+		if ip == "" {
+			ip = def
+		}
+		if strings.Contains(ip, ":") {
+			return "[" + ip + "]"
+		}
+		return ip
+	}
+	child := "127.0.0.1"
+	if strings.HasSuffix(s.Proto, "6") {
+		child = "::1"
+	}
+	return fmt.Sprintf("%s %s:%d -> %s:%d", s.Proto, host(s.ParentIP, "*"), s.ParentPort, host(s.ChildIP, child), s.ChildPort)
+}
+
+func printPorts(w io.Writer, ports []port.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPROTO\tPARENT\tCHILD")
+	for _, p := range ports {
+		f := strings.Fields(specString(p.Spec)) // proto parent -> child
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", p.ID, f[0], f[1], f[3])
+	}
+	return tw.Flush()
+}
+
+func printJSON(w io.Writer, v any, indent string) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", indent)
+	return enc.Encode(v)
+}
+
+func newInfoCommand() *cobra.Command {
+	var (
+		stateDir string
+		asJSON   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "info [--json]",
+		Short: "Show what a running unroot (or rootlesskit) reports about itself",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := apiClient(stateDir)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := cmdContext()
+			defer cancel()
+			info, err := c.Info(ctx)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(os.Stdout, info, "  ")
+			}
+			return printInfo(os.Stdout, info)
+		},
+	}
+	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state directory of the running launcher (default $ROOTLESSKIT_STATE_DIR)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the API's JSON")
+	return cmd
+}
+
+func printInfo(w io.Writer, info *api.Info) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "API version\t%s\n", info.APIVersion)
+	fmt.Fprintf(tw, "Version\t%s\n", info.Version)
+	fmt.Fprintf(tw, "State directory\t%s\n", info.StateDir)
+	fmt.Fprintf(tw, "Child PID\t%d\n", info.ChildPID)
+	if nd := info.NetworkDriver; nd != nil {
+		fmt.Fprintf(tw, "Network driver\t%s\n", nd.Driver)
+		if nd.ChildIP != "" {
+			fmt.Fprintf(tw, "Child IP\t%s\n", nd.ChildIP)
+		}
+		if len(nd.DNS) > 0 {
+			fmt.Fprintf(tw, "DNS\t%s\n", strings.Join(nd.DNS, ", "))
+		}
+	} else {
+		fmt.Fprintf(tw, "Network driver\thost\n")
+	}
+	if pd := info.PortDriver; pd != nil {
+		fmt.Fprintf(tw, "Port driver\t%s\n", pd.Driver)
+		fmt.Fprintf(tw, "Protocols\t%s\n", strings.Join(pd.Protos, ", "))
+		if pd.DisallowLoopbackChildIP {
+			fmt.Fprintf(tw, "Loopback child IPs\tnot allowed\n")
+		}
+	} else {
+		fmt.Fprintf(tw, "Port driver\tnone\n")
+	}
+	return tw.Flush()
+}
