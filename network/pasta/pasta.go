@@ -100,11 +100,10 @@ func lookPath(bin string) (string, error) {
 	if bin != "" {
 		return "", fmt.Errorf("pasta binary %s: %w: fix --pasta-binary", bin, rootCause(err))
 	}
-	alt := "--net=host"
-	if _, serr := exec.LookPath("slirp4netns"); serr == nil {
-		alt = "--net=slirp4netns (installed) or " + alt
-	} else {
-		alt = "--net=slirp4netns (apt-get install slirp4netns) or " + alt
+	// netstack is the CLI's embedded network: it needs no package.
+	alt := "--net=slirp4netns (apt-get install slirp4netns) or --net=netstack (built in)"
+	if _, err := exec.LookPath("slirp4netns"); err == nil {
+		alt = "--net=slirp4netns (installed) or --net=netstack (built in)"
 	}
 	return "", fmt.Errorf("pasta not found in PATH: install it (apt-get install passt), or use %s", alt)
 }

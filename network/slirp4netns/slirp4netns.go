@@ -118,11 +118,10 @@ func lookPath(bin string) (string, error) {
 	if bin != "" {
 		return "", fmt.Errorf("slirp4netns binary %s: %w: fix --slirp4netns-binary", bin, rootCause(err))
 	}
-	alt := "--net=host"
-	if _, perr := exec.LookPath("pasta"); perr == nil {
-		alt = "--net=pasta (installed) or " + alt
-	} else {
-		alt = "--net=pasta (apt-get install passt) or " + alt
+	// netstack is the CLI's embedded network: it needs no package.
+	alt := "--net=pasta (apt-get install passt) or --net=netstack (built in)"
+	if _, err := exec.LookPath("pasta"); err == nil {
+		alt = "--net=pasta (installed) or --net=netstack (built in)"
 	}
 	return "", fmt.Errorf("slirp4netns not found in PATH: install it (apt-get install slirp4netns), or use %s", alt)
 }
