@@ -2,6 +2,7 @@ package slirp4netns
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -160,6 +161,25 @@ func configure(t *testing.T, s *nstest.Session) {
 	}
 }
 
+func apiCall(t *testing.T, sock, req string) string {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatalf("dial API socket: %v", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.UnixConn).CloseWrite()
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read API socket: %v", err)
+	}
+	return string(b)
+}
+
 func hostServer(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -205,6 +225,10 @@ func TestDriverUnprivileged(t *testing.T) {
 				sock := s.Setup.Opaque[OpaqueAPISocket]
 				if fi, err := os.Stat(sock); err != nil || fi.Mode().Type() != os.ModeSocket {
 					t.Errorf("API socket %q: %v", sock, err)
+				}
+				// It answers as soon as Start returns.
+				if got := apiCall(t, sock, `{"execute":"list_hostfwd"}`); !strings.Contains(got, `"entries"`) {
+					t.Errorf("list_hostfwd answered %q", got)
 				}
 			}
 			if want := `{"driver":"slirp4netns","dns":["10.0.2.3"],"childIP":"10.0.2.100"}`; string(s.Info) != want {
