@@ -229,9 +229,6 @@ func (d *Driver) features(flags map[string]bool, c network.Child) (features, []s
 	if d.implicit && d.cfg.DisableHostLoopback {
 		warn = append(warn, "with --port-driver=implicit, pasta also mirrors ports bound on the host's 127.0.0.1 to 127.0.0.1 inside (its automatic forwarding needs --tcp-ns auto); --disable-host-loopback only closes the gateway address")
 	}
-	if d.implicit && !f.hostLoToNsLo {
-		warn = append(warn, fmt.Sprintf("pasta at %s lacks --host-lo-to-ns-lo: connections to published ports from the host's loopback arrive from %s, and services listening only on 127.0.0.1 inside are not reachable; install a newer passt for that", d.path, d.gateway))
-	}
 	return f, warn, nil
 }
 
@@ -272,6 +269,9 @@ func buildArgs(cfg network.Config, c network.Child, f features) ([]string, error
 	}
 	if f.implicit {
 		args = append(args, "--tcp-ports=auto", "--udp-ports=auto")
+		// Newer pasta sends connections from the host's loopback through
+		// the tap unless told otherwise; older pasta (without the option)
+		// always splices them to the namespace's loopback, as this asks.
 		if f.hostLoToNsLo {
 			args = append(args, "--host-lo-to-ns-lo")
 		}
