@@ -299,7 +299,10 @@ func TestHelperDiesWithParent(t *testing.T) {
 func TestStartFailureSaysWhy(t *testing.T) {
 	d, err := New(network.Config{})
 	if err != nil {
-		t.Skipf("slirp4netns not installed: %v", err)
+		if os.Getenv("CI") != "" {
+			t.Fatalf("slirp4netns must be installed in CI (scripts/test.sh does): %v", err)
+		}
+		t.Skipf("skipping: slirp4netns not installed: %v", err)
 	}
 	// pid 2^22+1 is above pid_max, so it never exists.
 	_, err = d.Start(t.Context(), network.Child{PID: 1<<22 + 1})
