@@ -34,7 +34,7 @@ func nskBareCmd(t *testing.T, ctx context.Context, args ...string) *exec.Cmd {
 	if err := os.Mkdir(bare, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, tool := range []string{"newuidmap", "newgidmap", "sh", "curl", "iperf3", "getent", "cat", "sleep"} {
+	for _, tool := range []string{"newuidmap", "newgidmap", "sh", "curl", "iperf3", "getent", "cat", "sleep", "busybox"} {
 		p, err := exec.LookPath(tool)
 		if err != nil {
 			t.Fatalf("%s not found: scripts/apt-packages.txt installs it", tool)
@@ -335,5 +335,49 @@ func TestNetstackBadFlags(t *testing.T) {
 		if r.Code != 1 || len(lines) != 1 || !strings.Contains(r.Stderr, tt.want) {
 			t.Errorf("unroot run --net=netstack %s: exit %d, stderr %q; want exit 1 and one line containing %q", tt.flag, r.Code, r.Stderr, tt.want)
 		}
+	}
+}
+
+// TestNetstackPublish checks the builtin port driver works with netstack: a
+// server in the namespace is reachable from the host through -p.
+func TestNetstackPublish(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir := TempDir(t)
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("served-inside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	before := UserProcesses(t)
+	cmd := nskBareCmd(t, ctx, "run", "--state-dir="+state, "--net=netstack",
+		fmt.Sprintf("-p=127.0.0.1:%d:8000/tcp", port), "--", "busybox", "httpd", "-f", "-p", "8000", "-h", dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	WaitFile(t, filepath.Join(state, "child_pid"), 20*time.Second)
+	var body string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err == nil {
+			b := make([]byte, 64)
+			n, _ := resp.Body.Read(b)
+			resp.Body.Close()
+			body = string(b[:n])
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	nskNoLeftovers(t, before)
+	if body != "served-inside" {
+		t.Fatalf("GET through -p 127.0.0.1:%d = %q, want the namespace's page", port, body)
 	}
 }
