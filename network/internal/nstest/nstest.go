@@ -44,6 +44,7 @@ type Report struct {
 	HolderPID  int
 	HelperPIDs []int
 	NetNS      string // path to reach the namespace from the host (root)
+	StateDir   string
 	StartMS    float64
 	Setup      network.Setup
 	Info       json.RawMessage
@@ -56,7 +57,9 @@ func Main(m *testing.M, newDriver func(network.Config) (network.Driver, error)) 
 	if os.Getenv(envChild) != "" {
 		os.Exit(child(newDriver))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	cleanup()
+	os.Exit(code)
 }
 
 func child(newDriver func(network.Config) (network.Driver, error)) int {
@@ -114,7 +117,7 @@ func child(newDriver func(network.Config) (network.Driver, error)) int {
 		return fail(err)
 	}
 	info, _ := json.Marshal(d.Info())
-	r := Report{HolderPID: pid, NetNS: c.NetNS, StartMS: float64(took.Microseconds()) / 1000, Setup: setup, Info: info}
+	r := Report{HolderPID: pid, NetNS: c.NetNS, StateDir: state, StartMS: float64(took.Microseconds()) / 1000, Setup: setup, Info: info}
 	for p := range children() {
 		if !before[p] && p != pid {
 			r.HelperPIDs = append(r.HelperPIDs, p)
@@ -213,7 +216,13 @@ func Start(t testing.TB, spec Spec) *Session {
 	if err := json.Unmarshal([]byte(line), &s.Report); err != nil {
 		t.Fatalf("driver child said %q: %v", line, err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		s.Close()
+		// A killed child cannot remove its own state directory.
+		if s.StateDir != "" {
+			os.RemoveAll(s.StateDir)
+		}
+	})
 	return s
 }
 
@@ -242,9 +251,8 @@ func testBinary(t testing.TB) string {
 	return p
 }
 
-// Cleanup removes the copied test binary; call it from TestMain after m.Run
-// or leave it to the OS temp cleaner.
-func Cleanup() {
+// cleanup removes the copied test binary.
+func cleanup() {
 	if binCopy != "" {
 		os.RemoveAll(filepath.Dir(binCopy))
 	}
