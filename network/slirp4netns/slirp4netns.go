@@ -184,8 +184,9 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 	if err != nil {
 		return network.Setup{}, err
 	}
-	d.log.Debug("starting slirp4netns", "path", d.path, "args", args)
 	begin := time.Now()
+	helper.PrecreateTap(ctx, c, d.cfg.IfName, d.log)
+	d.log.Debug("starting slirp4netns", "path", d.path, "args", args)
 	p, err := helper.Start(ctx, helper.Options{
 		Name:   "slirp4netns",
 		Path:   d.path,
