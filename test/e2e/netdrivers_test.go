@@ -174,7 +174,7 @@ func hostHTTP(t *testing.T) int {
 const inspect = `
 ns ip -4 -o addr show dev tap0
 ns ip -4 route show default
-ns ip -o link show dev tap0
+ns ip -d -o link show dev tap0
 echo "resolv=$(grep nameserver "$RESOLV" | head -1)"
 if ns curl -sS --max-time 3 http://10.0.2.2:$PORT/; then echo; else echo curl-failed; fi
 read _
@@ -215,6 +215,9 @@ func TestNetDrivers(t *testing.T) {
 				"inet 10.0.2.100/24",
 				"default via 10.0.2.2 dev tap0",
 				"mtu 65520",
+				// Pre-created persistent by the driver, so that stopping the
+				// helper does not wait for the kernel to unregister the tap.
+				"persist on",
 				"resolv=nameserver 10.0.2.3",
 			} {
 				if !strings.Contains(out, want) {
