@@ -219,6 +219,53 @@ func drAllRanges(t *testing.T) [][2]int {
 	return out
 }
 
+// drWithBind runs unroot as the test user in a private mount namespace where
+// src is bind-mounted over dst: the breakage is seen by that process tree
+// only, never by the rest of the host.
+func drWithBind(t *testing.T, src, dst string, args ...string) Result {
+	t.Helper()
+	uid, gid := testIDs(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := drAsRoot(UserCmd(t, ctx, "unroot", args...),
+		"unshare", "-m", "--propagation", "private", "--", "sh", "-c",
+		`mount --bind "$1" "$2" && u=$3 g=$4 && shift 4 && exec setpriv --reuid="$u" --regid="$g" --clear-groups -- "$@"`,
+		"sh", src, dst, strconv.Itoa(uid), strconv.Itoa(gid))
+	return Run(t, cmd)
+}
+
+// newuidmap without its setuid bit (a copy bind-mounted over it): the start
+// fails with "newuidmap: write to uid_map failed" and must say why.
+func TestDoctorNewuidmapNotSetuid(t *testing.T) {
+	real, err := exec.LookPath("newuidmap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, _ = filepath.EvalSymlinks(real)
+	b, err := os.ReadFile(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(t.TempDir(), "newuidmap")
+	if err := os.WriteFile(plain, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := drWithBind(t, plain, real, "doctor", "--json")
+	if r.Code != 1 {
+		t.Errorf("doctor exit %d, want 1", r.Code)
+	}
+	m := drParse(t, r)["newuidmap"]
+	drExpect(t, m, "fail", []string{real + " has neither the setuid bit nor cap_setuid"},
+		[]string{"sudo chmod u+s " + real, "sudo setcap cap_setuid+ep " + real})
+
+	run := drWithBind(t, plain, real, "run", "--net=host", "--port-driver=none", "true")
+	drNoTrace(t, run.Stderr)
+	if run.Code != 1 || !strings.HasPrefix(run.Stderr, "unroot: "+m.Detail) || !strings.Contains(run.Stderr, "write to uid_map failed") ||
+		!strings.Contains(run.Stderr, "\nfix: sudo chmod u+s "+real) {
+		t.Errorf("unroot run with a plain newuidmap: exit %d, want 1 with the doctor's cause, the original error and the fix:\n%s", run.Code, run.Stderr)
+	}
+}
+
 // /dev/net/tun unreadable (an unreadable file bind-mounted over it in a
 // private mount namespace, so nothing else on the host sees it).
 func TestDoctorTunUnreadable(t *testing.T) {
@@ -226,16 +273,7 @@ func TestDoctorTunUnreadable(t *testing.T) {
 	if err := os.WriteFile(fake, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	uid, gid := testIDs(t)
-	broken := func(args ...string) Result {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := drAsRoot(UserCmd(t, ctx, "unroot", args...),
-			"unshare", "-m", "--propagation", "private", "--", "sh", "-c",
-			`mount --bind "$1" /dev/net/tun && u=$2 g=$3 && shift 3 && exec setpriv --reuid="$u" --regid="$g" --clear-groups -- "$@"`,
-			"sh", fake, strconv.Itoa(uid), strconv.Itoa(gid))
-		return Run(t, cmd)
-	}
+	broken := func(args ...string) Result { return drWithBind(t, fake, "/dev/net/tun", args...) }
 	r := broken("doctor", "--json")
 	if r.Code != 1 {
 		t.Errorf("doctor exit %d, want 1", r.Code)
