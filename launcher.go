@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/doctor"
 	"github.com/unroot/unroot/internal/cgroup"
 	"github.com/unroot/unroot/internal/childinit"
 	"github.com/unroot/unroot/internal/copyup"
@@ -153,6 +154,14 @@ type Launcher struct {
 // namespace instead of creating one (network/host's host driver).
 type hostNetworker interface{ SharesHostNetwork() bool }
 
+// networkName is the driver name doctor checks for: "host" when unset.
+func (l *Launcher) networkName() string {
+	if l.Network == nil {
+		return "host"
+	}
+	return l.Network.Name()
+}
+
 func (l *Launcher) privateNet() bool {
 	if l.Network == nil {
 		return false
@@ -228,6 +237,13 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if err := l.Validate(); err != nil {
 		return err
 	}
+	// Host problems reach us as bare errnos; doctor names the cause and
+	// the fix (it returns errors it cannot explain unchanged).
+	defer func() {
+		if err != nil {
+			err = doctor.Explain(ctx, err, doctor.Options{Net: l.networkName(), Logger: l.log})
+		}
+	}()
 	if err := checkUserNS(); err != nil {
 		return err
 	}

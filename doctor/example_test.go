@@ -12,7 +12,9 @@ import (
 // A launcher hands its start error to Explain: when a host check finds the
 // cause, the error it gets back leads with that cause and its fix.
 func ExampleExplain() {
-	start := func(context.Context) error { return errors.New("start network driver slirp4netns: open /dev/net/tun: permission denied") }
+	start := func(context.Context) error {
+		return errors.New("start network driver slirp4netns: open /dev/net/tun: permission denied")
+	}
 	ctx := context.Background()
 	if err := start(ctx); err != nil {
 		err = doctor.Explain(ctx, err, doctor.Options{Net: "slirp4netns"})

@@ -49,6 +49,10 @@ func Explain(ctx context.Context, err error, opts Options) error {
 	if err == nil {
 		return nil
 	}
+	if ctx.Err() != nil {
+		// A cancelled start is no host problem, and probes would fail too.
+		return err
+	}
 	var already *Error
 	if errors.As(err, &already) {
 		return err
