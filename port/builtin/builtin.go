@@ -28,9 +28,18 @@ var Protos = []string{"tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"}
 // Options configure the driver. The zero value is not the default: use
 // DefaultOptions.
 type Options struct {
-	// SourceIPTransparent keeps the client address of non-loopback clients
-	// (--source-ip-transparent, on by default as in RootlessKit v3).
+	// SourceIPTransparent keeps the client address of non-loopback TCP
+	// clients (--source-ip-transparent, on by default as in RootlessKit v3).
 	SourceIPTransparent bool
+	// SourceIPTransparentUDP keeps it for UDP too, for ports whose child IP
+	// is loopback. Off by default: the server's reply only finds its way
+	// back if it is sent from the address the flow was sent to, which holds
+	// for servers bound to that address or replying with IP_PKTINFO
+	// (dnsmasq, miekg/dns, quic-go) but not for servers on a wildcard
+	// address that let the kernel pick the source (iperf3, most game
+	// servers): their replies would leave through the network device and be
+	// lost. See docs/ports.md.
+	SourceIPTransparentUDP bool
 	// PoolSize is how many ready sockets per family and type are kept
 	// (0 = 8).
 	PoolSize int

@@ -131,11 +131,11 @@ func (d *Driver) dial(ctx context.Context, p *pool, f net.Conn, target, client n
 // transparentSource returns the address to bind for a client, and false
 // when the client's address cannot or need not be kept: loopback clients
 // (the child's loopback is another interface), clients whose address
-// family differs from the child target's, and UDP to a non-loopback child
-// IP (the child routes only replies sent from loopback back to us; a TCP
-// reply is also caught by connmark, a UDP one is not).
+// family differs from the child target's, and UDP unless asked for and the
+// child IP is loopback (the child routes only replies sent from loopback
+// back to us; a TCP reply is also caught by connmark, a UDP one is not).
 func (d *Driver) transparentSource(client, target netip.AddrPort, udp bool) (netip.AddrPort, bool) {
-	if !d.opts.SourceIPTransparent || (udp && !target.Addr().IsLoopback()) {
+	if !d.opts.SourceIPTransparent || (udp && (!d.opts.SourceIPTransparentUDP || !target.Addr().IsLoopback())) {
 		return netip.AddrPort{}, false
 	}
 	ip := client.Addr().Unmap()

@@ -59,7 +59,7 @@ func TestClientAddressKept(t *testing.T) {
 
 	for i, transparent := range []bool{true, false} {
 		t.Run(fmt.Sprintf("transparent=%v", transparent), func(t *testing.T) {
-			d := newDriver(t, child, Options{SourceIPTransparent: transparent})
+			d := newDriver(t, child, Options{SourceIPTransparent: transparent, SourceIPTransparentUDP: transparent})
 			ctx := context.Background()
 			base := 20000 + 10*i
 			specs := []port.Spec{
@@ -106,4 +106,21 @@ func TestClientAddressKept(t *testing.T) {
 			}
 		})
 	}
+
+	// By default UDP keeps no client address, so a server on a wildcard
+	// address (which lets the kernel pick its reply's source) still works.
+	t.Run("udp default, wildcard server", func(t *testing.T) {
+		pcw := child.listenPacket(t, "udp", ":0")
+		go serveWhoUDP(pcw)
+		d := newDriver(t, child, DefaultOptions)
+		var err error
+		host.do(func() { _, err = d.Add(context.Background(), port.Spec{Proto: "udp", ParentPort: 20100, ChildPort: cport(pcw.LocalAddr())}) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := udpTalkConn(t, dial("udp4", v4, "127.0.0.1:20100"), "hi")
+		if !strings.HasPrefix(got, "127.0.0.1:") || !strings.HasSuffix(got, " hi") {
+			t.Errorf("udp from %s to a wildcard server: got %q, want a 127.0.0.1 peer", v4, got)
+		}
+	})
 }
