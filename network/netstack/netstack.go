@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/link/fdbased"
 	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
@@ -213,10 +214,33 @@ func (d *Driver) run(fd int) error {
 	uf := udp.NewForwarder(s, d.handleUDP)
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, uf.HandlePacket)
 
+	// DNS listens on the gateway addresses; it must exist before the
+	// child's first query, and the stack must be known to Close once it does.
 	d.mu.Lock()
 	d.stack = s
 	d.tapFD = fd
 	d.mu.Unlock()
+	dns := []tcpip.FullAddress{{NIC: nicID, Addr: tcpip.AddrFrom4(d.plan.gateway.As4()), Port: 53}}
+	if d.plan.gateway6.IsValid() {
+		dns = append(dns, tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom16(d.plan.gateway6.As16()), Port: 53})
+	}
+	for _, a := range dns {
+		proto := ipv4.ProtocolNumber
+		if a.Addr.Len() == 16 {
+			proto = ipv6.ProtocolNumber
+		}
+		c, err := gonet.DialUDP(s, &a, nil, proto)
+		if err != nil {
+			return fmt.Errorf("listen for DNS on %s:53 in the stack: %w", a.Addr, err)
+		}
+		if !d.hold(c) || !d.track() {
+			return fmt.Errorf("start %s: closed while starting", Name)
+		}
+		go func() {
+			defer d.wg.Done()
+			d.serveDNS(c)
+		}()
+	}
 	d.log.Debug("stack running", "ifname", d.plan.ifName, "mtu", d.plan.mtu, "child", d.plan.addr, "gateway", d.plan.gateway)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -19,8 +20,13 @@ const (
 	// same order as the kernel's conntrack UDP timeout for a flow that saw
 	// replies.
 	udpIdle = 2 * time.Minute
+	// dnsIdle ends a flow to some resolver's port 53 sooner.
+	dnsIdle = 20 * time.Second
 	// dnsTimeout is how long one upstream resolver gets before the next.
 	dnsTimeout = 3 * time.Second
+	// maxDNSInFlight bounds queries being forwarded at once; beyond it
+	// queries are dropped and the client's resolver retries.
+	maxDNSInFlight = 256
 	// maxDatagram fits any UDP payload.
 	maxDatagram = 65535
 )
@@ -30,7 +36,9 @@ const (
 func (d *Driver) handleUDP(r *udp.ForwarderRequest) bool {
 	id := r.ID()
 	dst, v := d.plan.route(addrPort(id.LocalAddress, id.LocalPort), d.cfg.DisableHostLoopback)
-	if v == refuse {
+	if v == refuse || v == toDNS {
+		// DNS has its own endpoint (serveDNS); a packet for it that lands
+		// here arrived while it was being closed.
 		d.log.Debug("udp refused", "dst", dst)
 		return true // dropped, as a firewall would
 	}
@@ -41,21 +49,6 @@ func (d *Driver) handleUDP(r *udp.ForwarderRequest) bool {
 		return true
 	}
 	guest := gonet.NewUDPConn(&wq, ep)
-	if v == toDNS {
-		if !d.track() {
-			guest.Close()
-			return true
-		}
-		go func() {
-			defer d.wg.Done()
-			if !d.hold(guest) {
-				return
-			}
-			defer d.release(guest)
-			d.serveDNS(guest)
-		}()
-		return true
-	}
 	host, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
 	if err != nil {
 		d.log.Debug("udp dial failed", "dst", dst, "err", err)
@@ -73,23 +66,29 @@ func (d *Driver) handleUDP(r *udp.ForwarderRequest) bool {
 			return
 		}
 		defer d.release(guest, host)
-		relayUDP(guest, host)
+		idle := udpIdle
+		if dst.Port() == 53 {
+			// A resolver query is one exchange; do not keep its socket and
+			// buffers for minutes (a busy namespace makes hundreds).
+			idle = dnsIdle
+		}
+		relayUDP(guest, host, idle)
 	}()
 	return true
 }
 
 // relayUDP copies datagrams both ways until the flow has been idle in both
 // directions for udpIdle, or either socket is closed.
-func relayUDP(guest *gonet.UDPConn, host *net.UDPConn) {
+func relayUDP(guest *gonet.UDPConn, host *net.UDPConn, idle time.Duration) {
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pumpUDP(host, guest, &last)
+		pumpUDP(host, guest, &last, idle)
 		host.Close()
 	}()
-	pumpUDP(guest, host, &last)
+	pumpUDP(guest, host, &last, idle)
 	guest.Close()
 	<-done
 }
@@ -100,14 +99,14 @@ type datagramConn interface {
 	SetReadDeadline(time.Time) error
 }
 
-func pumpUDP(dst, src datagramConn, last *atomic.Int64) {
+func pumpUDP(dst, src datagramConn, last *atomic.Int64, idle time.Duration) {
 	buf := make([]byte, maxDatagram)
 	for {
-		src.SetReadDeadline(time.Unix(0, last.Load()).Add(udpIdle))
+		src.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
 		n, err := src.Read(buf)
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, last.Load())) < udpIdle {
+			if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, last.Load())) < idle {
 				continue // the other direction is still busy
 			}
 			// A connected host socket reports ICMP port-unreachable as
@@ -122,23 +121,40 @@ func pumpUDP(dst, src datagramConn, last *atomic.Int64) {
 	}
 }
 
-// serveDNS answers every query on one child flow by asking the host's
-// resolvers in turn, like the C library would. Queries are independent, so
-// a slow upstream only delays its own query's flow.
-func (d *Driver) serveDNS(guest *gonet.UDPConn) {
+// serveDNS answers queries to the DNS address on one stack endpoint, so
+// every client shares a single read buffer however many source ports its
+// resolver uses; each query is forwarded on its own goroutine. It returns
+// when conn is closed (Close).
+func (d *Driver) serveDNS(conn *gonet.UDPConn) {
+	sem := make(chan struct{}, maxDNSInFlight)
 	buf := make([]byte, maxDatagram)
-	resp := make([]byte, maxDatagram)
 	for {
-		guest.SetReadDeadline(time.Now().Add(udpIdle))
-		n, err := guest.Read(buf)
+		n, from, err := conn.ReadFrom(buf)
 		if err != nil {
 			return
 		}
-		if m := d.askUpstreams(buf[:n], resp); m > 0 {
-			guest.Write(resp[:m])
+		select {
+		case sem <- struct{}{}:
+		default:
+			continue
 		}
+		if !d.track() {
+			return
+		}
+		q := append([]byte(nil), buf[:n]...)
+		go func() {
+			defer d.wg.Done()
+			defer func() { <-sem }()
+			bp := dnsBufs.Get().(*[]byte)
+			defer dnsBufs.Put(bp)
+			if m := d.askUpstreams(q, *bp); m > 0 {
+				conn.WriteTo((*bp)[:m], from)
+			}
+		}()
 	}
 }
+
+var dnsBufs = sync.Pool{New: func() any { b := make([]byte, maxDatagram); return &b }}
 
 // askUpstreams sends one query to each resolver in turn and returns the
 // length of the first answer, or 0.
@@ -155,9 +171,16 @@ func (d *Driver) askUpstreams(q, resp []byte) int {
 		c.SetDeadline(time.Now().Add(dnsTimeout))
 		n := 0
 		if _, err := c.Write(q); err == nil {
-			n, err = c.Read(resp)
-			if err != nil {
-				n = 0
+			for {
+				n, err = c.Read(resp)
+				if err != nil {
+					n = 0
+					break
+				}
+				// Only the answer to this query (same ID) counts.
+				if n >= 2 && len(q) >= 2 && resp[0] == q[0] && resp[1] == q[1] {
+					break
+				}
 			}
 		}
 		d.release(c)
