@@ -114,7 +114,9 @@ func TestClientAddressKept(t *testing.T) {
 		go serveWhoUDP(pcw)
 		d := newDriver(t, child, DefaultOptions)
 		var err error
-		host.do(func() { _, err = d.Add(context.Background(), port.Spec{Proto: "udp", ParentPort: 20100, ChildPort: cport(pcw.LocalAddr())}) })
+		host.do(func() {
+			_, err = d.Add(context.Background(), port.Spec{Proto: "udp", ParentPort: 20100, ChildPort: cport(pcw.LocalAddr())})
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
