@@ -199,7 +199,8 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 		return network.Setup{}, err
 	}
 	if opts.apiSocket != "" {
-		// slirp4netns signals ready before it binds the API socket.
+		// The port driver dials the socket as soon as Start returns; 1.2.0
+		// binds it before signalling ready, but nothing promises that order.
 		if err := waitSocket(ctx, p, opts.apiSocket); err != nil {
 			p.Close()
 			return network.Setup{}, err
