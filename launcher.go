@@ -269,15 +269,17 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		}
 	}()
 	if up := notify.Upstream(); up != "" {
-		mode, err := notify.ParseMode(l.Ready)
+		mode, _ := notify.ParseMode(l.Ready) // checked by Validate
+		r, err := notify.New(notify.Config{Path: l.dir.Join("notify.sock"), Upstream: up, Mode: mode, Logger: l.log})
+		if err == nil {
+			err = r.Start(ctx)
+		}
 		if err != nil {
-			return err
-		}
-		if l.notify, err = notify.New(notify.Config{Path: l.dir.Join("notify.sock"), Upstream: up, Mode: mode, Logger: l.log}); err != nil {
-			return err
-		}
-		if err := l.notify.Start(ctx); err != nil {
-			return err
+			// Not fatal: the command keeps systemd's own NOTIFY_SOCKET,
+			// which works when the unit has NotifyAccess=all.
+			l.log.Warn(err.Error() + "; the command notifies systemd directly, which needs NotifyAccess=all")
+		} else {
+			l.notify = r
 		}
 	}
 	// Catch signals before the child exists, so none is lost; they reach
@@ -418,8 +420,14 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if l.notify != nil && l.Ready == string(notify.ModePorts) {
-		if err := l.notify.Ready("namespaces, network and ports are up"); err != nil {
+	if l.Ready == string(notify.ModePorts) {
+		var err error
+		if l.notify != nil {
+			err = l.notify.Ready("namespaces, network and ports are up")
+		} else {
+			_, err = notify.Ready()
+		}
+		if err != nil {
 			l.log.Warn(err.Error())
 		}
 	}
