@@ -1,0 +1,489 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	ptServerOnce sync.Once
+	ptServerPath string
+	ptServerErr  error
+)
+
+// ptServer builds testdata/portserver into Bin, where the test user can run it.
+func ptServer(t *testing.T) string {
+	t.Helper()
+	ptServerOnce.Do(func() {
+		p := filepath.Join(Bin, "portserver")
+		out, err := exec.Command("go", "build", "-o", p, "./testdata/portserver").CombinedOutput()
+		if err != nil {
+			ptServerErr = fmt.Errorf("build portserver: %v: %s", err, out)
+		}
+		ptServerPath = p
+	})
+	if ptServerErr != nil {
+		t.Fatal(ptServerErr)
+	}
+	return ptServerPath
+}
+
+// ptPorts returns n ports free for TCP and UDP on the host a moment ago.
+func ptPorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	for len(ports) < n {
+		ln, err := net.Listen("tcp", ":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		closers = append(closers, ln)
+		p := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", p))
+		if err != nil {
+			continue
+		}
+		closers = append(closers, pc)
+		ports = append(ports, p)
+	}
+	return ports
+}
+
+func ptAddr(ip string, p int) string { return net.JoinHostPort(ip, strconv.Itoa(p)) }
+
+// ptCurl fetches http://ADDR/ with curl (from local, if set) and returns the body.
+func ptCurl(t *testing.T, addr, local string) (string, error) {
+	t.Helper()
+	args := []string{"-sS", "--max-time", "5", "http://" + addr + "/"}
+	if local != "" {
+		args = append([]string{"--interface", local}, args...)
+	}
+	out, err := exec.Command("curl", args...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+func ptMustCurl(t *testing.T, addr, local, wantPeer string) {
+	t.Helper()
+	got, err := ptCurl(t, addr, local)
+	if err != nil || !strings.HasPrefix(got, "peer="+wantPeer) {
+		t.Errorf("curl http://%s/ (from %q) = %q, %v; want peer=%s...", addr, local, got, err, wantPeer)
+	}
+}
+
+// ptTalk checks the greet/echo/half-close exchange and returns the peer.
+func ptTalk(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("read greeting via %s: %v", addr, err)
+	}
+	c.Write([]byte("ping"))
+	c.(*net.TCPConn).CloseWrite()
+	rest, err := io.ReadAll(r)
+	if err != nil || string(rest) != "pingbye" {
+		t.Fatalf("via %s after half-close: %q, %v; want pingbye", addr, rest, err)
+	}
+	return strings.TrimPrefix(strings.TrimSpace(line), "peer=")
+}
+
+func ptUDP(t *testing.T, network, addr, local, msg string) string {
+	t.Helper()
+	var laddr *net.UDPAddr
+	if local != "" {
+		laddr = &net.UDPAddr{IP: net.ParseIP(local)}
+	}
+	raddr, err := net.ResolveUDPAddr(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialUDP(network, laddr, raddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	for range 20 {
+		c.Write([]byte(msg))
+		c.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil {
+			return string(buf[:n])
+		}
+	}
+	t.Errorf("no UDP answer via %s from %q", addr, local)
+	return ""
+}
+
+// ptClientAddr gives the host a non-loopback address of the test's own,
+// on one end of a veth pair the test makes and removes.
+func ptClientAddr(t *testing.T) string {
+	t.Helper()
+	a := fmt.Sprintf("urt%d", rand.IntN(1e6))
+	ip := fmt.Sprintf("198.18.%d.%d", rand.IntN(250)+1, rand.IntN(250)+1)
+	for _, args := range [][]string{
+		{"link", "add", a, "type", "veth", "peer", "name", a + "p"},
+		{"addr", "add", ip + "/32", "dev", a},
+		{"link", "set", a, "up"},
+		{"link", "set", a + "p", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			exec.Command("ip", "link", "del", a).Run()
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+		if args[1] == "add" && args[0] == "link" {
+			t.Cleanup(func() { exec.Command("ip", "link", "del", a).Run() })
+		}
+	}
+	return ip
+}
+
+// ptRootlessctlV3 returns RootlessKit v3's rootlessctl, installing it
+// (outside the repository) if needed.
+func ptRootlessctlV3(t *testing.T) string {
+	t.Helper()
+	const p = "/opt/rk3/rootlessctl"
+	if fileExists(p) {
+		return p
+	}
+	cmd := exec.Command("go", "install", "github.com/rootless-containers/rootlesskit/v3/cmd/rootlessctl@v3.3.0")
+	cmd.Env = append(os.Environ(), "GOBIN=/opt/rk3")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("install RootlessKit v3 rootlessctl: %v: %s", err, out)
+	}
+	return p
+}
+
+func TestPortsBuiltin(t *testing.T) {
+	t.Parallel()
+	srv := ptServer(t)
+	ps := ptPorts(t, 9)
+	spec := func(f string, a ...any) string { return "--publish=" + fmt.Sprintf(f, a...) }
+	state, _, cmd, wait := lcStart(t, "unroot", "run", "--net=slirp4netns",
+		spec("127.0.0.1:%d:8000/tcp", ps[0]),
+		spec("[::1]:%d:8000/tcp6", ps[1]),
+		spec("127.0.0.1:%d:[::1]:8000/tcp", ps[2]),
+		spec("[::1]:%d:127.0.0.1:8000/tcp6", ps[3]),
+		spec("127.0.0.1:%d:8001/udp,[::1]:%d:[::1]:8001/udp6", ps[4], ps[5]),
+		spec("%d:8002/tcp4", ps[6]),
+		spec("%d:5201/tcp", ps[7]),
+		spec("%d:5201/udp", ps[7]),
+		"--", "sh", "-c", `iperf3 -s -p 5201 >/dev/null 2>&1 & exec "$0" -http [::]:8000 -udp [::]:8001 -tcp [::]:8002`, srv)
+	sock := filepath.Join(state, "api.sock")
+	// The server may take a moment after child_pid.
+	for i := 0; ; i++ {
+		if _, err := ptCurl(t, ptAddr("127.0.0.1", ps[0]), ""); err == nil || i > 100 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	t.Run("tcp", func(t *testing.T) {
+		ptMustCurl(t, ptAddr("127.0.0.1", ps[0]), "", "127.0.0.1:")
+		ptMustCurl(t, ptAddr("::1", ps[1]), "", "[::1]:")
+		ptMustCurl(t, ptAddr("127.0.0.1", ps[2]), "", "[::1]:") // v4 parent, v6 child
+		ptMustCurl(t, ptAddr("::1", ps[3]), "", "127.0.0.1:")  // v6 parent, v4 child
+		if _, err := ptCurl(t, ptAddr("::1", ps[0]), ""); err == nil {
+			t.Errorf("127.0.0.1:%d/tcp answered on ::1", ps[0])
+		}
+		if peer := ptTalk(t, ptAddr("127.0.0.1", ps[6])); !strings.HasPrefix(peer, "127.0.0.1:") {
+			t.Errorf("tcp4 peer = %s", peer)
+		}
+		if c, err := net.DialTimeout("tcp6", ptAddr("::1", ps[6]), time.Second); err == nil {
+			c.Close()
+			t.Errorf("tcp4 port %d answered on ::1", ps[6])
+		}
+	})
+	t.Run("udp", func(t *testing.T) {
+		if got := ptUDP(t, "udp4", ptAddr("127.0.0.1", ps[4]), "", "hi"); !strings.HasPrefix(got, "peer=127.0.0.1:") || !strings.HasSuffix(got, " hi") {
+			t.Errorf("udp = %q", got)
+		}
+		if got := ptUDP(t, "udp6", ptAddr("::1", ps[5]), "", "hi6"); !strings.HasPrefix(got, "peer=[::1]:") || !strings.HasSuffix(got, " hi6") {
+			t.Errorf("udp6 = %q", got)
+		}
+	})
+	t.Run("iperf3", func(t *testing.T) {
+		for _, args := range [][]string{{}, {"-u", "-b", "1G"}} {
+			out, err := exec.Command("iperf3", append([]string{"-c", "127.0.0.1", "-p", strconv.Itoa(ps[7]), "-t", "2", "-J"}, args...)...).Output()
+			var res struct {
+				End struct {
+					SumReceived struct {
+						BitsPerSecond float64 `json:"bits_per_second"`
+					} `json:"sum_received"`
+					Sum         struct {
+						BitsPerSecond float64 `json:"bits_per_second"`
+						LostPercent   float64 `json:"lost_percent"`
+					}
+				}
+			}
+			if jerr := json.Unmarshal(out, &res); err != nil || jerr != nil {
+				t.Errorf("iperf3 %v: %v %v: %.300s", args, err, jerr, out)
+				continue
+			}
+			bps := res.End.SumReceived.BitsPerSecond
+			if len(args) > 0 {
+				bps = res.End.Sum.BitsPerSecond * (100 - res.End.Sum.LostPercent) / 100
+			}
+			t.Logf("iperf3 %v through the published port: %.2f Gbit/s received", args, bps/1e9)
+			if bps < 50e6 {
+				t.Errorf("iperf3 %v: %.0f bit/s received", args, bps)
+			}
+		}
+	})
+	t.Run("client address", func(t *testing.T) {
+		ip := ptClientAddr(t)
+		ptMustCurl(t, ptAddr("127.0.0.1", ps[0]), ip, ip+":")
+		if peer := ptTalk(t, ptAddr("127.0.0.1", ps[6])); !strings.HasPrefix(peer, "127.0.0.1:") {
+			t.Errorf("tcp4 from loopback: peer %s", peer)
+		}
+		// UDP keeps no client address by default (docs/ports.md), so a
+		// server on a wildcard address still gets its replies through.
+		if got := ptUDP(t, "udp4", ptAddr("127.0.0.1", ps[4]), ip, "hi"); !strings.HasPrefix(got, "peer=127.0.0.1:") || !strings.HasSuffix(got, " hi") {
+			t.Errorf("udp from %s: server saw %q", ip, got)
+		}
+		ptMustCurl(t, ptAddr("127.0.0.1", ps[0]), "", "127.0.0.1:") // loopback stays loopback
+	})
+	t.Run("clients", func(t *testing.T) {
+		v3 := ptRootlessctlV3(t)
+		for i, ctl := range [][]string{
+			{"unroot", "ports", "--state-dir=" + state},
+			{"rootlessctl", "--socket", sock},
+			{"/usr/bin/rootlessctl", "--socket", sock},
+			{v3, "--socket", sock},
+		} {
+			p := ps[8]
+			name, pre := ctl[0], ctl[1:]
+			add, list, rm := "add-ports", "list-ports", "remove-ports"
+			spec := fmt.Sprintf("127.0.0.1:%d:8000/tcp", p)
+			if name == "unroot" {
+				add, list, rm = "add", "list", "remove"
+				if i == 0 {
+					spec = fmt.Sprintf("127.0.0.1:%d:8000", p) // lenient: proto defaults to tcp
+				}
+			}
+			r := RunUser(t, 10*time.Second, name, append(pre, add, spec)...)
+			id := strings.TrimSpace(r.Stdout)
+			if r.Code != 0 || id == "" {
+				t.Errorf("%s %s: exit %d, %q, %q", name, add, r.Code, r.Stdout, r.Stderr)
+				continue
+			}
+			r = RunUser(t, 10*time.Second, name, append(pre, list)...)
+			if r.Code != 0 || !strings.Contains(r.Stdout, strconv.Itoa(p)) {
+				t.Errorf("%s %s: exit %d, %q, %q", name, list, r.Code, r.Stdout, r.Stderr)
+			}
+			if header, _, _ := strings.Cut(r.Stdout, "\n"); strings.HasSuffix(name, "rootlessctl") && strings.Join(strings.Fields(header), " ") != "ID PROTO PARENTIP PARENTPORT CHILDIP CHILDPORT" {
+				t.Errorf("%s list-ports header: %q", name, r.Stdout)
+			}
+			ptMustCurl(t, ptAddr("127.0.0.1", p), "", "127.0.0.1:")
+			r = RunUser(t, 10*time.Second, name, append(pre, rm, id)...)
+			if r.Code != 0 || strings.TrimSpace(r.Stdout) != id {
+				t.Errorf("%s %s %s: exit %d, %q, %q", name, rm, id, r.Code, r.Stdout, r.Stderr)
+			}
+			if _, err := ptCurl(t, ptAddr("127.0.0.1", p), ""); err == nil {
+				t.Errorf("port %d still answers after %s %s", p, name, rm)
+			}
+			r = RunUser(t, 10*time.Second, name, append(pre, rm, id)...)
+			if r.Code != 1 || !strings.Contains(r.Stderr, "unknown id: "+id) {
+				t.Errorf("%s %s %s again: exit %d, stderr %q; want 1 and unknown id", name, rm, id, r.Code, r.Stderr)
+			}
+		}
+		r := RunUser(t, 10*time.Second, "rootlessctl", "--socket", sock, "info")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "- REST API version: 1.1.1") || !strings.Contains(r.Stdout, "- Port Driver: builtin") {
+			t.Errorf("rootlessctl info: %q %q", r.Stdout, r.Stderr)
+		}
+		r = RunUser(t, 10*time.Second, v3, "--socket", sock, "info", "--json")
+		if r.Code != 0 || !strings.Contains(r.Stdout, `"driver": "builtin"`) {
+			t.Errorf("v3 rootlessctl info --json: %q %q", r.Stdout, r.Stderr)
+		}
+		r = RunUser(t, 10*time.Second, "rootlessctl", "list-ports")
+		if r.Code != 1 || strings.TrimSpace(r.Stderr) != "error: please specify --socket or set $ROOTLESSKIT_STATE_DIR" {
+			t.Errorf("rootlessctl without a socket: exit %d, %q", r.Code, r.Stderr)
+		}
+	})
+	t.Run("bad requests", func(t *testing.T) {
+		for _, c := range []struct {
+			method, path, body string
+			want               string
+		}{
+			{"POST", "/v1/ports", `{"proto":"tcp",`, `{"message":"unexpected EOF"}`},
+			{"POST", "/v1/ports", `{"proto":"sctp","parentPort":1,"childPort":1}`, "not supported"},
+			{"POST", "/v1/ports", `{"proto":"tcp","parentPort":0,"childPort":1}`, "invalid parentPort 0"},
+			{"POST", "/v1/ports", `{"proto":"tcp","parentPort":1,"childPort":70000}`, "invalid childPort 70000"},
+			{"POST", "/v1/ports", `{"proto":"tcp","parentIP":"1.2.3.4.5","parentPort":1,"childPort":1}`, "invalid parentIP"},
+			{"POST", "/v1/ports", fmt.Sprintf(`{"proto":"tcp","parentIP":"127.0.0.1","parentPort":%d,"childPort":1}`, ps[0]), "conflict with ID 1"},
+			{"POST", "/v1/ports", fmt.Sprintf(`{"proto":"tcp6","parentIP":"::1","parentPort":%d,"childPort":1}`, ps[6]), ""}, // tcp4 and tcp6 coexist
+			{"DELETE", "/v1/ports/999", "", `{"message":"unknown id: 999"}`},
+			{"DELETE", "/v1/ports/x", "", "bad id x"},
+		} {
+			r := RunUser(t, 10*time.Second, "curl", "-sS", "-w", "\n%{http_code}", "--unix-socket", sock, "-X", c.method, "-d", c.body, "http://rootlesskit"+c.path)
+			out := strings.TrimSpace(r.Stdout)
+			i := strings.LastIndexByte(out, '\n')
+			body, code := strings.TrimSpace(out[:max(i, 0)]), out[i+1:]
+			if c.want == "" {
+				if code != "201" {
+					t.Errorf("%s %s %s: %s %s", c.method, c.path, c.body, code, body)
+				}
+				continue
+			}
+			if code != "400" || !strings.Contains(body, c.want) || !strings.HasPrefix(body, `{"message":`) {
+				t.Errorf("%s %s %s: %s %q; want 400 with %q", c.method, c.path, c.body, code, body, c.want)
+			}
+		}
+		if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); strings.TrimSpace(string(b)) != "0" {
+			r := RunUser(t, 10*time.Second, "unroot", "ports", "--state-dir="+state, "add", "0.0.0.0:1:8000/tcp")
+			if r.Code != 1 || !strings.Contains(r.Stderr, "sudo sysctl net.ipv4.ip_unprivileged_port_start=1") || !strings.Contains(r.Stderr, "sudo setcap cap_net_bind_service=ep") || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 {
+				t.Errorf("privileged port: exit %d, stderr %q", r.Code, r.Stderr)
+			}
+		}
+		r := RunUser(t, 10*time.Second, "unroot", "ports", "--state-dir="+state, "add", "8080:bogus:80")
+		if r.Code != 1 || !strings.Contains(r.Stderr, "invalid childIP") {
+			t.Errorf("bad spec: exit %d, stderr %q", r.Code, r.Stderr)
+		}
+		// Every forward still works.
+		ptMustCurl(t, ptAddr("127.0.0.1", ps[0]), "", "127.0.0.1:")
+		ptMustCurl(t, ptAddr("::1", ps[1]), "", "[::1]:")
+	})
+	syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+	r := wait()
+	if !strings.Contains(r.Stdout, "http peer=198.18.") {
+		t.Errorf("the server's log lacks the non-loopback client address:\n%s", r.Stdout)
+	}
+	if fileExists(sock) || fileExists(state) {
+		t.Errorf("%s left behind", state)
+	}
+	for _, p := range []int{ps[0], ps[4]} {
+		if _, err := ptCurl(t, ptAddr("127.0.0.1", p), ""); err == nil {
+			t.Errorf("port %d answers after the launcher exited", p)
+		}
+	}
+}
+
+func TestPortsSlirp4netns(t *testing.T) {
+	t.Parallel()
+	srv := ptServer(t)
+	ps := ptPorts(t, 2)
+	state, _, cmd, wait := lcStart(t, "rootlesskit", "--net=slirp4netns", "--port-driver=slirp4netns",
+		fmt.Sprintf("-p=127.0.0.1:%d:8000/tcp", ps[0]), "--", srv, "-http", "0.0.0.0:8000")
+	for i := 0; ; i++ {
+		if _, err := ptCurl(t, ptAddr("127.0.0.1", ps[0]), ""); err == nil || i > 100 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// slirp4netns rebuilds the connection from its gateway address.
+	ptMustCurl(t, ptAddr("127.0.0.1", ps[0]), "", "10.0.2.2:")
+	sock := filepath.Join(state, "api.sock")
+	r := RunUser(t, 10*time.Second, "rootlessctl", "--socket", sock, "add-ports", fmt.Sprintf("127.0.0.1:%d:8000/tcp6", ps[1]))
+	if r.Code != 1 || !strings.Contains(r.Stderr, "needs an IPv6 address") {
+		t.Errorf("tcp6 with a v4 parent: exit %d %q", r.Code, r.Stderr)
+	}
+	r = RunUser(t, 10*time.Second, "rootlessctl", "--socket", sock, "add-ports", fmt.Sprintf("[::1]:%d:8000/tcp6", ps[1]))
+	if r.Code != 1 || !strings.Contains(r.Stderr, `unsupported protocol "tcp6"`) {
+		t.Errorf("tcp6 on slirp4netns: exit %d %q", r.Code, r.Stderr)
+	}
+	r = RunUser(t, 10*time.Second, "rootlessctl", "--socket", sock, "add-ports", fmt.Sprintf("127.0.0.1:%d:8000/tcp", ps[1]))
+	if r.Code != 0 {
+		t.Fatalf("add-ports: %q", r.Stderr)
+	}
+	ptMustCurl(t, ptAddr("127.0.0.1", ps[1]), "", "10.0.2.2:")
+	r = RunUser(t, 10*time.Second, "rootlessctl", "--socket", sock, "info", "--json")
+	if !strings.Contains(r.Stdout, `"disallowLoopbackChildIP": true`) {
+		t.Errorf("info: %s", r.Stdout)
+	}
+	syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+	wait()
+	if _, err := ptCurl(t, ptAddr("127.0.0.1", ps[0]), ""); err == nil {
+		t.Error("port answers after the launcher exited")
+	}
+}
+
+
+// The launcher runs with a 64-descriptor limit (prlimit; the test has no
+// CAP_SYS_RESOURCE to lower it from outside): a flood of connections
+// exhausts it, and once they go away a new connection still works.
+func TestPortsDescriptorFlood(t *testing.T) {
+	t.Parallel()
+	srv := ptServer(t)
+	ps := ptPorts(t, 1)
+	state := filepath.Join(TempDir(t), "state")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := UserCmd(t, ctx, "prlimit", "--nofile=64:64", filepath.Join(Bin, "unroot"), "run", "--state-dir="+state, "--net=slirp4netns",
+		fmt.Sprintf("--publish=127.0.0.1:%d:8002/tcp", ps[0]), "--", srv, "-tcp", "[::]:8002")
+	var se strings.Builder
+	cmd.Stderr = &se
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}()
+	WaitFile(t, filepath.Join(state, "child_pid"), 20*time.Second)
+	addr := ptAddr("127.0.0.1", ps[0])
+	for i := 0; i < 100; i++ {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			_, err := c.Read(make([]byte, 1))
+			c.Close()
+			if err == nil {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var flood []net.Conn
+	for range 400 {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			break
+		}
+		flood = append(flood, c)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, c := range flood {
+		c.Close()
+	}
+	t.Logf("%d connections opened against a 64-descriptor limit", len(flood))
+	if len(flood) < 100 {
+		t.Errorf("only %d connections: the flood did not pass the limit", len(flood))
+	}
+	var peer string
+	for i := 0; i < 3 && peer == ""; i++ {
+		peer = ptTalk(t, addr)
+	}
+	if !strings.HasPrefix(peer, "127.0.0.1:") {
+		t.Errorf("after the flood: peer %q", peer)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the launcher exited during the flood: %v: %s", err, se.String())
+	default:
+	}
+}
