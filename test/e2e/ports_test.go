@@ -207,7 +207,7 @@ func TestPortsBuiltin(t *testing.T) {
 		ptMustCurl(t, ptAddr("127.0.0.1", ps[0]), "", "127.0.0.1:")
 		ptMustCurl(t, ptAddr("::1", ps[1]), "", "[::1]:")
 		ptMustCurl(t, ptAddr("127.0.0.1", ps[2]), "", "[::1]:") // v4 parent, v6 child
-		ptMustCurl(t, ptAddr("::1", ps[3]), "", "127.0.0.1:")  // v6 parent, v4 child
+		ptMustCurl(t, ptAddr("::1", ps[3]), "", "127.0.0.1:")   // v6 parent, v4 child
 		if _, err := ptCurl(t, ptAddr("::1", ps[0]), ""); err == nil {
 			t.Errorf("127.0.0.1:%d/tcp answered on ::1", ps[0])
 		}
@@ -235,7 +235,7 @@ func TestPortsBuiltin(t *testing.T) {
 					SumReceived struct {
 						BitsPerSecond float64 `json:"bits_per_second"`
 					} `json:"sum_received"`
-					Sum         struct {
+					Sum struct {
 						BitsPerSecond float64 `json:"bits_per_second"`
 						LostPercent   float64 `json:"lost_percent"`
 					}
@@ -421,7 +421,6 @@ func TestPortsSlirp4netns(t *testing.T) {
 		t.Error("port answers after the launcher exited")
 	}
 }
-
 
 // The launcher runs with a 64-descriptor limit (prlimit; the test has no
 // CAP_SYS_RESOURCE to lower it from outside): a flood of connections
