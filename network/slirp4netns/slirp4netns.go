@@ -45,6 +45,13 @@ const (
 // OpaqueAPISocket is the Setup.Opaque key holding the API socket's path.
 const OpaqueAPISocket = "slirp4netns.api-socket"
 
+// slirp4netns's fixed IPv6 network (--enable-ipv6): fd00::/64 with the host
+// at fd00::2 and DNS at fd00::3; the child takes ::100 like its IPv4 .100.
+var (
+	ipv6Child   = netip.MustParsePrefix("fd00::100/64")
+	ipv6Gateway = netip.MustParseAddr("fd00::2")
+)
+
 // APISocketName is the API socket's name in the state directory (RootlessKit's).
 const APISocketName = ".s4nn.sock"
 
@@ -215,6 +222,12 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 		Gateway: d.gateway,
 		DNS:     d.dnsServers(),
 		MTU:     d.cfg.MTU,
+	}
+	if d.cfg.IPv6 {
+		// slirp4netns also advertises fd00::/64, but SLAAC (with duplicate
+		// address detection) takes 1-3 s after the link is up; a static
+		// address (set without DAD by the child) works at once.
+		s.Addr6, s.Gateway6 = ipv6Child, ipv6Gateway
 	}
 	if opts.apiSocket != "" {
 		s.Opaque = map[string]string{OpaqueAPISocket: opts.apiSocket}
