@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 )
@@ -101,21 +102,49 @@ func checkNetDrivers(ctx context.Context, e *env) Result {
 
 var iptablesPkgs = map[string]string{"debian": "iptables", "fedora": "iptables-nft", "arch": "iptables-nft", "suse": "iptables", "alpine": "iptables"}
 
+// sbinDirs are where iptables lives on distributions whose users' PATH
+// lacks them (Debian), a common reason the launcher can't find it.
+var sbinDirs = []string{"/usr/local/sbin", "/usr/sbin", "/sbin"}
+
+// lookPathOrSbin finds bin in PATH, else in the sbin directories; inPath
+// says which.
+func lookPathOrSbin(bin string) (path string, inPath bool) {
+	if p, err := exec.LookPath(bin); err == nil {
+		return p, true
+	}
+	for _, d := range sbinDirs {
+		if p, err := exec.LookPath(filepath.Join(d, bin)); err == nil {
+			return p, false
+		}
+	}
+	return "", false
+}
+
 func checkIPTables(ctx context.Context, e *env) Result {
-	p, err := exec.LookPath("iptables")
+	const lost = "the builtin port driver cannot keep client addresses (connections appear to come from inside the namespace)"
+	v4, in4 := lookPathOrSbin("iptables")
+	v6, in6 := lookPathOrSbin("ip6tables")
+	switch {
+	case v4 == "" || v6 == "":
+		return Result{Status: Warn, Detail: "iptables/ip6tables is not installed: " + lost, Fix: installHint(iptablesPkgs)}
+	case !in4 || !in6:
+		return Result{Status: Warn,
+			Detail: fmt.Sprintf("%s is installed but not in your PATH, where unroot looks for it: %s", v4, lost),
+			Fix:    "export PATH=$PATH:/usr/sbin:/sbin   (in ~/.profile, or Environment=PATH=… in the unit)"}
+	}
+	// The rules the launcher adds for transparent forwarding, in a throwaway
+	// namespace and with the namespace's own lock, as the launcher runs them:
+	// they prove the mangle table, addrtype, connmark and MARK all load.
+	script := `set -e
+for t in "$1" "$2"; do
+	XTABLES_LOCKFILE=/dev/null "$t" -w -t mangle -A OUTPUT -p tcp -m addrtype ! --src-type LOCAL -j CONNMARK --set-mark 100
+	XTABLES_LOCKFILE=/dev/null "$t" -w -t mangle -A PREROUTING -p tcp -m connmark --mark 100 -j MARK --set-mark 100
+done`
+	out, err := runInNS(ctx, syscall.CLONE_NEWUSER|syscall.CLONE_NEWNET, true, "/bin/sh", "-c", script, "sh", v4, v6)
 	if err != nil {
 		return Result{Status: Warn,
-			Detail: "iptables is not installed: the builtin port driver cannot keep client addresses (connections appear to come from the gateway)",
-			Fix:    installHint(iptablesPkgs)}
+			Detail: fmt.Sprintf("iptables does not work inside a user+net namespace (%v: %s): %s", err, out, lost),
+			Fix:    "sudo modprobe -a iptable_mangle ip6table_mangle xt_connmark xt_addrtype xt_mark   (or install the nft variant: " + installHint(iptablesPkgs) + ")"}
 	}
-	// The rule the launcher adds for transparent forwarding, in a throwaway
-	// namespace: it proves the mangle table, addrtype and CONNMARK all load.
-	out, err := runInNS(ctx, syscall.CLONE_NEWUSER|syscall.CLONE_NEWNET, true,
-		p, "-w", "-t", "mangle", "-A", "OUTPUT", "-m", "addrtype", "!", "--src-type", "LOCAL", "-j", "CONNMARK", "--set-mark", "100")
-	if err != nil {
-		return Result{Status: Warn,
-			Detail: fmt.Sprintf("iptables does not work inside a user+net namespace (%v: %s): client addresses cannot be kept", err, out),
-			Fix:    "sudo modprobe -a iptable_mangle xt_connmark xt_addrtype   (or install the nft variant: " + installHint(iptablesPkgs) + ")"}
-	}
-	return Result{Status: OK, Detail: p + " works inside a user+net namespace (mangle, addrtype, CONNMARK): client addresses can be kept"}
+	return Result{Status: OK, Detail: v4 + " and " + v6 + " work inside a user+net namespace (mangle, addrtype, CONNMARK, MARK): client addresses can be kept"}
 }
