@@ -115,6 +115,8 @@ func TestRelevant(t *testing.T) {
 		{&fs.PathError{Op: "fork/exec", Path: "/proc/self/exe", Err: syscall.EPERM}, []string{CheckUserNS, CheckAppArmor}, true, ""},
 		{fmt.Errorf("listen tcp 0.0.0.0:80: bind: %w", syscall.EACCES), []string{CheckPorts}, true, ""},
 		{errors.New("evacuate cgroup2: permission denied"), []string{CheckCgroup}, true, ""},
+		{errors.New("start network driver pasta: pasta not found in PATH: install passt, or use --net=slirp4netns"), []string{CheckNetDrivers}, true, "pasta"},
+		{errors.New("slirp4netns not found in PATH: install it (apt-get install slirp4netns), or use --net=pasta"), []string{CheckNetDrivers}, true, "slirp4netns"},
 		{errors.New("something else"), []string{CheckUserNS, CheckAppArmor, CheckIDMap}, false, ""},
 	} {
 		got, specific, net := relevant(tc.err)
@@ -176,4 +178,23 @@ func TestDefaultOnThisHost(t *testing.T) {
 	if res[0].Status != OK {
 		t.Errorf("userns probe failed on the test host: %+v", res[0])
 	}
+}
+
+func FuzzRelevant(f *testing.F) {
+	f.Add("fork/exec /proc/self/exe: permission denied")
+	f.Add("slirp4netns not found in PATH, or use --net=pasta")
+	f.Fuzz(func(t *testing.T, msg string) {
+		names, _, net := relevant(errors.New(msg))
+		if len(names) == 0 {
+			t.Fatalf("no checks for %q", msg)
+		}
+		for _, n := range names {
+			if _, ok := checkFuncs[n]; !ok {
+				t.Fatalf("unknown check %q", n)
+			}
+		}
+		if net != "" && net != "slirp4netns" && net != "pasta" {
+			t.Fatalf("net = %q", net)
+		}
+	})
 }

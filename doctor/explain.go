@@ -105,10 +105,14 @@ func relevant(err error) (names []string, specific bool, net string) {
 		}
 	}
 	notFound := errors.Is(err, exec.ErrNotFound) || strings.Contains(msg, "not found")
+	// The helper named first is the missing one ("slirp4netns not found
+	// …, or use --net=pasta").
+	first := -1
 	for _, h := range []string{"slirp4netns", "pasta"} {
-		if notFound && strings.Contains(msg, h) {
+		if i := strings.Index(msg, h); notFound && i >= 0 && (first < 0 || i < first) {
+			first = i
 			add(CheckNetDrivers)
-			if net == "" {
+			if ee == nil {
 				net = h
 			}
 		}
