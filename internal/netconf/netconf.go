@@ -52,7 +52,7 @@ func Configure(s network.Setup) error {
 		if a.Addr().Is6() {
 			// Skip duplicate address detection: the device is ours alone and
 			// DAD would hold the address unusable for about a second.
-			addr.Flags = 0x80 // IFA_F_NODAD
+			addr.Flags = 0x02 // IFA_F_NODAD (0x80 is IFA_F_PERMANENT)
 		}
 		if err := netlink.AddrReplace(link, addr); err != nil {
 			return fmt.Errorf("add address %s to %s: %w", a, s.IfName, err)
