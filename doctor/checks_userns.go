@@ -44,6 +44,11 @@ func checkUserNS(ctx context.Context, e *env) Result {
 	}
 	err := e.userns(ctx)
 	if err == nil {
+		if haveMax && max < 1024 {
+			return Result{Status: Warn,
+				Detail: fmt.Sprintf("user namespaces can be created, but user.max_user_namespaces = %d is low: container engines inside create one per container", max),
+				Fix:    sysctlFix("90-unroot-userns.conf", "user.max_user_namespaces", "28633")}
+		}
 		d := "user namespaces can be created"
 		if haveMax {
 			d += fmt.Sprintf(" (user.max_user_namespaces = %d)", max)
