@@ -274,6 +274,30 @@ func TestPastaImplicitPorts(t *testing.T) {
 	checkHelperGone(t, r, "pasta")
 }
 
+// slirp4netns --ipv6: the command has IPv6 at once (no wait for SLAAC) and
+// reaches the host's ::1 through fd00::2; resolv.conf lists fd00::3.
+func TestSlirp4netnsIPv6(t *testing.T) {
+	l, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Fatalf("host has no IPv6 loopback: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "host-ipv6-ok") })}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	port := l.Addr().(*net.TCPAddr).Port
+	script := fmt.Sprintf(`curl -sS --max-time 3 "http://[fd00::2]:%d/"; echo; grep nameserver /etc/resolv.conf; read _`, port)
+	r := runNet(t, []string{"--net=slirp4netns", "--ipv6", "--copy-up=/etc"}, script)
+	if r.Code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, want := range []string{"host-ipv6-ok", "nameserver 10.0.2.3", "nameserver fd00::3"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("missing %q in:\n%s", want, r.Stdout)
+		}
+	}
+	checkHelperGone(t, r, "slirp4netns")
+}
+
 // SIGKILL of unroot must take the network helper down with it.
 func TestNetDriverHelperDiesWithUnroot(t *testing.T) {
 	for _, net := range []string{"slirp4netns", "pasta"} {
