@@ -13,7 +13,6 @@ package netstack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -61,13 +60,16 @@ type Driver struct {
 	ctx    context.Context // alive until Close
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	closing bool
-	wg      sync.WaitGroup         // every goroutine this driver starts
-	conns   map[io.Closer]struct{} // host and stack sockets of live flows
-	stack   *stack.Stack
-	tapFD   int
-	started bool
+	mu          sync.Mutex
+	closing     bool // no new goroutines or sockets from here on
+	closeCalled bool
+	closeOnce   sync.Once
+	closeErr    error
+	wg          sync.WaitGroup         // every goroutine this driver starts
+	conns       map[io.Closer]struct{} // host and stack sockets of live flows
+	stack       *stack.Stack
+	tapFD       int
+	started     bool
 }
 
 var _ network.Driver = (*Driver)(nil)
@@ -156,8 +158,13 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 		return network.Setup{}, fmt.Errorf("dup tap fd: %w", err)
 	}
 	syscall.CloseOnExec(fd)
+	d.mu.Lock()
+	d.tapFD = fd // from here on teardown closes it
+	d.mu.Unlock()
 	if err := d.run(fd); err != nil {
-		syscall.Close(fd)
+		// Leave nothing running even if the caller never calls Close;
+		// a later Close then reports how the teardown went.
+		d.closeOnce.Do(func() { d.closeErr = d.teardown() })
 		return network.Setup{}, err
 	}
 	return d.Setup(), nil
@@ -173,14 +180,17 @@ func (d *Driver) run(fd int) error {
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
 	})
+	d.mu.Lock()
+	d.stack = s // teardown destroys it
+	d.mu.Unlock()
 	fail := func(op string, e tcpip.Error) error {
-		s.Destroy()
 		return fmt.Errorf("%s: %s", op, e)
 	}
 	if err := tuneTCP(s); err != nil {
 		return fail("tune tcp", err)
 	}
 	if e := s.CreateNIC(nicID, ep); e != nil {
+		ep.Close() // never attached, so the stack will not close it
 		return fail("create nic", e)
 	}
 	// Promiscuous and spoofing: the stack accepts packets for any
@@ -215,11 +225,7 @@ func (d *Driver) run(fd int) error {
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, uf.HandlePacket)
 
 	// DNS listens on the gateway addresses; it must exist before the
-	// child's first query, and the stack must be known to Close once it does.
-	d.mu.Lock()
-	d.stack = s
-	d.tapFD = fd
-	d.mu.Unlock()
+	// child's first query.
 	dns := []tcpip.FullAddress{{NIC: nicID, Addr: tcpip.AddrFrom4(d.plan.gateway.As4()), Port: 53}}
 	if d.plan.gateway6.IsValid() {
 		dns = append(dns, tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom16(d.plan.gateway6.As16()), Port: 53})
@@ -343,18 +349,28 @@ func (d *Driver) release(cs ...io.Closer) {
 }
 
 // Close stops the stack and every flow, and returns once all goroutines the
-// driver started have ended and the tap fd is closed. Calling it again
-// returns net.ErrClosed-like error.
+// driver started have ended and the tap fd is closed (which removes the
+// device). A second Close returns an error wrapping os.ErrClosed.
 func (d *Driver) Close() error {
 	d.mu.Lock()
-	if d.closing {
+	if d.closeCalled {
 		d.mu.Unlock()
 		return fmt.Errorf("close %s: %w", Name, os.ErrClosed)
 	}
+	d.closeCalled = true
+	d.mu.Unlock()
+	d.closeOnce.Do(func() { d.closeErr = d.teardown() })
+	return d.closeErr
+}
+
+func (d *Driver) teardown() error {
+	d.mu.Lock()
 	d.closing = true
 	conns := d.conns
 	d.conns = map[io.Closer]struct{}{}
 	s := d.stack
+	fd := d.tapFD
+	d.tapFD = -1
 	d.mu.Unlock()
 
 	d.cancel()
@@ -367,11 +383,10 @@ func (d *Driver) Close() error {
 		s.Destroy()
 	}
 	d.wg.Wait()
-	if d.tapFD >= 0 {
-		if err := syscall.Close(d.tapFD); err != nil && !errors.Is(err, syscall.EBADF) {
+	if fd >= 0 {
+		if err := syscall.Close(fd); err != nil {
 			return fmt.Errorf("close tap fd: %w", err)
 		}
-		d.tapFD = -1
 	}
 	return nil
 }

@@ -559,6 +559,25 @@ func TestStartErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "open tap tap0") || !strings.Contains(err.Error(), "no /dev/net/tun") {
 		t.Fatalf("Start with failing OpenTap = %v", err)
 	}
+
+	// A child that hands back something that is not a tap: Start fails,
+	// tears down on its own, and the caller's Close still succeeds once.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	d3, _ := New(network.Config{})
+	_, err = d3.Start(context.Background(), network.Child{OpenTap: func(context.Context, string) (*os.File, error) { return r, nil }})
+	if err == nil || !strings.Contains(err.Error(), "TUNGETIFF") {
+		t.Fatalf("Start with a pipe for a tap = %v, want an error naming TUNGETIFF", err)
+	}
+	if err := d3.Close(); err != nil {
+		t.Fatalf("Close after failed Start = %v, want nil", err)
+	}
+	if err := d3.Close(); err == nil {
+		t.Fatal("second Close = nil, want os.ErrClosed")
+	}
 }
 
 // iperf3 runs a client in ns against a server on the host's loopback and
@@ -699,5 +718,20 @@ func TestIdleMemory(t *testing.T) {
 	t.Logf("Pss with the driver idle after traffic: %d KiB", pssKB)
 	if pssKB > 25<<10 {
 		t.Fatalf("Pss = %d KiB, want at most 25 MiB", pssKB)
+	}
+}
+
+// TestPing checks the documented ICMP behaviour: the gateway answers echo,
+// other addresses do not (no forwarding, and no false "reachable").
+func TestPing(t *testing.T) {
+	requireTool(t, "busybox")
+	_, ns := startDriver(t, network.Config{}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := ns.exec(ctx, "busybox", "ping", "-c", "1", "-W", "5", "10.0.2.1"); err != nil {
+		t.Fatalf("ping gateway: %v\n%s", err, out)
+	}
+	if out, err := ns.exec(ctx, "busybox", "ping", "-c", "1", "-W", "1", "192.0.2.99"); err == nil {
+		t.Fatalf("ping 192.0.2.99 was answered, want no reply (echo is not forwarded):\n%s", out)
 	}
 }
