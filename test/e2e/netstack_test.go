@@ -381,3 +381,22 @@ func TestNetstackPublish(t *testing.T) {
 		t.Fatalf("GET through -p 127.0.0.1:%d = %q, want the namespace's page", port, body)
 	}
 }
+
+// TestNetstackIPv6 reaches the host's ::1 through the IPv6 gateway at once
+// (no wait for duplicate address detection).
+func TestNetstackIPv6(t *testing.T) {
+	l, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Fatalf("listen on ::1: %v (the host needs IPv6 on loopback)", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "v6-ok") })}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(l) }()
+	defer func() { srv.Close(); <-done }()
+	port := l.Addr().(*net.TCPAddr).Port
+	r := nskRun(t, []string{"--net=netstack", "--ipv6", "--disable-host-loopback=false"},
+		fmt.Sprintf(`cat /etc/resolv.conf; curl -sS --max-time 5 "http://[fd00:756e:726f:6f74::1]:%d/"`, port))
+	if r.Code != 0 || !strings.Contains(r.Stdout, "v6-ok") || !strings.Contains(r.Stdout, "nameserver fd00:756e:726f:6f74::1") {
+		t.Fatalf("curl via the IPv6 gateway: exit %d\n%s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+	}
+}
