@@ -140,9 +140,8 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 		return network.Setup{}, err
 	}
 	begin := time.Now()
-	helper.PrecreateTap(ctx, c, d.cfg.IfName, d.log)
 	d.log.Debug("starting pasta", "path", d.path, "args", args)
-	p, err := helper.Start(ctx, helper.Options{Name: "pasta", Path: d.path, Args: args, Hint: hint, Logger: d.log})
+	p, err := helper.StartOnTap(ctx, c, d.cfg.IfName, helper.Options{Name: "pasta", Path: d.path, Args: args, Hint: hint, Logger: d.log})
 	if err != nil {
 		return network.Setup{}, err
 	}

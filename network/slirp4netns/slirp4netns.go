@@ -192,9 +192,8 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 		return network.Setup{}, err
 	}
 	begin := time.Now()
-	helper.PrecreateTap(ctx, c, d.cfg.IfName, d.log)
 	d.log.Debug("starting slirp4netns", "path", d.path, "args", args)
-	p, err := helper.Start(ctx, helper.Options{
+	p, err := helper.StartOnTap(ctx, c, d.cfg.IfName, helper.Options{
 		Name:   "slirp4netns",
 		Path:   d.path,
 		Args:   args,

@@ -298,6 +298,38 @@ func TestSlirp4netnsIPv6(t *testing.T) {
 	checkHelperGone(t, r, "slirp4netns")
 }
 
+// If the helper cannot use the tap the driver pre-created (a future version
+// might want other tap flags), the driver removes it and starts the helper
+// on its own tap. The stand-in here refuses whenever tap0 already exists.
+func TestSlirp4netnsFallbackWithoutPrecreatedTap(t *testing.T) {
+	dir := TempDir(t)
+	fake := filepath.Join(dir, "picky-slirp4netns")
+	script := `#!/bin/sh
+# Arguments end with PID TAPNAME; refuse a tap that already exists.
+for a; do pid=$tap; tap=$a; done
+if [ -n "$pid" ] && grep -q "$tap:" "/proc/$pid/net/dev" 2>/dev/null; then
+	echo "refusing the existing $tap" >&2
+	exit 1
+fi
+exec slirp4netns "$@"
+`
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := runNet(t, []string{"--net=slirp4netns", "--slirp4netns-binary=" + fake, "--disable-host-loopback", "--debug"},
+		`ip -4 -o addr show dev tap0; ip -d -o link show dev tap0; read _`)
+	if r.Code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if !strings.Contains(r.Stdout, "inet 10.0.2.100/24") || strings.Contains(r.Stdout, "persist on") {
+		t.Errorf("want tap0 configured and not persistent:\n%s", r.Stdout)
+	}
+	if !strings.Contains(r.Stderr, "refusing the existing tap0") {
+		t.Errorf("the stand-in was never offered the pre-created tap:\n%s", r.Stderr)
+	}
+	checkHelperGone(t, r, "slirp4netns")
+}
+
 // SIGKILL of unroot must take the network helper down with it.
 func TestNetDriverHelperDiesWithUnroot(t *testing.T) {
 	for _, net := range []string{"slirp4netns", "pasta"} {
