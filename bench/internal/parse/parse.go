@@ -200,7 +200,9 @@ func parseWrkDuration(s string) (time.Duration, error) {
 // Stat is the part of /proc/PID/stat the suite uses.
 type Stat struct {
 	Comm string
-	PPid int
+	// State is the one-letter state: R, S, D, Z…
+	State string
+	PPid  int
 	// UTime and STime are in clock ticks.
 	UTime, STime uint64
 }
@@ -229,7 +231,7 @@ func ParseStat(s string) (Stat, error) {
 	if err != nil {
 		return Stat{}, fmt.Errorf("parse /proc/PID/stat stime %q: %w", f[12], err)
 	}
-	return Stat{Comm: s[i+1 : j], PPid: ppid, UTime: ut, STime: st}, nil
+	return Stat{Comm: s[i+1 : j], State: f[0], PPid: ppid, UTime: ut, STime: st}, nil
 }
 
 // ParsePss returns the Pss line of /proc/PID/smaps_rollup in bytes.
@@ -245,4 +247,25 @@ func ParsePss(s string) (int64, error) {
 		}
 	}
 	return 0, errors.New("parse smaps_rollup: no \"Pss: N kB\" line (kernel older than 4.14?)")
+}
+
+// SnapshotDate finds the upstream snapshot date in a Debian version of a
+// package built from git, like passt's "0.0~git20230309.7c7625d-1", and
+// returns it as the number 20230309.
+func SnapshotDate(version string) (int, bool) {
+	i := strings.Index(version, "git")
+	if i < 0 || len(version) < i+11 {
+		return 0, false
+	}
+	d := version[i+3 : i+11]
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.Atoi(d)
+	if err != nil || n < 19700101 {
+		return 0, false
+	}
+	return n, true
 }

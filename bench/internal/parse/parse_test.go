@@ -133,8 +133,8 @@ func TestParseStat(t *testing.T) {
 		want    Stat
 		wantErr string
 	}{
-		{"plain", "15620 (head) R 14242 14242 4433 0 -1 4194304 101 0 0 0 7 9 0 0 20 0 1 0 432410", Stat{Comm: "head", PPid: 14242, UTime: 7, STime: 9}, ""},
-		{"comm with parens and spaces", "1 (a) b) (c) S 5 1 1 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1", Stat{Comm: "a) b) (c", PPid: 5, UTime: 3, STime: 4}, ""},
+		{"plain", "15620 (head) R 14242 14242 4433 0 -1 4194304 101 0 0 0 7 9 0 0 20 0 1 0 432410", Stat{Comm: "head", State: "R", PPid: 14242, UTime: 7, STime: 9}, ""},
+		{"comm with parens and spaces", "1 (a) b) (c) S 5 1 1 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1", Stat{Comm: "a) b) (c", State: "S", PPid: 5, UTime: 3, STime: 4}, ""},
 		{"short", "1 (x) S 1 2", Stat{}, "fields after comm"},
 		{"no comm", "1 x S", Stat{}, "no (comm)"},
 		{"bad utime", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 u 4 0", Stat{}, "utime"},
@@ -226,6 +226,36 @@ func FuzzParsePss(f *testing.F) {
 		n, err := ParsePss(s)
 		if err == nil && n < 0 {
 			t.Fatalf("negative size %d", n)
+		}
+	})
+}
+
+func TestSnapshotDate(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"0.0~git20230309.7c7625d-1", 20230309, true},
+		{"0.0~git20240624.1ee2eca-1", 20240624, true},
+		{"2025_01_21.4f2c8e7-1", 0, false},
+		{"0.0~git2023", 0, false},
+		{"0.0~gitabcdefgh", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := SnapshotDate(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("SnapshotDate(%q) = %d, %v, want %d, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func FuzzSnapshotDate(f *testing.F) {
+	f.Add("0.0~git20230309.7c7625d-1")
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, ok := SnapshotDate(s); ok && (n < 19700101 || n > 99999999) {
+			t.Fatalf("SnapshotDate(%q) = %d", s, n)
 		}
 	})
 }

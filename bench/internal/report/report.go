@@ -130,14 +130,24 @@ func (r *Results) Bench(id string) *Bench {
 	return nil
 }
 
-// Failures lists rows that should have a figure and do not.
+// Failures lists what makes a run fail: a benchmark with no figure at all,
+// a reference that could not be measured, or an unroot variant that did not
+// run. A peer's own failure (RootlessKit lacking a working feature on this
+// machine) is a finding reported as n/a, not a failure of the suite.
 func (r *Results) Failures() []string {
 	var out []string
 	for _, b := range r.Benchmarks {
+		any := false
 		for _, row := range b.Rows {
-			if len(row.Samples) == 0 && !row.Unsupported {
+			if len(row.Samples) > 0 {
+				any = true
+			}
+			if len(row.Samples) == 0 && !row.Unsupported && (row.Peer == "unroot" || row.Peer == "ref") {
 				out = append(out, fmt.Sprintf("%s / %s: %s", b.Title, row.Label, row.NA))
 			}
+		}
+		if !any {
+			out = append(out, fmt.Sprintf("%s: no variant produced a figure", b.Title))
 		}
 	}
 	return out

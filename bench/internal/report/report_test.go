@@ -38,6 +38,7 @@ func sample() *Results {
 				{Label: "RK v3 builtin", Peer: "rk3", Config: "builtin", RefKey: "lo", Samples: []float64{16}},
 				{Label: "RK 1.1 pasta <x>", Peer: "rk1", Config: "implicit", NA: "no pasta in 1.1", Unsupported: true},
 				{Label: "unroot implicit", Peer: "unroot", Config: "implicit", NA: "exit status 1: unknown flag"},
+				{Label: "RK v3 implicit", Peer: "rk3", Config: "implicit", NA: "no host listener"},
 			},
 		}},
 	}
@@ -57,7 +58,11 @@ func TestRatiosAndFailures(t *testing.T) {
 	}
 	f := r.Failures()
 	if len(f) != 1 || !strings.Contains(f[0], "unknown flag") {
-		t.Errorf("Failures = %q, want only the failed unroot row", f)
+		t.Errorf("Failures = %q, want only the failed unroot row (a peer's failure is a finding)", f)
+	}
+	empty := &Results{Benchmarks: []*Bench{{Title: "UDP", Rows: []*Row{{Label: "RK v3", Peer: "rk3", NA: "hang"}}}}}
+	if f := empty.Failures(); len(f) != 1 || !strings.Contains(f[0], "no variant produced a figure") {
+		t.Errorf("Failures = %q, want the benchmark without any figure", f)
 	}
 }
 

@@ -1,0 +1,880 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/unroot/unroot/bench/internal/parse"
+	"github.com/unroot/unroot/bench/internal/report"
+)
+
+// variant is one thing measured once per round; it yields figures for one
+// or more benchmarks of its group.
+type variant struct {
+	label, peer, config, refKey string
+	benches                     []string
+	run                         func(ctx context.Context) (map[string]float64, error)
+	// skip: the variant cannot run at all (peer missing); its rows say why.
+	skip string
+	// unsupported: skip is a feature the peer lacks here, not a failure.
+	unsupported bool
+}
+
+// group is a set of benchmarks whose variants run interleaved.
+type group struct {
+	name     string
+	benches  []*report.Bench
+	variants []variant
+	// reps per round; start-up is cheap and noisy, so it repeats more.
+	reps int
+}
+
+func (h *harness) secs() int { return max(1, int(h.o.duration.Seconds())) }
+
+func (h *harness) runAll(ctx context.Context) (*report.Results, error) {
+	res := &report.Results{Started: time.Now(), Quick: h.o.quick, Rounds: h.o.rounds}
+	res.Machine = machine()
+	res.Versions = h.versions(ctx)
+	var groups []*group
+	for _, g := range []struct {
+		name string
+		mk   func() *group
+	}{
+		{"startup", h.startupGroup}, {"tcp", h.tcpGroup}, {"udp", h.udpGroup},
+		{"http", h.httpGroup}, {"out", h.outGroup}, {"mem", h.memGroup},
+	} {
+		if h.o.only != "" && !strings.Contains(","+h.o.only+",", ","+g.name+",") {
+			continue
+		}
+		groups = append(groups, g.mk())
+	}
+	if len(groups) == 0 {
+		return nil, fmt.Errorf("--only %q names no group; use startup,tcp,udp,http,out,mem", h.o.only)
+	}
+	for _, g := range groups {
+		if err := h.runGroup(ctx, g); err != nil {
+			return nil, err
+		}
+		res.Benchmarks = append(res.Benchmarks, g.benches...)
+	}
+	res.Finished = time.Now()
+	res.Machine = append(res.Machine, report.KV{Key: "load average at end", Value: loadavg()})
+	res.Targets = targets(res)
+	res.Method = h.method()
+	for _, p := range h.peers {
+		if p.missing != "" {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s: %s", p.label, p.missing))
+		}
+	}
+	return res, nil
+}
+
+// runGroup runs every variant once per repetition and round, in the same
+// order each time, so that drift in machine load spreads over all of them.
+func (h *harness) runGroup(ctx context.Context, g *group) error {
+	rows := map[string]map[string]*report.Row{}
+	for _, b := range g.benches {
+		rows[b.ID] = map[string]*report.Row{}
+	}
+	for _, v := range g.variants {
+		for _, id := range v.benches {
+			r := &report.Row{Label: v.label, Peer: v.peer, Config: v.config, RefKey: v.refKey, NA: v.skip, Unsupported: v.unsupported}
+			rows[id][v.label] = r
+			for _, b := range g.benches {
+				if b.ID == id {
+					b.Rows = append(b.Rows, r)
+				}
+			}
+		}
+	}
+	failures := map[string]int{}
+	for round := 1; round <= h.o.rounds; round++ {
+		for rep := 0; rep < g.reps; rep++ {
+			for _, v := range g.variants {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if v.skip != "" || failures[v.label] >= 2 {
+					continue
+				}
+				t0 := time.Now()
+				vals, err := v.run(ctx)
+				h.cleanup()
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err != nil {
+					failures[v.label]++
+					h.log.Warn("variant failed", "group", g.name, "variant", v.label, "round", round, "err", err)
+					for _, id := range v.benches {
+						rows[id][v.label].NA = err.Error()
+					}
+					continue
+				}
+				failures[v.label] = 0
+				for id, val := range vals {
+					if r := rows[id][v.label]; r != nil {
+						r.Samples = append(r.Samples, val)
+					}
+				}
+				h.log.Info("measured", "group", g.name, "round", round, "variant", v.label, "values", fmtVals(vals), "took", time.Since(t0).Round(time.Millisecond))
+			}
+		}
+	}
+	for _, b := range g.benches {
+		for _, r := range b.Rows {
+			if len(r.Samples) > 0 {
+				r.NA = ""
+			}
+		}
+	}
+	return nil
+}
+
+func fmtVals(m map[string]float64) string {
+	var s []string
+	for k, v := range m {
+		s = append(s, k+"="+report.Format(v))
+	}
+	return strings.Join(s, " ")
+}
+
+// peerVariants adds a variant per peer that supports net+port.
+func (h *harness) peerVariants(config, net, port, refKey string, benches []string, mk func(p *peer) func(context.Context) (map[string]float64, error)) []variant {
+	var vs []variant
+	for _, p := range h.peers {
+		if !p.supports(net, port) {
+			continue
+		}
+		v := variant{label: p.label + " · " + config, peer: p.id, config: config, refKey: refKey, benches: benches, skip: p.missing}
+		if why, ok := p.unsupported[port]; ok && port != "" {
+			v.skip, v.unsupported = why, true
+		}
+		if v.skip == "" {
+			v.run = mk(p)
+		}
+		vs = append(vs, v)
+	}
+	return vs
+}
+
+// ---- start-up ----
+
+func (h *harness) startupGroup() *group {
+	g := &group{name: "startup", reps: 4,
+		benches: []*report.Bench{
+			{ID: "startup", Title: "Start-up: launcher running `true`, exec to exit", Unit: "ms"},
+			{ID: "leaks", Title: "Processes left running after the launcher exited", Unit: "processes",
+				Note: "Counted 100 ms after exit among the launcher's descendants (the harness is their subreaper)."},
+		}}
+	if h.o.quick {
+		g.reps = 1
+	}
+	g.variants = append(g.variants, variant{label: "floor: unshare --user --map-root-user --net --mount true", peer: "ref", refKey: "floor",
+		benches: []string{"startup"}, run: func(ctx context.Context) (map[string]float64, error) {
+			t0 := time.Now()
+			if _, _, err := h.runCmd(ctx, 10*time.Second, true, "unshare", "--user", "--map-root-user", "--net", "--mount", "true"); err != nil {
+				return nil, err
+			}
+			return map[string]float64{"startup": ms(time.Since(t0))}, nil
+		}})
+	sets := []struct {
+		config, net string
+		flags       []string
+	}{
+		{"--net=host", "host", []string{"--net=host"}},
+		{"--net=slirp4netns --copy-up=/etc --disable-host-loopback --pidns", "slirp4netns", []string{"--net=slirp4netns", "--copy-up=/etc", "--disable-host-loopback", "--pidns"}},
+		{"--net=pasta --copy-up=/etc --disable-host-loopback", "pasta", []string{"--net=pasta", "--copy-up=/etc", "--disable-host-loopback"}},
+	}
+	for _, s := range sets {
+		g.variants = append(g.variants, h.peerVariants(s.config, s.net, "", "floor", []string{"startup", "leaks"}, func(p *peer) func(context.Context) (map[string]float64, error) {
+			return func(ctx context.Context) (map[string]float64, error) {
+				dir, err := h.scratch()
+				if err != nil {
+					return nil, err
+				}
+				args := append([]string{"--state-dir=" + filepath.Join(dir, "state")}, s.flags...)
+				args = append(args, "true")
+				t0 := time.Now()
+				if _, _, err := h.runCmd(ctx, 20*time.Second, true, p.bin, args...); err != nil {
+					return nil, err
+				}
+				d := time.Since(t0)
+				time.Sleep(100 * time.Millisecond)
+				left := 0
+				for _, q := range descendants() {
+					if !q.zombie {
+						left++
+					}
+				}
+				return map[string]float64{"startup": ms(d), "leaks": float64(left)}, nil
+			}
+		})...)
+	}
+	return g
+}
+
+func ms(d time.Duration) float64 { return float64(d) / 1e6 }
+
+// ---- host → namespace through a published port ----
+
+// portFlags are the launcher flags for a port driver, publishing hostPort
+// to childPort for the protocols.
+func portFlags(driver string, hostPort, childPort int, protos ...string) (flags []string, net string) {
+	var pub []string
+	for _, proto := range protos {
+		pub = append(pub, "-p", fmt.Sprintf("127.0.0.1:%d:%d/%s", hostPort, childPort, proto))
+	}
+	switch driver {
+	case "implicit":
+		// pasta forwards the ports it sees listening inside, same number.
+		return []string{"--net=pasta", "--mtu=65520", "--disable-host-loopback", "--port-driver=implicit"}, "pasta"
+	case "gvisor-tap-vsock":
+		return append([]string{"--net=gvisor-tap-vsock", "--mtu=65520", "--port-driver=gvisor-tap-vsock"}, pub...), "gvisor-tap-vsock"
+	default:
+		return append([]string{"--net=slirp4netns", "--mtu=65520", "--disable-host-loopback", "--port-driver=" + driver}, pub...), "slirp4netns"
+	}
+}
+
+const childPort = 5201
+
+// serverInside is a script that starts a server listening on port and
+// signals readiness once the socket is listening.
+func serverInside(server string, port int, proto string) string {
+	flag := "-Hltn"
+	if proto == "udp" {
+		flag = "-Hlun"
+	}
+	return fmt.Sprintf(`%s & until ss %s 'sport = :%d' | grep -q .; do sleep 0.02; done; touch DIR/ready; wait`, server, flag, port)
+}
+
+// forward starts a launcher with a server inside reachable on a free host
+// port through the port driver; it returns the session and the host port.
+func (h *harness) forward(ctx context.Context, p *peer, driver, server string, protos ...string) (*session, int, error) {
+	hp, err := freePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	cp := childPort
+	if driver == "implicit" {
+		cp = hp
+	}
+	flags, _ := portFlags(driver, hp, cp, protos...)
+	srv := strings.ReplaceAll(server, "PORT", strconv.Itoa(cp))
+	s, err := h.launch(ctx, p, flags, serverInside(srv, cp, "tcp"))
+	if err != nil {
+		return nil, 0, err
+	}
+	if driver == "implicit" {
+		if err := probe(ctx, hp, 15*time.Second); err != nil {
+			s.stop(h)
+			return nil, 0, err
+		}
+	}
+	return s, hp, nil
+}
+
+// iperfClientTimeout runs the iperf3 client as the test user with a bound on
+// how long it may take: some forwarders never answer iperf3's UDP handshake.
+func (h *harness) iperfClientTimeout(ctx context.Context, timeout time.Duration, args ...string) (parse.Iperf3, error) {
+	out, _, err := h.runCmd(ctx, timeout, true, "iperf3", args...)
+	if err != nil {
+		if strings.Contains(err.Error(), "timed out") {
+			return parse.Iperf3{}, fmt.Errorf("iperf3 got no answer within %v (the forwarder dropped its handshake)", timeout)
+		}
+		if r, perr := parse.ParseIperf3([]byte(out)); perr != nil && strings.Contains(perr.Error(), "iperf3:") {
+			return r, perr
+		}
+		return parse.Iperf3{}, err
+	}
+	return parse.ParseIperf3([]byte(out))
+}
+
+func (h *harness) iperfClient(ctx context.Context, asUser bool, ns string, args ...string) (parse.Iperf3, error) {
+	name := "iperf3"
+	if ns != "" {
+		args = append([]string{"netns", "exec", ns, "iperf3"}, args...)
+		name = "ip"
+	}
+	out, _, err := h.runCmd(ctx, h.o.duration+30*time.Second, asUser, name, args...)
+	if err != nil {
+		if r, perr := parse.ParseIperf3([]byte(out)); perr != nil && strings.Contains(perr.Error(), "iperf3:") {
+			return r, perr
+		}
+		return parse.Iperf3{}, err
+	}
+	return parse.ParseIperf3([]byte(out))
+}
+
+func gbps(bits float64) float64 { return bits / 1e9 }
+
+// hostServer starts a server on the host as the test user and waits until it listens.
+func (h *harness) hostServer(ctx context.Context, name string, args []string, port int) error {
+	s, err := h.start(h.command(ctx, true, name, args...))
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+			// iperf3 takes the probe as a failed test; let it settle.
+			time.Sleep(50 * time.Millisecond)
+			return nil
+		}
+		if s.exited() || time.Now().After(deadline) {
+			return fmt.Errorf("%s on port %d did not start: %s", name, port, tail(s.stderr.String()+s.stdout.String(), 2))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (h *harness) tcpGroup() *group {
+	g := &group{name: "tcp", reps: 1, benches: []*report.Bench{
+		{ID: "tcp-port", Title: "TCP host → namespace through a published port (iperf3, 1 stream, loopback client)", Unit: "Gbit/s", HigherIsBetter: true},
+		{ID: "cpu-tcp-port", Title: "Launcher + helper CPU per GB moved host → namespace", Unit: "CPU s/GB",
+			Note: "utime+stime of every launcher and helper process (iperf3 excluded) over the transfer, from /proc/PID/stat."},
+	}}
+	g.variants = append(g.variants,
+		variant{label: "host loopback (iperf3 on the host)", peer: "ref", refKey: "lo", benches: []string{"tcp-port"},
+			run: func(ctx context.Context) (map[string]float64, error) {
+				port, err := freePort()
+				if err != nil {
+					return nil, err
+				}
+				if err := h.hostServer(ctx, "iperf3", []string{"-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port)}, port); err != nil {
+					return nil, err
+				}
+				r, err := h.iperfClient(ctx, true, "", "-c", "127.0.0.1", "-p", strconv.Itoa(port), "-t", strconv.Itoa(h.secs()), "-J")
+				if err != nil {
+					return nil, err
+				}
+				return map[string]float64{"tcp-port": gbps(r.Goodput())}, nil
+			}},
+		variant{label: "veth pair between two netns (MTU 1500, root)", peer: "ref", refKey: "veth", benches: []string{"tcp-port"},
+			run: func(ctx context.Context) (map[string]float64, error) {
+				r, err := h.vethIperf(ctx, 1500, false)
+				if err != nil {
+					return nil, err
+				}
+				return map[string]float64{"tcp-port": gbps(r.Goodput())}, nil
+			}})
+	for _, driver := range []string{"builtin", "slirp4netns", "implicit", "gvisor-tap-vsock"} {
+		_, netd := portFlags(driver, 0, 0)
+		config := "port driver " + driver
+		if driver == "implicit" {
+			config = "port driver implicit (pasta)"
+		}
+		g.variants = append(g.variants, h.peerVariants(config, netd, driver, "lo", []string{"tcp-port", "cpu-tcp-port"}, func(p *peer) func(context.Context) (map[string]float64, error) {
+			return func(ctx context.Context) (map[string]float64, error) {
+				s, hp, err := h.forward(ctx, p, driver, "iperf3 -s -p PORT >/dev/null 2>&1", "tcp")
+				if err != nil {
+					return nil, err
+				}
+				defer s.stop(h)
+				a := cpuTicks()
+				r, err := h.iperfClient(ctx, true, "", "-c", "127.0.0.1", "-p", strconv.Itoa(hp), "-t", strconv.Itoa(h.secs()), "-J")
+				b := cpuTicks()
+				if err != nil {
+					return nil, err
+				}
+				return map[string]float64{"tcp-port": gbps(r.Goodput()), "cpu-tcp-port": cpuSeconds(a, b) / (r.Bytes / 1e9)}, nil
+			}
+		})...)
+	}
+	return g
+}
+
+// ---- UDP ----
+
+func (h *harness) udpGroup() *group {
+	g := &group{name: "udp", reps: 1, benches: []*report.Bench{
+		{ID: "udp-port", Title: "UDP host → namespace through a published port, goodput at < 1% loss (iperf3 -u -l 1400)", Unit: "Gbit/s", HigherIsBetter: true,
+			Note: "Each round starts from the last rate that passed (first: 1 Gbit/s, raised 15% after a pass); after a run with ≥ 1% loss the rate drops to the lower of 70% of what arrived and half the rate tried, at most 5 runs a round; a round with no passing run records nothing."},
+	}}
+	udpSecs := max(1, h.secs()/2)
+	search := func(ctx context.Context, rate *float64, port int) (map[string]float64, error) {
+		var last parse.Iperf3
+		for try := 0; try < 5; try++ {
+			r, err := h.iperfClientTimeout(ctx, time.Duration(udpSecs+8)*time.Second, "-c", "127.0.0.1", "-p", strconv.Itoa(port), "-u", "-l", "1400",
+				"-b", strconv.FormatFloat(*rate, 'f', 0, 64), "-t", strconv.Itoa(udpSecs), "-J")
+			if err != nil {
+				return nil, err
+			}
+			last = r
+			if r.LostPercent < 1 {
+				*rate *= 1.15
+				return map[string]float64{"udp-port": gbps(r.Goodput())}, nil
+			}
+			// What arrived under overload bounds the lossless rate from
+			// above; step well below it.
+			*rate = max(1e6, min(r.Goodput()*0.7, *rate*0.5))
+		}
+		return nil, fmt.Errorf("loss ≥ 1%% at every rate tried (last: %.1f%% at %.3f Gbit/s)", last.LostPercent, gbps(last.BitsPerSecond))
+	}
+	loRate := 1e9
+	g.variants = append(g.variants, variant{label: "host loopback (iperf3 on the host)", peer: "ref", refKey: "lo", benches: []string{"udp-port"},
+		run: func(ctx context.Context) (map[string]float64, error) {
+			port, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			if err := h.hostServer(ctx, "iperf3", []string{"-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port)}, port); err != nil {
+				return nil, err
+			}
+			return search(ctx, &loRate, port)
+		}})
+	for _, driver := range []string{"builtin", "slirp4netns", "implicit"} {
+		_, netd := portFlags(driver, 0, 0)
+		config := "port driver " + driver
+		if driver == "implicit" {
+			config = "port driver implicit (pasta)"
+		}
+		g.variants = append(g.variants, h.peerVariants(config, netd, driver, "lo", []string{"udp-port"}, func(p *peer) func(context.Context) (map[string]float64, error) {
+			rate := 1e9
+			return func(ctx context.Context) (map[string]float64, error) {
+				s, hp, err := h.forward(ctx, p, driver, "iperf3 -s -p PORT >/dev/null 2>&1", "tcp", "udp")
+				if err != nil {
+					return nil, err
+				}
+				defer s.stop(h)
+				if driver == "implicit" {
+					// pasta learns the UDP port from its periodic scan of the
+					// namespace's sockets: give it a UDP socket to see first.
+					if err := h.warmUDP(ctx, hp); err != nil {
+						return nil, err
+					}
+				}
+				return search(ctx, &rate, hp)
+			}
+		})...)
+	}
+	return g
+}
+
+// warmUDP runs a short iperf3 UDP test so the implicit driver has found the port.
+func (h *harness) warmUDP(ctx context.Context, port int) error {
+	_, err := h.iperfClientTimeout(ctx, 12*time.Second, "-c", "127.0.0.1", "-p", strconv.Itoa(port), "-u", "-b", "10M", "-t", "2", "-J")
+	return err
+}
+
+// ---- HTTP through a published port, nginx inside ----
+
+func nginxConf(dir, listen string, inside bool) string {
+	user := ""
+	if inside {
+		user = "user root root;\n"
+	}
+	return fmt.Sprintf(`%sdaemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 16384;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path %[2]s/body;
+  proxy_temp_path %[2]s/proxy;
+  fastcgi_temp_path %[2]s/fastcgi;
+  uwsgi_temp_path %[2]s/uwsgi;
+  scgi_temp_path %[2]s/scgi;
+  keepalive_requests 1000000;
+  server {
+    listen %[3]s;
+    location / { return 200 "ok\n"; }
+  }
+}
+`, user, dir, listen)
+}
+
+// nginxInside writes a config for nginx in the namespace listening on port
+// and returns the server command.
+func (h *harness) nginxInside(driver string, port int) (string, error) {
+	dir, err := h.scratch()
+	if err != nil {
+		return "", err
+	}
+	// builtin connects to the child's loopback; slirp4netns and pasta
+	// deliver to the tap address, so those listen on every address.
+	listen := fmt.Sprintf("0.0.0.0:%d", port)
+	if driver == "builtin" {
+		listen = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(nginxConf(dir, listen, true)), 0o644); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("nginx -c %s -p %s/ >%s/out.log 2>&1", conf, dir, dir), nil
+}
+
+func (h *harness) wrkAll(ctx context.Context, port int) (map[string]float64, error) {
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	d := fmt.Sprintf("%ds", h.secs())
+	res := map[string]float64{}
+	runs := []struct {
+		id   string
+		args []string
+	}{
+		{"http-close", []string{"-t1", "-c32", "-d" + d, "-H", "Connection: close", url}},
+		{"http-keepalive", []string{"-t1", "-c32", "-d" + d, url}},
+		{"lat", []string{"-t1", "-c1", "-d" + d, "--latency", url}},
+	}
+	for _, r := range runs {
+		out, _, err := h.runCmd(ctx, h.o.duration+30*time.Second, true, "wrk", r.args...)
+		if err != nil {
+			return nil, err
+		}
+		w, err := parse.ParseWrk(out)
+		if err != nil {
+			return nil, err
+		}
+		if w.Requests == 0 || w.Errors > w.Requests/10 {
+			return nil, fmt.Errorf("wrk %s: %d requests, %d errors: the path does not carry HTTP", r.id, w.Requests, w.Errors)
+		}
+		if r.id == "lat" {
+			res["lat-p50"] = float64(w.P50) / 1e3
+			res["lat-p99"] = float64(w.P99) / 1e3
+			continue
+		}
+		res[r.id] = w.RequestsPerSec
+	}
+	return res, nil
+}
+
+func (h *harness) httpGroup() *group {
+	ids := []string{"http-close", "http-keepalive", "lat-p50", "lat-p99"}
+	g := &group{name: "http", reps: 1, benches: []*report.Bench{
+		{ID: "http-close", Title: "New connections per second through a published port (wrk -t1 -c32, Connection: close; nginx inside)", Unit: "connections/s", HigherIsBetter: true},
+		{ID: "http-keepalive", Title: "Keep-alive requests per second through a published port (wrk -t1 -c32; nginx inside)", Unit: "requests/s", HigherIsBetter: true},
+		{ID: "lat-p50", Title: "Request latency p50 at one connection (wrk -t1 -c1 --latency)", Unit: "µs"},
+		{ID: "lat-p99", Title: "Request latency p99 at one connection (wrk -t1 -c1 --latency)", Unit: "µs"},
+	}}
+	g.variants = append(g.variants, variant{label: "direct: nginx on the host, no forwarder", peer: "ref", refKey: "direct", benches: ids,
+		run: func(ctx context.Context) (map[string]float64, error) {
+			dir, err := h.scratch()
+			if err != nil {
+				return nil, err
+			}
+			port, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			conf := filepath.Join(dir, "nginx.conf")
+			if err := os.WriteFile(conf, []byte(nginxConf(dir, fmt.Sprintf("127.0.0.1:%d", port), false)), 0o644); err != nil {
+				return nil, err
+			}
+			if err := h.hostServer(ctx, "nginx", []string{"-c", conf, "-p", dir + "/"}, port); err != nil {
+				return nil, err
+			}
+			return h.wrkAll(ctx, port)
+		}})
+	for _, driver := range []string{"builtin", "slirp4netns", "implicit"} {
+		_, netd := portFlags(driver, 0, 0)
+		config := "port driver " + driver
+		if driver == "implicit" {
+			config = "port driver implicit (pasta)"
+		}
+		g.variants = append(g.variants, h.peerVariants(config, netd, driver, "direct", ids, func(p *peer) func(context.Context) (map[string]float64, error) {
+			return func(ctx context.Context) (map[string]float64, error) {
+				s, hp, err := h.nginxSession(ctx, p, driver)
+				if err != nil {
+					return nil, err
+				}
+				defer s.stop(h)
+				return h.wrkAll(ctx, hp)
+			}
+		})...)
+	}
+	return g
+}
+
+// nginxSession runs nginx inside a launcher behind a published port.
+func (h *harness) nginxSession(ctx context.Context, p *peer, driver string) (*session, int, error) {
+	hp, err := freePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	cp := 80
+	if driver == "implicit" {
+		cp = hp
+	}
+	srv, err := h.nginxInside(driver, cp)
+	if err != nil {
+		return nil, 0, err
+	}
+	flags, _ := portFlags(driver, hp, cp, "tcp")
+	s, err := h.launch(ctx, p, flags, serverInside(srv, cp, "tcp"))
+	if err != nil {
+		return nil, 0, err
+	}
+	if driver == "implicit" {
+		if err := probe(ctx, hp, 15*time.Second); err != nil {
+			s.stop(h)
+			return nil, 0, err
+		}
+	}
+	return s, hp, nil
+}
+
+// ---- namespace → host, per network driver and MTU ----
+
+func gateway(net string) string {
+	if net == "gvisor-tap-vsock" {
+		return "10.0.2.1"
+	}
+	return "10.0.2.2"
+}
+
+func (h *harness) outGroup() *group {
+	g := &group{name: "out", reps: 1, benches: []*report.Bench{
+		{ID: "tcp-out", Title: "TCP namespace → host through the network driver (iperf3 -c gateway inside, server on host loopback)", Unit: "Gbit/s", HigherIsBetter: true},
+		{ID: "cpu-tcp-out", Title: "Launcher + helper CPU per GB moved namespace → host", Unit: "CPU s/GB",
+			Note: "utime+stime of every launcher and helper process (iperf3 excluded) over the transfer, from /proc/PID/stat."},
+	}}
+	for _, mtu := range []int{1500, 65520} {
+		mtu := mtu
+		g.variants = append(g.variants, variant{label: fmt.Sprintf("veth pair between two netns (MTU %d, root)", mtu), peer: "ref", refKey: fmt.Sprintf("veth%d", mtu), benches: []string{"tcp-out"},
+			run: func(ctx context.Context) (map[string]float64, error) {
+				r, err := h.vethIperf(ctx, mtu, true)
+				if err != nil {
+					return nil, err
+				}
+				return map[string]float64{"tcp-out": gbps(r.Goodput())}, nil
+			}})
+		for _, netd := range []string{"slirp4netns", "pasta", "gvisor-tap-vsock", "netstack"} {
+			netd := netd
+			config := fmt.Sprintf("--net=%s --mtu=%d", netd, mtu)
+			g.variants = append(g.variants, h.peerVariants(config, netd, "", fmt.Sprintf("veth%d", mtu), []string{"tcp-out", "cpu-tcp-out"}, func(p *peer) func(context.Context) (map[string]float64, error) {
+				return func(ctx context.Context) (map[string]float64, error) {
+					port, err := freePort()
+					if err != nil {
+						return nil, err
+					}
+					if err := h.hostServer(ctx, "iperf3", []string{"-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port)}, port); err != nil {
+						return nil, err
+					}
+					inner := fmt.Sprintf(`touch DIR/ready; while [ ! -e DIR/go ]; do sleep 0.01; done; iperf3 -c %s -p %d -t %d -J >DIR/out.json 2>&1; touch DIR/done; sleep 3600`,
+						gateway(netd), port, h.secs())
+					s, err := h.launch(ctx, p, []string{"--net=" + netd, fmt.Sprintf("--mtu=%d", mtu)}, inner)
+					if err != nil {
+						return nil, err
+					}
+					defer s.stop(h)
+					a := cpuTicks()
+					if err := os.WriteFile(filepath.Join(s.dir, "go"), nil, 0o644); err != nil {
+						return nil, err
+					}
+					if err := s.waitFile(ctx, "done", h.o.duration+30*time.Second); err != nil {
+						return nil, err
+					}
+					b := cpuTicks()
+					out, _ := os.ReadFile(filepath.Join(s.dir, "out.json"))
+					r, err := parse.ParseIperf3(out)
+					if err != nil {
+						return nil, fmt.Errorf("iperf3 inside to %s: %w", gateway(netd), err)
+					}
+					return map[string]float64{"tcp-out": gbps(r.Goodput()), "cpu-tcp-out": cpuSeconds(a, b) / (r.Bytes / 1e9)}, nil
+				}
+			})...)
+		}
+	}
+	return g
+}
+
+// ---- memory ----
+
+func (h *harness) memGroup() *group {
+	g := &group{name: "mem", reps: 1, benches: []*report.Bench{
+		{ID: "pss-idle", Title: "Memory of launcher + helpers, idle with one published port (PSS)", Unit: "MB",
+			Note: "Sum of Pss from /proc/PID/smaps_rollup over every launcher and helper process (nginx excluded), 1 s after ready."},
+		{ID: "pss-1000", Title: "Memory of launcher + helpers with 1,000 open connections through the port (PSS)", Unit: "MB"},
+	}}
+	configs := []struct{ net, port string }{
+		{"slirp4netns", "builtin"}, {"slirp4netns", "slirp4netns"}, {"pasta", "implicit"},
+		{"netstack", "builtin"}, {"gvisor-tap-vsock", "gvisor-tap-vsock"},
+	}
+	for _, c := range configs {
+		c := c
+		config := fmt.Sprintf("--net=%s --port-driver=%s", c.net, c.port)
+		g.variants = append(g.variants, h.peerVariants(config, c.net, c.port, "", []string{"pss-idle", "pss-1000"}, func(p *peer) func(context.Context) (map[string]float64, error) {
+			return func(ctx context.Context) (map[string]float64, error) {
+				s, hp, err := h.memSession(ctx, p, c.net, c.port)
+				if err != nil {
+					return nil, err
+				}
+				defer s.stop(h)
+				time.Sleep(time.Second)
+				idle, err := pss(launcherProcs())
+				if err != nil {
+					return nil, err
+				}
+				conns, err := openConns(ctx, hp, 1000)
+				defer func() {
+					for _, c := range conns {
+						c.Close()
+					}
+				}()
+				if err != nil {
+					return nil, err
+				}
+				time.Sleep(time.Second)
+				busy, err := pss(launcherProcs())
+				if err != nil {
+					return nil, err
+				}
+				return map[string]float64{"pss-idle": float64(idle) / 1e6, "pss-1000": float64(busy) / 1e6}, nil
+			}
+		})...)
+	}
+	return g
+}
+
+func (h *harness) memSession(ctx context.Context, p *peer, netd, port string) (*session, int, error) {
+	if port != "builtin" || netd == "slirp4netns" {
+		return h.nginxSession(ctx, p, port)
+	}
+	// builtin on another network driver (unroot's netstack).
+	srv, err := h.nginxInside("builtin", 80)
+	if err != nil {
+		return nil, 0, err
+	}
+	hp, err := freePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	flags := []string{"--net=" + netd, "--disable-host-loopback", "--port-driver=builtin", "-p", fmt.Sprintf("127.0.0.1:%d:80/tcp", hp)}
+	s, err := h.launch(ctx, p, flags, serverInside(srv, 80, "tcp"))
+	return s, hp, err
+}
+
+// openConns opens n TCP connections to 127.0.0.1:port and checks, with one
+// request on the last, that they reach the server.
+func openConns(ctx context.Context, port, n int) ([]net.Conn, error) {
+	var conns []net.Conn
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	// A forwarder that accepts slowly must not stall the suite.
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < n; i++ {
+		if ctx.Err() != nil {
+			return conns, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return conns, fmt.Errorf("only %d of %d connections opened in 30 s", i, n)
+		}
+		c, err := net.DialTimeout("tcp4", addr, 2*time.Second)
+		if err != nil {
+			return conns, fmt.Errorf("open connection %d of %d: %w", i+1, n, err)
+		}
+		conns = append(conns, c)
+	}
+	last := conns[len(conns)-1]
+	_ = last.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := last.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		return conns, fmt.Errorf("request on connection %d: %w", n, err)
+	}
+	buf := make([]byte, 64)
+	if _, err := last.Read(buf); err != nil {
+		return conns, fmt.Errorf("with %d connections open, the last got no answer: %w", n, err)
+	}
+	return conns, nil
+}
+
+// ---- facts about the run ----
+
+func machine() []report.KV {
+	kv := []report.KV{}
+	cpu := "?"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	kv = append(kv, report.KV{Key: "CPU", Value: fmt.Sprintf("%s, %d CPUs online", cpu, runtime.NumCPU())})
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		kv = append(kv, report.KV{Key: "memory", Value: strings.Join(strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:], " ")})
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kv = append(kv, report.KV{Key: "kernel", Value: strings.TrimSpace(string(b))})
+	}
+	if b, err := os.ReadFile("/etc/os-release"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "PRETTY_NAME="); ok {
+				kv = append(kv, report.KV{Key: "OS", Value: strings.Trim(v, `"`)})
+			}
+		}
+	}
+	kv = append(kv, report.KV{Key: "load average at start", Value: loadavg()})
+	return kv
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func (h *harness) versions(ctx context.Context) []report.KV {
+	var kv []report.KV
+	for _, p := range h.peers {
+		v := p.version
+		if p.missing != "" {
+			v = "n/a: " + p.missing
+		}
+		kv = append(kv, report.KV{Key: p.label + " (" + p.bin + ")", Value: v})
+	}
+	tools := []struct {
+		name string
+		args []string
+	}{
+		{"slirp4netns", []string{"--version"}}, {"pasta", []string{"--version"}}, {"iperf3", []string{"--version"}},
+		{"wrk", []string{"-v"}}, {"nginx", []string{"-v"}}, {"unshare", []string{"--version"}}, {"newuidmap", []string{"--version"}},
+	}
+	for _, t := range tools {
+		out, errOut, _ := h.runCmd(ctx, 10*time.Second, false, t.name, t.args...)
+		line := strings.TrimSpace(strings.SplitN(strings.TrimSpace(out+"\n"+errOut), "\n", 2)[0])
+		if line == "" {
+			line = "?"
+		}
+		kv = append(kv, report.KV{Key: t.name, Value: line})
+	}
+	if out, _, err := h.runCmd(ctx, 10*time.Second, false, "git", "-C", mustWd(), "log", "-1", "--format=%h %cd %s", "--date=format:%Y-%m-%d %H:%M"); err == nil {
+		kv = append(kv, report.KV{Key: "unroot commit", Value: strings.TrimSpace(out)})
+	}
+	h.cleanup()
+	return kv
+}
+
+func mustWd() string {
+	wd, _ := os.Getwd()
+	return wd
+}
+
+func (h *harness) method() []string {
+	return []string{
+		fmt.Sprintf("Every launcher, server and client of a peer runs as the unprivileged user %q with subordinate ids; root only makes the veth reference.", h.o.user),
+		fmt.Sprintf("%d round(s); each round runs every variant of a group once in a fixed order (start-up: %d times), so load drift spreads over all variants. iperf3 and wrk runs last %v.", h.o.rounds, map[bool]int{true: 1, false: 4}[h.o.quick], h.o.duration),
+		"Start-up is wall time from exec of the launcher running `true` to its exit, measured by the harness.",
+		"Port forwarding: the server listens inside the namespace; the client connects to 127.0.0.1:PORT on the host. builtin and slirp4netns run on --net=slirp4netns --mtu=65520; implicit is pasta forwarding the ports it sees (same number on both sides).",
+		"Namespace → host: iperf3 inside connects to the gateway (10.0.2.2; 10.0.2.1 for gvisor-tap-vsock), which the driver maps to the host's loopback, where the server listens.",
+		"Physical references are measured in the same run: iperf3 over host loopback, iperf3 over a veth pair between two network namespaces made by root, nginx on the host without a forwarder.",
+		"Ratios are of medians. Memory and CPU count every process descended from the launcher except the workload (iperf3, nginx, shells); daemonizing helpers are kept in the tree because the harness is a child subreaper.",
+	}
+}
