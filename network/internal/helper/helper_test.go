@@ -48,6 +48,11 @@ func TestStartReadyAndClose(t *testing.T) {
 	if !alive(p.PID()) {
 		t.Fatalf("helper %d not running after Start", p.PID())
 	}
+	// Its own process group: a terminal's Ctrl-C goes to unroot and the
+	// command, and must not take the network down under them.
+	if pgid, err := syscall.Getpgid(p.PID()); err != nil || pgid != p.PID() {
+		t.Errorf("helper process group = %d, %v, want its own (%d)", pgid, err, p.PID())
+	}
 	start := time.Now()
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
