@@ -246,6 +246,7 @@ func relaySignals(f *sigproxy.Forwarder, cmdPID *atomic.Int64) {
 // the command's status.
 func reap(pid int, chld <-chan os.Signal) syscall.WaitStatus {
 	for {
+		sockpool.ExecMu.Lock() // leave helpers run by os/exec to their Wait
 		for {
 			var ws syscall.WaitStatus
 			got, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
@@ -256,9 +257,11 @@ func reap(pid int, chld <-chan os.Signal) syscall.WaitStatus {
 				break
 			}
 			if got == pid {
+				sockpool.ExecMu.Unlock()
 				return ws
 			}
 		}
+		sockpool.ExecMu.Unlock()
 		<-chld
 	}
 }

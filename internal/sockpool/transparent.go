@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 )
@@ -75,6 +76,12 @@ func SetupTransparent() error {
 	return nil
 }
 
+// ExecMu is held for reading while a helper program runs in the namespace
+// init. Its reaper, which waits for any child, takes it for writing before
+// reaping, so it cannot collect a helper's exit status before os/exec does
+// ("waitid: no child processes").
+var ExecMu sync.RWMutex
+
 func iptables(bin string, args []string) error {
 	path, err := exec.LookPath(bin)
 	if err != nil {
@@ -85,7 +92,10 @@ func iptables(bin string, args []string) error {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Run in the namespace's own xtables lock, not the host's /run.
 	cmd.Env = append(os.Environ(), "XTABLES_LOCKFILE=/dev/null")
-	if err := cmd.Run(); err != nil {
+	ExecMu.RLock()
+	err = cmd.Run()
+	ExecMu.RUnlock()
+	if err != nil {
 		return fmt.Errorf("run %s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
 	return nil
