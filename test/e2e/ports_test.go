@@ -267,6 +267,14 @@ func TestPortsBuiltin(t *testing.T) {
 			t.Errorf("udp from %s: server saw %q", ip, got)
 		}
 		ptMustCurl(t, ptAddr("127.0.0.1", ps[0]), "", "127.0.0.1:") // loopback stays loopback
+		// A non-loopback child IP: replies come back by connection mark.
+		r := RunUser(t, 10*time.Second, "unroot", "ports", "--state-dir="+state, "add", fmt.Sprintf("127.0.0.1:%d:10.0.2.100:8000/tcp", ps[8]))
+		if r.Code != 0 {
+			t.Fatalf("add a port to 10.0.2.100: %q", r.Stderr)
+		}
+		ptMustCurl(t, ptAddr("127.0.0.1", ps[8]), ip, ip+":")
+		ptMustCurl(t, ptAddr("127.0.0.1", ps[8]), "", "10.0.2.100:")
+		RunUser(t, 10*time.Second, "unroot", "ports", "--state-dir="+state, "remove", strings.TrimSpace(r.Stdout))
 	})
 	t.Run("clients", func(t *testing.T) {
 		v3 := ptRootlessctlV3(t)
@@ -371,7 +379,7 @@ func TestPortsBuiltin(t *testing.T) {
 	syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
 	r := wait()
 	if !strings.Contains(r.Stdout, "http peer=198.18.") {
-		t.Errorf("the server's log lacks the non-loopback client address:\n%s", r.Stdout)
+		t.Errorf("the server's log lacks the non-loopback client address:\n%s\nlauncher stderr:\n%s", r.Stdout, r.Stderr)
 	}
 	if fileExists(sock) || fileExists(state) {
 		t.Errorf("%s left behind", state)
