@@ -330,15 +330,25 @@ func TestUDPThroughGateway(t *testing.T) {
 // resolver retry over TCP.
 func dnsServer(t testing.TB) netip.AddrPort {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
+	// One port for both protocols; another test may hold the TCP side of
+	// the UDP port we got, so try a few.
+	var pc net.PacketConn
+	var l net.Listener
+	var port int
+	for range 20 {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		port = pc.LocalAddr().(*net.UDPAddr).Port
+		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			break
+		}
 		pc.Close()
-		t.Fatal(err)
+		pc = nil
+	}
+	if pc == nil {
+		t.Fatal("no port free for both UDP and TCP on 127.0.0.1")
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
