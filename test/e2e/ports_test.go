@@ -494,3 +494,42 @@ func TestPortsDescriptorFlood(t *testing.T) {
 	default:
 	}
 }
+
+// rootlesskit-docker-proxy, as dockerd runs it inside the namespaces: it
+// publishes the host port through the API, runs docker-proxy (here a
+// stand-in that records its arguments and reports ok on fd 3) against the
+// loopback address, and unpublishes on SIGINT.
+func TestPortsDockerProxy(t *testing.T) {
+	t.Parallel()
+	dir := TempDir(t)
+	fake := filepath.Join(dir, "docker-proxy")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho \"$@\" >\"$(dirname \"$0\")/args\"\nprintf '0\\n' >&3\nexec sleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := ptPorts(t, 1)[0]
+	script := fmt.Sprintf(`PATH=%[1]s:$PATH
+rootlesskit-docker-proxy -container-ip 172.17.0.2 -container-port 80 -host-ip 0.0.0.0 -host-port %[2]d -proto tcp 3>%[1]s/status &
+pid=$!
+i=0; until [ -s %[1]s/status ] || [ $i -gt 200 ]; do sleep 0.05; i=$((i+1)); done
+echo "status=$(head -c1 %[1]s/status)"
+rootlessctl list-ports --json
+kill -INT $pid; wait $pid; echo "proxy-exit=$?"
+echo "after=$(rootlessctl list-ports --json)"
+`, dir, p)
+	r := RunUser(t, 60*time.Second, "unroot", "run", "--net=slirp4netns", "--", "sh", "-c", script)
+	want := []string{
+		"status=0",
+		fmt.Sprintf(`{"id":1,"spec":{"proto":"tcp4","parentIP":"0.0.0.0","parentPort":%d,"childPort":%d,"childIP":"127.0.0.1"}}`, p, p),
+		"proxy-exit=0",
+		"after=\n",
+	}
+	for _, w := range want {
+		if !strings.Contains(r.Stdout+"\n", w) {
+			t.Errorf("output lacks %q:\n%s\nstderr: %s", w, r.Stdout, r.Stderr)
+		}
+	}
+	args, _ := os.ReadFile(filepath.Join(dir, "args"))
+	if got := strings.TrimSpace(string(args)); got != fmt.Sprintf("-container-ip 172.17.0.2 -container-port 80 -host-ip 127.0.0.1 -host-port %d -proto tcp", p) {
+		t.Errorf("docker-proxy got %q", got)
+	}
+}
