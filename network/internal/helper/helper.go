@@ -24,6 +24,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -54,15 +55,17 @@ type Options struct {
 
 // Process is a running helper. Its methods are safe for concurrent use.
 type Process struct {
-	name   string
-	pid    int
-	log    *slog.Logger
-	out    *tail
-	exitW  *os.File // nil without ExitFD
-	done   chan struct{}
-	err    error // valid after done is closed
-	closed chan struct{}
-	once   sync.Once
+	name    string
+	pid     int
+	log     *slog.Logger
+	out     *tail
+	exitW   *os.File // nil without ExitFD
+	done    chan struct{}
+	err     error // valid after done is closed
+	closed  chan struct{}
+	once    sync.Once
+	ready   atomic.Bool   // Start succeeded
+	started chan struct{} // closed when Start has decided
 }
 
 // Start runs the helper and returns once it has written to its ready fd.
@@ -89,12 +92,13 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		files = append(files, exitR)
 	}
 	p := &Process{
-		name:   o.Name,
-		log:    log,
-		out:    &tail{log: log, name: o.Name},
-		exitW:  exitW,
-		done:   make(chan struct{}),
-		closed: make(chan struct{}),
+		name:    o.Name,
+		log:     log,
+		out:     &tail{log: log, name: o.Name},
+		exitW:   exitW,
+		done:    make(chan struct{}),
+		closed:  make(chan struct{}),
+		started: make(chan struct{}),
 	}
 	cmd := &exec.Cmd{
 		Path:       o.Path,
@@ -110,7 +114,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		// Wait block on them.
 		WaitDelay: time.Second,
 	}
-	started := make(chan error, 1)
+	forked := make(chan error, 1)
 	// This goroutine owns the helper: it forks it from a locked thread, keeps
 	// that thread (and so Pdeathsig) alive while the helper runs, reaps it and
 	// closes done. It ends when the helper exits.
@@ -118,20 +122,25 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		if err := cmd.Start(); err != nil {
-			started <- err
+			forked <- err
 			return
 		}
-		started <- nil
+		forked <- nil
 		werr := cmd.Wait()
 		p.err = werr
 		close(p.done)
+		// Only a helper that was serving can be lost; a failed start is
+		// reported by Start's error.
+		<-p.started
 		select {
 		case <-p.closed:
 		default:
-			log.Warn(o.Name+" exited unexpectedly; the namespace has lost its network", "err", werr, "output", p.out.String())
+			if p.ready.Load() {
+				log.Warn(o.Name+" exited unexpectedly; the namespace has lost its network", "err", werr, "output", p.out.String())
+			}
 		}
 	}()
-	err = <-started
+	err = <-forked
 	readyW.Close()
 	if exitR != nil {
 		exitR.Close()
@@ -159,6 +168,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		}
 		ready <- err
 	}()
+	defer close(p.started)
 	timeout := time.NewTimer(DefaultReadyTimeout)
 	defer timeout.Stop()
 	if _, ok := ctx.Deadline(); ok {
@@ -168,6 +178,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	select {
 	case err := <-ready:
 		if err == nil {
+			p.ready.Store(true)
 			return p, nil
 		}
 		// EOF on the ready pipe usually means the helper died; give Wait a

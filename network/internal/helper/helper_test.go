@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -165,4 +167,45 @@ func TestParentKilled(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// A helper that dies after it was ready is reported once; one that never got
+// ready is only Start's error.
+func TestUnexpectedExitWarning(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	_, err := Start(context.Background(), Options{Name: "early", Path: "/bin/sh", Args: []string{"-c", "exit 2"}, Logger: log})
+	if err == nil {
+		t.Fatal("Start of a helper that exits: want error")
+	}
+	p, err := Start(context.Background(), Options{Name: "late", Path: "/bin/sh", Args: []string{"-c", "echo >&3; sleep 0.2; echo dying >&2; exit 3"}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-p.Done()
+	p.Close()
+	out := buf.String()
+	if strings.Contains(out, "early exited unexpectedly") {
+		t.Errorf("warned about a helper that never started: %s", out)
+	}
+	if !strings.Contains(out, "late exited unexpectedly") || !strings.Contains(out, "dying") {
+		t.Errorf("no warning for a helper lost after start: %s", out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -29,6 +31,9 @@ func StartOnTap(ctx context.Context, c network.Child, name string, o Options) (*
 		log = slog.New(slog.DiscardHandler)
 	}
 	pre := setPersist(ctx, c, name, true, log)
+	if pre {
+		waitTunClosed(c.PID, log)
+	}
 	p, err := Start(ctx, o)
 	if err == nil || !pre {
 		return p, err
@@ -64,4 +69,35 @@ func setPersist(ctx context.Context, c network.Child, name string, on bool, log 
 		return false
 	}
 	return true
+}
+
+// waitTunClosed waits until the child has closed its copy of the tap fd it
+// sent: it closes it only after sending, and a tap that is not multi-queue
+// takes one fd at a time, so a helper attaching earlier gets EBUSY. The
+// child's fd table is readable to the parent (same user); if it is not, or
+// the wait runs long, the helper's start (and StartOnTap's retry) decides.
+func waitTunClosed(pid int, log *slog.Logger) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	deadline := time.Now().Add(100 * time.Millisecond)
+	for {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return
+		}
+		open := false
+		for _, e := range ents {
+			if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && l == "/dev/net/tun" {
+				open = true
+				break
+			}
+		}
+		if !open {
+			return
+		}
+		if time.Now().After(deadline) {
+			log.Debug("the child still holds the tap after 100ms; starting the helper anyway")
+			return
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
 }
