@@ -323,6 +323,40 @@ func TestUDPThroughGateway(t *testing.T) {
 			t.Fatalf("udp echo = %q, %v; want %q", buf[:n], err, strings.ToUpper(msg))
 		}
 	}
+
+	// Many flows that went quiet must not each keep datagram buffers.
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const flows = 400
+	conns := make([]net.Conn, 0, flows)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range flows {
+		c, err := ns.dial("udp", "10.0.2.1:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		msg := fmt.Sprintf("flow %d", i)
+		c.Write([]byte(msg))
+		buf := make([]byte, 64)
+		if n, err := c.Read(buf); err != nil || string(buf[:n]) != strings.ToUpper(msg) {
+			t.Fatalf("flow %d echo = %q, %v", i, buf[:n], err)
+		}
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("%d idle UDP flows: heap grew %d KiB", flows, grew>>10)
+	if grew > flows*16<<10 {
+		t.Fatalf("%d idle UDP flows grew the heap by %d KiB, want under 16 KiB each", flows, grew>>10)
+	}
 }
 
 // dnsServer answers A queries for any name with 192.0.2.123 over UDP and

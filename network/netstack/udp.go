@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
@@ -68,56 +69,139 @@ func (d *Driver) handleUDP(r *udp.ForwarderRequest) bool {
 		defer d.release(guest, host)
 		idle := udpIdle
 		if dst.Port() == 53 {
-			// A resolver query is one exchange; do not keep its socket and
-			// buffers for minutes (a busy namespace makes hundreds).
+			// A resolver query is one exchange; do not keep its socket
+			// for minutes (a busy namespace makes hundreds).
 			idle = dnsIdle
 		}
-		relayUDP(guest, host, idle)
+		relayUDP(flow{guest: guest, ep: ep, wq: &wq, host: host}, idle)
 	}()
 	return true
 }
 
+// flow is one UDP flow: the stack endpoint facing the namespace (read
+// directly, written through gonet) and the connected host socket.
+type flow struct {
+	guest *gonet.UDPConn
+	ep    tcpip.Endpoint
+	wq    *waiter.Queue
+	host  *net.UDPConn
+}
+
+// udpBufs hold one datagram each. A flow takes a buffer only once a
+// datagram is ready and gives it back right after sending it on, so an idle
+// flow holds no buffer: many quiet flows cost sockets, not memory.
+var udpBufs = sync.Pool{New: func() any { b := make([]byte, maxDatagram); return &b }}
+
 // relayUDP copies datagrams both ways until the flow has been idle in both
-// directions for udpIdle, or either socket is closed.
-func relayUDP(guest *gonet.UDPConn, host *net.UDPConn, idle time.Duration) {
+// directions for idle, or either side is closed.
+func relayUDP(f flow, idle time.Duration) {
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
+	deadline := func() time.Time { return time.Unix(0, last.Load()).Add(idle) }
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pumpUDP(host, guest, &last, idle)
-		host.Close()
+		defer f.guest.Close() // wakes the other direction
+		rc, err := f.host.SyscallConn()
+		if err != nil {
+			return
+		}
+		for {
+			f.host.SetReadDeadline(deadline())
+			bp, n, err := hostRecv(rc)
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(deadline()):
+				continue // the other direction is still busy
+			case errors.Is(err, syscall.ECONNREFUSED):
+				// ICMP port unreachable from an earlier datagram; the
+				// flow itself stays usable.
+				continue
+			case err != nil:
+				return
+			}
+			last.Store(time.Now().UnixNano())
+			f.guest.Write((*bp)[:n])
+			udpBufs.Put(bp)
+		}
 	}()
-	pumpUDP(guest, host, &last, idle)
-	guest.Close()
+	entry, ready := waiter.NewChannelEntry(waiter.ReadableEvents)
+	f.wq.EventRegister(&entry)
+	defer f.wq.EventUnregister(&entry)
+	for {
+		bp, n, err := guestRecv(f.ep, ready, deadline)
+		if err != nil {
+			break
+		}
+		last.Store(time.Now().UnixNano())
+		f.host.Write((*bp)[:n])
+		udpBufs.Put(bp)
+	}
+	f.host.Close()
 	<-done
 }
 
-type datagramConn interface {
-	Read([]byte) (int, error)
-	Write([]byte) (int, error)
-	SetReadDeadline(time.Time) error
+// hostRecv waits for a datagram on the host socket without holding a
+// buffer, then reads it into one from udpBufs.
+func hostRecv(rc syscall.RawConn) (*[]byte, int, error) {
+	var bp *[]byte
+	var n int
+	var rerr error
+	err := rc.Read(func(fd uintptr) bool {
+		b := udpBufs.Get().(*[]byte)
+		n, _, rerr = syscall.Recvfrom(int(fd), *b, syscall.MSG_DONTWAIT)
+		if rerr == syscall.EAGAIN {
+			udpBufs.Put(b)
+			return false
+		}
+		bp = b
+		return true
+	})
+	if err == nil && rerr != nil {
+		udpBufs.Put(bp)
+		err = rerr
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return bp, n, nil
 }
 
-func pumpUDP(dst, src datagramConn, last *atomic.Int64, idle time.Duration) {
-	buf := make([]byte, maxDatagram)
-	for {
-		src.SetReadDeadline(time.Unix(0, last.Load()).Add(idle))
-		n, err := src.Read(buf)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, last.Load())) < idle {
-				continue // the other direction is still busy
-			}
-			// A connected host socket reports ICMP port-unreachable as
-			// ECONNREFUSED on the next read; the flow itself stays usable.
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				continue
-			}
-			return
+// errIdle ends a flow whose idle time has passed.
+var errIdle = errors.New("udp flow idle")
+
+// guestRecv waits until the stack endpoint has a datagram, then reads it
+// into a buffer from udpBufs. It gives up once deadline() has passed.
+func guestRecv(ep tcpip.Endpoint, ready <-chan struct{}, deadline func() time.Time) (*[]byte, int, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
 		}
-		last.Store(time.Now().UnixNano())
-		dst.Write(buf[:n])
+	}()
+	for {
+		bp := udpBufs.Get().(*[]byte)
+		w := tcpip.SliceWriter(*bp)
+		res, terr := ep.Read(&w, tcpip.ReadOptions{})
+		if terr == nil {
+			return bp, res.Count, nil
+		}
+		udpBufs.Put(bp)
+		if _, ok := terr.(*tcpip.ErrWouldBlock); !ok {
+			return nil, 0, errors.New(terr.String()) // closed
+		}
+		wait := time.Until(deadline())
+		if wait <= 0 {
+			return nil, 0, errIdle
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-ready:
+		case <-timer.C:
+		}
 	}
 }
 
