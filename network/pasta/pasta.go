@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -179,6 +180,9 @@ func hint(stderr string) string {
 	return helper.TunHint(stderr)
 }
 
+// geteuid is a variable so tests can pretend to be root.
+var geteuid = os.Geteuid
+
 // features is what the installed pasta can do, of what this driver uses.
 type features struct {
 	stderr, dnsForward, hostLoToNsLo bool
@@ -186,6 +190,9 @@ type features struct {
 	implicit bool
 	// nsNone: pasta can be told not to mirror the host's loopback ports.
 	nsNone bool
+	// stayRoot: unroot runs as real root, and pasta would otherwise drop to
+	// "nobody", which may not join the child's namespaces.
+	stayRoot bool
 }
 
 // features checks the probed options against the configuration: it fails
@@ -221,6 +228,7 @@ func (d *Driver) features(flags map[string]bool, c network.Child) (features, []s
 		hostLoToNsLo: flags["--host-lo-to-ns-lo"],
 		implicit:     d.implicit,
 		nsNone:       flags["--tcp-ns"] && flags["--udp-ns"],
+		stayRoot:     flags["--runas"] && geteuid() == 0,
 	}
 	var warn []string
 	if !f.dnsForward {
@@ -237,6 +245,9 @@ func (d *Driver) features(flags map[string]bool, c network.Child) (features, []s
 func buildArgs(cfg network.Config, c network.Child, f features) ([]string, error) {
 	child, gw, dns := network.Addresses(cfg.CIDR)
 	args := []string{"--foreground"}
+	if f.stayRoot {
+		args = append(args, "--runas=0:0")
+	}
 	if f.stderr {
 		args = append(args, "--stderr")
 	}

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 }
 
 // The long options pasta 2023_03_09 (Debian 12) lists, of those the driver asks about.
-var debian12 = flagSet("--foreground --stderr --config-net --ns-ifname --pid --address --netmask --gateway --mtu " +
+var debian12 = flagSet("--runas --foreground --stderr --config-net --ns-ifname --pid --address --netmask --gateway --mtu " +
 	"--tcp-ports --udp-ports --tcp-ns --udp-ns --no-map-gw --ipv4-only --userns --netns --dns-forward")
 
 func flagSet(s string) map[string]bool {
@@ -68,6 +68,8 @@ func TestBuildArgs(t *testing.T) {
 			"--foreground --stderr --ns-ifname=tap0 --mtu=65520 --config-net --address=10.0.2.100 --netmask=24 --gateway=10.0.2.2 --dns-forward=10.0.2.3 --tcp-ns=none --udp-ns=none --ipv4-only --tcp-ports=none --udp-ports=none --pid=/proc/self/fd/3 42"},
 		{"implicit, new pasta", def, attached, features{dnsForward: true, hostLoToNsLo: true, implicit: true, nsNone: true},
 			"--foreground --ns-ifname=tap0 --mtu=65520 --config-net --address=10.0.2.100 --netmask=24 --gateway=10.0.2.2 --dns-forward=10.0.2.3 --ipv4-only --tcp-ports=auto --udp-ports=auto --host-lo-to-ns-lo --pid=/proc/self/fd/3 42"},
+		{"as root", def, attached, features{stayRoot: true},
+			"--foreground --runas=0:0 --ns-ifname=tap0 --mtu=65520 --config-net --address=10.0.2.100 --netmask=24 --gateway=10.0.2.2 --ipv4-only --tcp-ports=none --udp-ports=none --pid=/proc/self/fd/3 42"},
 		{"no loopback, ipv6, cidr, detached", custom, detached, features{implicit: true},
 			"--foreground --ns-ifname=tap0 --mtu=65520 --config-net --address=10.41.0.100 --netmask=16 --gateway=10.41.0.2 --no-map-gw --tcp-ports=auto --udp-ports=auto --pid=/proc/self/fd/3 --userns=/proc/42/ns/user --netns=/proc/42/root/s/netns"},
 	}
@@ -83,6 +85,9 @@ func TestBuildArgs(t *testing.T) {
 }
 
 func TestFeatures(t *testing.T) {
+	old := geteuid
+	defer func() { geteuid = old }()
+	geteuid = func() int { return 1000 }
 	mk := func(mod func(*network.Config)) *Driver {
 		cfg := network.Config{Binary: "/bin/true"}
 		if mod != nil {
@@ -143,6 +148,20 @@ func TestFeatures(t *testing.T) {
 				t.Errorf("%s: warning %q, want one line containing %q", tt.name, warn[i], w)
 			}
 		}
+	}
+}
+
+func TestFeaturesAsRoot(t *testing.T) {
+	old := geteuid
+	defer func() { geteuid = old }()
+	geteuid = func() int { return 0 }
+	d, err := New(network.Config{Binary: "/bin/true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := d.features(debian12, network.Child{PID: 1})
+	if err != nil || !f.stayRoot {
+		t.Errorf("as root: features = %+v, %v, want stayRoot", f, err)
 	}
 }
 
@@ -328,5 +347,43 @@ func TestStartFailureSaysWhy(t *testing.T) {
 	}
 	if !strings.HasPrefix(err.Error(), "start pasta: exited (exit status 1) before it was ready: ") || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "syslog") {
 		t.Errorf("error = %q", err)
+	}
+}
+
+// Run by real root, pasta would drop to "nobody" and fail to join the
+// child's user namespace; the driver keeps it root.
+func TestDriverAsRoot(t *testing.T) {
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must run these tests as root (scripts/test.sh does)")
+		}
+		t.Skip("skipping: needs root")
+	}
+	holder := exec.Command("unshare", "--user", "--map-root-user", "--net", "sleep", "30")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	pid := holder.Process.Pid
+	// Wait until unshare has mapped root and exec'd sleep in the namespaces.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); string(comm) == "sleep\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("namespace holder did not unshare")
+		}
+	}
+	d, err := New(network.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Start(t.Context(), network.Child{PID: pid}); err != nil {
+		t.Fatalf("Start as root: %v", err)
+	}
+	out, err := exec.Command("nsenter", "-t", fmt.Sprint(pid), "-n", "ip", "-4", "-o", "addr", "show", "dev", "tap0").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "inet 10.0.2.100/24") {
+		t.Errorf("tap0 as root: %v %s", err, out)
 	}
 }
