@@ -532,6 +532,9 @@ func TestManyConnectionsAndClose(t *testing.T) {
 
 	before := runtime.NumGoroutine()
 	d, ns := startDriver(t, network.Config{}, nil)
+	runtime.GC()
+	var heap0 runtime.MemStats
+	runtime.ReadMemStats(&heap0)
 	const n = 300
 	conns := make([]net.Conn, n)
 	for i := range conns {
@@ -560,6 +563,17 @@ func TestManyConnectionsAndClose(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+	// Idle connections must not hold relay buffers (256 KiB each way).
+	// The echo server and the test's own sockets count too, so the bound
+	// is loose; holding buffers would cost 512 KiB per connection.
+	runtime.GC()
+	var heap1 runtime.MemStats
+	runtime.ReadMemStats(&heap1)
+	perConn := (int64(heap1.HeapInuse) - int64(heap0.HeapInuse)) / n
+	t.Logf("heap per idle relayed connection: %d KiB", perConn>>10)
+	if perConn > 128<<10 {
+		t.Errorf("each idle connection grew the heap by %d KiB, want under 128 KiB (the echo server holds 32)", perConn>>10)
 	}
 	// Close with every connection still open: it must end them all.
 	if err := d.Close(); err != nil {

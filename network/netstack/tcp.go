@@ -1,11 +1,10 @@
 package netstack
 
 import (
-	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
@@ -114,54 +113,101 @@ func (d *Driver) handleTCP(r *tcp.ForwarderRequest) {
 		return
 	}
 	defer d.release(guest, host)
-	relay(guest, host.(*net.TCPConn))
+	relayTCP(guest, ep, &wq, host.(*net.TCPConn))
 }
 
-// halfCloser is what both ends of a relayed TCP connection offer.
-type halfCloser interface {
-	io.ReadWriter
-	CloseWrite() error
-}
-
-// relay copies both ways until both directions have ended, passing each
-// end-of-stream on as a half-close so protocols that rely on it work.
-func relay(a, b halfCloser) {
-	var wg sync.WaitGroup
-	wg.Add(1)
+// relayTCP copies both ways until both directions have ended, passing each
+// end-of-stream on as a half-close so protocols that rely on it work. Each
+// direction waits for data before borrowing a copy buffer, so an idle
+// connection holds none: thousands of idle keep-alive connections cost
+// sockets, not megabytes.
+func relayTCP(guest *gonet.TCPConn, ep tcpip.Endpoint, wq *waiter.Queue, host *net.TCPConn) {
+	done := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		pump(b, a)
+		defer close(done)
+		hostToGuest(host, guest)
 	}()
-	pump(a, b)
-	wg.Wait()
+	guestToHost(ep, wq, guest, host)
+	<-done
 }
 
-// pump copies src to dst with a pooled buffer. It deliberately avoids
-// io.Copy: *net.TCPConn's ReadFrom/WriteTo fall back to 32 KiB buffers for
-// a gonet peer.
-func pump(dst, src halfCloser) {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
+func hostToGuest(host *net.TCPConn, guest *gonet.TCPConn) {
+	rc, err := host.SyscallConn()
+	if err != nil {
+		guest.Close()
+		return
+	}
 	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				// The peer is gone; stop reading so the other side sees it.
-				if c, ok := src.(interface{ CloseRead() error }); ok {
-					c.CloseRead()
-				}
+		var bp *[]byte
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			b := copyBufs.Get().(*[]byte)
+			n, rerr = syscall.Read(int(fd), *b)
+			if rerr == syscall.EAGAIN {
+				copyBufs.Put(b)
+				return false
+			}
+			bp = b
+			return true
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err == nil && n > 0 {
+			_, werr := guest.Write((*bp)[:n])
+			copyBufs.Put(bp)
+			if werr != nil {
+				// The namespace side is gone; stop reading so the host
+				// peer sees it.
+				host.CloseRead()
 				return
 			}
+			continue
 		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				dst.CloseWrite()
-			} else if c, ok := dst.(interface{ Close() error }); ok {
-				// A reset or a Close from the driver: end both directions.
-				c.Close()
+		if bp != nil {
+			copyBufs.Put(bp)
+		}
+		if err == nil {
+			guest.CloseWrite() // EOF
+		} else {
+			guest.Close() // reset, or Close from the driver
+		}
+		return
+	}
+}
+
+func guestToHost(ep tcpip.Endpoint, wq *waiter.Queue, guest *gonet.TCPConn, host *net.TCPConn) {
+	entry, ready := waiter.NewChannelEntry(waiter.ReadableEvents)
+	wq.EventRegister(&entry)
+	defer wq.EventUnregister(&entry)
+	for {
+		if ep.Readiness(waiter.ReadableEvents) == 0 {
+			<-ready // Close from the driver closes ep, which wakes this
+			continue
+		}
+		bp := copyBufs.Get().(*[]byte)
+		w := tcpip.SliceWriter(*bp)
+		res, terr := ep.Read(&w, tcpip.ReadOptions{})
+		if terr == nil {
+			_, werr := host.Write((*bp)[:res.Count])
+			copyBufs.Put(bp)
+			if werr != nil {
+				guest.CloseRead()
+				return
 			}
-			return
+			continue
 		}
+		copyBufs.Put(bp)
+		switch terr.(type) {
+		case *tcpip.ErrWouldBlock:
+			<-ready
+			continue
+		case *tcpip.ErrClosedForReceive:
+			host.CloseWrite() // EOF
+		default:
+			host.Close() // reset, or Close from the driver
+		}
+		return
 	}
 }
