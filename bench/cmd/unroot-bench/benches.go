@@ -398,7 +398,7 @@ func (h *harness) tcpGroup() *group {
 func (h *harness) udpGroup() *group {
 	g := &group{name: "udp", reps: 1, benches: []*report.Bench{
 		{ID: "udp-port", Title: "UDP host → namespace through a published port, goodput at < 1% loss (iperf3 -u -l 1400)", Unit: "Gbit/s", HigherIsBetter: true,
-			Note: "Each round starts from the last rate that passed (first: 1 Gbit/s, raised 15% after a pass); after a run with ≥ 1% loss the rate drops to the lower of 70% of what arrived and half the rate tried, at most 5 runs a round; a round with no passing run records nothing."},
+			Note: "Each round starts from the last rate that passed (first: 1 Gbit/s, raised 15% after a pass); after a run with ≥ 1% loss the rate drops to 60% of what arrived, at most 5 runs a round; a round with no passing run records nothing. slirp4netns's port driver is left out: its hostfwd never answers iperf3's UDP handshake, with every peer."},
 	}}
 	udpSecs := max(1, h.secs()/2)
 	search := func(ctx context.Context, rate *float64, port int) (map[string]float64, error) {
@@ -416,7 +416,7 @@ func (h *harness) udpGroup() *group {
 			}
 			// What arrived under overload bounds the lossless rate from
 			// above; step well below it.
-			*rate = max(1e6, min(r.Goodput()*0.7, *rate*0.5))
+			*rate = max(1e6, r.Goodput()*0.6)
 		}
 		return nil, fmt.Errorf("loss ≥ 1%% at every rate tried (last: %.1f%% at %.3f Gbit/s)", last.LostPercent, gbps(last.BitsPerSecond))
 	}
@@ -432,7 +432,9 @@ func (h *harness) udpGroup() *group {
 			}
 			return search(ctx, &loRate, port)
 		}})
-	for _, driver := range []string{"builtin", "slirp4netns", "implicit"} {
+	// Not slirp4netns: its hostfwd never answers iperf3's UDP handshake
+	// (every peer times out the same way), so there is nothing to compare.
+	for _, driver := range []string{"builtin", "implicit"} {
 		_, netd := portFlags(driver, 0, 0)
 		config := "port driver " + driver
 		if driver == "implicit" {
@@ -627,13 +629,6 @@ func (h *harness) nginxSession(ctx context.Context, p *peer, driver string) (*se
 
 // ---- namespace → host, per network driver and MTU ----
 
-func gateway(net string) string {
-	if net == "gvisor-tap-vsock" {
-		return "10.0.2.1"
-	}
-	return "10.0.2.2"
-}
-
 func (h *harness) outGroup() *group {
 	g := &group{name: "out", reps: 1, benches: []*report.Bench{
 		{ID: "tcp-out", Title: "TCP namespace → host through the network driver (iperf3 -c gateway inside, server on host loopback)", Unit: "Gbit/s", HigherIsBetter: true},
@@ -662,8 +657,11 @@ func (h *harness) outGroup() *group {
 					if err := h.hostServer(ctx, "iperf3", []string{"-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port)}, port); err != nil {
 						return nil, err
 					}
-					inner := fmt.Sprintf(`touch DIR/ready; while [ ! -e DIR/go ]; do sleep 0.01; done; iperf3 -c %s -p %d -t %d -J >DIR/out.json 2>&1; touch DIR/done; sleep 3600`,
-						gateway(netd), port, h.secs())
+					// The gateway differs by driver (10.0.2.2 slirp4netns and
+					// pasta, 10.0.2.1 gvisor-tap-vsock and netstack): take the
+					// default route's.
+					inner := fmt.Sprintf(`touch DIR/ready; while [ ! -e DIR/go ]; do sleep 0.01; done; ip -4 route show default | { read _ _ gw _; echo $gw >DIR/gw; iperf3 -c $gw -p %d -t %d -J >DIR/out.json 2>&1; }; touch DIR/done; sleep 3600`,
+						port, h.secs())
 					s, err := h.launch(ctx, p, []string{"--net=" + netd, fmt.Sprintf("--mtu=%d", mtu)}, inner)
 					if err != nil {
 						return nil, err
@@ -680,7 +678,8 @@ func (h *harness) outGroup() *group {
 					out, _ := os.ReadFile(filepath.Join(s.dir, "out.json"))
 					r, err := parse.ParseIperf3(out)
 					if err != nil {
-						return nil, fmt.Errorf("iperf3 inside to %s: %w", gateway(netd), err)
+						gw, _ := os.ReadFile(filepath.Join(s.dir, "gw"))
+						return nil, fmt.Errorf("iperf3 inside to the gateway %q: %w", strings.TrimSpace(string(gw)), err)
 					}
 					return map[string]float64{"tcp-out": gbps(r.Goodput()), "cpu-tcp-out": cpuSeconds(a, b) / (r.Bytes / 1e9)}, nil
 				}
@@ -698,8 +697,10 @@ func (h *harness) memGroup() *group {
 			Note: "Sum of Pss from /proc/PID/smaps_rollup over every launcher and helper process (nginx excluded), 1 s after ready."},
 		{ID: "pss-1000", Title: "Memory of launcher + helpers with 1,000 open connections through the port (PSS)", Unit: "MB"},
 	}}
+	// Not the slirp4netns port driver: its hostfwd accepts a few connections
+	// a second here, so 1,000 do not open in time with any peer.
 	configs := []struct{ net, port string }{
-		{"slirp4netns", "builtin"}, {"slirp4netns", "slirp4netns"}, {"pasta", "implicit"},
+		{"slirp4netns", "builtin"}, {"pasta", "implicit"},
 		{"netstack", "builtin"}, {"gvisor-tap-vsock", "gvisor-tap-vsock"},
 	}
 	for _, c := range configs {

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The benchmark suite in one command: sudo bench/run.sh [--quick] [more unroot-bench flags]
+#
+# Installs the peers and tools (Debian packages; RootlessKit v3.3.0 with
+# `go install`, outside the repository), creates the unprivileged test user
+# with subordinate ids, builds unroot and the harness, then measures unroot
+# next to RootlessKit v3.3.0, RootlessKit 1.1.0 and the physical references
+# and writes bench/results/latest.{md,svg,json}. Nothing is left running,
+# even on Ctrl-C: the harness kills every process it started and removes the
+# namespaces it made.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
+
+if [ "$(id -u)" != 0 ]; then
+  echo "bench/run.sh: run as root (sudo bench/run.sh): it installs packages, creates the test user and makes the veth reference; every peer itself runs unprivileged" >&2
+  exit 1
+fi
+command -v go >/dev/null || { echo "bench/run.sh: go not found; install Go 1.26 in /usr/local/go" >&2; exit 1; }
+
+BENCH=${UNROOT_BENCH_DIR:-/opt/unroot-bench}
+TEST_USER=${UNROOT_TEST_USER:-unroot-test}
+RK3_VERSION=v3.3.0
+
+pkgs=(rootlesskit slirp4netns passt uidmap iperf3 wrk hyperfine nginx-light iproute2 procps util-linux)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! "$BENCH/rk3/rootlesskit" --version 2>/dev/null | grep -q "${RK3_VERSION#v}"; then
+  echo "installing RootlessKit $RK3_VERSION into $BENCH/rk3"
+  mkdir -p "$BENCH/rk3"
+  # Outside the repository, so unroot's go.mod is not touched.
+  (cd / && GOBIN="$BENCH/rk3" GOFLAGS=-mod=mod go install \
+    "github.com/rootless-containers/rootlesskit/v3/cmd/rootlesskit@$RK3_VERSION" \
+    "github.com/rootless-containers/rootlesskit/v3/cmd/rootlessctl@$RK3_VERSION")
+fi
+
+if ! id "$TEST_USER" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash "$TEST_USER"
+fi
+grep -q "^$TEST_USER:" /etc/subuid || echo "$TEST_USER:200000:65536" >>/etc/subuid
+grep -q "^$TEST_USER:" /etc/subgid || echo "$TEST_USER:200000:65536" >>/etc/subgid
+
+# unroot answers as rootlesskit through a link, so it takes the same flags
+# as the peers. A failed build leaves unroot's rows n/a (and the run fails).
+rm -rf "$BENCH/unroot"
+mkdir -p "$BENCH/unroot"
+if go build -o "$BENCH/unroot/unroot" ./cmd/unroot; then
+  ln -s unroot "$BENCH/unroot/rootlesskit"
+  ln -s unroot "$BENCH/unroot/rootlessctl"
+else
+  echo "bench/run.sh: building ./cmd/unroot failed; unroot's figures will be n/a" >&2
+fi
+chmod -R a+rX "$BENCH"
+go build -o "$BENCH/unroot-bench" ./bench/cmd/unroot-bench
+
+# Thousands of connections at once need descriptors in every process.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+exec "$BENCH/unroot-bench" --unroot "$BENCH/unroot" --rk3 "$BENCH/rk3/rootlesskit" --rk1 /usr/bin/rootlesskit \
+  --user "$TEST_USER" --out bench/results "$@"
