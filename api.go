@@ -1,47 +1,19 @@
 package unroot
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 
-	"github.com/unroot/unroot/api"
-	"github.com/unroot/unroot/internal/sys"
-	"github.com/unroot/unroot/port"
+	"github.com/unroot/unroot/internal/apiserver"
 )
 
-// apiHandler returns the REST API handler.
-//
-// TODO: switch to internal/apiserver.New(apiserver.Config{Info, Ports,
-// Logger}) once the ports engineer lands it; this fallback serves only what
-// the launcher itself knows.
-func (l *Launcher) apiHandler() http.Handler {
-	if newAPIHandler != nil {
-		return newAPIHandler(l.Info, l.portDrv, l.log)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(l.Info())
-	})
-	noPorts := func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusBadRequest)
-		json.NewEncoder(w).Encode(api.ErrorJSON{Message: port.ErrNoDriver.Error()})
-	}
-	mux.HandleFunc("/v1/ports", noPorts)
-	mux.HandleFunc("/v1/ports/{id}", noPorts)
-	return mux
-}
-
-// newAPIHandler is set when the full API server is linked in.
-var newAPIHandler func(info func() api.Info, ports port.Driver, log *slog.Logger) http.Handler
-
-// apiServer serves api.sock to processes of the same uid only.
+// apiServer serves the RootlessKit REST API on STATE/api.sock, to
+// processes of our own uid only (apiserver.Listen checks SO_PEERCRED;
+// root inside the namespace is our uid as seen from here).
 type apiServer struct {
 	srv  *http.Server
 	ln   net.Listener
@@ -49,25 +21,22 @@ type apiServer struct {
 	once sync.Once
 }
 
-func serveAPI(path string, h http.Handler, log *slog.Logger) (*apiServer, error) {
-	os.Remove(path)
-	ln, err := net.Listen("unix", path)
+func (l *Launcher) serveAPI(path string) (*apiServer, error) {
+	ln, err := apiserver.ListenLogged(path, l.log)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
+		return nil, err
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("chmod %s: %w", path, err)
-	}
+	h := apiserver.New(apiserver.Config{Info: l.Info, Ports: l.portDrv, Logger: l.log})
 	s := &apiServer{
-		srv:  &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)},
-		ln:   &peerListener{Listener: ln, uid: uint32(os.Geteuid()), log: log},
+		srv:  &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(l.log.Handler(), slog.LevelDebug)},
+		ln:   ln,
 		done: make(chan error, 1),
 	}
-	go func() { s.done <- s.srv.Serve(s.ln) }()
+	go func() { s.done <- s.srv.Serve(ln) }()
 	return s, nil
 }
 
+// Close stops serving and waits for the serving goroutine.
 func (s *apiServer) Close() error {
 	var err error
 	s.once.Do(func() {
@@ -77,41 +46,4 @@ func (s *apiServer) Close() error {
 		}
 	})
 	return err
-}
-
-// peerListener drops connections from other users: the socket's mode
-// already keeps them out, this also covers a directory with looser modes.
-// Root inside the namespace is our own uid as seen from here.
-type peerListener struct {
-	net.Listener
-	uid uint32
-	log *slog.Logger
-}
-
-func (p *peerListener) Accept() (net.Conn, error) {
-	for {
-		c, err := p.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		uc, ok := c.(*net.UnixConn)
-		if !ok {
-			return c, nil
-		}
-		raw, err := uc.SyscallConn()
-		var uid uint32
-		var cerr error
-		if err == nil {
-			err = raw.Control(func(fd uintptr) { uid, cerr = sys.PeerUID(fd) })
-		}
-		if err == nil {
-			err = cerr
-		}
-		if err != nil || uid != p.uid {
-			p.log.Warn("api.sock: refused a connection from another user", "peerUID", uid, "err", err)
-			c.Close()
-			continue
-		}
-		return c, nil
-	}
 }

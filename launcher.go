@@ -416,7 +416,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if err := l.dir.WriteChildPID(l.childPID); err != nil {
 		return err
 	}
-	l.api, err = serveAPI(l.dir.Join(statedir.APISock), l.apiHandler(), l.log)
+	l.api, err = l.serveAPI(l.dir.Join(statedir.APISock))
 	if err != nil {
 		return err
 	}

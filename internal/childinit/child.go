@@ -216,6 +216,12 @@ func stage2(cfg Config) int {
 		return 1
 	}
 	ws := reap(pid, chld)
+	if !cfg.PIDNS {
+		// As PID 1 our exit would take everyone left in the namespace with
+		// us; do the same without a PID namespace, so nothing the command
+		// started outlives the launcher.
+		killTree()
+	}
 	switch {
 	case ws.Exited():
 		return ws.ExitStatus()

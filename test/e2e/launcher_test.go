@@ -253,6 +253,9 @@ func TestNoLeaks(t *testing.T) {
 		{"--net=pasta", "--port-driver=implicit", "true"},
 		{"--net=none", "--detach-netns", "true"},
 		{"--net=slirp4netns", "--cidr=10.0.2.100/24", "true"},
+		// Without a PID namespace a background child must not outlive us either.
+		{"--net=none", "sh", "-c", "sleep 30 >/dev/null 2>&1 & exit 0"},
+		{"--pidns", "sh", "-c", "sleep 30 >/dev/null 2>&1 & exit 0"},
 	} {
 		RunUser(t, 30*time.Second, "rootlesskit", args...)
 	}
@@ -458,5 +461,42 @@ func TestUnrootRunDefaults(t *testing.T) {
 	r := RunUser(t, 30*time.Second, "unroot", "run", "--", "sh", "-c", "echo init=$(tr '\\0' ' ' </proc/1/cmdline); touch /etc/x && echo etc-writable")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "unroot run --") || !strings.Contains(r.Stdout, "etc-writable") {
 		t.Errorf("unroot run: exit %d, stdout %q, stderr %q; want pid 1 (--pidns) and a writable /etc", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// -p ports are published before child_pid appears, through the socket pool.
+func TestPublishBeforeChildPID(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPort := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	spec := fmt.Sprintf("127.0.0.1:%d:8080/tcp", hostPort)
+	state, _, _, _ := lcStart(t, "rootlesskit", "--net=slirp4netns", "--disable-host-loopback", "--port-driver=builtin", "-p", spec,
+		"sh", "-c", "busybox nc -lk -p 8080 -e echo forwarded 2>/dev/null || busybox nc -ll -p 8080 -e echo forwarded")
+	deadline := time.Now().Add(5 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", hostPort), time.Second)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			b := make([]byte, 64)
+			n, _ := c.Read(b)
+			c.Close()
+			got = string(b[:n])
+			if strings.Contains(got, "forwarded") {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(got, "forwarded") {
+		t.Errorf("connection to published %s got %q, want the command's reply", spec, got)
+	}
+	r := RunUser(t, 10*time.Second, "rootlessctl", "--socket", filepath.Join(state, "api.sock"), "list-ports", "--json")
+	if r.Code != 0 || !strings.Contains(r.Stdout, fmt.Sprintf(`"parentPort":%d`, hostPort)) {
+		t.Errorf("rootlessctl list-ports: exit %d, %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 }
