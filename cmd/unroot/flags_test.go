@@ -37,7 +37,9 @@ func TestParseGrammar(t *testing.T) {
 		{[]string{"sh", "--pidns"}, []string{"sh", "--pidns"}, func(o *opts) bool { return !o.pidns }, ""},
 		{[]string{"--no-such", "sh"}, nil, nil, "Incorrect Usage: flag provided but not defined: --no-such"},
 		{[]string{"--mtu=abc", "sh"}, nil, nil, "Incorrect Usage"},
-		{nil, []string{}, func(o *opts) bool { return o.net == "host" && o.portDriver == "none" && o.reaper == "auto" && o.sourceIPTransparent }, ""},
+		{nil, []string{}, func(o *opts) bool {
+			return o.net == "host" && o.portDriver == "none" && o.reaper == "auto" && o.sourceIPTransparent
+		}, ""},
 	}
 	for _, tt := range tests {
 		fs, o := newFS(asRootlesskit)
