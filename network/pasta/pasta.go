@@ -54,7 +54,7 @@ type Driver struct {
 	childIP, gateway, dns netip.Addr
 
 	mu   sync.Mutex
-	proc *helper.Process
+	proc *helper.Kept
 }
 
 var _ network.Driver = (*Driver)(nil)
@@ -142,11 +142,14 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 	}
 	begin := time.Now()
 	d.log.Debug("starting pasta", "path", d.path, "args", args)
-	p, err := helper.StartOnTap(ctx, c, d.cfg.IfName, helper.Options{Name: "pasta", Path: d.path, Args: args, Hint: hint, Logger: d.log})
+	ho := helper.Options{Name: "pasta", Path: d.path, Args: args, Hint: hint, Logger: d.log}
+	p, _, err := helper.StartOnTap(ctx, c, d.cfg.IfName, ho)
 	if err != nil {
 		return network.Setup{}, err
 	}
-	d.proc = p
+	// A restarted pasta configures the interface again (--config-net) and
+	// rescans ports, so losing it costs open connections, not the network.
+	d.proc = helper.Keep(p, "pasta", func(ctx context.Context) (*helper.Process, error) { return helper.Start(ctx, ho) }, d.log)
 	d.log.Debug("pasta ready", "pid", p.PID(), "took", time.Since(begin))
 	s := network.Setup{
 		IfName:             d.cfg.IfName,

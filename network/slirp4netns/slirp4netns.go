@@ -68,7 +68,7 @@ type Driver struct {
 	childIP, gateway, dns netip.Addr
 
 	mu       sync.Mutex
-	proc     *helper.Process
+	proc     *helper.Kept
 	sockPath string
 }
 
@@ -193,14 +193,15 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 	}
 	begin := time.Now()
 	d.log.Debug("starting slirp4netns", "path", d.path, "args", args)
-	p, err := helper.StartOnTap(ctx, c, d.cfg.IfName, helper.Options{
+	ho := helper.Options{
 		Name:   "slirp4netns",
 		Path:   d.path,
 		Args:   args,
 		ExitFD: opts.exitFD,
 		Hint:   hint,
 		Logger: d.log,
-	})
+	}
+	p, persistent, err := helper.StartOnTap(ctx, c, d.cfg.IfName, ho)
 	if err != nil {
 		return network.Setup{}, err
 	}
@@ -212,8 +213,15 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 			return network.Setup{}, err
 		}
 	}
-	d.proc, d.sockPath = p, opts.apiSocket
-	d.log.Debug("slirp4netns ready", "pid", p.PID(), "took", time.Since(begin))
+	// A restarted slirp4netns finds the child's addresses and routes still
+	// on the persistent tap. Ports published through its API would be lost,
+	// so with the API socket a loss is only reported.
+	var restart func(context.Context) (*helper.Process, error)
+	if persistent && opts.apiSocket == "" {
+		restart = func(ctx context.Context) (*helper.Process, error) { return helper.Start(ctx, ho) }
+	}
+	d.proc, d.sockPath = helper.Keep(p, "slirp4netns", restart, d.log), opts.apiSocket
+	d.log.Debug("slirp4netns ready", "pid", p.PID(), "took", time.Since(begin), "persistent-tap", persistent)
 
 	s := network.Setup{
 		IfName:  d.cfg.IfName,

@@ -7,6 +7,7 @@ package e2e
 // left running after unroot exits.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -80,6 +82,13 @@ func runNetDuring(t *testing.T, args []string, script string, during func()) net
 	}
 	if during != nil {
 		during()
+		// during may have changed the tree (a restarted helper): record it too.
+		for _, p := range descendants(cmd.Process.Pid) {
+			if !slices.Contains(r.Descendants, p) {
+				r.Descendants = append(r.Descendants, p)
+				r.Comms = append(r.Comms, comm(p))
+			}
+		}
 	}
 	fmt.Fprintln(stdin)
 	stdin.Close()
@@ -328,6 +337,85 @@ exec slirp4netns "$@"
 		t.Errorf("the stand-in was never offered the pre-created tap:\n%s", r.Stderr)
 	}
 	checkHelperGone(t, r, "slirp4netns")
+}
+
+// A helper that dies before it is ready: unroot says why in one line (the
+// helper's own words included), exits 1 and leaves nothing running.
+func TestNetDriverHelperFailsToStart(t *testing.T) {
+	dir := TempDir(t)
+	for _, tc := range []struct{ net, flag string }{{"slirp4netns", "--slirp4netns-binary"}, {"pasta", "--pasta-binary"}} {
+		t.Run(tc.net, func(t *testing.T) {
+			fake := filepath.Join(dir, "broken-"+tc.net)
+			script := "#!/bin/sh\ncase \"$1\" in --help) exec " + tc.net + " --help;; esac\necho 'cannot join the namespace: Operation not permitted' >&2\nexit 1\n"
+			if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			state := filepath.Join(dir, "state-"+tc.net)
+			r := RunUser(t, 20*time.Second, "rootlesskit", "--state-dir="+state, "--disable-host-loopback", "--net="+tc.net, tc.flag+"="+fake, "true")
+			if r.Code != 1 {
+				t.Errorf("exit %d, want 1; stderr: %s", r.Code, r.Stderr)
+			}
+			want := "start " + tc.net + ": exited (exit status 1) before it was ready: cannot join the namespace: Operation not permitted"
+			if lines := strings.Split(strings.TrimSpace(r.Stderr), "\n"); len(lines) != 1 || !strings.Contains(r.Stderr, want) {
+				t.Errorf("stderr = %q, want one line containing %q", r.Stderr, want)
+			}
+			// unroot's child re-executes it with the same arguments, so
+			// anything of this run names its state directory or the stand-in.
+			for _, p := range UserProcesses(t) {
+				cmdline, _ := os.ReadFile("/proc/" + p + "/cmdline")
+				if bytes.Contains(cmdline, []byte(state)) || bytes.Contains(cmdline, []byte(fake)) {
+					t.Errorf("process %s (%s) left running", p, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+				}
+			}
+		})
+	}
+}
+
+// A helper killed behind unroot's back is restarted, and the command's
+// network works again with the same address.
+func TestNetDriverHelperRestarted(t *testing.T) {
+	for _, net := range []string{"slirp4netns", "pasta"} {
+		t.Run(net, func(t *testing.T) {
+			port := hostHTTP(t)
+			var restarted, killed int
+			script := fmt.Sprintf(`read x; ip -4 -o addr show dev tap0; curl -sS --max-time 5 http://10.0.2.2:%d/; echo`, port)
+			r := runNetDuring(t, []string{"--net=" + net, "--copy-up=/etc", "--pidns"}, script, func() {
+				for _, p := range descendants(os.Getpid()) {
+					if c := comm(p); c == net || (net == "pasta" && strings.HasPrefix(c, "passt")) {
+						killed = p
+					}
+				}
+				if killed == 0 {
+					t.Errorf("no %s process found", net)
+					return
+				}
+				_ = syscall.Kill(killed, syscall.SIGKILL)
+				deadline := time.Now().Add(5 * time.Second)
+				for time.Now().Before(deadline) {
+					for _, p := range descendants(os.Getpid()) {
+						if c := comm(p); p != killed && (c == net || (net == "pasta" && strings.HasPrefix(c, "passt"))) {
+							restarted = p
+							return
+						}
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			})
+			if r.Code != 0 {
+				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+			}
+			if restarted == 0 {
+				t.Fatalf("%s was not restarted within 5s\nstderr: %s", net, r.Stderr)
+			}
+			if !strings.Contains(r.Stdout, "inet 10.0.2.100/24") || !strings.Contains(r.Stdout, "host-loopback-ok") {
+				t.Errorf("network after the restart:\n%s\nstderr: %s", r.Stdout, r.Stderr)
+			}
+			if !strings.Contains(r.Stderr, net+" restarted") {
+				t.Errorf("restart not reported:\n%s", r.Stderr)
+			}
+			checkHelperGone(t, r, net)
+		})
+	}
 }
 
 // SIGKILL of unroot must take the network helper down with it.

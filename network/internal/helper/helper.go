@@ -136,7 +136,7 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		case <-p.closed:
 		default:
 			if p.ready.Load() {
-				log.Warn(o.Name+" exited unexpectedly; the namespace has lost its network", "err", werr, "output", p.out.String())
+				log.Warn(o.Name+" exited unexpectedly", "err", werr, "output", p.out.String())
 			}
 		}
 	}()

@@ -183,6 +183,9 @@ func TestUnexpectedExitWarning(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-p.Done()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && !strings.Contains(buf.String(), "late exited"); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	p.Close()
 	out := buf.String()
 	if strings.Contains(out, "early exited unexpectedly") {
@@ -208,4 +211,77 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func sleeper(ctx context.Context) (*Process, error) {
+	return Start(ctx, Options{Name: "sleeper", Path: "/bin/sh", Args: []string{"-c", "echo >&3; exec sleep 60"}})
+}
+
+// A kept helper that is killed comes back; Close stops whichever runs.
+func TestKeepRestarts(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	p, err := sleeper(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Keep(p, "sleeper", sleeper, log)
+	first := k.PID()
+	syscall.Kill(first, syscall.SIGKILL)
+	deadline := time.Now().Add(5 * time.Second)
+	for k.PID() == first || !alive(k.PID()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not restarted within 5s: %s", buf.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	second := k.PID()
+	if err := k.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if alive(second) {
+		t.Errorf("restarted helper %d still running after Close", second)
+	}
+	if !strings.Contains(buf.String(), "sleeper restarted") {
+		t.Errorf("restart not logged: %s", buf.String())
+	}
+}
+
+// A helper that keeps dying is given up on, with an error logged.
+func TestKeepGivesUp(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	dying := func(ctx context.Context) (*Process, error) {
+		return Start(ctx, Options{Name: "dying", Path: "/bin/sh", Args: []string{"-c", "echo >&3; exit 1"}})
+	}
+	p, err := dying(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Keep(p, "dying", dying, log)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(buf.String(), "keeps exiting") {
+		if time.Now().After(deadline) {
+			t.Fatalf("did not give up within 10s: %s", buf.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A restart whose helper dies before it is ready counts as an attempt too.
+	if n := strings.Count(buf.String(), "dying restarted") + strings.Count(buf.String(), "restart dying failed"); n != maxRestarts {
+		t.Errorf("%d restart attempts, want %d: %s", n, maxRestarts, buf.String())
+	}
+	k.Close()
+}
+
+// Without a restart function, Keep only hands Close through.
+func TestKeepWithoutRestart(t *testing.T) {
+	p, err := sleeper(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Keep(p, "sleeper", nil, nil)
+	k.Close()
+	if alive(p.PID()) {
+		t.Errorf("helper %d still running after Close", p.PID())
+	}
 }

@@ -25,7 +25,11 @@ import (
 // the helper creates its own tap. If the helper fails on the pre-created tap
 // (a future version might want other tap flags), the tap is removed and the
 // helper is started once more on its own.
-func StartOnTap(ctx context.Context, c network.Child, name string, o Options) (*Process, error) {
+//
+// persistent reports whether the helper runs on the persistent tap, which
+// outlives it: then a restarted helper finds the child's addresses and
+// routes still in place.
+func StartOnTap(ctx context.Context, c network.Child, name string, o Options) (p *Process, persistent bool, err error) {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -34,15 +38,16 @@ func StartOnTap(ctx context.Context, c network.Child, name string, o Options) (*
 	if pre {
 		waitTunClosed(c.PID, log)
 	}
-	p, err := Start(ctx, o)
+	p, err = Start(ctx, o)
 	if err == nil || !pre {
-		return p, err
+		return p, pre && err == nil, err
 	}
 	log.Debug(o.Name+" failed on the pre-created tap; retrying without it", "err", err)
 	if !setPersist(ctx, c, name, false, log) {
-		return nil, err
+		return nil, false, err
 	}
-	return Start(ctx, o)
+	p, err = Start(ctx, o)
+	return p, false, err
 }
 
 // setPersist opens the tap through the child and sets or clears its
