@@ -564,16 +564,25 @@ func TestManyConnectionsAndClose(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	// Idle connections must not hold relay buffers (256 KiB each way).
-	// The echo server and the test's own sockets count too, so the bound
-	// is loose; holding buffers would cost 512 KiB per connection.
-	runtime.GC()
-	var heap1 runtime.MemStats
-	runtime.ReadMemStats(&heap1)
-	perConn := (int64(heap1.HeapInuse) - int64(heap0.HeapInuse)) / n
+	// Idle connections must not hold relay buffers (256 KiB each way):
+	// holding them costs 512 KiB per connection (539 measured before the
+	// fix). Typical now is 10-30 KiB, but a run sometimes still counts a
+	// few dozen pooled buffers, so the bound sits between the two. Two GCs:
+	// buffers returned to the pool survive the first in its victim cache.
+	var perConn int64
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		runtime.GC()
+		runtime.GC()
+		var heap1 runtime.MemStats
+		runtime.ReadMemStats(&heap1)
+		perConn = (int64(heap1.HeapInuse) - int64(heap0.HeapInuse)) / n
+		if perConn <= 256<<10 || time.Now().After(deadline) {
+			break
+		}
+	}
 	t.Logf("heap per idle relayed connection: %d KiB", perConn>>10)
-	if perConn > 128<<10 {
-		t.Errorf("each idle connection grew the heap by %d KiB, want under 128 KiB (the echo server holds 32)", perConn>>10)
+	if perConn > 256<<10 {
+		t.Errorf("each idle connection grew the heap by %d KiB, want under 256 KiB: relays hold buffers while idle", perConn>>10)
 	}
 	// Close with every connection still open: it must end them all.
 	if err := d.Close(); err != nil {
