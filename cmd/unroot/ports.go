@@ -37,6 +37,15 @@ func apiClient(stateDir string) (*client.Client, error) {
 	return client.New(filepath.Join(stateDir, "api.sock"))
 }
 
+// portsHint adds what to do to the API's bare "no PortDriver is available".
+func portsHint(err error) error {
+	var ae *client.Error
+	if errors.As(err, &ae) && ae.Message == port.ErrNoDriver.Error() {
+		return fmt.Errorf("%w: the launcher runs with --port-driver=none (or implicit, where pasta forwards by itself); restart it with --port-driver=builtin to publish ports", err)
+	}
+	return err
+}
+
 func cmdContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
@@ -66,7 +75,7 @@ $ROOTLESSKIT_STATE_DIR, which commands inside the namespaces have set.`,
 			defer cancel()
 			ports, err := c.ListPorts(ctx)
 			if err != nil {
-				return err
+				return portsHint(err)
 			}
 			if listJSON {
 				if ports == nil {
@@ -105,7 +114,7 @@ defaults to 127.0.0.1 (::1 for tcp6/udp6) inside, and the proto to tcp:
 			for _, s := range specs {
 				st, err := c.AddPort(ctx, s)
 				if err != nil {
-					return fmt.Errorf("add %s: %w", specString(s), err)
+					return fmt.Errorf("add %s: %w", specString(s), portsHint(err))
 				}
 				if addJSON {
 					if err := printJSON(os.Stdout, st, ""); err != nil {
@@ -138,7 +147,10 @@ defaults to 127.0.0.1 (::1 for tcp6/udp6) inside, and the proto to tcp:
 			defer cancel()
 			for _, id := range ids {
 				if err := c.RemovePort(ctx, id); err != nil {
-					return fmt.Errorf("remove port %d: %w (unroot ports list shows the IDs)", id, err)
+					if err = portsHint(err); strings.HasPrefix(err.Error(), "unknown id") {
+						err = fmt.Errorf("%w (unroot ports list shows the IDs)", err)
+					}
+					return fmt.Errorf("remove port %d: %w", id, err)
 				}
 				fmt.Println(id)
 			}
