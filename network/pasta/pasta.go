@@ -7,7 +7,7 @@
 // Here pasta runs in the foreground as unroot's child (Pdeathsig, own process
 // group, stopped and reaped by Close), and readiness comes from its PID file,
 // which pasta writes only after the interface is configured: the file is
-// /proc/self/fd/3, a pipe unroot reads.
+// /proc/self/fd/3, a pipe unroot reads. A pasta that dies is restarted.
 //
 // Unlike RootlessKit, unless implicit port forwarding needs it, pasta is not
 // allowed to mirror the host's loopback ports into the namespace's 127.0.0.1

@@ -7,7 +7,9 @@
 // command sees is the same: 10.0.2.100/24 on tap0, gateway 10.0.2.2 (the
 // host's loopback unless --disable-host-loopback), DNS 10.0.2.3. Unlike
 // RootlessKit, the helper cannot outlive unroot (see network/internal/helper),
-// a failed start says why, and the --help probe runs once, in the background.
+// a failed start says why, the --help probe runs once, in the background, the
+// tap is pre-created persistent so stopping slirp4netns costs no kernel
+// teardown, and a slirp4netns that dies is restarted on that same tap.
 package slirp4netns
 
 import (
