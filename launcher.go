@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/doctor"
@@ -234,6 +235,8 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
+	t0 := time.Now()
+	mark := func(stage string) { l.log.Debug("start: "+stage, "elapsed", time.Since(t0)) }
 	if err := l.Validate(); err != nil {
 		return err
 	}
@@ -255,6 +258,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if plan.Warning != "" {
 		l.log.Warn(plan.Warning)
 	}
+	mark("subordinate ids looked up")
 	if err := plan.CheckHelpers(); err != nil {
 		return err
 	}
@@ -262,6 +266,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	mark("state directory locked")
 	l.exited = make(chan struct{})
 	defer func() {
 		if err != nil {
@@ -344,6 +349,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	mark("namespace init spawned")
 	l.childPID = l.cmd.Process.Pid
 	l.wg.Add(1)
 	go func() {
@@ -363,12 +369,14 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if err := plan.Apply(startCtx, l.childPID); err != nil {
 		return l.startErr(startCtx, err)
 	}
+	mark("ids mapped")
 	if err := ctl.Send(handshake.Msg{Kind: handshake.IDMapped}); err != nil {
 		return l.startErr(startCtx, err)
 	}
 	if _, _, err := ctl.Expect(startCtx, handshake.NSReady); err != nil {
 		return l.startErr(startCtx, err)
 	}
+	mark("namespaces ready")
 	if l.EvacuateCgroup2 != "" {
 		if err := cgroup.Evacuate(l.EvacuateCgroup2); err != nil {
 			return err
@@ -382,6 +390,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			return l.startErr(startCtx, fmt.Errorf("start network driver %s: %w", l.Network.Name(), err))
 		}
 	}
+	mark("network driver started")
 	if err := ctl.Send(handshake.Msg{Kind: handshake.Network, Setup: &setup}); err != nil {
 		return l.startErr(startCtx, err)
 	}
@@ -389,6 +398,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return l.startErr(startCtx, err)
 	}
+	mark("command started")
 	l.cmdPID = m.PID
 	if l.Ports != nil {
 		env := port.Env{
@@ -413,6 +423,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			}
 		}
 	}
+	mark("ports published")
 	if err := l.dir.WriteChildPID(l.childPID); err != nil {
 		return err
 	}
@@ -431,6 +442,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			l.log.Warn(err.Error())
 		}
 	}
+	mark("api.sock served")
 	l.log.Debug("started", "childPID", l.childPID, "commandPID", l.cmdPID, "stateDir", l.dir.Path())
 	return nil
 }
