@@ -170,14 +170,15 @@ func (h *harness) peerVariants(config, net, port, refKey string, benches []strin
 func (h *harness) startupGroup() *group {
 	g := &group{name: "startup", reps: 4,
 		benches: []*report.Bench{
-			{ID: "startup", Title: "Start-up: launcher running `true`, exec to exit", Unit: "ms"},
+			{ID: "startup", Title: "Start-up: launcher running `true`, exec to exit", Unit: "ms",
+				Note: "Flags: host = `--net=host`; slirp4netns, copy-up, pidns = `--net=slirp4netns --copy-up=/etc --disable-host-loopback --pidns`; pasta, copy-up = `--net=pasta --copy-up=/etc --disable-host-loopback`."},
 			{ID: "leaks", Title: "Processes left running after the launcher exited", Unit: "processes",
 				Note: "Counted 100 ms after exit among the launcher's descendants (the harness is their subreaper)."},
 		}}
 	if h.o.quick {
 		g.reps = 1
 	}
-	g.variants = append(g.variants, variant{label: "floor: unshare --user --map-root-user --net --mount true", peer: "ref", refKey: "floor",
+	g.variants = append(g.variants, variant{label: "floor: unshare -U -r -n -m true", peer: "ref", refKey: "floor",
 		benches: []string{"startup"}, run: func(ctx context.Context) (map[string]float64, error) {
 			t0 := time.Now()
 			if _, _, err := h.runCmd(ctx, 10*time.Second, true, "unshare", "--user", "--map-root-user", "--net", "--mount", "true"); err != nil {
@@ -189,9 +190,9 @@ func (h *harness) startupGroup() *group {
 		config, net string
 		flags       []string
 	}{
-		{"--net=host", "host", []string{"--net=host"}},
-		{"--net=slirp4netns --copy-up=/etc --disable-host-loopback --pidns", "slirp4netns", []string{"--net=slirp4netns", "--copy-up=/etc", "--disable-host-loopback", "--pidns"}},
-		{"--net=pasta --copy-up=/etc --disable-host-loopback", "pasta", []string{"--net=pasta", "--copy-up=/etc", "--disable-host-loopback"}},
+		{"host", "host", []string{"--net=host"}},
+		{"slirp4netns, copy-up, pidns", "slirp4netns", []string{"--net=slirp4netns", "--copy-up=/etc", "--disable-host-loopback", "--pidns"}},
+		{"pasta, copy-up", "pasta", []string{"--net=pasta", "--copy-up=/etc", "--disable-host-loopback"}},
 	}
 	for _, s := range sets {
 		g.variants = append(g.variants, h.peerVariants(s.config, s.net, "", "floor", []string{"startup", "leaks"}, func(p *peer) func(context.Context) (map[string]float64, error) {
@@ -344,7 +345,7 @@ func (h *harness) tcpGroup() *group {
 			Note: "utime+stime of every launcher and helper process (iperf3 excluded) over the transfer, from /proc/PID/stat."},
 	}}
 	g.variants = append(g.variants,
-		variant{label: "host loopback (iperf3 on the host)", peer: "ref", refKey: "lo", benches: []string{"tcp-port"},
+		variant{label: "host loopback", peer: "ref", refKey: "lo", benches: []string{"tcp-port"},
 			run: func(ctx context.Context) (map[string]float64, error) {
 				port, err := freePort()
 				if err != nil {
@@ -359,7 +360,7 @@ func (h *harness) tcpGroup() *group {
 				}
 				return map[string]float64{"tcp-port": gbps(r.Goodput())}, nil
 			}},
-		variant{label: "veth pair between two netns (MTU 1500, root)", peer: "ref", refKey: "veth", benches: []string{"tcp-port"},
+		variant{label: "veth pair, MTU 1500 (root)", peer: "ref", refKey: "veth", benches: []string{"tcp-port"},
 			run: func(ctx context.Context) (map[string]float64, error) {
 				r, err := h.vethIperf(ctx, 1500, false)
 				if err != nil {
@@ -369,9 +370,9 @@ func (h *harness) tcpGroup() *group {
 			}})
 	for _, driver := range []string{"builtin", "slirp4netns", "implicit", "gvisor-tap-vsock"} {
 		_, netd := portFlags(driver, 0, 0)
-		config := "port driver " + driver
+		config := driver
 		if driver == "implicit" {
-			config = "port driver implicit (pasta)"
+			config = "implicit (pasta)"
 		}
 		g.variants = append(g.variants, h.peerVariants(config, netd, driver, "lo", []string{"tcp-port", "cpu-tcp-port"}, func(p *peer) func(context.Context) (map[string]float64, error) {
 			return func(ctx context.Context) (map[string]float64, error) {
@@ -398,7 +399,7 @@ func (h *harness) tcpGroup() *group {
 func (h *harness) udpGroup() *group {
 	g := &group{name: "udp", reps: 1, benches: []*report.Bench{
 		{ID: "udp-port", Title: "UDP host → namespace through a published port, goodput at < 1% loss (iperf3 -u -l 1400)", Unit: "Gbit/s", HigherIsBetter: true,
-			Note: "Each round starts from the last rate that passed (first: 1 Gbit/s, raised 15% after a pass); after a run with ≥ 1% loss the rate drops to 60% of what arrived, at most 5 runs a round; a round with no passing run records nothing. slirp4netns's port driver is left out: its hostfwd never answers iperf3's UDP handshake, with every peer."},
+			Note: "Each round starts from the last rate that passed (first: 1 Gbit/s, raised 15% after a pass); after a run with ≥ 1% loss the rate drops to 60% of what arrived, at most 5 runs a round; a round with no passing run records nothing. Only the builtin port driver: slirp4netns's hostfwd never answers iperf3's UDP handshake (with every peer), and pasta's automatic forwarding learns only UDP ports that stay bound, while iperf3 binds its UDP port per test."},
 	}}
 	udpSecs := max(1, h.secs()/2)
 	search := func(ctx context.Context, rate *float64, port int) (map[string]float64, error) {
@@ -421,7 +422,7 @@ func (h *harness) udpGroup() *group {
 		return nil, fmt.Errorf("loss ≥ 1%% at every rate tried (last: %.1f%% at %.3f Gbit/s)", last.LostPercent, gbps(last.BitsPerSecond))
 	}
 	loRate := 1e9
-	g.variants = append(g.variants, variant{label: "host loopback (iperf3 on the host)", peer: "ref", refKey: "lo", benches: []string{"udp-port"},
+	g.variants = append(g.variants, variant{label: "host loopback", peer: "ref", refKey: "lo", benches: []string{"udp-port"},
 		run: func(ctx context.Context) (map[string]float64, error) {
 			port, err := freePort()
 			if err != nil {
@@ -432,40 +433,22 @@ func (h *harness) udpGroup() *group {
 			}
 			return search(ctx, &loRate, port)
 		}})
-	// Not slirp4netns: its hostfwd never answers iperf3's UDP handshake
-	// (every peer times out the same way), so there is nothing to compare.
-	for _, driver := range []string{"builtin", "implicit"} {
-		_, netd := portFlags(driver, 0, 0)
-		config := "port driver " + driver
-		if driver == "implicit" {
-			config = "port driver implicit (pasta)"
-		}
-		g.variants = append(g.variants, h.peerVariants(config, netd, driver, "lo", []string{"udp-port"}, func(p *peer) func(context.Context) (map[string]float64, error) {
-			rate := 1e9
-			return func(ctx context.Context) (map[string]float64, error) {
-				s, hp, err := h.forward(ctx, p, driver, "iperf3 -s -p PORT >/dev/null 2>&1", "tcp", "udp")
-				if err != nil {
-					return nil, err
-				}
-				defer s.stop(h)
-				if driver == "implicit" {
-					// pasta learns the UDP port from its periodic scan of the
-					// namespace's sockets: give it a UDP socket to see first.
-					if err := h.warmUDP(ctx, hp); err != nil {
-						return nil, err
-					}
-				}
-				return search(ctx, &rate, hp)
+	// Only builtin: slirp4netns's hostfwd never answers iperf3's UDP
+	// handshake (every peer times out the same way), and pasta's automatic
+	// forwarding (implicit) learns only UDP ports that stay bound, while
+	// iperf3 binds its UDP port per test.
+	g.variants = append(g.variants, h.peerVariants("builtin", "slirp4netns", "builtin", "lo", []string{"udp-port"}, func(p *peer) func(context.Context) (map[string]float64, error) {
+		rate := 1e9
+		return func(ctx context.Context) (map[string]float64, error) {
+			s, hp, err := h.forward(ctx, p, "builtin", "iperf3 -s -p PORT >/dev/null 2>&1", "tcp", "udp")
+			if err != nil {
+				return nil, err
 			}
-		})...)
-	}
+			defer s.stop(h)
+			return search(ctx, &rate, hp)
+		}
+	})...)
 	return g
-}
-
-// warmUDP runs a short iperf3 UDP test so the implicit driver has found the port.
-func (h *harness) warmUDP(ctx context.Context, port int) error {
-	_, err := h.iperfClientTimeout(ctx, 12*time.Second, "-c", "127.0.0.1", "-p", strconv.Itoa(port), "-u", "-b", "10M", "-t", "2", "-J")
-	return err
 }
 
 // ---- HTTP through a published port, nginx inside ----
@@ -560,7 +543,7 @@ func (h *harness) httpGroup() *group {
 		{ID: "lat-p50", Title: "Request latency p50 at one connection (wrk -t1 -c1 --latency)", Unit: "µs"},
 		{ID: "lat-p99", Title: "Request latency p99 at one connection (wrk -t1 -c1 --latency)", Unit: "µs"},
 	}}
-	g.variants = append(g.variants, variant{label: "direct: nginx on the host, no forwarder", peer: "ref", refKey: "direct", benches: ids,
+	g.variants = append(g.variants, variant{label: "direct (nginx on the host)", peer: "ref", refKey: "direct", benches: ids,
 		run: func(ctx context.Context) (map[string]float64, error) {
 			dir, err := h.scratch()
 			if err != nil {
@@ -581,9 +564,9 @@ func (h *harness) httpGroup() *group {
 		}})
 	for _, driver := range []string{"builtin", "slirp4netns", "implicit"} {
 		_, netd := portFlags(driver, 0, 0)
-		config := "port driver " + driver
+		config := driver
 		if driver == "implicit" {
-			config = "port driver implicit (pasta)"
+			config = "implicit (pasta)"
 		}
 		g.variants = append(g.variants, h.peerVariants(config, netd, driver, "direct", ids, func(p *peer) func(context.Context) (map[string]float64, error) {
 			return func(ctx context.Context) (map[string]float64, error) {
@@ -637,7 +620,7 @@ func (h *harness) outGroup() *group {
 	}}
 	for _, mtu := range []int{1500, 65520} {
 		mtu := mtu
-		g.variants = append(g.variants, variant{label: fmt.Sprintf("veth pair between two netns (MTU %d, root)", mtu), peer: "ref", refKey: fmt.Sprintf("veth%d", mtu), benches: []string{"tcp-out"},
+		g.variants = append(g.variants, variant{label: fmt.Sprintf("veth pair, MTU %d (root)", mtu), peer: "ref", refKey: fmt.Sprintf("veth%d", mtu), benches: []string{"tcp-out"},
 			run: func(ctx context.Context) (map[string]float64, error) {
 				r, err := h.vethIperf(ctx, mtu, true)
 				if err != nil {
@@ -647,7 +630,7 @@ func (h *harness) outGroup() *group {
 			}})
 		for _, netd := range []string{"slirp4netns", "pasta", "gvisor-tap-vsock", "netstack"} {
 			netd := netd
-			config := fmt.Sprintf("--net=%s --mtu=%d", netd, mtu)
+			config := fmt.Sprintf("%s, MTU %d", netd, mtu)
 			g.variants = append(g.variants, h.peerVariants(config, netd, "", fmt.Sprintf("veth%d", mtu), []string{"tcp-out", "cpu-tcp-out"}, func(p *peer) func(context.Context) (map[string]float64, error) {
 				return func(ctx context.Context) (map[string]float64, error) {
 					port, err := freePort()
@@ -705,7 +688,7 @@ func (h *harness) memGroup() *group {
 	}
 	for _, c := range configs {
 		c := c
-		config := fmt.Sprintf("--net=%s --port-driver=%s", c.net, c.port)
+		config := fmt.Sprintf("%s + %s port", c.net, c.port)
 		g.variants = append(g.variants, h.peerVariants(config, c.net, c.port, "", []string{"pss-idle", "pss-1000"}, func(p *peer) func(context.Context) (map[string]float64, error) {
 			return func(ctx context.Context) (map[string]float64, error) {
 				s, hp, err := h.memSession(ctx, p, c.net, c.port)

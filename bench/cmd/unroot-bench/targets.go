@@ -36,15 +36,15 @@ func targets(res *report.Results) []report.Target {
 		}
 		ts = append(ts, t)
 	}
-	slirp := "--net=slirp4netns --copy-up=/etc --disable-host-loopback --pidns"
+	slirp := "slirp4netns, copy-up, pidns"
 	ratio("#2 start-up, slirp4netns + copy-up + pidns: unroot ÷ RK v3", "≤ 0.2×", "startup", "unroot", slirp, "rk3", slirp, false, 0.2)
-	ratio("#3 TCP through builtin port: unroot ÷ RK v3", "≥ 1.2×", "tcp-port", "unroot", "port driver builtin", "rk3", "port driver builtin", true, 1.2)
-	ratio("#3 TCP through builtin port: unroot ÷ host loopback", "≥ 0.8×", "tcp-port", "unroot", "port driver builtin", "ref", "", true, 0.8)
-	ratio("#3 new connections/s, builtin: unroot ÷ RK v3", "≥ 2.5×", "http-close", "unroot", "port driver builtin", "rk3", "port driver builtin", true, 2.5)
-	ratio("#3 keep-alive requests/s, builtin: unroot ÷ direct", "≥ 0.75×", "http-keepalive", "unroot", "port driver builtin", "ref", "", true, 0.75)
-	abs("#3 PSS idle, one published port (slirp4netns + builtin): unroot", "≤ 15 MB", "pss-idle", "unroot", "--net=slirp4netns --port-driver=builtin", 15)
-	ratio("#7 namespace → host, MTU 65520: unroot netstack ÷ slirp4netns (RK v3)", "≥ 1.5×", "tcp-out", "unroot", "--net=netstack --mtu=65520", "rk3", "--net=slirp4netns --mtu=65520", true, 1.5)
-	ratio("#7 namespace → host, MTU 1500: unroot netstack ÷ slirp4netns (RK v3)", "≥ 2×", "tcp-out", "unroot", "--net=netstack --mtu=1500", "rk3", "--net=slirp4netns --mtu=1500", true, 2)
-	abs("#7 PSS idle with the netstack driver: unroot", "≤ 25 MB", "pss-idle", "unroot", "--net=netstack --port-driver=builtin", 25)
+	ratio("#3 TCP through builtin port: unroot ÷ RK v3", "≥ 1.2×", "tcp-port", "unroot", "builtin", "rk3", "builtin", true, 1.2)
+	ratio("#3 TCP through builtin port: unroot ÷ host loopback", "≥ 0.8×", "tcp-port", "unroot", "builtin", "ref", "", true, 0.8)
+	ratio("#3 new connections/s, builtin: unroot ÷ RK v3", "≥ 2.5×", "http-close", "unroot", "builtin", "rk3", "builtin", true, 2.5)
+	ratio("#3 keep-alive requests/s, builtin: unroot ÷ direct", "≥ 0.75×", "http-keepalive", "unroot", "builtin", "ref", "", true, 0.75)
+	abs("#3 PSS idle, one published port (slirp4netns + builtin): unroot", "≤ 15 MB", "pss-idle", "unroot", "slirp4netns + builtin port", 15)
+	ratio("#7 namespace → host, MTU 65520: unroot netstack ÷ slirp4netns (RK v3)", "≥ 1.5×", "tcp-out", "unroot", "netstack, MTU 65520", "rk3", "slirp4netns, MTU 65520", true, 1.5)
+	ratio("#7 namespace → host, MTU 1500: unroot netstack ÷ slirp4netns (RK v3)", "≥ 2×", "tcp-out", "unroot", "netstack, MTU 1500", "rk3", "slirp4netns, MTU 1500", true, 2)
+	abs("#7 PSS idle with the netstack driver: unroot", "≤ 25 MB", "pss-idle", "unroot", "netstack + builtin port", 25)
 	return ts
 }

@@ -15,9 +15,9 @@ var peerColor = map[string]string{
 }
 
 const (
-	panelW   = 700
-	labelW   = 270
-	barW     = 300
+	panelW   = 760
+	labelW   = 250
+	barW     = 270
 	rowH     = 18
 	panelTop = 40
 	cols     = 2
@@ -60,7 +60,7 @@ func SVG(r *Results) string {
 	if r.Quick {
 		mode = " — QUICK MODE, figures not comparable"
 	}
-	fmt.Fprintf(&s, `<text x="10" y="22" font-size="16" font-weight="bold">unroot vs RootlessKit, same machine, same run (%s, median of %d rounds; whisker = min–max)%s</text>`+"\n",
+	fmt.Fprintf(&s, `<text x="10" y="22" font-size="16" font-weight="bold">unroot vs RootlessKit, same machine, same run (%s, median of %d round(s); whisker = min–max)%s</text>`+"\n",
 		r.Started.UTC().Format("2006-01-02"), r.Rounds, html.EscapeString(mode))
 	lx := 10
 	for _, p := range []string{"unroot", "rk3", "rk1", "ref"} {
@@ -77,7 +77,7 @@ func drawPanel(s *strings.Builder, b *Bench, x, y int) {
 	if b.HigherIsBetter {
 		better = "higher is better"
 	}
-	fmt.Fprintf(s, `<text x="%d" y="%d" font-size="13" font-weight="bold">%s</text>`+"\n", x, y+14, html.EscapeString(b.Title))
+	fmt.Fprintf(s, `<text x="%d" y="%d" font-size="13" font-weight="bold">%s</text>`+"\n", x, y+14, html.EscapeString(trim(b.Title, 105)))
 	fmt.Fprintf(s, `<text x="%d" y="%d" fill="#555">%s, %s</text>`+"\n", x, y+28, html.EscapeString(b.Unit), better)
 	top := 0.0
 	for _, r := range b.Rows {
