@@ -44,7 +44,7 @@ func TestCPUSeconds(t *testing.T) {
 		want float64
 	}{
 		{map[int]uint64{1: 100}, map[int]uint64{1: 150}, 0.5},
-		{map[int]uint64{}, map[int]uint64{7: 30}, 0.3},           // started during the run
+		{map[int]uint64{}, map[int]uint64{7: 30}, 0.3},            // started during the run
 		{map[int]uint64{1: 100, 2: 5}, map[int]uint64{1: 100}, 0}, // exited during the run
 		{map[int]uint64{1: 100}, map[int]uint64{1: 90}, 0},        // pid reused: not negative
 	}
