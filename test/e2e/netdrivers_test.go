@@ -418,6 +418,33 @@ func TestNetDriverHelperRestarted(t *testing.T) {
 	}
 }
 
+// slirp4netns or pasta missing from PATH: one line naming the package to
+// install and the drivers that would work instead, exit 1.
+func TestNetDriverMissingHelper(t *testing.T) {
+	for _, tc := range []struct{ net, want string }{
+		{"slirp4netns", "slirp4netns not found in PATH: install it (apt-get install slirp4netns), or use --net=pasta"},
+		{"pasta", "pasta not found in PATH: install it (apt-get install passt), or use --net=slirp4netns"},
+	} {
+		t.Run(tc.net, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			cmd := UserCmd(t, ctx, "rootlesskit", "--disable-host-loopback", "--net="+tc.net, "true")
+			for i, e := range cmd.Env {
+				if strings.HasPrefix(e, "PATH=") {
+					cmd.Env[i] = "PATH=" + Bin // unroot's own links only
+				}
+			}
+			r := Run(t, cmd)
+			if r.Code != 1 {
+				t.Errorf("exit %d, want 1; stderr: %s", r.Code, r.Stderr)
+			}
+			if lines := strings.Split(strings.TrimSpace(r.Stderr), "\n"); len(lines) != 1 || !strings.Contains(r.Stderr, tc.want) {
+				t.Errorf("stderr = %q, want one line containing %q", r.Stderr, tc.want)
+			}
+		})
+	}
+}
+
 // SIGKILL of unroot must take the network helper down with it.
 func TestNetDriverHelperDiesWithUnroot(t *testing.T) {
 	for _, net := range []string{"slirp4netns", "pasta"} {
