@@ -2,6 +2,7 @@ package helper
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -50,6 +51,28 @@ func FuzzHelpFlags(f *testing.F) {
 			if !strings.HasPrefix(k, "--") || len(k) < 3 || !strings.Contains(s, k) {
 				t.Errorf("HelpFlags(%q) returned %q", s, k)
 			}
+		}
+	})
+}
+
+// The helper's output, whatever it is, becomes at most one line for errors.
+func FuzzTail(f *testing.F) {
+	f.Add([]byte("sent tapfd=7 for tap0\nreceived tapfd=7\n"), 3)
+	f.Add([]byte("Failed to send 38 bytes to syslog\nNo routable interface\r\n"), 1)
+	f.Fuzz(func(t *testing.T, b []byte, chunk int) {
+		tl := &tail{log: slog.New(slog.DiscardHandler), name: "x"}
+		if chunk <= 0 {
+			chunk = 1
+		}
+		for len(b) > 0 {
+			n := min(chunk, len(b))
+			if w, err := tl.Write(b[:n]); w != n || err != nil {
+				t.Fatalf("Write = %d, %v", w, err)
+			}
+			b = b[n:]
+		}
+		if s := tl.String(); strings.Contains(s, "\n") {
+			t.Errorf("tail spans lines: %q", s)
 		}
 	})
 }
