@@ -500,3 +500,58 @@ func TestPublishBeforeChildPID(t *testing.T) {
 		t.Errorf("rootlessctl list-ports: exit %d, %q %q", r.Code, r.Stdout, r.Stderr)
 	}
 }
+
+// integration-run-without-reap.sh: without a reaper the command keeps the
+// controlling terminal.
+func TestNoReaperKeepsTTY(t *testing.T) {
+	t.Parallel()
+	r := RunUser(t, 20*time.Second, "script", "-qec", "rootlesskit --reaper=false sh -c 'tty; echo DONE'", "/dev/null")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "/dev/pts/") || !strings.Contains(r.Stdout, "DONE") || strings.Contains(r.Stdout+r.Stderr, "cannot set terminal process group") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want a tty and DONE", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// With no subordinate ranges only the user is mapped, with one warning
+// line that says how to add ranges.
+func TestSingleIDFallback(t *testing.T) {
+	t.Parallel()
+	fake := filepath.Join(TempDir(t), "getsubids")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := UserCmd(t, context.Background(), "rootlesskit", "--subid-source=dynamic", "--net=none", "cat", "/proc/self/uid_map", "/proc/self/gid_map")
+	cmd.Env = append(cmd.Env, "GETSUBIDS="+fake)
+	r := Run(t, cmd)
+	uid, gid := testIDs(t)
+	got := strings.Join(strings.Fields(r.Stdout), " ")
+	if r.Code != 0 || got != fmt.Sprintf("0 %d 1 0 %d 1", uid, gid) {
+		t.Errorf("exit %d, maps %q; want only %d and %d mapped", r.Code, got, uid, gid)
+	}
+	if lines := strings.Split(strings.TrimSpace(r.Stderr), "\n"); len(lines) != 1 || !strings.Contains(r.Stderr, "usermod --add-subuids") {
+		t.Errorf("stderr %q, want one warning line with the usermod fix", r.Stderr)
+	}
+}
+
+// A host without newuidmap fails before anything starts, naming the package.
+func TestNoNewuidmap(t *testing.T) {
+	t.Parallel()
+	cmd := UserCmd(t, context.Background(), "rootlesskit", "--subid-source=static", "/bin/true")
+	for i, e := range cmd.Env {
+		if strings.HasPrefix(e, "PATH=") {
+			cmd.Env[i] = "PATH=" + Bin
+		}
+	}
+	r := Run(t, cmd)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "newuidmap") || !strings.Contains(r.Stderr, "uidmap") {
+		t.Errorf("exit %d, stderr %q; want 1 naming newuidmap and the uidmap package", r.Code, r.Stderr)
+	}
+}
+
+// The embedded netstack gets its tap fd from the namespace init (OpenTap).
+func TestNetstackTap(t *testing.T) {
+	t.Parallel()
+	r := RunUser(t, 30*time.Second, "unroot", "run", "--net=netstack", "--", "sh", "-c", "ip -4 -o addr show tap0; ip route show default")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "10.0.2.100/24") || !strings.Contains(r.Stdout, "default via") {
+		t.Errorf("exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+}
