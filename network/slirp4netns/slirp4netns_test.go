@@ -276,7 +276,7 @@ func TestDriverUnprivileged(t *testing.T) {
 func TestDriverIPv6(t *testing.T) {
 	l, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
-		t.Fatalf("host has no IPv6 loopback: %v", err)
+		t.Fatalf("host has no IPv6 loopback (::1): %v; enable it: sysctl -w net.ipv6.conf.lo.disable_ipv6=0", err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello over IPv6") })}
 	go srv.Serve(l)

@@ -288,7 +288,7 @@ func TestPastaImplicitPorts(t *testing.T) {
 func TestSlirp4netnsIPv6(t *testing.T) {
 	l, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
-		t.Fatalf("host has no IPv6 loopback: %v", err)
+		t.Fatalf("host has no IPv6 loopback (::1): %v; enable it: sysctl -w net.ipv6.conf.lo.disable_ipv6=0", err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "host-ipv6-ok") })}
 	go srv.Serve(l)
