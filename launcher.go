@@ -524,7 +524,7 @@ func (l *Launcher) openTap(ctx context.Context, name string) (*os.File, error) {
 // command's own code, or 255 when it (or the namespace init) was killed by
 // a signal. err describes a non-zero exit.
 func (l *Launcher) Wait() (int, error) {
-	if l.exited == nil {
+	if l.exited == nil || l.cmd == nil {
 		return 1, errors.New("wait: launcher not started")
 	}
 	<-l.exited

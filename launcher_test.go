@@ -1,0 +1,96 @@
+package unroot
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/network"
+	"github.com/unroot/unroot/port"
+)
+
+type fakeNet struct{ host bool }
+
+func (f fakeNet) Name() string { return "fake" }
+func (f fakeNet) Start(context.Context, network.Child) (network.Setup, error) {
+	return network.Setup{}, nil
+}
+func (f fakeNet) Info() *api.NetworkDriverInfo { return &api.NetworkDriverInfo{Driver: "fake"} }
+func (f fakeNet) Close() error                 { return nil }
+func (f fakeNet) SharesHostNetwork() bool      { return f.host }
+
+func TestValidate(t *testing.T) {
+	noPorts := func(context.Context, port.Env) (port.Driver, error) { return nil, nil }
+	tests := []struct {
+		name string
+		l    *Launcher
+		want string // "" = valid
+	}{
+		{"minimal", &Launcher{Command: []string{"true"}}, ""},
+		{"no command", &Launcher{}, "no command specified"},
+		{"reaper without pidns", &Launcher{Command: []string{"true"}, Reaper: ReaperOn}, "--reaper=true requires --pidns"},
+		{"reaper with pidns", &Launcher{Command: []string{"true"}, Reaper: ReaperOn, PIDNS: true}, ""},
+		{"bad propagation", &Launcher{Command: []string{"true"}, Propagation: "weird"}, "propagation"},
+		{"copy-up /tmp", &Launcher{Command: []string{"true"}, CopyUp: []string{"/tmp"}}, "/tmp"},
+		{"copy-up relative", &Launcher{Command: []string{"true"}, CopyUp: []string{"etc"}}, "absolute"},
+		{"rshared copy-up", &Launcher{Command: []string{"true"}, CopyUp: []string{"/etc"}, Propagation: "rshared"}, "rslave"},
+		{"evacuate without cgroupns", &Launcher{Command: []string{"true"}, EvacuateCgroup2: "evac", PIDNS: true}, "--cgroupns"},
+		{"evacuate bad name", &Launcher{Command: []string{"true"}, EvacuateCgroup2: "a/b", PIDNS: true, CgroupNS: true}, "without /"},
+		{"detach on host", &Launcher{Command: []string{"true"}, DetachNetNS: true}, "--detach-netns requires"},
+		{"detach on host driver", &Launcher{Command: []string{"true"}, DetachNetNS: true, Network: fakeNet{host: true}}, "--detach-netns requires"},
+		{"detach on private", &Launcher{Command: []string{"true"}, DetachNetNS: true, Network: fakeNet{}}, ""},
+		{"publish without driver", &Launcher{Command: []string{"true"}, Publish: []port.Spec{{Proto: "tcp", ParentPort: 80, ChildPort: 80}}}, "port driver"},
+		{"publish with driver", &Launcher{Command: []string{"true"}, Ports: noPorts, Publish: []port.Spec{{Proto: "tcp", ParentPort: 80, ChildPort: 80}}}, ""},
+	}
+	for _, tt := range tests {
+		err := tt.l.Validate()
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: Validate() = %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestCloneflagsAndReaper(t *testing.T) {
+	l := &Launcher{Command: []string{"x"}, Network: fakeNet{}, PIDNS: true}
+	if !l.reaper() || !l.privateNet() {
+		t.Errorf("pidns + private net: reaper %v, private %v; want both", l.reaper(), l.privateNet())
+	}
+	const newnet = 0x40000000
+	if l.cloneflags()&newnet == 0 {
+		t.Error("private network without CLONE_NEWNET")
+	}
+	l.DetachNetNS = true
+	if l.cloneflags()&newnet != 0 {
+		t.Error("--detach-netns with CLONE_NEWNET: the command must stay in the host netns")
+	}
+	l = &Launcher{Command: []string{"x"}, PIDNS: true, Reaper: ReaperOff}
+	if l.reaper() || l.privateNet() || l.cloneflags()&newnet != 0 {
+		t.Errorf("host net, reaper off: reaper %v, private %v", l.reaper(), l.privateNet())
+	}
+}
+
+func TestParseReaperMode(t *testing.T) {
+	for in, want := range map[string]ReaperMode{"": ReaperAuto, "auto": ReaperAuto, "true": ReaperOn, "false": ReaperOff} {
+		if got, err := ParseReaperMode(in); err != nil || got != want {
+			t.Errorf("ParseReaperMode(%q) = %v, %v", in, got, err)
+		}
+	}
+	if _, err := ParseReaperMode("yes"); err == nil {
+		t.Error("ParseReaperMode(yes) = nil error")
+	}
+}
+
+func TestStartRejectsBadConfigWithoutSideEffects(t *testing.T) {
+	dir := t.TempDir() + "/state"
+	l := &Launcher{Command: []string{"true"}, StateDir: dir, Reaper: ReaperOn}
+	if err := l.Start(context.Background()); err == nil {
+		t.Fatal("Start with --reaper=true and no pidns succeeded")
+	}
+	if l.StateDirPath() != "" {
+		t.Errorf("state dir %s created for an invalid config", l.StateDirPath())
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("Close after a failed Start: %v", err)
+	}
+}
