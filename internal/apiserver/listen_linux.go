@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"golang.org/x/sys/unix"
+	"github.com/unroot/unroot/internal/sys"
 )
 
 // Listen creates the API socket at path, mode 0600 from the start (it is
@@ -89,14 +89,14 @@ func peerUID(c *net.UnixConn) (int, error) {
 		return -1, err
 	}
 	var (
-		cred *unix.Ucred
+		uid  uint32
 		serr error
 	)
-	if err := rc.Control(func(fd uintptr) { cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }); err != nil {
+	if err := rc.Control(func(fd uintptr) { uid, serr = sys.PeerUID(fd) }); err != nil {
 		return -1, err
 	}
 	if serr != nil {
 		return -1, serr
 	}
-	return int(cred.Uid), nil
+	return int(uid), nil
 }
