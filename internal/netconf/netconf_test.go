@@ -1,0 +1,98 @@
+package netconf
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/unroot/unroot/internal/sys"
+	"github.com/unroot/unroot/network"
+	"github.com/vishvananda/netlink"
+)
+
+// Configuration runs in a helper process (this test binary re-executed) in
+// new user and network namespaces, on a real tap device.
+func TestMain(m *testing.M) {
+	if os.Getenv("NETCONF_TEST_HELPER") != "" {
+		os.Exit(helper())
+	}
+	os.Exit(m.Run())
+}
+
+func helper() int {
+	tap, err := sys.OpenTap("tap0", false)
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	defer tap.Close()
+	if err := LoopbackUp(); err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	s := network.Setup{
+		IfName:  "tap0",
+		Addr:    netip.MustParsePrefix("10.0.2.100/24"),
+		Gateway: netip.MustParseAddr("10.0.2.2"),
+		MTU:     65520,
+		Addr6:   netip.MustParsePrefix("fd00::100/64"),
+	}
+	// Twice: configuring must be idempotent.
+	for range 2 {
+		if err := Configure(s); err != nil {
+			fmt.Println(err)
+			return 1
+		}
+	}
+	link, _ := netlink.LinkByName("tap0")
+	addrs, _ := netlink.AddrList(link, netlink.FAMILY_ALL)
+	routes, _ := netlink.RouteList(link, netlink.FAMILY_V4)
+	fmt.Printf("mtu=%d up=%v\n", link.Attrs().MTU, link.Attrs().Flags&1 != 0)
+	for _, a := range addrs {
+		fmt.Printf("addr=%s\n", a.IPNet)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+			fmt.Printf("default=%s\n", r.Gw)
+		}
+	}
+	lo, _ := netlink.LinkByName("lo")
+	fmt.Printf("lo-up=%v\n", lo.Attrs().Flags&1 != 0)
+	return 0
+}
+
+func TestConfigure(t *testing.T) {
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), "NETCONF_TEST_HELPER=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNET,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if os.Getenv("CI") == "" && strings.Contains(err.Error(), "operation not permitted") {
+			t.Skipf("user namespaces unavailable here: %v", err)
+		}
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	for _, want := range []string{"mtu=65520 up=true", "addr=10.0.2.100/24", "addr=fd00::100/64", "default=10.0.2.2", "lo-up=true"} {
+		if !strings.Contains(string(out), want+"\n") {
+			t.Errorf("inside the namespace: missing %q in\n%s", want, out)
+		}
+	}
+}
+
+func TestConfigureSkipsDriverConfigured(t *testing.T) {
+	// Pure: nothing to do, so no netlink call is made even outside a namespace.
+	if err := Configure(network.Setup{IfName: "tap0", ConfiguredByDriver: true}); err != nil {
+		t.Errorf("ConfiguredByDriver: %v", err)
+	}
+	if err := Configure(network.Setup{}); err != nil {
+		t.Errorf("empty setup: %v", err)
+	}
+}
