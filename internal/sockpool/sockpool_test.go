@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -21,9 +22,9 @@ func TestPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls := 0
+	var calls atomic.Int32
 	srv := &Server{
-		InNetNS:     func(fn func() error) error { calls++; return fn() },
+		InNetNS:     func(fn func() error) error { calls.Add(1); return fn() },
 		NewSocket:   sys.NewSocket,
 		Transparent: func() error { return errors.New("no iptables here") },
 	}
@@ -43,8 +44,8 @@ func TestPool(t *testing.T) {
 		}
 		f.Close()
 	}
-	if calls != 2 {
-		t.Errorf("%d round trips for %d sockets, want 2", calls, Batch+1)
+	if calls.Load() != 2 {
+		t.Errorf("%d round trips for %d sockets, want 2", calls.Load(), Batch+1)
 	}
 	if err := cl.EnableTransparent(ctx); err == nil || cl.transparent {
 		t.Errorf("EnableTransparent = %v, want the server's error", err)
