@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/unroot/unroot"
 	"github.com/unroot/unroot/api/client"
@@ -154,6 +156,12 @@ func (p Profile) daemon(sock string) (Daemon, error) {
 		os.Unsetenv(m)
 	}
 	d := Daemon{Sock: sock, StateDir: os.Getenv("ROOTLESSKIT_STATE_DIR")}
+	// The launcher starts the daemon as soon as the network is up and
+	// serves the API only after the port driver is ready, so a daemon
+	// publishing ports at once would race it; Run returns when it answers.
+	if err := waitSocket(sock, apiWait); err != nil {
+		return d, fmt.Errorf("rootless %s: %w", p.name(), err)
+	}
 	Sock = sock
 	if p.Mount != nil {
 		if err := p.Mount(d); err != nil {
@@ -161,6 +169,25 @@ func (p Profile) daemon(sock string) (Daemon, error) {
 		}
 	}
 	return d, nil
+}
+
+// apiWait bounds the wait for the API socket; the launcher's slowest step
+// before it (a port driver talking to slirp4netns) takes milliseconds.
+const apiWait = 30 * time.Second
+
+func waitSocket(path string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("API socket %s did not answer within %v: %w (did the launcher fail? see its messages above)", path, limit, err)
+		}
+		time.Sleep(delay)
+	}
 }
 
 func (p Profile) runParent(l *unroot.Launcher) (int, error) {
