@@ -274,7 +274,7 @@ func (h *harness) forward(ctx context.Context, p *peer, driver, server string, p
 		return nil, 0, err
 	}
 	if driver == "implicit" {
-		if err := probe(ctx, hp, 15*time.Second); err != nil {
+		if err := h.hostListening(ctx, hp, 15*time.Second); err != nil {
 			s.stop(h)
 			return nil, 0, err
 		}
@@ -602,7 +602,7 @@ func (h *harness) nginxSession(ctx context.Context, p *peer, driver string) (*se
 		return nil, 0, err
 	}
 	if driver == "implicit" {
-		if err := probe(ctx, hp, 15*time.Second); err != nil {
+		if err := h.hostListening(ctx, hp, 15*time.Second); err != nil {
 			s.stop(h)
 			return nil, 0, err
 		}

@@ -254,17 +254,18 @@ func exists(p string) bool {
 	return err == nil
 }
 
-// probe waits until a TCP connection to 127.0.0.1:port succeeds.
-func probe(ctx context.Context, port int, timeout time.Duration) error {
+// hostListening waits until something listens on 127.0.0.1:port (or all
+// addresses) on the host. It does not connect: a probe connection would
+// reach the server inside and count as a failed test there.
+func (h *harness) hostListening(ctx context.Context, port int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-		if err == nil {
-			c.Close()
+		out, _, err := h.runCmd(ctx, 5*time.Second, false, "ss", "-Hltn", fmt.Sprintf("sport = :%d", port))
+		if err == nil && strings.TrimSpace(out) != "" {
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("port %d not forwarded within %v: %w", port, timeout, err)
+			return fmt.Errorf("nothing listens on host port %d after %v: the port driver did not forward it", port, timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
