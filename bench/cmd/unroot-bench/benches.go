@@ -172,7 +172,7 @@ func (h *harness) startupGroup() *group {
 		benches: []*report.Bench{
 			{ID: "startup", Title: "Start-up: launcher running `true`, exec to exit", Unit: "ms",
 				Note: "Flags: host = `--net=host`; slirp4netns, copy-up, pidns = `--net=slirp4netns --copy-up=/etc --disable-host-loopback --pidns`; pasta, copy-up = `--net=pasta --copy-up=/etc --disable-host-loopback`."},
-			{ID: "leaks", Title: "Processes left running after the launcher exited", Unit: "processes",
+			{ID: "leaks", Title: "Processes left running after the launcher exited", Unit: "processes", NoRatios: true,
 				Note: "Counted 100 ms after exit among the launcher's descendants (the harness is their subreaper)."},
 		}}
 	if h.o.quick {
@@ -824,21 +824,17 @@ func (h *harness) versions(ctx context.Context) []report.KV {
 		}
 		kv = append(kv, report.KV{Key: p.label + " (" + p.bin + ")", Value: v})
 	}
-	tools := []struct {
-		name string
-		args []string
-	}{
-		{"slirp4netns", []string{"--version"}}, {"pasta", []string{"--version"}}, {"iperf3", []string{"--version"}},
-		{"wrk", []string{"-v"}}, {"nginx", []string{"-v"}}, {"unshare", []string{"--version"}}, {"newuidmap", []string{"--version"}},
-	}
-	for _, t := range tools {
-		out, errOut, _ := h.runCmd(ctx, 10*time.Second, false, t.name, t.args...)
-		line := strings.TrimSpace(strings.SplitN(strings.TrimSpace(out+"\n"+errOut), "\n", 2)[0])
-		if line == "" {
-			line = "?"
+	// Debian's package versions name each tool exactly (pasta itself
+	// prints "unknown version").
+	for _, pkg := range []string{"slirp4netns", "passt", "uidmap", "iperf3", "wrk", "nginx-light", "iproute2", "rootlesskit"} {
+		out, _, err := h.runCmd(ctx, 10*time.Second, false, "dpkg-query", "-W", "-f", "${Version}", pkg)
+		v := strings.TrimSpace(out)
+		if err != nil || v == "" {
+			v = "not installed"
 		}
-		kv = append(kv, report.KV{Key: t.name, Value: line})
+		kv = append(kv, report.KV{Key: "Debian " + pkg, Value: v})
 	}
+	kv = append(kv, report.KV{Key: "Go (builds unroot)", Value: runtime.Version()})
 	if out, _, err := h.runCmd(ctx, 10*time.Second, false, "git", "-C", mustWd(), "log", "-1", "--format=%h %cd %s", "--date=format:%Y-%m-%d %H:%M"); err == nil {
 		kv = append(kv, report.KV{Key: "unroot commit", Value: strings.TrimSpace(out)})
 	}

@@ -32,8 +32,10 @@ type KV struct{ Key, Value string }
 type Bench struct {
 	ID, Title, Unit string
 	HigherIsBetter  bool
-	Rows            []*Row
-	Note            string
+	// NoRatios: the figures are counts where a ratio means nothing.
+	NoRatios bool
+	Rows     []*Row
+	Note     string
 }
 
 // Row is one variant of a benchmark: a peer with a configuration, or a
@@ -97,7 +99,7 @@ func (b *Bench) Row(peer, config string) *Row {
 
 // Ref returns the reference row for r, or nil.
 func (b *Bench) Ref(r *Row) *Row {
-	if r.Peer == "ref" || r.RefKey == "" {
+	if r.Peer == "ref" || r.RefKey == "" || b.NoRatios {
 		return nil
 	}
 	for _, x := range b.Rows {
@@ -266,7 +268,7 @@ func Markdown(r *Results, chart string) string {
 }
 
 func peerRow(b *Bench, r *Row, peer string) *Row {
-	if r.Peer == peer || r.Peer == "ref" {
+	if r.Peer == peer || r.Peer == "ref" || b.NoRatios {
 		return nil
 	}
 	return b.Row(peer, r.Config)
