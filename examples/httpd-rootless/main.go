@@ -8,7 +8,8 @@
 //
 // The flags other than -listen and -publish exist for the tests: -report
 // prints what the daemon sees (environment, interfaces, API info), -dial and
-// -write probe the network and the copied-up directories, -exit ends the
+// -write probe the network and the copied-up directories, -tmpfs mounts in
+// the daemon phase through Profile.Mount, -exit ends the
 // daemon at once with a given status, and GET /exit?code=N ends it later.
 package main
 
@@ -45,6 +46,7 @@ func main() {
 	publish := flag.Int("publish", 0, "host port on 127.0.0.1 to publish -listen on (0: none)")
 	report := flag.Bool("report", false, "print what the daemon sees as one JSON line")
 	exitNow := flag.Int("exit", -1, "exit at once with this status instead of serving")
+	tmpfs := flag.String("tmpfs", "", "directory to mount a tmpfs on in the daemon phase (Profile.Mount)")
 	var dials, writes, sysctls listFlag
 	flag.Var(&dials, "dial", "TCP address to try from inside, for -report (repeatable)")
 	flag.Var(&writes, "write", "directory to try creating a file in, for -report (repeatable)")
@@ -60,6 +62,16 @@ func main() {
 			os.Exit(2)
 		}
 		p.Sysctls = append(p.Sysctls, rootless.Sysctl{Key: k, Value: v})
+	}
+	if *tmpfs != "" {
+		// The mount hook runs inside the namespaces, as their root, before
+		// Run returns: the place for a daemon's own mounts.
+		p.Mount = func(rootless.Daemon) error {
+			if err := syscall.Mount("tmpfs", *tmpfs, "tmpfs", 0, "mode=0755"); err != nil {
+				return fmt.Errorf("mount tmpfs on %s: %w", *tmpfs, err)
+			}
+			return nil
+		}
 	}
 	d, err := p.Run(*stateDir)
 	if err != nil {

@@ -507,3 +507,68 @@ func TestLibraryRefusedStarts(t *testing.T) {
 		failing(t, libNetns(t, "0"), nil, "expected sysctl value \"net.ipv4.ip_forward\" to be \"1\", got \"0\"; try adding \"net.ipv4.ip_forward=1\" to /etc/sysctl.conf and running `sudo sysctl --system`")
 	})
 }
+
+func TestLibraryMountHook(t *testing.T) {
+	ns := libNetns(t, "1")
+	// /mnt is the host's, read-only to the namespace's root until the
+	// hook mounts a tmpfs on it.
+	r, _, _ := runReport(t, ns, nil, "-tmpfs", "/mnt", "-write", "/mnt")
+	if r.Write["/mnt"] != "ok" {
+		t.Errorf("tmpfs from the mount hook not writable: %s", r.Write["/mnt"])
+	}
+	// A failing hook is the daemon's error: one line, and the parent exits
+	// with the daemon's status 1.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res := Run(t, libCmd(t, ctx, ns, nil, "-tmpfs", "/nonexistent-dir", "-report"))
+	want := "httpd-rootless: rootless k3s: mount: mount tmpfs on /nonexistent-dir: no such file or directory\n"
+	if res.Code != 1 || !strings.HasSuffix(res.Stderr, want) || strings.Contains(res.Stdout, "report") {
+		t.Errorf("failing hook: exit %d, stdout %q, stderr %q; want exit 1 and %q", res.Code, res.Stdout, res.Stderr, want)
+	}
+}
+
+func TestLibraryStateDir(t *testing.T) {
+	ns := libNetns(t, "1")
+	state := filepath.Join(TempDir(t), "state")
+	// A directory left by a killed run is reused: stale entries go.
+	uid, gid := testIDs(t)
+	if err := os.MkdirAll(filepath.Join(state, "stale"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{state, filepath.Join(state, "stale")} {
+		os.Chown(p, uid, gid)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	first := libCmd(t, ctx, ns, nil, "-state", state, "-listen", "8082")
+	out, _ := first.StdoutPipe()
+	var stderr bytes.Buffer
+	first.Stderr = &stderr
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "ready" {
+	}
+	if _, err := os.Stat(filepath.Join(state, "stale")); !os.IsNotExist(err) {
+		t.Errorf("stale entry kept in the state directory (%v)", err)
+	}
+	// A second instance on the same directory is refused while the first runs.
+	second := Run(t, libCmd(t, ctx, ns, nil, "-state", state, "-exit", "0"))
+	if second.Code != 1 || !strings.Contains(second.Stderr, "another RootlessKit is running with the same state directory") {
+		t.Errorf("second instance: exit %d, stderr %q", second.Code, second.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(state, "api.sock")); err != nil {
+		t.Errorf("the refused instance disturbed the running one: %v", err)
+	}
+	first.Process.Signal(syscall.SIGTERM)
+	for sc.Scan() {
+	}
+	first.Wait()
+	if code := first.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("first instance exit %d\nstderr: %s", code, stderr.String())
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("state directory %s left behind (%v)", state, err)
+	}
+}
