@@ -401,7 +401,10 @@ func (h *harness) udpGroup() *group {
 		{ID: "udp-port", Title: "UDP host → namespace through a published port, goodput at < 1% loss (iperf3 -u -l 1400)", Unit: "Gbit/s", HigherIsBetter: true,
 			Note: "Each round starts from the last rate that passed (first: 1 Gbit/s, raised 15% after a pass); after a run with ≥ 1% loss the rate drops to 60% of what arrived, at most 5 runs a round; a round with no passing run records nothing. Only the builtin port driver: slirp4netns's hostfwd never answers iperf3's UDP handshake (with every peer), and pasta's automatic forwarding learns only UDP ports that stay bound, while iperf3 binds its UDP port per test."},
 	}}
-	udpSecs := max(1, h.secs()/2)
+	udpSecs := 2
+	if h.o.quick {
+		udpSecs = 1
+	}
 	search := func(ctx context.Context, rate *float64, port int) (map[string]float64, error) {
 		var last parse.Iperf3
 		for try := 0; try < 5; try++ {
