@@ -53,8 +53,8 @@ func ExampleProfile() {
 	}
 }
 
-// The knobs are parsed by a pure function, which unroot's own CLI and
-// tests use too.
+// The knobs are parsed by a pure function: a program can show what a
+// unit file's environment will do without starting anything.
 func ExampleParseKnobs() {
 	env := map[string]string{"K3S_ROOTLESS_MTU": "1500", "K3S_ROOTLESS_PORT_DRIVER": "vpnkit"}
 	s, warnings, err := rootless.ParseKnobs("K3S", func(k string) string { return env[k] }, rootless.K3s().Defaults)

@@ -157,6 +157,9 @@ type seen struct {
 	PkgSock  string            `json:"pkgSock"`
 	StateDir string            `json:"stateDir"`
 	UID      int               `json:"uid"`
+	PID      int               `json:"pid"`
+	PPID     int               `json:"ppid"`
+	ProcPID  string            `json:"procPID"` // as /proc/self says: the same as PID only with a fresh /proc
 	Env      []string          `json:"env"`
 	Ifaces   []iface           `json:"ifaces"`
 	Info     *api.Info         `json:"info"`
@@ -167,7 +170,10 @@ type seen struct {
 
 func look(d rootless.Daemon, dials, writes []string) seen {
 	s := seen{Sock: d.Sock, PkgSock: rootless.Sock, StateDir: d.StateDir, UID: os.Getuid(), Env: os.Environ(),
-		Dial: map[string]string{}, Write: map[string]string{}}
+		PID: os.Getpid(), PPID: os.Getppid(), Dial: map[string]string{}, Write: map[string]string{}}
+	if b, err := os.ReadFile("/proc/self/stat"); err == nil {
+		s.ProcPID, _, _ = strings.Cut(string(b), " ")
+	}
 	ifs, _ := net.Interfaces()
 	for _, i := range ifs {
 		x := iface{Name: i.Name, MTU: i.MTU}

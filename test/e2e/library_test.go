@@ -106,6 +106,9 @@ type report struct {
 	PkgSock  string            `json:"pkgSock"`
 	StateDir string            `json:"stateDir"`
 	UID      int               `json:"uid"`
+	PID      int               `json:"pid"`
+	PPID     int               `json:"ppid"`
+	ProcPID  string            `json:"procPID"`
 	Env      []string          `json:"env"`
 	Ifaces   []reportIface     `json:"ifaces"`
 	Info     *api.Info         `json:"info"`
@@ -161,6 +164,11 @@ func checkDaemonEnv(t *testing.T, r report, state string) {
 	}
 	if r.UID != 0 {
 		t.Errorf("daemon uid %d, want 0 inside its namespace", r.UID)
+	}
+	// PID namespace with the reaper as PID 1 and the daemon's parent, and
+	// a /proc of that namespace.
+	if r.PPID != 1 || r.ProcPID != strconv.Itoa(r.PID) {
+		t.Errorf("daemon pid %d, ppid %d, /proc/self says %s; want ppid 1 and a /proc that agrees", r.PID, r.PPID, r.ProcPID)
 	}
 	if want := filepath.Join(state, "api.sock"); r.Sock != want || r.PkgSock != want || r.StateDir != state {
 		t.Errorf("sock %q, rootless.Sock %q, state %q; want %s and %s", r.Sock, r.PkgSock, r.StateDir, want, state)
@@ -471,7 +479,7 @@ func failing(t *testing.T, ns string, env []string, want string, extra ...string
 			errLines = append(errLines, l)
 		}
 	}
-	if len(errLines) != 1 || errLines[0] != "httpd-rootless: "+want && !strings.HasPrefix(errLines[0], "httpd-rootless: "+want) {
+	if len(errLines) != 1 || !strings.HasPrefix(errLines[0], "httpd-rootless: "+want) {
 		t.Errorf("stderr %q, want one line starting %q", r.Stderr, "httpd-rootless: "+want)
 	}
 	if strings.Contains(r.Stdout, "report") || strings.Contains(r.Stderr, "goroutine") {
