@@ -81,7 +81,10 @@ func (s *started) wait(timeout time.Duration) (error, bool) {
 // process group with a clean environment.
 func (h *harness) command(ctx context.Context, asUser bool, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: if the harness itself is killed (SIGKILL, no cleanup),
+	// what it started directly dies too, and the launchers take their
+	// namespaces and helpers with them.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 3 * time.Second
 	cmd.Dir = h.work

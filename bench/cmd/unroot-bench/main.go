@@ -172,7 +172,8 @@ func newHarness(ctx context.Context, o options, log *slog.Logger) (*harness, err
 		lim.Cur = want
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
-	h.work, err = os.MkdirTemp("", "unroot-bench-")
+	// The pid in the name lets a later run remove what a killed run left.
+	h.work, err = os.MkdirTemp("", fmt.Sprintf("unroot-bench-%d-", os.Getpid()))
 	if err != nil {
 		return nil, fmt.Errorf("create scratch directory: %w", err)
 	}
@@ -186,6 +187,7 @@ func newHarness(ctx context.Context, o options, log *slog.Logger) (*harness, err
 	}
 	// The test user must reach its scratch directory through /tmp.
 	_ = os.Chmod(h.work, 0o755)
+	h.removeStale(ctx)
 	h.peers = findPeers(ctx, h)
 	return h, nil
 }

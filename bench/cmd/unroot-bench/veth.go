@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/unroot/unroot/bench/internal/parse"
@@ -44,6 +46,40 @@ func (h *harness) vethPair(ctx context.Context) (*veth, error) {
 		}
 	}
 	return v, nil
+}
+
+// removeStale deletes veth namespaces left by a harness that was killed
+// before it could clean up (their names carry its pid).
+func (h *harness) removeStale(ctx context.Context) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "unroot-bench-*-*"))
+	for _, d := range dirs {
+		var pid int
+		if _, err := fmt.Sscanf(strings.TrimPrefix(filepath.Base(d), "unroot-bench-"), "%d-", &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); os.IsNotExist(err) {
+			_ = os.RemoveAll(d)
+		}
+	}
+	out, _, err := h.runCmd(ctx, 10*time.Second, false, "ip", "netns", "list")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		name := f[0]
+		var pid int
+		if _, err := fmt.Sscanf(name[strings.LastIndexByte(name, '-')+1:], "%d", &pid); err != nil || !strings.HasPrefix(name, "unroot-bench-") {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // another harness still uses it
+		}
+		_, _, _ = h.runCmd(ctx, 10*time.Second, false, "ip", "netns", "del", name)
+	}
 }
 
 // remove deletes both namespaces, which takes the veth pair with them.
