@@ -126,11 +126,67 @@ func (e *vnetEndpoint) Close() {
 	}
 }
 
+// rxSizes are the chunks one read lands in: a small frame (an ACK, a DNS
+// query, a 1500-byte segment) fills only the first, a 64 KiB super-segment
+// all of them. They are powers of two so each is exactly one pooled gVisor
+// chunk, and they add up to more than Ethernet plus a 64 KiB IP packet.
+var rxSizes = [...]int{2048, 2048, 4096, 8192, 16384, 32768, 128}
+
+// rxBuffer reads frames straight into gVisor views, so a received packet is
+// handed to the stack without a copy; only the views a frame used are
+// replaced for the next read.
+type rxBuffer struct {
+	hdr   [virtioNetHdrSize]byte
+	views [len(rxSizes)]*buffer.View
+}
+
+// fill gives every slot a view; the caller builds the iovecs from them.
+func (r *rxBuffer) fill() {
+	for i, v := range r.views {
+		if v == nil {
+			r.views[i] = buffer.NewViewSize(rxSizes[i])
+		}
+	}
+}
+
+// take returns the first n bytes read as a Buffer that owns its views.
+func (r *rxBuffer) take(n int) buffer.Buffer {
+	var b buffer.Buffer
+	for i := 0; n > 0; i++ {
+		v := r.views[i]
+		r.views[i] = nil
+		k := min(n, rxSizes[i])
+		v.CapLength(k)
+		if i == 0 {
+			b = buffer.MakeWithView(v)
+		} else {
+			b.Append(v)
+		}
+		n -= k
+	}
+	return b
+}
+
+func (r *rxBuffer) release() {
+	for i, v := range r.views {
+		if v != nil {
+			v.Release()
+			r.views[i] = nil
+		}
+	}
+}
+
 func (e *vnetEndpoint) readLoop(d stack.NetworkDispatcher) {
-	// One frame: header, Ethernet, and a 64 KiB IP packet (TSO ignores MTU).
-	buf := make([]byte, virtioNetHdrSize+header.EthernetMinimumSize+65535)
-	iov := rawfile.AppendIovecFromBytes(nil, buf, 1)
+	var rx rxBuffer
+	defer rx.release()
+	const maxIov = len(rxSizes) + 1
+	iov := rawfile.AppendIovecFromBytes(nil, nil, 0) // reused between reads
 	for {
+		rx.fill()
+		iov = rawfile.AppendIovecFromBytes(iov[:0], rx.hdr[:], maxIov)
+		for _, v := range rx.views {
+			iov = rawfile.AppendIovecFromBytes(iov, v.AsSlice(), maxIov)
+		}
 		n, errno := rawfile.BlockingReadvUntilStopped(e.stop.EFD, e.fd, iov)
 		if n == -1 && errno == 0 {
 			return // stopped
@@ -141,22 +197,22 @@ func (e *vnetEndpoint) readLoop(d stack.NetworkDispatcher) {
 		if n <= virtioNetHdrSize+header.EthernetMinimumSize {
 			continue
 		}
-		e.deliver(d, buf[virtioNetHdrSize:n])
+		e.deliver(d, &rx, n-virtioNetHdrSize)
 	}
 }
 
-func (e *vnetEndpoint) deliver(d stack.NetworkDispatcher, frame []byte) {
-	eth := header.Ethernet(frame)
+func (e *vnetEndpoint) deliver(d stack.NetworkDispatcher, rx *rxBuffer, n int) {
+	eth := header.Ethernet(rx.views[0].AsSlice()[:header.EthernetMinimumSize])
 	dst := eth.DestinationAddress()
 	if dst != e.addr && dst[0]&1 == 0 {
-		return // unicast for someone else
+		return // unicast for someone else; the views are reused
 	}
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(frame)})
+	proto := eth.Type()
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: rx.take(n)})
 	defer pkt.DecRef()
 	if _, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize); !ok {
 		return
 	}
-	proto := eth.Type()
 	pkt.NetworkProtocolNumber = proto
 	d.DeliverNetworkPacket(proto, pkt)
 }

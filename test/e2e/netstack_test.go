@@ -57,27 +57,112 @@ func nskRun(t *testing.T, flags []string, script string) Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	before := UserProcesses(t)
 	args := append(append([]string{"run"}, flags...), "--", "sh", "-c", script)
-	r := Run(t, nskBareCmd(t, ctx, args...))
-	nskNoLeftovers(t, before)
+	return nskExec(t, nskBareCmd(t, ctx, args...))
+}
+
+// nskExec runs cmd to completion like Run, recording every process below it
+// while it runs, and fails if any of them outlives it. (Other tests share
+// the test user, so counting the user's processes would not do.)
+func nskExec(t *testing.T, cmd *exec.Cmd) Result {
+	t.Helper()
+	var so, se strings.Builder
+	cmd.Stdout, cmd.Stderr = &so, &se
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	seen := nskWatch(cmd.Process.Pid)
+	err := cmd.Wait()
+	pids := seen()
+	r := Result{Stdout: so.String(), Stderr: se.String()}
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("%s: %v\nstderr: %s", strings.Join(cmd.Args, " "), err, r.Stderr)
+		}
+		r.Code = ee.ExitCode()
+	}
+	nskNoLeftovers(t, pids)
 	return r
 }
 
-// nskNoLeftovers fails if the test user has processes that were not there
-// before the run.
-func nskNoLeftovers(t *testing.T, before []string) {
-	t.Helper()
-	old := map[string]bool{}
-	for _, p := range before {
-		old[p] = true
+// nskWatch polls the process tree under pid until the returned function is
+// called, which returns every descendant seen.
+func nskWatch(pid int) func() []int {
+	stop := make(chan struct{})
+	done := make(chan []int)
+	go func() {
+		seen := map[int]bool{}
+		for {
+			for _, p := range nskDescendants(pid) {
+				seen[p] = true
+			}
+			select {
+			case <-stop:
+				var out []int
+				for p := range seen {
+					out = append(out, p)
+				}
+				done <- out
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	return func() []int { close(stop); return <-done }
+}
+
+func nskDescendants(root int) []int {
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pp := nskStat(pid, 1); pp != "" {
+			ppid, _ := strconv.Atoi(pp)
+			children[ppid] = append(children[ppid], pid)
+		}
 	}
+	var out []int
+	queue := []int{root}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// nskStat returns field i after the command name in /proc/PID/stat
+// (0 is the state, 1 the parent pid), or "" if the process is gone.
+func nskStat(pid, i int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	j := strings.LastIndexByte(string(data), ')')
+	f := strings.Fields(string(data[j+1:]))
+	if i >= len(f) {
+		return ""
+	}
+	return f[i]
+}
+
+// nskNoLeftovers fails if any of pids is still running (zombies waiting
+// for their new parent to reap them count as gone).
+func nskNoLeftovers(t *testing.T, pids []int) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var left []string
-		for _, p := range UserProcesses(t) {
-			if !old[p] {
-				left = append(left, p)
+		for _, p := range pids {
+			if st := nskStat(p, 0); st != "" && st != "Z" {
+				left = append(left, fmt.Sprintf("%d(%s)", p, nskComm(p)))
 			}
 		}
 		if len(left) == 0 {
@@ -88,6 +173,11 @@ func nskNoLeftovers(t *testing.T, before []string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func nskComm(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(b))
 }
 
 // nskHTTP serves "netstack-ok" on the host's 127.0.0.1 and returns the port.
@@ -229,9 +319,7 @@ exec "$setpriv" --reuid="$u" --regid="$g" --clear-groups -- "$@"`
 	root.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	root.Cancel = func() error { return syscall.Kill(-root.Process.Pid, syscall.SIGKILL) }
 	root.WaitDelay = 5 * time.Second
-	before := UserProcesses(t)
-	r := Run(t, root)
-	nskNoLeftovers(t, before)
+	r := nskExec(t, root)
 	if r.Code != 0 || !strings.Contains(r.Stdout, "192.0.2.123") {
 		t.Fatalf("getent hosts svc.unroot.test inside = exit %d %q, want 192.0.2.123 from the loopback resolver\nstderr: %s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -354,12 +442,12 @@ func TestNetstackPublish(t *testing.T) {
 	state := filepath.Join(dir, "state")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	before := UserProcesses(t)
 	cmd := nskBareCmd(t, ctx, "run", "--state-dir="+state, "--net=netstack",
 		fmt.Sprintf("-p=127.0.0.1:%d:8000/tcp", port), "--", "busybox", "httpd", "-f", "-p", "8000", "-h", dir)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	seen := nskWatch(cmd.Process.Pid)
 	WaitFile(t, filepath.Join(state, "child_pid"), 20*time.Second)
 	var body string
 	deadline := time.Now().Add(10 * time.Second)
@@ -376,7 +464,7 @@ func TestNetstackPublish(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
-	nskNoLeftovers(t, before)
+	nskNoLeftovers(t, seen())
 	if body != "served-inside" {
 		t.Fatalf("GET through -p 127.0.0.1:%d = %q, want the namespace's page", port, body)
 	}
