@@ -148,7 +148,8 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 	}
 	f, err := c.OpenTap(ctx, d.plan.ifName)
 	if err != nil {
-		return network.Setup{}, fmt.Errorf("open tap %s in the namespace: %w", d.plan.ifName, err)
+		// The launcher's error already names the device and the step.
+		return network.Setup{}, err
 	}
 	// fdbased wants a bare fd it can make non-blocking and poll itself; a
 	// dup keeps it independent of the *os.File and of Go's poller.

@@ -661,7 +661,7 @@ func TestStartErrors(t *testing.T) {
 	_, err = d2.Start(context.Background(), network.Child{OpenTap: func(context.Context, string) (*os.File, error) {
 		return nil, fmt.Errorf("no /dev/net/tun")
 	}})
-	if err == nil || !strings.Contains(err.Error(), "open tap tap0") || !strings.Contains(err.Error(), "no /dev/net/tun") {
+	if err == nil || !strings.Contains(err.Error(), "no /dev/net/tun") {
 		t.Fatalf("Start with failing OpenTap = %v", err)
 	}
 
