@@ -202,3 +202,15 @@ func TestLauncherNeedsPrefix(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestRunAgainInDaemonPhase(t *testing.T) {
+	// Once the daemon phase has returned, another Run (another Profile
+	// even) must not start a nested launcher.
+	d := Daemon{Sock: "/run/x/api.sock", StateDir: "/run/x"}
+	current = &d
+	t.Cleanup(func() { current = nil })
+	got, err := Profile{Prefix: "K3S", Sysctls: []Sysctl{{Key: "kernel.ostype", Value: "never"}}}.Run("")
+	if err != nil || got != d {
+		t.Fatalf("Run = %+v, %v; want %+v", got, err, d)
+	}
+}

@@ -27,6 +27,9 @@ import (
 // like k3s's service-port controller, reads a package variable.
 var Sock string
 
+// current is the daemon phase's Daemon once Run has returned it.
+var current *Daemon
+
 // Profile describes how one daemon makes itself rootless. The zero value
 // of every field but Prefix is usable; K3s returns k3s's profile.
 type Profile struct {
@@ -133,9 +136,14 @@ func (p Profile) log() *slog.Logger {
 // RootlessKit variables set so rootlessctl and nerdctl find it.
 //
 // stateDir is locked, wiped of stale entries and removed at exit; ""
-// makes a private temporary one.
+// makes a private temporary one. A second call in the daemon phase (k3s's
+// server and agent both call in) returns the same Daemon again instead of
+// nesting another set of namespaces.
 func (p Profile) Run(stateDir string) (Daemon, error) {
 	unroot.Init()
+	if current != nil {
+		return *current, nil
+	}
 	if sock, ok := os.LookupEnv(p.DaemonMarker()); ok && p.Prefix != "" {
 		return p.daemon(sock)
 	}
@@ -162,12 +170,13 @@ func (p Profile) daemon(sock string) (Daemon, error) {
 	if err := waitSocket(sock, apiWait); err != nil {
 		return d, fmt.Errorf("rootless %s: %w", p.name(), err)
 	}
-	Sock = sock
 	if p.Mount != nil {
 		if err := p.Mount(d); err != nil {
 			return d, fmt.Errorf("rootless %s: mount: %w", p.name(), err)
 		}
 	}
+	Sock = sock
+	current = &d
 	return d, nil
 }
 
