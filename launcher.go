@@ -424,11 +424,13 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		}
 	}
 	mark("ports published")
-	if err := l.dir.WriteChildPID(l.childPID); err != nil {
-		return err
-	}
+	// api.sock is served before child_pid appears: scripts take child_pid
+	// as the signal that everything, the API included, is ready.
 	l.api, err = l.serveAPI(l.dir.Join(statedir.APISock))
 	if err != nil {
+		return err
+	}
+	if err := l.dir.WriteChildPID(l.childPID); err != nil {
 		return err
 	}
 	if l.Ready == string(notify.ModePorts) {
@@ -442,7 +444,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			l.log.Warn(err.Error())
 		}
 	}
-	mark("api.sock served")
+	mark("api.sock served, child_pid written")
 	l.log.Debug("started", "childPID", l.childPID, "commandPID", l.cmdPID, "stateDir", l.dir.Path())
 	return nil
 }
@@ -556,6 +558,9 @@ func (l *Launcher) Close() error {
 
 func (l *Launcher) teardown() error {
 	l.closed = true
+	t0 := time.Now()
+	mark := func(stage string) { l.log.Debug("close: "+stage, "elapsed", time.Since(t0)) }
+	defer mark("done")
 	var errs []error
 	if l.api != nil {
 		errs = append(errs, l.api.Close())
@@ -571,9 +576,11 @@ func (l *Launcher) teardown() error {
 			<-l.exited
 		}
 	}
+	mark("api, ports and namespace init stopped")
 	if l.netUp {
 		errs = append(errs, l.Network.Close())
 	}
+	mark("network driver stopped")
 	if l.stopSigs != nil {
 		l.stopSigs()
 	} else if l.sigs != nil {

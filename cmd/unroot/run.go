@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/unroot/unroot"
 	"github.com/unroot/unroot/doctor"
@@ -21,6 +22,7 @@ type errPrinter func(error)
 // the exit status.
 func launch(o *opts, command []string, p personality, printErr errPrinter) int {
 	log := newLogger(os.Stderr, o.debug, p)
+	log.Debug("cli: flags parsed", "sinceStart", sinceExec())
 	if len(command) == 0 {
 		printErr(errors.New("no command specified"))
 		return 1
@@ -30,15 +32,18 @@ func launch(o *opts, command []string, p personality, printErr errPrinter) int {
 		printErr(err)
 		return 1
 	}
+	log.Debug("cli: drivers built", "sinceStart", sinceExec())
 	ctx := context.Background()
 	if err := l.Start(ctx); err != nil {
 		printErr(doctor.Explain(ctx, err, doctor.Options{Net: netNameOf(l.Network)}))
 		return 1
 	}
 	code, werr := l.Wait()
+	log.Debug("cli: command exited", "sinceStart", sinceExec())
 	if cerr := l.Close(); cerr != nil {
 		log.Warn(cerr.Error())
 	}
+	log.Debug("cli: closed", "sinceStart", sinceExec())
 	if werr != nil {
 		printErr(werr)
 	}
@@ -167,3 +172,9 @@ func (h *lineHandler) WithAttrs(as []slog.Attr) slog.Handler {
 }
 
 func (h *lineHandler) WithGroup(string) slog.Handler { return h }
+
+// processStart is set as the package initializes, just after Go's own
+// start-up, so --debug timings cover flag parsing and driver set-up too.
+var processStart = time.Now()
+
+func sinceExec() time.Duration { return time.Since(processStart) }

@@ -86,6 +86,16 @@ func Lookup(ctx context.Context, src Source, self Identity) (Plan, error) {
 			return p, err
 		}
 	default:
+		// getsubids asks NSS only when nsswitch.conf names a subid
+		// service; otherwise it reads the same files we do, at the cost
+		// of two processes on every start.
+		if !nssHasSubid() {
+			p.UIDRanges, p.GIDRanges, err = static(self)
+			if err != nil {
+				return p, err
+			}
+			break
+		}
 		p.UIDRanges, p.GIDRanges, err = dynamic(ctx, self)
 		if err != nil || len(p.UIDRanges) == 0 || len(p.GIDRanges) == 0 {
 			p.UIDRanges, p.GIDRanges, err = static(self)
@@ -104,6 +114,35 @@ func Lookup(ctx context.Context, src Source, self Identity) (Plan, error) {
 			who, SubUIDFile, SubGIDFile, who)
 	}
 	return p, nil
+}
+
+// NSSwitchFile is read to decide whether auto needs getsubids.
+var NSSwitchFile = "/etc/nsswitch.conf"
+
+func nssHasSubid() bool {
+	b, err := os.ReadFile(NSSwitchFile)
+	if err != nil {
+		return false
+	}
+	return HasSubidService(string(b))
+}
+
+// HasSubidService reports whether nsswitch.conf content routes subordinate
+// ids to a service other than the files.
+func HasSubidService(conf string) bool {
+	for _, line := range strings.Split(conf, "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		key, val, ok := strings.Cut(line, ":")
+		if !ok || strings.TrimSpace(key) != "subid" {
+			continue
+		}
+		for _, svc := range strings.Fields(val) {
+			if svc != "files" && !strings.HasPrefix(svc, "[") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func static(self Identity) (uids, gids []procfs.Range, err error) {

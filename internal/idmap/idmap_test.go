@@ -18,8 +18,8 @@ func TestArgs(t *testing.T) {
 		want   string
 	}{
 		{1001, nil, "0 1001 1"},
-		{1001, []procfs.Range{{100000, 65536}}, "0 1001 1 1 100000 65536"},
-		{1001, []procfs.Range{{100000, 65536}, {300000, 10}}, "0 1001 1 1 100000 65536 65537 300000 10"},
+		{1001, []procfs.Range{{Start: 100000, Count: 65536}}, "0 1001 1 1 100000 65536"},
+		{1001, []procfs.Range{{Start: 100000, Count: 65536}, {Start: 300000, Count: 10}}, "0 1001 1 1 100000 65536 65537 300000 10"},
 	}
 	for _, tt := range tests {
 		if got := strings.Join(Args(tt.self, tt.ranges), " "); got != tt.want {
@@ -50,7 +50,7 @@ func TestLookupStatic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(p.UIDRanges, []procfs.Range{{100000, 65536}}) || !reflect.DeepEqual(p.GIDRanges, []procfs.Range{{200000, 65536}}) || p.Warning != "" {
+	if !reflect.DeepEqual(p.UIDRanges, []procfs.Range{{Start: 100000, Count: 65536}}) || !reflect.DeepEqual(p.GIDRanges, []procfs.Range{{Start: 200000, Count: 65536}}) || p.Warning != "" {
 		t.Errorf("got %+v", p)
 	}
 	if !p.NeedsHelpers() {
@@ -67,4 +67,31 @@ func TestLookupStatic(t *testing.T) {
 	if err != nil || p.NeedsHelpers() || p.Warning != "" {
 		t.Errorf("root: got %+v, %v", p, err)
 	}
+}
+
+func TestHasSubidService(t *testing.T) {
+	tests := map[string]bool{
+		"":                                 false,
+		"passwd: files\ngroup: files\n":    false,
+		"subid: files\n":                   false,
+		"subid: sss\n":                     true,
+		"subid:   files sss\n":             true,
+		"# subid: sss\npasswd: files\n":    false,
+		"subid: files [NOTFOUND=return]\n": false,
+		"subidx: sss\n":                    false,
+	}
+	for in, want := range tests {
+		if got := HasSubidService(in); got != want {
+			t.Errorf("HasSubidService(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func FuzzHasSubidService(f *testing.F) {
+	f.Add("subid: sss\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		if HasSubidService(s) && !strings.Contains(s, "subid") {
+			t.Fatalf("true without a subid line: %q", s)
+		}
+	})
 }
