@@ -36,15 +36,18 @@ import (
 // version with unroot as build metadata, so `--print-semver` still works.
 const Version = "3.0.1+unroot"
 
-// ReaperMode selects whether the namespace init reaps orphans as PID 1.
+// ReaperMode selects RootlessKit's --reaper behaviour: whether the command
+// starts in a new session (setsid), as a PID-1 reaper's command does, or
+// keeps the controlling terminal. Orphans that reach the namespace init are
+// reaped either way, so none is left a zombie.
 type ReaperMode int
 
 const (
-	// ReaperAuto reaps when PIDNS is set (the zero value).
+	// ReaperAuto follows PIDNS (the zero value).
 	ReaperAuto ReaperMode = iota
-	// ReaperOn always reaps, and starts the command in a new session; needs PIDNS.
+	// ReaperOn starts the command in a new session; needs PIDNS.
 	ReaperOn
-	// ReaperOff never reaps, and keeps the controlling terminal.
+	// ReaperOff keeps the command in the caller's session and terminal.
 	ReaperOff
 )
 
