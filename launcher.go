@@ -150,6 +150,7 @@ type Launcher struct {
 	api      *apiServer
 	notify   *notify.Relay
 	exited   chan struct{}
+	nsReady  chan struct{} // closed once Start has read NSReady from ctl
 	waitErr  error
 	wg       sync.WaitGroup
 }
@@ -271,6 +272,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	}
 	mark("state directory locked")
 	l.exited = make(chan struct{})
+	l.nsReady = make(chan struct{})
 	defer func() {
 		if err != nil {
 			l.teardown()
@@ -376,7 +378,35 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if err := ctl.Send(handshake.Msg{Kind: handshake.IDMapped}); err != nil {
 		return l.startErr(startCtx, err)
 	}
-	if _, _, err := ctl.Expect(startCtx, handshake.NSReady); err != nil {
+	// The network namespace exists from the clone on, so the network
+	// driver can start while the init re-executes itself and mounts /proc.
+	// A detached netns is made by the init, and cgroup evacuation must
+	// come first, so those start after NSReady.
+	type netResult struct {
+		setup network.Setup
+		err   error
+	}
+	netDone := make(chan netResult, 1)
+	startNet := func() {
+		l.netUp = true
+		go func() {
+			s, err := l.Network.Start(startCtx, l.networkChild())
+			netDone <- netResult{s, err}
+		}()
+	}
+	early := l.Network != nil && l.privateNet() && !l.DetachNetNS && l.EvacuateCgroup2 == ""
+	if early {
+		startNet()
+	}
+	_, _, err = ctl.Expect(startCtx, handshake.NSReady)
+	// The driver may ask for a tap over ctl only from now on: until NSReady
+	// this goroutine was the one reading it.
+	close(l.nsReady)
+	if err != nil {
+		if early {
+			cancelStart(err)
+			<-netDone
+		}
 		return l.startErr(startCtx, err)
 	}
 	mark("namespaces ready")
@@ -387,10 +417,13 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	}
 	setup := network.Setup{}
 	if l.Network != nil {
-		setup, err = l.Network.Start(startCtx, l.networkChild())
-		l.netUp = true
-		if err != nil {
-			return l.startErr(startCtx, fmt.Errorf("start network driver %s: %w", l.Network.Name(), err))
+		if !early {
+			startNet()
+		}
+		r := <-netDone
+		setup = r.setup
+		if r.err != nil {
+			return l.startErr(startCtx, fmt.Errorf("start network driver %s: %w", l.Network.Name(), r.err))
 		}
 	}
 	mark("network driver started")
@@ -509,6 +542,11 @@ func (l *Launcher) networkChild() network.Child {
 
 // openTap asks the child for a tap device fd; used by in-process drivers.
 func (l *Launcher) openTap(ctx context.Context, name string) (*os.File, error) {
+	select {
+	case <-l.nsReady:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	if err := l.ctl.Send(handshake.Msg{Kind: handshake.OpenTap, TapName: name}); err != nil {
 		return nil, err
 	}
