@@ -27,6 +27,7 @@ import (
 	"github.com/unroot/unroot/internal/sockpool"
 	"github.com/unroot/unroot/internal/spawn"
 	"github.com/unroot/unroot/internal/statedir"
+	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/network"
 	"github.com/unroot/unroot/port"
 )
@@ -342,12 +343,20 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		env = l.notify.CommandEnv(env)
 	}
 	files := append(append([]*os.File{}, l.ListenFDs...), ctlChild, sockChild)
-	l.cmd, err = spawn.Start(spawn.Options{
+	so := spawn.Options{
 		Env:        env,
 		ExtraFiles: files,
 		Stdin:      l.Stdin, Stdout: l.Stdout, Stderr: l.Stderr,
-		Cloneflags: l.cloneflags(),
-	})
+		Cloneflags:  l.cloneflags(),
+		AmbientCaps: sys.AllCaps(),
+	}
+	// With ambient capabilities the init needs no re-exec to regain them
+	// (one Go start-up less); a kernel that refuses them gets the re-exec.
+	l.cmd, err = spawn.Start(so)
+	if err != nil {
+		so.AmbientCaps = nil
+		l.cmd, err = spawn.Start(so)
+	}
 	// The child holds its ends now; ours must go so its death reads as EOF.
 	ctlChild.Close()
 	sockChild.Close()

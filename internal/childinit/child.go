@@ -40,10 +40,9 @@ func Run(encoded string) {
 		os.Exit(1)
 	}
 	if cfg.Stage == 1 {
-		stage1(cfg)
-		os.Exit(1)
+		os.Exit(stage1(cfg))
 	}
-	os.Exit(stage2(cfg))
+	os.Exit(stage2(cfg, nil))
 }
 
 // RunActivation is the socket-activation helper: LISTEN_PID must name the
@@ -74,34 +73,42 @@ func envWithout(env []string, keys ...string) []string {
 	})
 }
 
-// stage1 waits for the id maps and re-executes itself: the exec that made
-// this process ran while its ids were unmapped, which dropped every
-// capability, and only an exec as the now-mapped uid 0 gets them back.
-func stage1(cfg Config) {
+// stage1 waits for the id maps. The launcher normally clones us with every
+// capability raised as ambient, so they survived the exec that made this
+// process, which ran while our ids were still unmapped; then we simply go
+// on. Without them (an exec as an unmapped uid drops all capabilities) we
+// re-execute ourselves: an exec as the now-mapped uid 0 gets them back.
+func stage1(cfg Config) int {
 	f := os.NewFile(uintptr(cfg.CtlFD), "ctl")
 	// FromFile works on a close-on-exec duplicate; the original fd stays
-	// open for the next stage.
+	// open for a re-exec.
 	c, err := handshake.FromFile(f)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
-		return
+		return 1
 	}
 	if _, _, err := c.Expect(context.Background(), handshake.IDMapped); err != nil {
 		// EOF: the parent failed and reports why itself.
 		if !errors.Is(err, io.EOF) {
 			fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
 		}
-		return
+		return 1
+	}
+	if sys.HasSysAdmin() {
+		f.Close()
+		return stage2(cfg, c)
 	}
 	cfg.Stage = 2
 	env := append(envWithout(os.Environ(), EnvConfig), EnvConfig+"="+cfg.Encode())
 	err = syscall.Exec("/proc/self/exe", os.Args, env)
 	runtime.KeepAlive(f)
 	c.Send(handshake.Msg{Kind: handshake.Error, Err: fmt.Sprintf("re-exec /proc/self/exe in the user namespace: %v", err)})
+	return 1
 }
 
-// stage2 returns the process exit status.
-func stage2(cfg Config) int {
+// stage2 returns the process exit status. ctl is the control connection
+// when stage 1 already holds it, nil after a re-exec.
+func stage2(cfg Config, ctl *handshake.Conn) int {
 	// The parent's Pdeathsig did not survive the set-up; set it again, then
 	// make sure the parent did not die in between. As PID 1, SIGKILL takes
 	// the whole PID namespace with us. Without a PID namespace that would
@@ -123,6 +130,11 @@ func stage2(cfg Config) int {
 			if err := sys.SetChildSubreaper(); err != nil {
 				return 1
 			}
+			// Without a re-exec the clone's SIGKILL death signal is still
+			// set; it would kill us before we could kill the tree.
+			if err := sys.SetPdeathsig(0); err != nil {
+				return 1
+			}
 			go func() {
 				<-parentGone
 				killTree()
@@ -138,12 +150,15 @@ func stage2(cfg Config) int {
 	var cmdPID atomic.Int64
 	go relaySignals(sigs, &cmdPID)
 
-	ctlF := os.NewFile(uintptr(cfg.CtlFD), "ctl")
-	ctl, err := handshake.FromFile(ctlF)
-	ctlF.Close()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
-		return 1
+	if ctl == nil {
+		ctlF := os.NewFile(uintptr(cfg.CtlFD), "ctl")
+		var err error
+		ctl, err = handshake.FromFile(ctlF)
+		ctlF.Close()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
+			return 1
+		}
 	}
 	sockF := os.NewFile(uintptr(cfg.SockFD), "sock")
 	sock, err := handshake.FromFile(sockF)
@@ -418,6 +433,14 @@ func startCommand(cfg Config) (int, error) {
 	if cfg.Activation {
 		path = "/proc/self/exe"
 		env = append(env, EnvActivation+"=1")
+	}
+	// Capabilities are per thread. The command is forked from this one,
+	// with the ambient and inheritable sets the launcher raised for us
+	// cleared, so it starts as a plain uid 0 would. The thread stays locked
+	// for good: the command's Pdeathsig fires when its forking thread ends.
+	runtime.LockOSThread()
+	if err := sys.DropInheritable(); err != nil {
+		return 0, fmt.Errorf("start command: %w", err)
 	}
 	files := []uintptr{0, 1, 2}
 	for i := range cfg.ListenFDs {

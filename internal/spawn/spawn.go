@@ -16,6 +16,9 @@ type Options struct {
 	// Stdin, Stdout, Stderr; nil means this process's.
 	Stdin, Stdout, Stderr *os.File
 	Cloneflags            uintptr
+	// AmbientCaps are raised in the clone before its exec, so the new
+	// process keeps them although it execs as a still-unmapped uid.
+	AmbientCaps []uintptr
 }
 
 // Start re-executes /proc/self/exe with the same argv in new namespaces.
@@ -32,8 +35,9 @@ func Start(o Options) (*exec.Cmd, error) {
 		Stdout:     orStd(o.Stdout, os.Stdout),
 		Stderr:     orStd(o.Stderr, os.Stderr),
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: o.Cloneflags,
-			Pdeathsig:  syscall.SIGKILL,
+			Cloneflags:  o.Cloneflags,
+			Pdeathsig:   syscall.SIGKILL,
+			AmbientCaps: o.AmbientCaps,
 		},
 	}
 	if err := cmd.Start(); err != nil {
