@@ -185,6 +185,10 @@ func stage2(cfg Config, ctl *handshake.Conn) int {
 	if err := ctl.Send(handshake.Msg{Kind: handshake.NSReady}); err != nil {
 		return 1
 	}
+	// Mounts do not depend on the network set-up, so they run while the
+	// parent starts the network driver (which may ask us for a tap).
+	mounted := make(chan error, 1)
+	go func() { mounted <- prepareMounts(cfg) }()
 	ctx := context.Background()
 	var setup network.Setup
 	for {
@@ -212,7 +216,10 @@ func stage2(cfg Config, ctl *handshake.Conn) int {
 		setup = *m.Setup
 		break
 	}
-	if err := configure(cfg, setup, worker); err != nil {
+	if err := <-mounted; err != nil {
+		return fail(err)
+	}
+	if err := configureNet(cfg, setup, worker); err != nil {
 		return fail(err)
 	}
 	srv := &sockpool.Server{InNetNS: worker.Do, NewSocket: sys.NewSocket, Transparent: sockpool.SetupTransparent}
@@ -306,7 +313,28 @@ func setupNamespaces(cfg Config) error {
 	return nil
 }
 
-func configure(cfg Config, s network.Setup, w *netnsWorker) error {
+// prepareMounts copies up directories and mounts a fresh /sys (or cgroup2).
+func prepareMounts(cfg Config) error {
+	for _, d := range cfg.CopyUp {
+		if err := copyup.Do(d); err != nil {
+			return err
+		}
+	}
+	if cfg.PrivateNet && !cfg.DetachNetNS {
+		return mountSysfs(cfg.Cgroup2)
+	}
+	if cfg.Cgroup2 {
+		if err := sys.Mount("none", "/sys/fs/cgroup", "cgroup2", 0, ""); err != nil {
+			return fmt.Errorf("mount cgroup2 on /sys/fs/cgroup: %w (--evacuate-cgroup2 needs --cgroupns)", err)
+		}
+	}
+	return nil
+}
+
+// configureNet brings the devices up as the driver's Setup says and
+// publishes resolv.conf and hosts, in STATE and over /etc. It runs after
+// prepareMounts: the binds land on the copied-up /etc.
+func configureNet(cfg Config, s network.Setup, w *netnsWorker) error {
 	if cfg.PrivateNet {
 		if err := w.Do(func() error {
 			if err := netconf.LoopbackUp(); err != nil {
@@ -318,31 +346,19 @@ func configure(cfg Config, s network.Setup, w *netnsWorker) error {
 		}
 	}
 	withDNS := cfg.PrivateNet && len(s.DNS) > 0
-	if withDNS {
-		if err := writeNetFiles(cfg.StateDir, s); err != nil {
-			return err
-		}
+	if !withDNS {
+		return nil
 	}
-	for _, d := range cfg.CopyUp {
-		if err := copyup.Do(d); err != nil {
-			return err
-		}
+	if err := writeNetFiles(cfg.StateDir, s); err != nil {
+		return err
 	}
-	if cfg.PrivateNet && !cfg.DetachNetNS {
-		if err := mountSysfs(cfg.Cgroup2); err != nil {
-			return err
-		}
-	} else if cfg.Cgroup2 {
-		if err := sys.Mount("none", "/sys/fs/cgroup", "cgroup2", 0, ""); err != nil {
-			return fmt.Errorf("mount cgroup2 on /sys/fs/cgroup: %w (--evacuate-cgroup2 needs --cgroupns)", err)
-		}
+	if cfg.DetachNetNS {
+		return nil // the command is not in that netns; the files are for nsenter users
 	}
-	if withDNS && !cfg.DetachNetNS {
-		etcCopied := slices.ContainsFunc(cfg.CopyUp, func(d string) bool { return filepath.Clean(d) == "/etc" })
-		for _, name := range []string{statedir.ResolvConf, statedir.Hosts} {
-			if err := bindNetFile(filepath.Join(cfg.StateDir, name), "/etc/"+name, etcCopied); err != nil {
-				return err
-			}
+	etcCopied := slices.ContainsFunc(cfg.CopyUp, func(d string) bool { return filepath.Clean(d) == "/etc" })
+	for _, name := range []string{statedir.ResolvConf, statedir.Hosts} {
+		if err := bindNetFile(filepath.Join(cfg.StateDir, name), "/etc/"+name, etcCopied); err != nil {
+			return err
 		}
 	}
 	return nil
