@@ -94,6 +94,12 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	for _, n := range []string{"net", "mtu", "cidr", "ifname", "disable-host-loopback", "ipv6", "detach-netns", "pasta-binary", "slirp4netns-binary", "slirp4netns-sandbox", "slirp4netns-seccomp", "vpnkit-binary", "lxc-user-nic-binary", "lxc-user-nic-bridge"} {
 		add("Network", n)
 	}
+	if p == asUnroot {
+		// Accepted for RootlessKit command lines, but there is no such driver.
+		for _, n := range []string{"vpnkit-binary", "lxc-user-nic-binary", "lxc-user-nic-bridge"} {
+			fs.MarkHidden(n)
+		}
+	}
 
 	var copyUpDef []string
 	if p == asUnroot {
