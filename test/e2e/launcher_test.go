@@ -339,13 +339,15 @@ grep -q "^127.0.0.1 $(hostname)" /etc/hosts && echo hosts-ok
 ip -o -4 route show default
 ls /sys/class/net | tr '\n' ' '
 `
-	r := RunUser(t, 30*time.Second, "rootlesskit", "--net=slirp4netns", "--copy-up=/etc", "--disable-host-loopback", "sh", "-c", script)
-	if r.Code != 0 {
-		t.Fatalf("exit %d: %s", r.Code, r.Stderr)
-	}
-	for _, want := range []string{"nameserver 10.0.2.3\n", "hosts-ok", "default via 10.0.2.2 dev tap0", "lo tap0"} {
-		if !strings.Contains(r.Stdout, want) {
-			t.Errorf("output lacks %q:\n%s", want, r.Stdout)
+	for _, net := range []string{"slirp4netns", "pasta"} {
+		r := RunUser(t, 30*time.Second, "rootlesskit", "--net="+net, "--copy-up=/etc", "--disable-host-loopback", "sh", "-c", script)
+		if r.Code != 0 {
+			t.Fatalf("--net=%s: exit %d: %s", net, r.Code, r.Stderr)
+		}
+		for _, want := range []string{"nameserver 10.0.2.3\n", "hosts-ok", "default via 10.0.2.2 dev tap0", "lo tap0"} {
+			if !strings.Contains(r.Stdout, want) {
+				t.Errorf("--net=%s: output lacks %q:\n%s", net, want, r.Stdout)
+			}
 		}
 	}
 	if _, err := os.Stat("/etc/unroot-e2e-marker"); !os.IsNotExist(err) {
