@@ -356,7 +356,7 @@ ls /sys/class/net | tr '\n' ' '
 	if after, _ := os.ReadFile("/etc/hostname"); string(after) != string(before) {
 		t.Errorf("host /etc/hostname changed: %q → %q", before, after)
 	}
-	r = RunUser(t, 10*time.Second, "rootlesskit", "--copy-up=/tmp", "true")
+	r := RunUser(t, 10*time.Second, "rootlesskit", "--copy-up=/tmp", "true")
 	if r.Code != 1 || !strings.Contains(r.Stderr, "/tmp") {
 		t.Errorf("--copy-up=/tmp: exit %d, stderr %q; want 1 naming /tmp", r.Code, r.Stderr)
 	}
