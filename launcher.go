@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -221,6 +222,14 @@ func (l *Launcher) Validate() error {
 	}
 	if len(l.Publish) > 0 && l.Ports == nil {
 		return errors.New("publishing ports requires a port driver: add --port-driver=builtin")
+	}
+	if l.StateDir != "" {
+		// sun_path holds 107 bytes; api.sock (and the API server's
+		// temporary name next to it) must fit.
+		abs, err := filepath.Abs(l.StateDir)
+		if err == nil && len(abs)+len("/.api-sock-0000000000/s") > 107 {
+			return fmt.Errorf("state dir %s is too long (%d bytes) for the unix socket api.sock inside it: use a path of at most %d bytes", abs, len(abs), 107-len("/.api-sock-0000000000/s"))
+		}
 	}
 	return nil
 }

@@ -41,6 +41,7 @@ func TestValidate(t *testing.T) {
 		{"detach on host driver", &Launcher{Command: []string{"true"}, DetachNetNS: true, Network: fakeNet{host: true}}, "--detach-netns requires"},
 		{"detach on private", &Launcher{Command: []string{"true"}, DetachNetNS: true, Network: fakeNet{}}, ""},
 		{"publish without driver", &Launcher{Command: []string{"true"}, Publish: []port.Spec{{Proto: "tcp", ParentPort: 80, ChildPort: 80}}}, "port driver"},
+		{"state dir too long", &Launcher{Command: []string{"true"}, StateDir: "/" + strings.Repeat("d", 100)}, "too long"},
 		{"publish with driver", &Launcher{Command: []string{"true"}, Ports: noPorts, Publish: []port.Spec{{Proto: "tcp", ParentPort: 80, ChildPort: 80}}}, ""},
 	}
 	for _, tt := range tests {
