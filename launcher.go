@@ -429,7 +429,9 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	}
 	mark("namespaces ready")
 	if l.EvacuateCgroup2 != "" {
-		if err := cgroup.Evacuate(l.EvacuateCgroup2); err != nil {
+		if err := cgroup.Evacuate(l.EvacuateCgroup2); errors.Is(err, cgroup.ErrNoCgroup2) {
+			l.log.Warn(err.Error())
+		} else if err != nil {
 			return err
 		}
 	}

@@ -14,8 +14,57 @@ import (
 	"strings"
 )
 
-// Root is where cgroup2 is mounted; a variable for tests.
-var Root = "/sys/fs/cgroup"
+// ErrNoCgroup2 means the host has no cgroup v2 hierarchy mounted; the
+// launcher warns and goes on without evacuating, as RootlessKit does.
+var ErrNoCgroup2 = errors.New("no cgroup2 file system is mounted (the host uses cgroup v1); --evacuate-cgroup2 has nothing to do")
+
+// MountInfo is read to find the cgroup2 mount; a variable for tests.
+var MountInfo = "/proc/self/mountinfo"
+
+// ParseCgroup2Mount returns the mount point of the first cgroup2 file
+// system in /proc/PID/mountinfo content ("" if there is none).
+func ParseCgroup2Mount(mountinfo string) string {
+	for _, line := range strings.Split(mountinfo, "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) >= 5 && len(qf) >= 1 && qf[0] == "cgroup2" {
+			return unescapeOctal(pf[4])
+		}
+	}
+	return ""
+}
+
+// unescapeOctal undoes mountinfo's \NNN escapes (space, tab, newline, backslash).
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1:i+4]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(s string) bool {
+	if len(s) != 3 {
+		return false
+	}
+	for i := range 3 {
+		if s[i] < '0' || s[i] > '7' {
+			return false
+		}
+	}
+	return s[0] <= '3'
+}
 
 // ParseSelf returns the cgroup v2 path of /proc/self/cgroup content (the
 // "0::" line).
@@ -51,7 +100,15 @@ func Evacuate(name string) error {
 	if err != nil {
 		return fmt.Errorf("evacuate cgroup2: %w", err)
 	}
-	group := filepath.Join(Root, rel)
+	mi, err := os.ReadFile(MountInfo)
+	if err != nil {
+		return fmt.Errorf("evacuate cgroup2: %w", err)
+	}
+	root := ParseCgroup2Mount(string(mi))
+	if root == "" {
+		return ErrNoCgroup2
+	}
+	group := filepath.Join(root, rel)
 	evac := filepath.Join(group, name)
 	if err := os.Mkdir(evac, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("evacuate cgroup2: create %s: %w (is the group delegated to you? run under `systemd-run --user -p Delegate=yes`)", evac, err)
