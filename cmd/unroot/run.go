@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/unroot/unroot"
-	"github.com/unroot/unroot/doctor"
 	"github.com/unroot/unroot/internal/idmap"
 )
 
@@ -35,7 +34,7 @@ func launch(o *opts, command []string, p personality, printErr errPrinter) int {
 	log.Debug("cli: drivers built", "sinceStart", sinceExec())
 	ctx := context.Background()
 	if err := l.Start(ctx); err != nil {
-		printErr(doctor.Explain(ctx, err, doctor.Options{Net: netNameOf(l.Network)}))
+		printErr(err) // Start has already asked doctor for the cause
 		return 1
 	}
 	code, werr := l.Wait()
