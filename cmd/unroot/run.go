@@ -43,7 +43,9 @@ func launch(o *opts, command []string, p personality, printErr errPrinter) int {
 		log.Warn(cerr.Error())
 	}
 	log.Debug("cli: closed", "sinceStart", sinceExec())
-	if werr != nil {
+	// rootlesskit reports every non-zero exit; unroot run lets the status
+	// speak for itself unless a signal ended the command.
+	if werr != nil && (p == asRootlesskit || code == 255) {
 		printErr(werr)
 	}
 	return code

@@ -246,9 +246,12 @@ func stage2(cfg Config, ctl *handshake.Conn) int {
 	}
 	switch {
 	case ws.Exited():
+		if ws.ExitStatus() != 0 && cfg.ReportExit {
+			fmt.Fprintf(os.Stderr, "%scommand %v exited: exit status %d\n", cfg.ErrPrefix, cfg.Command, ws.ExitStatus())
+		}
 		return ws.ExitStatus()
 	case ws.Signaled():
-		fmt.Fprintf(os.Stderr, "%scommand %q exited: signal: %v\n", cfg.ErrPrefix, cfg.Command, ws.Signal())
+		fmt.Fprintf(os.Stderr, "%scommand %v exited: signal: %v\n", cfg.ErrPrefix, cfg.Command, ws.Signal())
 		return 255
 	}
 	return 255

@@ -50,6 +50,9 @@ type Config struct {
 	Cgroup2 bool `json:"cgroup2,omitempty"`
 	// ErrPrefix starts the child's error lines: "[rootlesskit:child ] " or "unroot: ".
 	ErrPrefix string `json:"errPrefix,omitempty"`
+	// ReportExit prints a line for a non-zero exit status too, as
+	// RootlessKit's child does (a signal death is always reported).
+	ReportExit bool `json:"reportExit,omitempty"`
 }
 
 // Encode returns the value for EnvConfig.
