@@ -131,11 +131,12 @@ type Launcher struct {
 	Stdin, Stdout, Stderr *os.File
 	// Logger receives progress and warnings. Nil discards them.
 	Logger *slog.Logger
-	// ChildErrorPrefix starts error lines the namespace init prints itself:
-	// a command killed by a signal, and (only when the prefix is set) a
-	// non-zero exit status, as RootlessKit's child reports it. "" means
-	// "unroot: " and no line for a plain exit status.
+	// ChildErrorPrefix starts error lines the namespace init prints itself
+	// (a command killed by a signal); "" means "unroot: ".
 	ChildErrorPrefix string
+	// ChildReportsExit makes the namespace init also print a line for a
+	// non-zero exit status, as RootlessKit's child does.
+	ChildReportsExit bool
 
 	log      *slog.Logger
 	mu       sync.Mutex
@@ -342,7 +343,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		CopyUp:      l.CopyUp,
 		Cgroup2:     l.EvacuateCgroup2 != "",
 		ErrPrefix:   prefix,
-		ReportExit:  l.ChildErrorPrefix != "",
+		ReportExit:  l.ChildReportsExit,
 	}
 	env := append(os.Environ(), l.Env...)
 	env = append(env,

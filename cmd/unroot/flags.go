@@ -180,9 +180,7 @@ func parse(fs *pflag.FlagSet, args []string) ([]string, error) {
 	if err := fs.Parse(normalize(fs, args)); err != nil {
 		msg := err.Error()
 		if rest, ok := strings.CutPrefix(msg, "unknown flag: "); ok {
-			// Go's flag package, which RootlessKit's parser uses, names
-			// flags with one dash.
-			msg = "flag provided but not defined: " + strings.TrimPrefix(rest, "-")
+			msg = "flag provided but not defined: " + rest
 		} else if rest, ok := strings.CutPrefix(msg, "unknown shorthand flag: "); ok {
 			msg = "flag provided but not defined: " + rest
 		}

@@ -35,7 +35,7 @@ func TestParseGrammar(t *testing.T) {
 		}, ""},
 		{[]string{"-p", "127.0.0.1:8080:80/tcp,127.0.0.1:8443:443/tcp", "sh"}, []string{"sh"}, func(o *opts) bool { return len(o.publish) == 2 }, ""},
 		{[]string{"sh", "--pidns"}, []string{"sh", "--pidns"}, func(o *opts) bool { return !o.pidns }, ""},
-		{[]string{"--no-such", "sh"}, nil, nil, "Incorrect Usage: flag provided but not defined: -no-such"},
+		{[]string{"--no-such", "sh"}, nil, nil, "Incorrect Usage: flag provided but not defined: --no-such"},
 		{[]string{"--mtu=abc", "sh"}, nil, nil, "Incorrect Usage"},
 		{nil, []string{}, func(o *opts) bool {
 			return o.net == "host" && o.portDriver == "none" && o.reaper == "auto" && o.sourceIPTransparent

@@ -23,7 +23,10 @@ func rootlesskitMain(args []string) int {
 	fs.SetAnnotation("version", categoryKey, []string{"Misc"})
 	command, err := parse(fs, args)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%v (see rootlesskit --help)\n", err)
+		// Go's flag package, which RootlessKit's parser uses, names
+		// flags with one dash.
+		msg := strings.Replace(err.Error(), "not defined: --", "not defined: -", 1)
+		fmt.Fprintf(os.Stderr, "%s (see rootlesskit --help)\n", msg)
 		return 1
 	}
 	switch {

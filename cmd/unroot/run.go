@@ -93,6 +93,7 @@ func buildLauncher(o *opts, command []string, p personality, log *slog.Logger) (
 	}
 	if p == asRootlesskit {
 		l.ChildErrorPrefix = "[rootlesskit:child ] error: "
+		l.ChildReportsExit = true
 	}
 	l.ListenFDs, l.ActivationPID = listenFDs()
 	if err := l.Validate(); err != nil {
