@@ -109,8 +109,8 @@ func stage1(cfg Config) int {
 // stage2 returns the process exit status. ctl is the control connection
 // when stage 1 already holds it, nil after a re-exec.
 func stage2(cfg Config, ctl *handshake.Conn) int {
-	// The parent's Pdeathsig did not survive the set-up; set it again, then
-	// make sure the parent did not die in between. As PID 1, SIGKILL takes
+	// The clone's death signal does not survive a re-exec; set it again,
+	// then make sure the parent did not die in between. As PID 1, SIGKILL takes
 	// the whole PID namespace with us. Without a PID namespace that would
 	// leave the command's descendants running, so we watch the parent with
 	// a pidfd instead, become the command's subreaper (orphans stay under
