@@ -578,3 +578,57 @@ func TestNetstackTap(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
 	}
 }
+
+// The builtin port driver keeps a non-loopback client's address (TCP),
+// through the sockets and the policy routing the namespace init sets up.
+// Everything runs in a network namespace the test makes, whose lo carries
+// the client address, so no traffic touches the machine's own network.
+func TestClientAddressThroughLauncher(t *testing.T) {
+	t.Parallel()
+	ns := fmt.Sprintf("unroot-e2e-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	for _, args := range [][]string{{"link", "set", "lo", "up"}, {"addr", "add", "198.18.0.1/32", "dev", "lo"}} {
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	dir := TempDir(t)
+	cgi := filepath.Join(dir, "www", "cgi-bin")
+	os.MkdirAll(cgi, 0o755)
+	os.WriteFile(filepath.Join(cgi, "who"), []byte("#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n%s\\n' \"$REMOTE_ADDR\"\n"), 0o755)
+	uid, gid := testIDs(t)
+	state := filepath.Join(dir, "state")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "setpriv", "--reuid", strconv.Itoa(uid), "--regid", strconv.Itoa(gid), "--clear-groups",
+		filepath.Join(Bin, "rootlesskit"), "--state-dir="+state, "--net=slirp4netns", "--disable-host-loopback", "--port-driver=builtin",
+		"-p", "0.0.0.0:8080:80/tcp", "busybox", "httpd", "-f", "-p", "80", "-h", filepath.Join(dir, "www"))
+	cmd.Env = []string{"PATH=" + Bin + ":/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + testUser.HomeDir, "TMPDIR=/tmp"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	}()
+	WaitFile(t, filepath.Join(state, "child_pid"), 20*time.Second)
+	var got string
+	for range 50 {
+		out, err := exec.Command("ip", "netns", "exec", ns, "curl", "-fsS", "-m", "2", "--interface", "198.18.0.1", "http://198.18.0.1:8080/cgi-bin/who").CombinedOutput()
+		got = strings.TrimSpace(string(out))
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// busybox httpd listens on ::, so an IPv4 client shows as ::ffff:a.b.c.d.
+	if got != "198.18.0.1" && got != "[::ffff:198.18.0.1]" && got != "::ffff:198.18.0.1" {
+		t.Errorf("the command saw the client as %q, want 198.18.0.1 (stderr: %s)", got, stderr.String())
+	}
+}
