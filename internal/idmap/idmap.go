@@ -269,6 +269,9 @@ func runHelper(ctx context.Context, name string, pid int, triples []string) erro
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(out.String())
 		hint := "check that " + name + " is setuid root or has cap_setuid/cap_setgid (ls -l $(command -v " + name + ")) and that the ranges in /etc/subuid and /etc/subgid do not overlap other users'"
+		if strings.Contains(msg, "not allowed") {
+			hint = "the range is not assigned to you where " + name + " looks (/etc/subuid, /etc/subgid, or NSS with a subid: line in /etc/nsswitch.conf); list yours with `getsubids $USER` and `getsubids -g $USER`, and pass --subid-source=static if getsubids and the files disagree"
+		}
 		if msg != "" {
 			return fmt.Errorf("run %s %s: %w: %s; %s", name, strings.Join(args, " "), err, msg, hint)
 		}
