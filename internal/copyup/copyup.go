@@ -36,6 +36,11 @@ func Do(dir string) error {
 	if err := Validate(dir); err != nil {
 		return err
 	}
+	if fi, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("copy-up %s: %w (create it on the host, or drop it from --copy-up)", dir, err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("copy-up %s: not a directory", dir)
+	}
 	bind0, err := os.MkdirTemp("/tmp", "rootlesskit-b")
 	if err != nil {
 		return fmt.Errorf("copy-up %s: create temporary mount point: %w", dir, err)
