@@ -189,6 +189,14 @@ func stage2(cfg Config, ctl *handshake.Conn) int {
 	// parent starts the network driver (which may ask us for a tap).
 	mounted := make(chan error, 1)
 	go func() { mounted <- prepareMounts(cfg) }()
+	// Whatever ends the set-up, let the mounts finish first: their scratch
+	// directories are removed as they complete.
+	mountsDone := false
+	defer func() {
+		if !mountsDone {
+			<-mounted
+		}
+	}()
 	ctx := context.Background()
 	var setup network.Setup
 	for {
@@ -216,6 +224,7 @@ func stage2(cfg Config, ctl *handshake.Conn) int {
 		setup = *m.Setup
 		break
 	}
+	mountsDone = true
 	if err := <-mounted; err != nil {
 		return fail(err)
 	}
@@ -318,13 +327,14 @@ func setupNamespaces(cfg Config) error {
 
 // prepareMounts copies up directories and mounts a fresh /sys (or cgroup2).
 func prepareMounts(cfg Config) error {
+	scratch := scratchDir(cfg)
 	for _, d := range cfg.CopyUp {
-		if err := copyup.Do(d); err != nil {
+		if err := copyup.Do(d, scratch); err != nil {
 			return err
 		}
 	}
 	if cfg.PrivateNet && !cfg.DetachNetNS {
-		return mountSysfs(cfg.Cgroup2)
+		return mountSysfs(cfg.Cgroup2, scratch)
 	}
 	if cfg.Cgroup2 {
 		if err := sys.Mount("none", "/sys/fs/cgroup", "cgroup2", 0, ""); err != nil {
@@ -332,6 +342,20 @@ func prepareMounts(cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// scratchDir is where mounts are staged for a moment: the state directory,
+// which the launcher removes even after a kill, unless a copy-up covers it
+// (dockerd-rootless.sh keeps it in $XDG_RUNTIME_DIR and copies up /run), in
+// which case the tmpfs would hide it half-way and /tmp is used instead.
+func scratchDir(cfg Config) string {
+	for _, d := range cfg.CopyUp {
+		d = filepath.Clean(d)
+		if cfg.StateDir == d || strings.HasPrefix(cfg.StateDir, d+"/") {
+			return "/tmp"
+		}
+	}
+	return cfg.StateDir
 }
 
 // configureNet brings the devices up as the driver's Setup says and
@@ -407,11 +431,11 @@ func bindNetFile(src, dst string, etcCopied bool) error {
 // mountSysfs puts a sysfs of the new network namespace on /sys, so
 // /sys/class/net lists our devices, and keeps the cgroup mount (or mounts a
 // fresh cgroup2 for --evacuate-cgroup2).
-func mountSysfs(cgroup2 bool) error {
+func mountSysfs(cgroup2 bool, scratch string) error {
 	keep := ""
 	if !cgroup2 {
 		if _, err := os.Stat("/sys/fs/cgroup"); err == nil {
-			tmp, err := os.MkdirTemp("/tmp", "unroot-sys")
+			tmp, err := os.MkdirTemp(scratch, ".sys-")
 			if err != nil {
 				return fmt.Errorf("mount /sys: %w", err)
 			}

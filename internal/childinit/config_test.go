@@ -35,3 +35,22 @@ func FuzzDecodeConfig(f *testing.F) {
 		}
 	})
 }
+
+func TestScratchDir(t *testing.T) {
+	tests := []struct {
+		state  string
+		copyUp []string
+		want   string
+	}{
+		{"/tmp/rootlesskit1", []string{"/etc"}, "/tmp/rootlesskit1"},
+		{"/run/user/1000/dockerd-rootless", []string{"/etc", "/run"}, "/tmp"},
+		{"/run/user/1000/x", []string{"/run/"}, "/tmp"},
+		{"/runner/x", []string{"/run"}, "/runner/x"},
+		{"/var/lib/x", nil, "/var/lib/x"},
+	}
+	for _, tt := range tests {
+		if got := scratchDir(Config{StateDir: tt.state, CopyUp: tt.copyUp}); got != tt.want {
+			t.Errorf("scratchDir(%s, %v) = %s, want %s", tt.state, tt.copyUp, got, tt.want)
+		}
+	}
+}

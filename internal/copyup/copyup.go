@@ -30,8 +30,11 @@ func Validate(dir string) error {
 }
 
 // Do copies dir up. It must run in a private mount namespace with
-// CAP_SYS_ADMIN over it.
-func Do(dir string) error {
+// CAP_SYS_ADMIN over it. scratch is where the original is bind-mounted for
+// a moment before it moves under dir ("" means /tmp); a directory that is
+// removed anyway when the launcher ends (the state directory) leaves
+// nothing behind even if the process is killed half-way.
+func Do(dir, scratch string) error {
 	dir = filepath.Clean(dir)
 	if err := Validate(dir); err != nil {
 		return err
@@ -41,7 +44,10 @@ func Do(dir string) error {
 	} else if !fi.IsDir() {
 		return fmt.Errorf("copy-up %s: not a directory", dir)
 	}
-	bind0, err := os.MkdirTemp("/tmp", "rootlesskit-b")
+	if scratch == "" {
+		scratch = "/tmp"
+	}
+	bind0, err := os.MkdirTemp(scratch, ".copyup-")
 	if err != nil {
 		return fmt.Errorf("copy-up %s: create temporary mount point: %w", dir, err)
 	}

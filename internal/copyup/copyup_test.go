@@ -24,7 +24,7 @@ func helper(dir string) int {
 		fmt.Println("private:", err)
 		return 1
 	}
-	if err := Do(dir); err != nil {
+	if err := Do(dir, ""); err != nil {
 		fmt.Println("copy-up:", err)
 		return 1
 	}
