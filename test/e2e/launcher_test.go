@@ -428,6 +428,9 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--net=none", "--publish=127.0.0.1:8080:80/tcp", "true"}, "port driver"},
 		{[]string{}, "no command specified"},
 		{[]string{"no-such-command-xyz"}, "no-such-command-xyz"},
+		// Failures inside the namespace, after the clone.
+		{[]string{"--net=slirp4netns", "--disable-host-loopback", "--copy-up=/nonexistent-dir", "true"}, "/nonexistent-dir"},
+		{[]string{"--net=slirp4netns", "--disable-host-loopback", "--slirp4netns-binary=/bin/false", "true"}, "slirp4netns"},
 	}
 	for _, tt := range tests {
 		state := filepath.Join(TempDir(t), "state")
