@@ -68,6 +68,7 @@ type Driver struct {
 	wg          sync.WaitGroup         // every goroutine this driver starts
 	conns       map[io.Closer]struct{} // host and stack sockets of live flows
 	stack       *stack.Stack
+	link        stack.LinkEndpoint // the tap endpoint, stopped before the stack
 	tapFD       int
 	started     bool
 }
@@ -177,6 +178,9 @@ func (d *Driver) run(fd int) error {
 	if err != nil {
 		return fmt.Errorf("attach stack to tap %s: %w", d.plan.ifName, err)
 	}
+	d.mu.Lock()
+	d.link = ep
+	d.mu.Unlock()
 	s := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
@@ -370,20 +374,29 @@ func (d *Driver) teardown() error {
 	conns := d.conns
 	d.conns = map[io.Closer]struct{}{}
 	s := d.stack
+	link := d.link
 	fd := d.tapFD
 	d.tapFD = -1
 	d.mu.Unlock()
 
+	// Our goroutines first, while the stack still runs: cancelling stops
+	// host dials, and closing a flow's sockets ends both its directions.
+	// Only then is the stack torn down, so nothing of ours touches it late.
 	d.cancel()
 	for c := range conns {
 		c.Close()
 	}
+	d.wg.Wait()
+	if link != nil {
+		// Stop the tap reader before Destroy: Destroy detaches the link
+		// while holding the stack's lock, and a reader caught delivering
+		// a packet needs that lock to finish, so waiting for it there
+		// deadlocks. Detaching again inside Destroy is then a no-op.
+		link.Attach(nil)
+	}
 	if s != nil {
-		// Destroy aborts every endpoint (unblocking gonet readers), then
-		// removes the NIC, which stops and waits for the tap readers.
 		s.Destroy()
 	}
-	d.wg.Wait()
 	if fd >= 0 {
 		if err := syscall.Close(fd); err != nil {
 			return fmt.Errorf("close tap fd: %w", err)

@@ -647,6 +647,74 @@ func TestHalfClose(t *testing.T) {
 	}
 }
 
+// TestCloseDuringTransfer closes the driver while data flows both ways: Close
+// must return promptly (it once deadlocked: the tap reader was waited for
+// under the stack's lock while it needed that lock) and leave no goroutine
+// behind.
+func TestCloseDuringTransfer(t *testing.T) {
+	for _, vnet := range []bool{true, false} {
+		t.Run(fmt.Sprintf("vnet=%v", vnet), func(t *testing.T) { closeDuringTransfer(t, vnet) })
+	}
+}
+
+func closeDuringTransfer(t *testing.T, vnet bool) {
+	requireRoot(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { // echo forever
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	before := runtime.NumGoroutine()
+	d, ns := startDriverTap(t, network.Config{}, nil, vnet)
+	var clients sync.WaitGroup
+	for range 4 {
+		c, err := ns.dial("tcp", "10.0.2.1:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients.Add(2)
+		go func() { defer clients.Done(); io.Copy(c, zeroReader{}) }()
+		go func() { defer clients.Done(); io.Copy(io.Discard, c) }()
+	}
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Close took %v with transfers running", took)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if runtime.NumGoroutine() <= before+2+8 { // the 8 client goroutines may linger until their sockets time out
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > before+2+8 {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines after Close, %d before:\n%s", g, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
 func TestStartErrors(t *testing.T) {
 	d, err := New(network.Config{})
 	if err != nil {
