@@ -387,10 +387,33 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	}()
 	sigCtx, stopSigs := context.WithCancel(context.Background())
 	l.stopSigs = stopSigs
+	cmdRunning := make(chan struct{})
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		l.sigs.Forward(sigCtx, l.childPID)
+		// Until the command runs, a signal could reach an init that has no
+		// handler yet (PID 1 drops those): hold them, except that a
+		// terminating one aborts the start.
+		var held []os.Signal
+		for {
+			select {
+			case <-sigCtx.Done():
+				return
+			case <-cmdRunning:
+				for _, sig := range held {
+					_ = syscall.Kill(l.childPID, sig.(syscall.Signal))
+				}
+				l.sigs.Forward(sigCtx, l.childPID)
+				return
+			case sig := <-l.sigs.C():
+				switch sig {
+				case syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
+					cancelStart(&interruptedError{sig})
+				default:
+					held = append(held, sig)
+				}
+			}
+		}
 	}()
 
 	if err := plan.Apply(startCtx, l.childPID); err != nil {
@@ -460,6 +483,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	}
 	mark("command started")
 	l.cmdPID = m.PID
+	close(cmdRunning)
 	if l.Ports != nil {
 		env := port.Env{
 			StateDir: l.dir.Path(),
@@ -511,9 +535,20 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 
 var errChildExited = errors.New("namespace init exited")
 
+// interruptedError is a start-up aborted by a terminating signal.
+type interruptedError struct{ sig os.Signal }
+
+func (e *interruptedError) Error() string {
+	return fmt.Sprintf("start-up interrupted by signal: %v", e.sig)
+}
+
 // startErr turns a set-up failure into the clearest error: the child's own
 // report if it sent one, the child's exit if it died, ctx's cause otherwise.
 func (l *Launcher) startErr(ctx context.Context, err error) error {
+	var ie *interruptedError
+	if errors.As(context.Cause(ctx), &ie) {
+		return ie
+	}
 	var pe *handshake.PeerError
 	if errors.As(err, &pe) {
 		return err
@@ -648,7 +683,8 @@ func (l *Launcher) teardown() error {
 	mark("network driver stopped")
 	if l.stopSigs != nil {
 		l.stopSigs()
-	} else if l.sigs != nil {
+	}
+	if l.sigs != nil {
 		l.sigs.Stop()
 	}
 	l.wg.Wait()

@@ -635,3 +635,25 @@ func TestClientAddressThroughLauncher(t *testing.T) {
 		t.Errorf("the command saw the client as %q, want 198.18.0.1 (stderr: %s)", got, stderr.String())
 	}
 }
+
+// SIGTERM at any moment of the start-up ends the run: it is never dropped
+// by an init that has no handler yet.
+func TestSignalDuringStartup(t *testing.T) {
+	t.Parallel()
+	for _, delay := range []time.Duration{0, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		cmd := UserCmd(t, ctx, "rootlesskit", "--net=slirp4netns", "--disable-host-loopback", "--pidns", "--copy-up=/etc", "sleep", "10")
+		if err := cmd.Start(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		cmd.Process.Signal(syscall.SIGTERM)
+		start := time.Now()
+		cmd.Wait()
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("SIGTERM %v after start: the run went on for %v", delay, d)
+		}
+		cancel()
+	}
+}
