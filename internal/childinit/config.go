@@ -4,10 +4,13 @@
 // device addressing, detached netns), starts the command, relays signals to
 // it, reaps orphans when it is PID 1, and exits with the command's status.
 //
-// The child runs in two stages. Stage 1 is the fresh clone: it holds no
-// capabilities (its ids were unmapped when it exec'd), so it only waits for
-// the parent to write the id maps and re-executes itself. Stage 2 runs as
-// uid 0 with a full capability set over its namespaces.
+// The child runs in two stages. Stage 1 is the fresh clone, exec'd while
+// its ids were still unmapped; it waits for the parent to write the id
+// maps. The launcher raises every capability as ambient in the clone, so
+// they survive that exec and stage 2 follows in the same process, as uid 0
+// with a full capability set over its namespaces. Without them (an exec as
+// an unmapped uid drops all capabilities) stage 1 re-executes itself and
+// stage 2 starts in the new image.
 package childinit
 
 import (
