@@ -108,6 +108,8 @@ func lcTree(pid int) []int {
 	return out
 }
 
+// lcSubIDs returns the uid_map lines newuidmap writes for the test user's
+// ranges in file: "1 START COUNT", then each further range after it.
 func lcSubIDs(t *testing.T, file string) string {
 	t.Helper()
 	f, err := os.Open(file)
@@ -115,15 +117,24 @@ func lcSubIDs(t *testing.T, file string) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	var out strings.Builder
+	next := 1
+	seen := map[string]bool{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		p := strings.Split(sc.Text(), ":")
-		if len(p) == 3 && (p[0] == testUser.Username || p[0] == testUser.Uid) {
-			return p[1] + " " + p[2]
+		if len(p) != 3 || (p[0] != testUser.Username && p[0] != testUser.Uid) || seen[p[1]+":"+p[2]] {
+			continue
 		}
+		seen[p[1]+":"+p[2]] = true
+		n, _ := strconv.Atoi(p[2])
+		fmt.Fprintf(&out, "%d %s %s\n", next, p[1], p[2])
+		next += n
 	}
-	t.Fatalf("no range for %s in %s", testUser.Username, file)
-	return ""
+	if out.Len() == 0 {
+		t.Fatalf("no range for %s in %s", testUser.Username, file)
+	}
+	return out.String()
 }
 
 func TestIDMap(t *testing.T) {
@@ -135,8 +146,8 @@ func TestIDMap(t *testing.T) {
 	parts := strings.Split(r.Stdout, "--\n")
 	uid, gid := testIDs(t)
 	for i, want := range []string{
-		fmt.Sprintf("0 %d 1\n1 %s\n", uid, lcSubIDs(t, "/etc/subuid")),
-		fmt.Sprintf("0 %d 1\n1 %s\n", gid, lcSubIDs(t, "/etc/subgid")),
+		fmt.Sprintf("0 %d 1\n%s", uid, lcSubIDs(t, "/etc/subuid")),
+		fmt.Sprintf("0 %d 1\n%s", gid, lcSubIDs(t, "/etc/subgid")),
 	} {
 		var got []string
 		for _, l := range strings.Split(strings.TrimSpace(parts[i]), "\n") {
