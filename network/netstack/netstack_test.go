@@ -531,6 +531,7 @@ func TestManyConnectionsAndClose(t *testing.T) {
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 
 	before := runtime.NumGoroutine()
+	fds0 := openFDs(t)
 	d, ns := startDriver(t, network.Config{}, nil)
 	runtime.GC()
 	var heap0 runtime.MemStats
@@ -602,11 +603,38 @@ func TestManyConnectionsAndClose(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("%d goroutines after Close, %d before Start:\n%s", g, before, buf[:runtime.Stack(buf, true)])
 	}
+	// Every descriptor the driver opened (tap, eventfd, sockets) is closed;
+	// the test namespace's handle is the one more than before Start. The
+	// echo server closes its side once it sees the driver's close.
+	fds := openFDs(t)
+	for deadline := time.Now().Add(5 * time.Second); fds > fds0+1 && time.Now().Before(deadline); fds = openFDs(t) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("descriptors: %d before Start, %d after Close", fds0, fds)
+	if fds > fds0+1 {
+		t.Fatalf("%d file descriptors open after Close, %d before Start (+1 for the namespace handle)", fds, fds0)
+	}
 	h, _ := netlink.NewHandleAt(ns.h)
 	defer h.Close()
 	if _, err := h.LinkByName("tap0"); err == nil {
 		t.Fatal("tap0 still exists after Close; the driver kept its fd open")
 	}
+}
+
+// openFDs counts this process's descriptors, leaving out pipes: Go's
+// splice keeps a pool of them for the test's own echo server.
+func openFDs(t testing.TB) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && !strings.HasPrefix(l, "pipe:") {
+			n++
+		}
+	}
+	return n
 }
 
 // TestHalfClose: the namespace side shuts down writing, the host server
