@@ -238,9 +238,14 @@ func (l *Launcher) Validate() error {
 }
 
 // Start creates the namespaces, starts the network and port drivers,
-// publishes ports, starts the command, writes STATE/child_pid and serves
-// STATE/api.sock. On error nothing is left running or mounted and the state
+// publishes ports, starts the command, serves STATE/api.sock and writes
+// STATE/child_pid. On error nothing is left running or mounted and the state
 // directory is removed.
+//
+// From Start to Close this process catches every catchable signal except
+// SIGCHLD, SIGPIPE and SIGURG and forwards it to the command, as
+// RootlessKit does; SIGTERM, SIGINT, SIGHUP or SIGQUIT before the command
+// runs abort Start instead. ctx bounds Start only, not the run.
 func (l *Launcher) Start(ctx context.Context) (err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
