@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -486,5 +487,35 @@ func TestNetstackIPv6(t *testing.T) {
 		fmt.Sprintf(`cat /etc/resolv.conf; curl -sS --max-time 5 "http://[fd00:756e:726f:6f74::1]:%d/"`, port))
 	if r.Code != 0 || !strings.Contains(r.Stdout, "v6-ok") || !strings.Contains(r.Stdout, "nameserver fd00:756e:726f:6f74::1") {
 		t.Fatalf("curl via the IPv6 gateway: exit %d\n%s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// TestNetstackExitUnderTraffic ends the command while a stream through the
+// driver is still running: unroot must close the network and exit at once
+// and leave nothing. (The driver's own Close under traffic is covered by
+// network/netstack's TestCloseDuringTransfer.)
+func TestNetstackExitUnderTraffic(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(io.Discard, c) }()
+		}
+	}()
+	port := l.Addr().(*net.TCPAddr).Port
+	start := time.Now()
+	// Without a PID namespace the stream outlives sh; unroot must still end
+	// it with the namespace.
+	r := nskRun(t, []string{"--net=netstack", "--pidns=false", "--disable-host-loopback=false"},
+		fmt.Sprintf(`(curl -sS -m 30 -T /dev/zero http://10.0.2.1:%d/ >/dev/null 2>&1 &) ; sleep 1`, port))
+	if took := time.Since(start); r.Code != 0 || took > 15*time.Second {
+		t.Fatalf("unroot run: exit %d after %v (want 0, promptly)\nstderr: %s", r.Code, took, r.Stderr)
 	}
 }
