@@ -354,7 +354,7 @@ func TestUDPThroughGateway(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	grew := int64(after.HeapInuse) - int64(before.HeapInuse)
 	t.Logf("%d idle UDP flows: heap grew %d KiB", flows, grew>>10)
-	if grew > flows*16<<10 {
+	if grew > flows*16<<10 && !raceEnabled {
 		t.Fatalf("%d idle UDP flows grew the heap by %d KiB, want under 16 KiB each", flows, grew>>10)
 	}
 }
@@ -582,7 +582,7 @@ func TestManyConnectionsAndClose(t *testing.T) {
 		}
 	}
 	t.Logf("heap per idle relayed connection: %d KiB", perConn>>10)
-	if perConn > 256<<10 {
+	if perConn > 256<<10 && !raceEnabled {
 		t.Errorf("each idle connection grew the heap by %d KiB, want under 256 KiB: relays hold buffers while idle", perConn>>10)
 	}
 	// Close with every connection still open: it must end them all.
@@ -941,7 +941,7 @@ func TestIdleMemory(t *testing.T) {
 		t.Fatalf("no Pss line in smaps_rollup:\n%s", data)
 	}
 	t.Logf("Pss with the driver idle after traffic: %d KiB", pssKB)
-	if pssKB > 25<<10 {
+	if pssKB > 25<<10 && !raceEnabled {
 		t.Fatalf("Pss = %d KiB, want at most 25 MiB", pssKB)
 	}
 }
