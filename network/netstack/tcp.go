@@ -1,6 +1,7 @@
 package netstack
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -101,8 +102,10 @@ func (d *Driver) handleTCP(r *tcp.ForwarderRequest) {
 	var wq waiter.Queue
 	ep, terr := r.CreateEndpoint(&wq)
 	if terr != nil {
-		// The child gave up (RST) while we dialled.
+		// The child gave up (a reset, even right after its handshake ACK)
+		// before the connection was ours: reset the host side as well.
 		r.Complete(true)
+		host.(*net.TCPConn).SetLinger(0)
 		host.Close()
 		return
 	}
@@ -125,13 +128,13 @@ func relayTCP(guest *gonet.TCPConn, ep tcpip.Endpoint, wq *waiter.Queue, host *n
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		hostToGuest(host, guest)
+		hostToGuest(host, guest, ep)
 	}()
 	guestToHost(ep, wq, guest, host)
 	<-done
 }
 
-func hostToGuest(host *net.TCPConn, guest *gonet.TCPConn) {
+func hostToGuest(host *net.TCPConn, guest *gonet.TCPConn, ep tcpip.Endpoint) {
 	rc, err := host.SyscallConn()
 	if err != nil {
 		guest.Close()
@@ -168,10 +171,13 @@ func hostToGuest(host *net.TCPConn, guest *gonet.TCPConn) {
 		if bp != nil {
 			copyBufs.Put(bp)
 		}
-		if err == nil {
+		switch {
+		case err == nil:
 			guest.CloseWrite() // EOF
-		} else {
-			guest.Close() // reset, or Close from the driver
+		case errors.Is(err, syscall.ECONNRESET):
+			ep.Abort() // pass the reset on: the namespace sees RST too
+		default:
+			guest.Close() // Close from the driver
 		}
 		return
 	}
@@ -204,10 +210,27 @@ func guestToHost(ep tcpip.Endpoint, wq *waiter.Queue, guest *gonet.TCPConn, host
 			<-ready
 			continue
 		case *tcpip.ErrClosedForReceive:
-			host.CloseWrite() // EOF
+			if reset(ep) {
+				host.SetLinger(0)
+				host.Close()
+			} else {
+				host.CloseWrite() // EOF
+			}
+		case *tcpip.ErrConnectionReset:
+			host.SetLinger(0) // pass the reset on: close with RST
+			host.Close()
 		default:
-			host.Close() // reset, or Close from the driver
+			host.Close() // Close from the driver
 		}
 		return
 	}
+}
+
+// reset reports whether the namespace side ended with a reset (or another
+// error) rather than a FIN. The endpoint reports the reset itself only to
+// the first reader of its error, so the state is what is checked when the
+// read said only "closed".
+func reset(ep tcpip.Endpoint) bool {
+	te, ok := ep.(*tcp.Endpoint)
+	return ok && te.EndpointState() == tcp.StateError
 }
