@@ -605,13 +605,16 @@ func (l *Launcher) networkChild() network.Child {
 }
 
 // openTap asks the child for a tap device fd; used by in-process drivers.
+// The tap carries a virtio-net header so that the stack can move
+// segmentation-offloaded frames (up to 64 KiB) in one read or write; drivers
+// check the flag on the fd, so one that cannot use it still works.
 func (l *Launcher) openTap(ctx context.Context, name string) (*os.File, error) {
 	select {
 	case <-l.nsReady:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if err := l.ctl.Send(handshake.Msg{Kind: handshake.OpenTap, TapName: name}); err != nil {
+	if err := l.ctl.Send(handshake.Msg{Kind: handshake.OpenTap, TapName: name, VnetHdr: true}); err != nil {
 		return nil, err
 	}
 	_, files, err := l.ctl.Expect(ctx, handshake.Tap)

@@ -82,7 +82,7 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	fs.StringVar(&o.cidr, "cidr", "", "CIDR for pasta, slirp4netns and netstack networks (default: 10.0.2.0/24)")
 	fs.StringVar(&o.ifname, "ifname", "", "network interface name (default: tap0)")
 	fs.BoolVar(&o.disableHostLoopback, "disable-host-loopback", p == asUnroot, "prohibit connecting to 127.0.0.1:* on the host namespace")
-	fs.BoolVar(&o.ipv6, "ipv6", false, "enable IPv6 routing; only for pasta and slirp4netns (experimental)")
+	fs.BoolVar(&o.ipv6, "ipv6", false, "enable IPv6 routing; for pasta, slirp4netns and netstack (experimental)")
 	fs.BoolVar(&o.detachNetNS, "detach-netns", false, "detach network namespaces: the command stays in the host network namespace and $ROOTLESSKIT_STATE_DIR/netns holds the new one")
 	fs.StringVar(&o.pastaBinary, "pasta-binary", "pasta", "path of pasta binary for --net=pasta")
 	fs.StringVar(&o.slirpBinary, "slirp4netns-binary", "slirp4netns", "path of slirp4netns binary for --net=slirp4netns")
