@@ -887,7 +887,8 @@ func iperf3(t testing.TB, ns *testNS, gateway string, secs int, reverse bool) fl
 		t.Fatalf("iperf3 client: %v\n%s", err, out)
 	}
 	var res struct {
-		End struct {
+		Error string `json:"error"`
+		End   struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
@@ -895,6 +896,9 @@ func iperf3(t testing.TB, ns *testNS, gateway string, secs int, reverse bool) fl
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("iperf3 output: %v\n%s", err, out)
+	}
+	if res.Error != "" || res.End.SumReceived.BitsPerSecond <= 0 {
+		t.Logf("iperf3 moved nothing: %q\n%s", res.Error, out)
 	}
 	return res.End.SumReceived.BitsPerSecond / 1e9
 }
@@ -906,6 +910,12 @@ func TestIperf3(t *testing.T) {
 				_, ns := startDriverTap(t, network.Config{MTU: mtu}, nil, vnet)
 				for _, reverse := range []bool{false, true} {
 					g := iperf3(t, ns, "10.0.2.1", 2, reverse)
+					if g <= 0 {
+						// On a loaded 2-CPU machine iperf3's control
+						// connection has been seen to give up at once; one
+						// more try tells that apart from a broken path.
+						g = iperf3(t, ns, "10.0.2.1", 2, reverse)
+					}
 					if g <= 0 {
 						t.Fatalf("iperf3 at MTU %d (reverse=%v) moved nothing", mtu, reverse)
 					}

@@ -317,7 +317,7 @@ func TestNsenter(t *testing.T) {
 func TestDetachNetNS(t *testing.T) {
 	t.Parallel()
 	hostNet, _ := os.Readlink("/proc/self/ns/net")
-	state, pid, _, _ := lcStart(t, "rootlesskit", "--net=slirp4netns", "--detach-netns", "--copy-up=/etc", "sh", "-c", "readlink /proc/self/ns/net >$ROOTLESSKIT_STATE_DIR/../cmdnet; sleep infinity")
+	state, pid, _, _ := lcStart(t, "rootlesskit", "--net=slirp4netns", "--detach-netns", "--copy-up=/etc", "sh", "-c", "readlink /proc/self/ns/net >$ROOTLESSKIT_STATE_DIR/../cmdnet.tmp && mv $ROOTLESSKIT_STATE_DIR/../cmdnet.tmp $ROOTLESSKIT_STATE_DIR/../cmdnet; sleep infinity")
 	WaitFile(t, filepath.Join(state, "..", "cmdnet"), 5*time.Second)
 	b, _ := os.ReadFile(filepath.Join(state, "..", "cmdnet"))
 	if strings.TrimSpace(string(b)) != hostNet {
