@@ -147,6 +147,7 @@ func buildPorts(o *opts, netName string, p personality, log *slog.Logger) (port.
 		}
 		opt := builtin.DefaultOptions
 		opt.SourceIPTransparent = o.sourceIPTransparent
+		opt.SourceIPTransparentUDP = o.sourceIPTransparentUDP
 		return builtin.NewFactory(opt), specs, nil
 	case "slirp4netns":
 		if netName != "slirp4netns" {

@@ -45,6 +45,8 @@ type opts struct {
 	portDriver          string
 	publish             []string
 	sourceIPTransparent bool
+	// unroot only: keep UDP clients' addresses too (see port/builtin.Options).
+	sourceIPTransparentUDP bool
 
 	pidns, cgroupns, utsns, ipcns bool
 	reaper                        string
@@ -133,6 +135,8 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	if p == asUnroot {
 		fs.StringVar(&o.ready, "ready", "notify", "under a Type=notify systemd unit, who sends READY=1: notify (the command, relayed) or ports (unroot, once ports are published)")
 		add("Misc", "ready")
+		fs.BoolVar(&o.sourceIPTransparentUDP, "source-ip-transparent-udp", false, "keep the client address for UDP too (builtin port driver, loopback child IP); the server must reply from the address it was reached on (bound to it, or IP_PKTINFO), see docs/ports.md")
+		add("Port", "source-ip-transparent-udp")
 	}
 }
 
