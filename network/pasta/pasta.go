@@ -27,7 +27,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,23 +89,7 @@ func New(cfg network.Config) (*Driver, error) {
 }
 
 func lookPath(bin string) (string, error) {
-	name := bin
-	if name == "" {
-		name = "pasta"
-	}
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p, nil
-	}
-	if bin != "" {
-		return "", fmt.Errorf("pasta binary %s: %w: fix --pasta-binary", bin, rootCause(err))
-	}
-	// netstack is the CLI's embedded network: it needs no package.
-	alt := "--net=slirp4netns (apt-get install slirp4netns) or --net=netstack (built in)"
-	if _, err := exec.LookPath("slirp4netns"); err == nil {
-		alt = "--net=slirp4netns (installed) or --net=netstack (built in)"
-	}
-	return "", fmt.Errorf("pasta not found in PATH: install it (apt-get install passt), or use %s", alt)
+	return helper.LookPath(helper.Binary{Name: "pasta", Flag: "--pasta-binary", Package: "passt", Other: "slirp4netns", OtherPackage: "slirp4netns", OtherNet: "slirp4netns"}, bin)
 }
 
 // Name returns "pasta".
@@ -303,16 +286,4 @@ func buildArgs(cfg network.Config, c network.Child, f features) ([]string, error
 		return nil, fmt.Errorf("start pasta: child pid %d is not a process", c.PID)
 	}
 	return append(args, strconv.Itoa(c.PID)), nil
-}
-
-// rootCause strips exec's and stat's wrapping ("exec: \"x\": stat x: ...")
-// so the message names the path once.
-func rootCause(err error) error {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil {
-			return err
-		}
-		err = u
-	}
 }

@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -116,23 +115,7 @@ func New(cfg network.Config) (*Driver, error) {
 }
 
 func lookPath(bin string) (string, error) {
-	name := bin
-	if name == "" {
-		name = "slirp4netns"
-	}
-	p, err := exec.LookPath(name)
-	if err == nil {
-		return p, nil
-	}
-	if bin != "" {
-		return "", fmt.Errorf("slirp4netns binary %s: %w: fix --slirp4netns-binary", bin, rootCause(err))
-	}
-	// netstack is the CLI's embedded network: it needs no package.
-	alt := "--net=pasta (apt-get install passt) or --net=netstack (built in)"
-	if _, err := exec.LookPath("pasta"); err == nil {
-		alt = "--net=pasta (installed) or --net=netstack (built in)"
-	}
-	return "", fmt.Errorf("slirp4netns not found in PATH: install it (apt-get install slirp4netns), or use %s", alt)
+	return helper.LookPath(helper.Binary{Name: "slirp4netns", Flag: "--slirp4netns-binary", Package: "slirp4netns", Other: "pasta", OtherPackage: "passt", OtherNet: "pasta"}, bin)
 }
 
 // Name returns "slirp4netns".
@@ -395,16 +378,4 @@ func buildArgs(cfg network.Config, c network.Child, o startOpts) ([]string, erro
 		args = append(args, strconv.Itoa(c.PID))
 	}
 	return slices.Clip(append(args, cfg.IfName)), nil
-}
-
-// rootCause strips exec's and stat's wrapping ("exec: \"x\": stat x: ...")
-// so the message names the path once.
-func rootCause(err error) error {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil {
-			return err
-		}
-		err = u
-	}
 }
