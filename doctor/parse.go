@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/unroot/unroot/internal/procfs"
 )
 
 // Pure parsers of /proc, /etc and tool output. Each takes the text (never a
@@ -73,28 +75,16 @@ func parseSubIDFile(s, name, uid string) (mine, all []idRange) {
 	return mine, all
 }
 
-// parseGetsubids reads `getsubids USER` output: lines like
-// "0: alice 100000 65536".
+// parseGetsubids reads `getsubids USER` output with the launcher's own parser
+// (internal/procfs), so doctor and `unroot run` agree on what they accept.
 func parseGetsubids(s string) ([]idRange, error) {
+	rs, err := procfs.ParseGetsubids(s)
+	if err != nil {
+		return nil, err
+	}
 	var out []idRange
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) != 4 || !strings.HasSuffix(f[0], ":") {
-			return nil, fmt.Errorf("parse getsubids line %q: want \"N: USER START COUNT\"", line)
-		}
-		start, err := strconv.ParseUint(f[2], 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("parse getsubids line %q: %w", line, err)
-		}
-		count, err := strconv.ParseUint(f[3], 10, 32)
-		if err != nil || count == 0 {
-			return nil, fmt.Errorf("parse getsubids line %q: bad count", line)
-		}
-		out = append(out, idRange{Start: start, Count: count})
+	for _, r := range rs {
+		out = append(out, idRange{Start: uint64(r.Start), Count: uint64(r.Count)})
 	}
 	return out, nil
 }
