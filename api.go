@@ -21,11 +21,10 @@ type apiServer struct {
 	once sync.Once
 }
 
-func (l *Launcher) serveAPI(path string) (*apiServer, error) {
-	ln, err := apiserver.ListenLogged(path, l.log)
-	if err != nil {
-		return nil, err
-	}
+//
+// The socket itself is made early, in the background, by listenAPI: its
+// few file operations would otherwise be the last step before child_pid.
+func (l *Launcher) serveAPI(ln net.Listener) (*apiServer, error) {
 	h := apiserver.New(apiserver.Config{Info: l.Info, Ports: l.portDrv, Logger: l.log})
 	s := &apiServer{
 		srv:  &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(l.log.Handler(), slog.LevelDebug)},
@@ -34,6 +33,36 @@ func (l *Launcher) serveAPI(path string) (*apiServer, error) {
 	}
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return s, nil
+}
+
+// apiListener is a listener being made in the background.
+type apiListener struct {
+	done chan struct{}
+	ln   net.Listener
+	err  error
+}
+
+// listenAPI starts making the socket at path. The goroutine ends once the
+// socket exists or failed; take or close collects it.
+func (l *Launcher) listenAPI(path string) *apiListener {
+	a := &apiListener{done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		a.ln, a.err = apiserver.ListenLogged(path, l.log)
+	}()
+	return a
+}
+
+func (a *apiListener) take() (net.Listener, error) {
+	<-a.done
+	return a.ln, a.err
+}
+
+// close closes a listener that was never served.
+func (a *apiListener) close() {
+	if ln, err := a.take(); err == nil {
+		ln.Close()
+	}
 }
 
 // Close stops serving and waits for the serving goroutine.

@@ -156,6 +156,9 @@ type Launcher struct {
 	notify   *notify.Relay
 	exited   chan struct{}
 	nsReady  chan struct{} // closed once Start has read NSReady from ctl
+	preTap   string        // the tap the child pre-creates, "" for none
+	tapDone  chan struct{} // closed once the child's TapCreated is read
+	tapOK    bool          // valid after tapDone: preTap exists
 	waitErr  error
 	wg       sync.WaitGroup
 }
@@ -296,6 +299,15 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			l.teardown()
 		}
 	}()
+	// The socket is made in the background. On a failed start it is closed
+	// before the teardown above runs (deferred calls run last first), so it
+	// cannot reappear in a removed state directory.
+	apiLn := l.listenAPI(l.dir.Join(statedir.APISock))
+	defer func() {
+		if l.api == nil {
+			apiLn.close()
+		}
+	}()
 	if up := notify.Upstream(); up != "" {
 		mode, _ := notify.ParseMode(l.Ready) // checked by Validate
 		r, err := notify.New(notify.Config{Path: l.dir.Join("notify.sock"), Upstream: up, Mode: mode, Logger: l.log})
@@ -331,6 +343,14 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if prefix == "" {
 		prefix = "unroot: "
 	}
+	// A driver whose helper attaches to a tap by name gets it pre-created by
+	// the child before the id mapping; a driver that needs nothing from the
+	// mapping then starts right after the clone, alongside newuidmap.
+	var pre network.PreTap
+	if tp, ok := l.Network.(network.TapPrecreator); ok && l.privateNet() && !l.DetachNetNS {
+		pre = tp.PreTap()
+		l.preTap = pre.Name
+	}
 	cfg := childinit.Config{
 		Stage:       1,
 		ListenFDs:   len(l.ListenFDs),
@@ -344,6 +364,8 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		Reaper:      l.reaper(),
 		PrivateNet:  l.privateNet(),
 		DetachNetNS: l.DetachNetNS,
+		PreTap:      l.preTap,
+		PreSetup:    pre.Setup,
 		Propagation: l.Propagation,
 		CopyUp:      l.CopyUp,
 		Cgroup2:     l.EvacuateCgroup2 != "",
@@ -421,17 +443,29 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		}
 	}()
 
-	if err := plan.Apply(startCtx, l.childPID); err != nil {
-		return l.startErr(startCtx, err)
-	}
-	mark("ids mapped")
-	if err := ctl.Send(handshake.Msg{Kind: handshake.IDMapped}); err != nil {
-		return l.startErr(startCtx, err)
+	if l.preTap != "" {
+		l.tapDone = make(chan struct{})
+		// Reads ctl until the child's first message; Start reads ctl again
+		// only after this goroutine has ended.
+		go func() {
+			defer close(l.tapDone)
+			m, _, err := ctl.Expect(startCtx, handshake.TapCreated)
+			if err == nil && m.Err != "" {
+				err = errors.New(m.Err)
+			}
+			if err != nil {
+				l.log.Debug("tap not pre-created; the network driver makes its own", "tap", l.preTap, "err", err)
+				return
+			}
+			l.tapOK = true
+			mark("tap pre-created")
+		}()
 	}
 	// The network namespace exists from the clone on, so the network
-	// driver can start while the init re-executes itself and mounts /proc.
-	// A detached netns is made by the init, and cgroup evacuation must
-	// come first, so those start after NSReady.
+	// driver can start while the ids are mapped (when it needs nothing from
+	// the mapping) or else while the init mounts /proc. A detached netns is
+	// made by the init, and cgroup evacuation must come first, so those
+	// start after NSReady.
 	type netResult struct {
 		setup network.Setup
 		err   error
@@ -445,15 +479,32 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		}()
 	}
 	early := l.Network != nil && l.privateNet() && !l.DetachNetNS && l.EvacuateCgroup2 == ""
-	if early {
+	if early && pre.BeforeIDMap {
 		startNet()
+	}
+	if err := plan.Apply(startCtx, l.childPID); err != nil {
+		if l.netUp {
+			cancelStart(err)
+			<-netDone
+		}
+		return l.startErr(startCtx, err)
+	}
+	mark("ids mapped")
+	if err := ctl.Send(handshake.Msg{Kind: handshake.IDMapped}); err != nil {
+		return l.startErr(startCtx, err)
+	}
+	if early && !l.netUp {
+		startNet()
+	}
+	if l.tapDone != nil {
+		<-l.tapDone
 	}
 	_, _, err = ctl.Expect(startCtx, handshake.NSReady)
 	// The driver may ask for a tap over ctl only from now on: until NSReady
 	// this goroutine was the one reading it.
 	close(l.nsReady)
 	if err != nil {
-		if early {
+		if l.netUp {
 			cancelStart(err)
 			<-netDone
 		}
@@ -469,7 +520,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	}
 	setup := network.Setup{}
 	if l.Network != nil {
-		if !early {
+		if !l.netUp {
 			startNet()
 		}
 		r := <-netDone
@@ -515,8 +566,13 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	mark("ports published")
 	// api.sock is served before child_pid appears: scripts take child_pid
 	// as the signal that everything, the API included, is ready.
-	l.api, err = l.serveAPI(l.dir.Join(statedir.APISock))
+	ln, err := apiLn.take()
 	if err != nil {
+		return err
+	}
+	l.api, err = l.serveAPI(ln)
+	if err != nil {
+		ln.Close()
 		return err
 	}
 	if err := l.dir.WriteChildPID(l.childPID); err != nil {
@@ -597,11 +653,26 @@ func (l *Launcher) networkChild() network.Child {
 		Detached: l.DetachNetNS,
 		StateDir: l.dir.Path(),
 		OpenTap:  l.openTap,
+		PreTap:   l.waitPreTap,
 	}
 	if l.DetachNetNS {
 		c.NetNS = "/proc/" + pid + "/root" + l.dir.Join(statedir.NetNS)
 	}
 	return c
+}
+
+// waitPreTap waits for the child's report on the tap it pre-creates and
+// tells whether name is that tap and exists.
+func (l *Launcher) waitPreTap(ctx context.Context, name string) bool {
+	if l.tapDone == nil || name != l.preTap {
+		return false
+	}
+	select {
+	case <-l.tapDone:
+		return l.tapOK
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // openTap asks the child for a tap device fd; used by in-process drivers.
@@ -685,15 +756,20 @@ func (l *Launcher) teardown() error {
 		}
 	}
 	mark("api, ports and namespace init stopped")
+	// The helper's exit overlaps the rest of the clean-up.
+	netErr := make(chan error, 1)
 	if l.netUp {
-		errs = append(errs, l.Network.Close())
+		go func() { netErr <- l.Network.Close() }()
+	} else {
+		netErr <- nil
 	}
-	mark("network driver stopped")
 	if l.stopSigs != nil {
 		l.stopSigs()
 	}
 	if l.sigs != nil {
-		l.sigs.Stop()
+		// Releasing 57 signals takes up to 2 ms; nothing below needs them
+		// released. The goroutine ends when they are.
+		go l.sigs.Stop()
 	}
 	l.wg.Wait()
 	if l.ctl != nil {
@@ -705,6 +781,8 @@ func (l *Launcher) teardown() error {
 	if l.notify != nil {
 		errs = append(errs, l.notify.Close())
 	}
+	errs = append(errs, <-netErr)
+	mark("network driver stopped")
 	if l.dir != nil {
 		errs = append(errs, l.dir.Close())
 	}

@@ -41,6 +41,34 @@ type Child struct {
 	// netns and returns the device fd, passed over the control socket. Used by
 	// in-process drivers such as netstack.
 	OpenTap func(ctx context.Context, name string) (*os.File, error)
+	// PreTap, when set, waits until the child has reported on the
+	// persistent tap it was asked to pre-create (see TapPrecreator) and
+	// says whether the tap name exists.
+	PreTap func(ctx context.Context, name string) bool
+}
+
+// TapPrecreator is a driver whose helper attaches to a tap device by name.
+// The launcher then has the child create that tap persistent before
+// anything else, so the helper finds it ready and the device outlives the
+// helper (stopping a helper that owns a non-persistent tap costs the
+// kernel's synchronous unregistering, 15-30 ms).
+type TapPrecreator interface {
+	PreTap() PreTap
+}
+
+// PreTap is what a TapPrecreator asks of the launcher.
+type PreTap struct {
+	// Name is the tap device's name.
+	Name string
+	// BeforeIDMap lets the driver start before the child's uid and gid maps
+	// are written (its helper needs nothing from the mapping), overlapping
+	// newuidmap.
+	BeforeIDMap bool
+	// Setup, when the driver knows it before starting, lets the child
+	// address the tap and route through it while the helper starts. Start
+	// must then return an equal Setup; if it does not, the child applies
+	// the one Start returned.
+	Setup *Setup
 }
 
 // Setup tells the child how to configure its interface. When

@@ -1,7 +1,9 @@
 package childinit
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -42,7 +44,7 @@ func Run(encoded string) {
 	if cfg.Stage == 1 {
 		os.Exit(stage1(cfg))
 	}
-	os.Exit(stage2(cfg, nil))
+	os.Exit(stage2(cfg, nil, 0))
 }
 
 // RunActivation is the socket-activation helper: LISTEN_PID must name the
@@ -87,6 +89,26 @@ func stage1(cfg Config) int {
 		fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
 		return 1
 	}
+	preconfigured := 0 // the index of the tap stage 1 addressed
+	if cfg.PreTap != "" {
+		// Creating a tap needs only CAP_NET_ADMIN over our netns, which
+		// the ambient set gives us before the ids are mapped.
+		m := handshake.Msg{Kind: handshake.TapCreated, TapName: cfg.PreTap}
+		err := sys.CreatePersistentTap(cfg.PreTap)
+		if err != nil {
+			m.Err = err.Error()
+		}
+		if err := c.Send(m); err != nil {
+			return 1
+		}
+		// The helper attaches while we address the device; a failure here
+		// is retried, and reported, when the Network message comes.
+		if err == nil && cfg.PreSetup != nil {
+			if netconf.LoopbackUp() == nil && netconf.Configure(*cfg.PreSetup) == nil {
+				preconfigured, _ = netconf.LinkIndex(cfg.PreTap)
+			}
+		}
+	}
 	if _, _, err := c.Expect(context.Background(), handshake.IDMapped); err != nil {
 		// EOF: the parent failed and reports why itself.
 		if !errors.Is(err, io.EOF) {
@@ -96,7 +118,7 @@ func stage1(cfg Config) int {
 	}
 	if sys.HasSysAdmin() {
 		f.Close()
-		return stage2(cfg, c)
+		return stage2(cfg, c, preconfigured)
 	}
 	cfg.Stage = 2
 	env := append(envWithout(os.Environ(), EnvConfig), EnvConfig+"="+cfg.Encode())
@@ -107,8 +129,9 @@ func stage1(cfg Config) int {
 }
 
 // stage2 returns the process exit status. ctl is the control connection
-// when stage 1 already holds it, nil after a re-exec.
-func stage2(cfg Config, ctl *handshake.Conn) int {
+// when stage 1 already holds it, nil after a re-exec. preconfigured is the
+// index of the tap to which stage 1 applied cfg.PreSetup, 0 for none.
+func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	// The clone's death signal does not survive a re-exec; set it again,
 	// then make sure the parent did not die in between. As PID 1, SIGKILL takes
 	// the whole PID namespace with us. Without a PID namespace that would
@@ -224,11 +247,18 @@ func stage2(cfg Config, ctl *handshake.Conn) int {
 		setup = *m.Setup
 		break
 	}
+	// Devices and the state-dir files while the mounts finish; the binds
+	// over /etc need those.
+	// The set-up holds if the driver kept to its prediction and its helper
+	// runs on that very device (one that fell back to a tap of its own
+	// made a new device, with a new index).
+	addressed := preconfigured != 0 && sameSetup(setup, *cfg.PreSetup) && sameLink(worker, cfg.PreTap, preconfigured)
+	netErr := configureNet(cfg, setup, worker, addressed)
 	mountsDone = true
-	if err := <-mounted; err != nil {
+	if err := errors.Join(<-mounted, netErr); err != nil {
 		return fail(err)
 	}
-	if err := configureNet(cfg, setup, worker); err != nil {
+	if err := publishNetFiles(cfg, setup); err != nil {
 		return fail(err)
 	}
 	srv := &sockpool.Server{InNetNS: worker.Do, NewSocket: sys.NewSocket, Transparent: sockpool.SetupTransparent}
@@ -238,6 +268,7 @@ func stage2(cfg Config, ctl *handshake.Conn) int {
 	// as subreaper so do orphans of the command.
 	chld := make(chan os.Signal, 16)
 	signal.Notify(chld, syscall.SIGCHLD)
+	sigs.Ready() // every signal must reach the command from its first instruction
 	pid, err := startCommand(cfg)
 	if err != nil {
 		return fail(err)
@@ -358,11 +389,11 @@ func scratchDir(cfg Config) string {
 	return cfg.StateDir
 }
 
-// configureNet brings the devices up as the driver's Setup says and
-// publishes resolv.conf and hosts, in STATE and over /etc. It runs after
-// prepareMounts: the binds land on the copied-up /etc.
-func configureNet(cfg Config, s network.Setup, w *netnsWorker) error {
-	if cfg.PrivateNet {
+// configureNet brings the devices up as the driver's Setup says (unless
+// stage 1 addressed them already) and writes resolv.conf and hosts in
+// STATE.
+func configureNet(cfg Config, s network.Setup, w *netnsWorker, addressed bool) error {
+	if cfg.PrivateNet && !addressed {
 		if err := w.Do(func() error {
 			if err := netconf.LoopbackUp(); err != nil {
 				return err
@@ -376,11 +407,16 @@ func configureNet(cfg Config, s network.Setup, w *netnsWorker) error {
 	if !withDNS {
 		return nil
 	}
-	if err := writeNetFiles(cfg.StateDir, s); err != nil {
-		return err
-	}
-	if cfg.DetachNetNS {
-		return nil // the command is not in that netns; the files are for nsenter users
+	return writeNetFiles(cfg.StateDir, s)
+}
+
+// publishNetFiles binds STATE's resolv.conf and hosts over /etc's. It runs
+// after prepareMounts: the binds land on the copied-up /etc.
+func publishNetFiles(cfg Config, s network.Setup) error {
+	if !cfg.PrivateNet || len(s.DNS) == 0 || cfg.DetachNetNS {
+		// No DNS to publish, or the command is not in the detached netns
+		// (the files are for nsenter users).
+		return nil
 	}
 	etcCopied := slices.ContainsFunc(cfg.CopyUp, func(d string) bool { return filepath.Clean(d) == "/etc" })
 	for _, name := range []string{statedir.ResolvConf, statedir.Hosts} {
@@ -389,6 +425,20 @@ func configureNet(cfg Config, s network.Setup, w *netnsWorker) error {
 		}
 	}
 	return nil
+}
+
+// sameLink reports whether the device name still has index idx.
+func sameLink(w *netnsWorker, name string, idx int) bool {
+	var now int
+	err := w.Do(func() (err error) { now, err = netconf.LinkIndex(name); return })
+	return err == nil && now == idx
+}
+
+// sameSetup reports whether two set-ups configure the devices alike.
+func sameSetup(a, b network.Setup) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
 }
 
 func writeNetFiles(dir string, s network.Setup) error {

@@ -16,6 +16,8 @@ package childinit
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/unroot/unroot/network"
 )
 
 // EnvConfig is the variable that carries Config from parent to child. Its
@@ -47,8 +49,16 @@ type Config struct {
 	Reaper      bool     `json:"reaper,omitempty"`
 	PrivateNet  bool     `json:"privateNet,omitempty"`
 	DetachNetNS bool     `json:"detachNetNS,omitempty"`
-	Propagation string   `json:"propagation,omitempty"`
-	CopyUp      []string `json:"copyUp,omitempty"`
+	// PreTap names a tap device to create persistent first thing, before
+	// the ids are mapped, so the network helper can attach to it while
+	// the parent still runs newuidmap. The child reports with TapCreated.
+	PreTap string `json:"preTap,omitempty"`
+	// PreSetup, with PreTap, is the network set-up the driver predicted:
+	// the child applies it right after creating the tap, and again only if
+	// the Network message brings a different one.
+	PreSetup    *network.Setup `json:"preSetup,omitempty"`
+	Propagation string         `json:"propagation,omitempty"`
+	CopyUp      []string       `json:"copyUp,omitempty"`
 	// Cgroup2 mounts a fresh cgroup2 on /sys/fs/cgroup (--evacuate-cgroup2).
 	Cgroup2 bool `json:"cgroup2,omitempty"`
 	// ErrPrefix starts the child's error lines: "[rootlesskit:child ] " or "unroot: ".

@@ -34,22 +34,26 @@ const MaxMsg = 64 << 10
 type Kind string
 
 // Messages in the order they flow. Parent→child: IDMapped, OpenTap, Network.
-// Child→parent: NSReady, Tap, Started. Either way: Error.
+// Child→parent: TapCreated (first, only when asked for), NSReady, Tap,
+// Started. Either way: Error.
 const (
-	IDMapped Kind = "id-mapped"
-	NSReady  Kind = "ns-ready"
-	OpenTap  Kind = "open-tap"
-	Tap      Kind = "tap"
-	Network  Kind = "network"
-	Started  Kind = "started"
-	Error    Kind = "error"
+	// TapCreated: the child pre-created the persistent tap of
+	// Config.PreTap, or says in Err why it could not.
+	TapCreated Kind = "tap-created"
+	IDMapped   Kind = "id-mapped"
+	NSReady    Kind = "ns-ready"
+	OpenTap    Kind = "open-tap"
+	Tap        Kind = "tap"
+	Network    Kind = "network"
+	Started    Kind = "started"
+	Error      Kind = "error"
 )
 
 // Msg is one handshake message. Only the fields of its Kind are set.
 type Msg struct {
 	V    int  `json:"v"`
 	Kind Kind `json:"kind"`
-	// Err is the failure, for Error.
+	// Err is the failure, for Error and TapCreated.
 	Err string `json:"err,omitempty"`
 	// TapName and VnetHdr, for OpenTap.
 	TapName string `json:"tapName,omitempty"`
@@ -70,7 +74,7 @@ func Decode(b []byte) (Msg, error) {
 		return Msg{}, fmt.Errorf("decode handshake message: version %d, want %d (parent and child binaries differ; do not replace the binary while it runs)", m.V, Version)
 	}
 	switch m.Kind {
-	case IDMapped, NSReady, OpenTap, Tap, Network, Started, Error:
+	case TapCreated, IDMapped, NSReady, OpenTap, Tap, Network, Started, Error:
 	default:
 		return Msg{}, fmt.Errorf("decode handshake message: unknown kind %q", m.Kind)
 	}

@@ -25,6 +25,16 @@ func LoopbackUp() error {
 	return nil
 }
 
+// LinkIndex returns the interface index of the device name; a device
+// removed and made again under the same name gets a new one.
+func LinkIndex(name string) (int, error) {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return 0, fmt.Errorf("find %s: %w", name, err)
+	}
+	return link.Attrs().Index, nil
+}
+
 // Configure sets the driver's device up with its MTU, address and default
 // route, as the Setup describes. A Setup without IfName or with
 // ConfiguredByDriver leaves the devices alone.

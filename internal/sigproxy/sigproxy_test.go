@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"os/signal"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ func TestForwardToProcess(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // let sh install the trap
 	f := Catch()
+	f.Ready()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { f.Forward(ctx, cmd.Process.Pid); close(done) }()
@@ -41,7 +43,32 @@ func TestForwardToProcess(t *testing.T) {
 	err := cmd.Wait()
 	cancel()
 	<-done
+	f.Stop()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
 		t.Errorf("child exit = %v, want status 7 from the forwarded USR1", err)
+	}
+}
+
+// Terminating signals are caught as soon as Catch returns, the rest once
+// Ready returns; Stop releases them all.
+func TestCatchReadyStop(t *testing.T) {
+	f := Catch()
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	f.Ready()
+	syscall.Kill(os.Getpid(), syscall.SIGUSR2)
+	want := []os.Signal{syscall.SIGTERM, syscall.SIGUSR2}
+	for _, w := range want {
+		select {
+		case got := <-f.C():
+			if got != w {
+				t.Errorf("caught %v, want %v", got, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%v not caught", w)
+		}
+	}
+	f.Stop()
+	if signal.Ignored(syscall.SIGUSR2) {
+		t.Error("SIGUSR2 is ignored after Stop, want its default action back")
 	}
 }

@@ -116,6 +116,21 @@ func OpenTap(name string, vnetHdr bool) (*os.File, error) {
 	return os.NewFile(uintptr(fd), "/dev/net/tun:"+name), nil
 }
 
+// CreatePersistentTap creates the TAP device name in the calling thread's
+// network namespace, marks it persistent and closes it, so that a helper
+// process can attach to it later and the device outlives that helper.
+func CreatePersistentTap(name string) error {
+	f, err := OpenTap(name, false)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.IoctlSetInt(int(f.Fd()), unix.TUNSETPERSIST, 1); err != nil {
+		return fmt.Errorf("make tap %s persistent (TUNSETPERSIST): %w", name, err)
+	}
+	return nil
+}
+
 // NewSocket makes a non-blocking, close-on-exec socket in the calling
 // thread's network namespace.
 func NewSocket(family, sotype int) (*os.File, error) {

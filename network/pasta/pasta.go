@@ -92,6 +92,10 @@ func lookPath(bin string) (string, error) {
 	return helper.LookPath(helper.Binary{Name: "pasta", Flag: "--pasta-binary", Package: "passt", Other: "slirp4netns", OtherPackage: "slirp4netns", OtherNet: "slirp4netns"}, bin)
 }
 
+// PreTap asks the launcher to pre-create the tap. pasta starts only once
+// the ids are mapped, and configures the device itself.
+func (d *Driver) PreTap() network.PreTap { return network.PreTap{Name: d.cfg.IfName} }
+
 // Name returns "pasta".
 func (d *Driver) Name() string { return "pasta" }
 

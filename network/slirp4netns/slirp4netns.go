@@ -7,7 +7,7 @@
 // command sees is the same: 10.0.2.100/24 on tap0, gateway 10.0.2.2 (the
 // host's loopback unless --disable-host-loopback), DNS 10.0.2.3. Unlike
 // RootlessKit, the helper cannot outlive unroot (see network/internal/helper),
-// a failed start says why, the --help probe runs once, in the background, the
+// a failed start says why, --help is read only when a start fails, the
 // tap is pre-created persistent so stopping slirp4netns costs no kernel
 // teardown, and a slirp4netns that dies is restarted on that same tap.
 package slirp4netns
@@ -63,7 +63,6 @@ type Driver struct {
 	sandbox   network.TriState
 	seccomp   network.TriState
 	apiSocket bool
-	probe     *helper.Probe
 	log       *slog.Logger
 
 	childIP, gateway, dns netip.Addr
@@ -110,12 +109,30 @@ func New(cfg network.Config) (*Driver, error) {
 		return nil, err
 	}
 	d.childIP, d.gateway, d.dns = network.Addresses(cfg.CIDR)
-	d.probe = helper.ProbeHelp(d.path)
 	return d, nil
 }
 
 func lookPath(bin string) (string, error) {
 	return helper.LookPath(helper.Binary{Name: "slirp4netns", Flag: "--slirp4netns-binary", Package: "slirp4netns", Other: "pasta", OtherPackage: "passt", OtherNet: "pasta"}, bin)
+}
+
+// PreTap asks the launcher to pre-create the tap; slirp4netns joins the
+// child's namespaces and attaches to it before the ids are mapped as well
+// as after. The addresses are fixed by the configuration, so the child can
+// set them up meanwhile.
+func (d *Driver) PreTap() network.PreTap {
+	s := d.setup()
+	return network.PreTap{Name: d.cfg.IfName, BeforeIDMap: true, Setup: &s}
+}
+
+// assumed are the options slirp4netns has had since 0.4.0 (2019), which
+// every maintained distribution ships. Start assumes them rather than
+// running --help first (an exec on every start), and probes only when
+// slirp4netns fails, to retry with what it has or say what is missing.
+var assumed = map[string]bool{
+	"--ready-fd": true, "--exit-fd": true, "--mtu": true, "--cidr": true,
+	"--disable-host-loopback": true, "--netns-type": true, "--userns-path": true,
+	"--api-socket": true, "--enable-sandbox": true, "--enable-seccomp": true, "--enable-ipv6": true,
 }
 
 // Name returns "slirp4netns".
@@ -154,10 +171,41 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 	if d.proc != nil {
 		return network.Setup{}, errors.New("start slirp4netns: already started")
 	}
-	flags, err := d.probe.Flags(ctx)
-	if err != nil {
-		return network.Setup{}, fmt.Errorf("start slirp4netns: probe %s --help: %w", d.path, err)
+	s, err := d.start(ctx, c, assumed)
+	if err == nil {
+		return s, nil
 	}
+	if ctx.Err() != nil {
+		return network.Setup{}, err
+	}
+	// An older slirp4netns rejects an option it lacks: find out what it
+	// has, then retry without what is optional or name what is missing.
+	flags, perr := helper.ProbeHelp(d.path).Flags(ctx)
+	if perr != nil || hasAll(flags, assumed) {
+		return network.Setup{}, err
+	}
+	opts, rerr := d.resolve(flags, c)
+	if rerr != nil {
+		return network.Setup{}, rerr
+	}
+	if o, _ := d.resolve(assumed, c); o == opts {
+		return network.Setup{}, err
+	}
+	d.log.Debug("slirp4netns lacks some options; retrying without them", "err", err)
+	return d.start(ctx, c, flags)
+}
+
+func hasAll(have, want map[string]bool) bool {
+	for f := range want {
+		if !have[f] {
+			return false
+		}
+	}
+	return true
+}
+
+// start runs slirp4netns with the options flags says it has.
+func (d *Driver) start(ctx context.Context, c network.Child, flags map[string]bool) (network.Setup, error) {
 	opts, err := d.resolve(flags, c)
 	if err != nil {
 		return network.Setup{}, err
@@ -208,6 +256,16 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 	d.proc, d.sockPath = helper.Keep(p, "slirp4netns", restart, d.log), opts.apiSocket
 	d.log.Debug("slirp4netns ready", "pid", p.PID(), "took", time.Since(begin), "persistent-tap", persistent)
 
+	s := d.setup()
+	if opts.apiSocket != "" {
+		s.Opaque = map[string]string{OpaqueAPISocket: opts.apiSocket}
+	}
+	return s, nil
+}
+
+// setup is how the child addresses the tap, which the configuration alone
+// decides.
+func (d *Driver) setup() network.Setup {
 	s := network.Setup{
 		IfName:  d.cfg.IfName,
 		Addr:    netip.PrefixFrom(d.childIP, d.cfg.CIDR.Bits()),
@@ -221,10 +279,7 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 		// address (set without DAD by the child) works at once.
 		s.Addr6, s.Gateway6 = ipv6Child, ipv6Gateway
 	}
-	if opts.apiSocket != "" {
-		s.Opaque = map[string]string{OpaqueAPISocket: opts.apiSocket}
-	}
-	return s, nil
+	return s
 }
 
 func waitSocket(ctx context.Context, p *helper.Process, path string) error {

@@ -51,12 +51,16 @@ func (p *Probe) Flags(ctx context.Context) (map[string]bool, error) {
 	}
 }
 
-var longOpt = regexp.MustCompile(`(?:^|[\s,\[|])(--[a-z0-9][a-z0-9-]*)`)
+// Compiled on first use: every process runs this package's init, the
+// namespace init included, and few ever read a --help.
+var longOpt = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?:^|[\s,\[|])(--[a-z0-9][a-z0-9-]*)`)
+})
 
 // HelpFlags returns the set of long options ("--netns-type") in a --help text.
 func HelpFlags(help string) map[string]bool {
 	m := map[string]bool{}
-	for _, s := range longOpt.FindAllStringSubmatch(help, -1) {
+	for _, s := range longOpt().FindAllStringSubmatch(help, -1) {
 		m[s[1]] = true
 	}
 	return m

@@ -12,8 +12,9 @@ import (
 	"github.com/unroot/unroot/network"
 )
 
-// StartOnTap starts a helper that attaches to the tap device name, which it
-// first pre-creates in the child's netns as a persistent device.
+// StartOnTap starts a helper that attaches to the tap device name, a
+// persistent device in the child's netns: pre-created by the child when the
+// launcher asked it to (network.TapPrecreator), else created here first.
 //
 // Why: when the last fd of a non-persistent tap closes, the kernel
 // unregisters the device synchronously, and that takes 15-30 ms (RCU grace
@@ -34,9 +35,11 @@ func StartOnTap(ctx context.Context, c network.Child, name string, o Options) (p
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	pre := setPersist(ctx, c, name, true, log)
-	if pre {
-		waitTunClosed(c.PID, log)
+	pre := c.PreTap != nil && c.PreTap(ctx, name)
+	if !pre {
+		if pre = setPersist(ctx, c, name, true, log); pre {
+			waitTunClosed(c.PID, log)
+		}
 	}
 	p, err = Start(ctx, o)
 	if err == nil || !pre {
