@@ -21,9 +21,9 @@ type apiServer struct {
 	once sync.Once
 }
 
-//
-// The socket itself is made early, in the background, by listenAPI: its
-// few file operations would otherwise be the last step before child_pid.
+// serveAPI serves the API on ln. The socket itself is made early, in the
+// background, by listenAPI: its few file operations would otherwise be the
+// last step before child_pid.
 func (l *Launcher) serveAPI(ln net.Listener) (*apiServer, error) {
 	h := apiserver.New(apiserver.Config{Info: l.Info, Ports: l.portDrv, Logger: l.log})
 	s := &apiServer{
