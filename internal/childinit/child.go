@@ -168,10 +168,17 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 			return 1
 		}
 	}
-	// Catch signals first: as PID 1 we would otherwise ignore them.
-	sigs := sigproxy.Catch()
+	// Catch signals (as PID 1 we would otherwise ignore them) while the
+	// set-up runs: Go enables each with a round trip to its signal thread.
+	// Until then Go's own handler makes a terminating signal end us, which
+	// is what relaySignals does too before the command runs.
+	caught := make(chan *sigproxy.Forwarder, 1)
 	var cmdPID atomic.Int64
-	go relaySignals(sigs, &cmdPID)
+	go func() {
+		f := sigproxy.Catch()
+		caught <- f
+		relaySignals(f, &cmdPID)
+	}()
 
 	if ctl == nil {
 		ctlF := os.NewFile(uintptr(cfg.CtlFD), "ctl")
@@ -268,7 +275,8 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	// as subreaper so do orphans of the command.
 	chld := make(chan os.Signal, 16)
 	signal.Notify(chld, syscall.SIGCHLD)
-	sigs.Ready() // every signal must reach the command from its first instruction
+	// Every signal must reach the command from its first instruction.
+	(<-caught).Ready()
 	pid, err := startCommand(cfg)
 	if err != nil {
 		return fail(err)
@@ -482,25 +490,30 @@ func bindNetFile(src, dst string, etcCopied bool) error {
 // /sys/class/net lists our devices, and keeps the cgroup mount (or mounts a
 // fresh cgroup2 for --evacuate-cgroup2).
 func mountSysfs(cgroup2 bool, scratch string) error {
-	keep := ""
+	// The cgroup tree is held detached while sysfs covers /sys (parked on a
+	// scratch directory where open_tree is missing), then put back.
+	var restore func() error
 	if !cgroup2 {
 		if _, err := os.Stat("/sys/fs/cgroup"); err == nil {
-			tmp, err := os.MkdirTemp(scratch, ".sys-")
-			if err != nil {
-				return fmt.Errorf("mount /sys: %w", err)
+			if tree, err := sys.CloneTree("/sys/fs/cgroup"); err == nil {
+				defer tree.Close()
+				restore = func() error { return tree.Attach("/sys/fs/cgroup") }
+			} else {
+				tmp, err := os.MkdirTemp(scratch, ".sys-")
+				if err != nil {
+					return fmt.Errorf("mount /sys: %w", err)
+				}
+				defer os.Remove(tmp)
+				if err := sys.Mount("/sys/fs/cgroup", tmp, "", sys.MS_BIND|sys.MS_REC, ""); err != nil {
+					return fmt.Errorf("keep /sys/fs/cgroup: %w", err)
+				}
+				defer sys.Unmount(tmp, syscall.MNT_DETACH) // a no-op once moved
+				restore = func() error { return sys.Mount(tmp, "/sys/fs/cgroup", "", sys.MS_MOVE, "") }
 			}
-			defer os.Remove(tmp)
-			if err := sys.Mount("/sys/fs/cgroup", tmp, "", sys.MS_BIND|sys.MS_REC, ""); err != nil {
-				return fmt.Errorf("keep /sys/fs/cgroup: %w", err)
-			}
-			keep = tmp
 		}
 	}
 	if err := sys.Mount("none", "/sys", "sysfs", 0, ""); err != nil {
 		if err2 := sys.Mount("none", "/sys", "sysfs", sys.MS_RDONLY, ""); err2 != nil {
-			if keep != "" {
-				sys.Unmount(keep, syscall.MNT_DETACH)
-			}
 			return fmt.Errorf("mount sysfs on /sys for the new network namespace: %w", err)
 		}
 	}
@@ -508,8 +521,8 @@ func mountSysfs(cgroup2 bool, scratch string) error {
 		if err := sys.Mount("none", "/sys/fs/cgroup", "cgroup2", 0, ""); err != nil {
 			return fmt.Errorf("mount cgroup2 on /sys/fs/cgroup: %w (--evacuate-cgroup2 needs --cgroupns)", err)
 		}
-	} else if keep != "" {
-		if err := sys.Mount(keep, "/sys/fs/cgroup", "", sys.MS_MOVE, ""); err != nil {
+	} else if restore != nil {
+		if err := restore(); err != nil {
 			return fmt.Errorf("move cgroup mount back to /sys/fs/cgroup: %w", err)
 		}
 	}

@@ -44,16 +44,26 @@ func Do(dir, scratch string) error {
 	} else if !fi.IsDir() {
 		return fmt.Errorf("copy-up %s: not a directory", dir)
 	}
-	if scratch == "" {
-		scratch = "/tmp"
-	}
-	bind0, err := os.MkdirTemp(scratch, ".copyup-")
-	if err != nil {
-		return fmt.Errorf("copy-up %s: create temporary mount point: %w", dir, err)
-	}
-	defer os.Remove(bind0)
-	if err := sys.Mount(dir, bind0, "", sys.MS_BIND|sys.MS_REC, ""); err != nil {
-		return fmt.Errorf("copy-up %s: bind to %s: %w", dir, bind0, err)
+	// The original tree is held detached while the tmpfs covers dir, then
+	// put under it. Kernels before 5.2 (no open_tree) park it on a scratch
+	// directory instead, which costs a directory made and removed there.
+	var place func(bind1 string) error
+	if tree, err := sys.CloneTree(dir); err == nil {
+		defer tree.Close()
+		place = tree.Attach
+	} else {
+		if scratch == "" {
+			scratch = "/tmp"
+		}
+		bind0, err := os.MkdirTemp(scratch, ".copyup-")
+		if err != nil {
+			return fmt.Errorf("copy-up %s: create temporary mount point: %w", dir, err)
+		}
+		defer os.Remove(bind0)
+		if err := sys.Mount(dir, bind0, "", sys.MS_BIND|sys.MS_REC, ""); err != nil {
+			return fmt.Errorf("copy-up %s: bind to %s: %w", dir, bind0, err)
+		}
+		place = func(bind1 string) error { return sys.Mount(bind0, bind1, "", sys.MS_MOVE, "") }
 	}
 	if err := sys.Mount("none", dir, "tmpfs", 0, "mode=0755"); err != nil {
 		return fmt.Errorf("copy-up %s: mount tmpfs: %w", dir, err)
@@ -62,8 +72,8 @@ func Do(dir, scratch string) error {
 	if err != nil {
 		return fmt.Errorf("copy-up %s: create %s/.roNNN: %w", dir, dir, err)
 	}
-	if err := sys.Mount(bind0, bind1, "", sys.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("copy-up %s: move %s to %s: %w (is --propagation shared? use private or slave with --copy-up)", dir, bind0, bind1, err)
+	if err := place(bind1); err != nil {
+		return fmt.Errorf("copy-up %s: put the original under %s: %w (is --propagation shared? use private or slave with --copy-up)", dir, bind1, err)
 	}
 	ents, err := os.ReadDir(bind1)
 	if err != nil {

@@ -48,6 +48,32 @@ var (
 	Wait4   = unix.Wait4
 )
 
+// Tree is a detached copy of a mount tree (open_tree(2), Linux 5.2). It is
+// unmounted when closed unless Attach put it somewhere first.
+type Tree struct{ fd int }
+
+// CloneTree copies the mount tree at path, submounts included, without
+// attaching it anywhere: what "mount --rbind" to a scratch directory and
+// a later MS_MOVE did, with no scratch directory.
+var CloneTree = func(path string) (*Tree, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, path, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return nil, fmt.Errorf("open_tree %s: %w", path, err)
+	}
+	return &Tree{fd: fd}, nil
+}
+
+// Attach mounts the tree on target.
+func (t *Tree) Attach(target string) error {
+	if err := unix.MoveMount(t.fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("move_mount to %s: %w", target, err)
+	}
+	return nil
+}
+
+// Close releases the tree (and unmounts it, if it was never attached).
+func (t *Tree) Close() error { return unix.Close(t.fd) }
+
 // SetPdeathsig makes the calling thread's process get sig when its parent
 // thread dies.
 func SetPdeathsig(sig unix.Signal) error {
