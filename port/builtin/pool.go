@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/unroot/unroot/internal/sys"
 )
 
 type poolKey struct{ family, sotype int }
@@ -27,12 +27,12 @@ type pool struct {
 }
 
 func (d *Driver) poolLocked(target netip.AddrPort, transport string) *pool {
-	k := poolKey{family: unix.AF_INET, sotype: unix.SOCK_STREAM}
+	k := poolKey{family: sys.AF_INET, sotype: sys.SOCK_STREAM}
 	if target.Addr().Is6() {
-		k.family = unix.AF_INET6
+		k.family = sys.AF_INET6
 	}
 	if transport == "udp" {
-		k.sotype = unix.SOCK_DGRAM
+		k.sotype = sys.SOCK_DGRAM
 	}
 	if p, ok := d.pools[k]; ok {
 		return p

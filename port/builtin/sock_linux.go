@@ -9,16 +9,8 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/unroot/unroot/internal/sys"
 )
-
-// sockaddr converts an address for a socket of the given family.
-func sockaddr(family int, ap netip.AddrPort) unix.Sockaddr {
-	if family == unix.AF_INET {
-		return &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
-	}
-	return &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
-}
 
 // bindTransparent marks c IP_TRANSPARENT and binds it to src, a foreign
 // address. It needs CAP_NET_ADMIN in the user namespace owning the socket's
@@ -31,18 +23,7 @@ func bindTransparent(c net.Conn, family int, src netip.AddrPort) error {
 	}
 	var serr error
 	err = rc.Control(func(fd uintptr) {
-		level, opt := unix.SOL_IP, unix.IP_TRANSPARENT
-		if family == unix.AF_INET6 {
-			level, opt = unix.SOL_IPV6, unix.IPV6_TRANSPARENT
-		}
-		if serr = unix.SetsockoptInt(int(fd), level, opt, 1); serr != nil {
-			serr = fmt.Errorf("setsockopt IP_TRANSPARENT: %w", serr)
-			return
-		}
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-		if serr = unix.Bind(int(fd), sockaddr(family, src)); serr != nil {
-			serr = fmt.Errorf("bind %s: %w", src, serr)
-		}
+		serr = sys.BindTransparent(int(fd), family, src)
 	})
 	return errors.Join(err, serr)
 }
@@ -78,21 +59,12 @@ func connectRaw(ctx context.Context, c net.Conn, family int, dst netip.AddrPort,
 	err = rc.Write(func(fd uintptr) bool {
 		if !started {
 			started = true
-			cerr = unix.Connect(int(fd), sockaddr(family, dst))
-			return !errors.Is(cerr, unix.EINPROGRESS)
+			cerr = sys.Connect(int(fd), family, dst)
+			return !errors.Is(cerr, sys.EINPROGRESS)
 		}
-		var n int
-		if n, cerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR); cerr == nil && n != 0 {
-			cerr = unix.Errno(n)
-			return true
-		}
-		// The poller may report the socket writable from before the
-		// connect (an unconnected socket polls as hung up); only a peer
-		// address says the handshake finished.
-		if _, err := unix.Getpeername(int(fd)); errors.Is(err, unix.ENOTCONN) {
-			return false
-		}
-		return true
+		var done bool
+		done, cerr = sys.ConnectResult(int(fd))
+		return done
 	})
 	if err != nil {
 		if ctx.Err() != nil {

@@ -10,7 +10,7 @@ import (
 	"runtime"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/unroot/unroot/internal/sys"
 )
 
 // hostSource hands out sockets from the test's own netns: enough for relay
@@ -18,11 +18,7 @@ import (
 type hostSource struct{}
 
 func (hostSource) Socket(ctx context.Context, family, sotype int) (*os.File, error) {
-	fd, err := unix.Socket(family, sotype|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), "pooled"), nil
+	return sys.NewSocket(family, sotype)
 }
 
 func (hostSource) EnableTransparent(ctx context.Context) error {
@@ -51,11 +47,11 @@ func newNSSource(t *testing.T) *nsSource {
 		// The thread never unlocks: it dies with the goroutine, so the
 		// namespace never leaks into other goroutines.
 		runtime.LockOSThread()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		if err := sys.Unshare(sys.CLONE_NEWNET); err != nil {
 			ready <- err
 			return
 		}
-		s.path = fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid())
+		s.path = fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), sys.Gettid())
 		ready <- nil
 		for f := range s.reqs {
 			f()
@@ -86,14 +82,11 @@ func (s *nsSource) ip(t *testing.T, args ...string) {
 
 func (s *nsSource) Socket(ctx context.Context, family, sotype int) (*os.File, error) {
 	var (
-		fd  int
+		f   *os.File
 		err error
 	)
-	s.do(func() { fd, err = unix.Socket(family, sotype|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0) })
-	if err != nil {
-		return nil, err
-	}
-	return os.NewFile(uintptr(fd), "pooled"), nil
+	s.do(func() { f, err = sys.NewSocket(family, sotype) })
+	return f, err
 }
 
 // EnableTransparent routes every packet sent from a loopback address to

@@ -9,9 +9,8 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/unroot/unroot/internal/relay"
+	"github.com/unroot/unroot/internal/sys"
 )
 
 // Transparent connects that get no answer fall back to a plain connect
@@ -109,7 +108,7 @@ func (d *Driver) dial(ctx context.Context, p *pool, f net.Conn, target, client n
 			return nil, err
 		}
 	}
-	src, ok := d.transparentSource(client, target, p.key.sotype == unix.SOCK_DGRAM)
+	src, ok := d.transparentSource(client, target, p.key.sotype == sys.SOCK_DGRAM)
 	if !ok || !d.transparent(d.ctx) {
 		return connect(ctx, f, p.key.family, target, connectTimeout)
 	}

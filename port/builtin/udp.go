@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/unroot/unroot/internal/sys"
 )
 
 // UDPIdleTimeout is how long a UDP flow (one per client address) lives
@@ -73,7 +75,7 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, p *pool, target 
 				d.log.Debug("udp flow to the child failed; dropping the datagram", "client", client, "err", err)
 				continue
 			}
-			f = &udpFlow{child: c.(*net.UDPConn), oob: pktinfoSrc(v6sock, pktinfoDst(oob[:oobn]))}
+			f = &udpFlow{child: c.(*net.UDPConn), oob: sys.PktinfoSrc(v6sock, sys.PktinfoDst(oob[:oobn]))}
 			f.last.Store(time.Now().UnixNano())
 			mu.Lock()
 			flows[client] = f
