@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,16 +37,20 @@ func describe(rs []idRange) string {
 
 // lookupSubIDs asks getsubids first (it sees sssd/LDAP ranges too, as
 // newuidmap does) and falls back to the files, like --subid-source=auto.
-func lookupSubIDs(ctx context.Context, u *user.User) (subIDs, error) {
+func lookupSubIDs(ctx context.Context, name string, uid uint32) (subIDs, error) {
 	var s subIDs
 	uidFile, errU := readFile("/etc/subuid")
+	if errU == nil {
+		s.UID, s.AllUID, errU = parseSubIDFile(uidFile, name, uid)
+	}
 	gidFile, errG := readFile("/etc/subgid")
-	s.UID, s.AllUID = parseSubIDFile(uidFile, u.Username, u.Uid)
-	s.GID, s.AllGID = parseSubIDFile(gidFile, u.Username, u.Uid)
+	if errG == nil {
+		s.GID, s.AllGID, errG = parseSubIDFile(gidFile, name, uid)
+	}
 	s.Source = "/etc/subuid and /etc/subgid"
 	if gs, err := exec.LookPath("getsubids"); err == nil {
-		du, errDU := runGetsubids(ctx, gs, u.Username)
-		dg, errDG := runGetsubids(ctx, gs, "-g", u.Username)
+		du, errDU := runGetsubids(ctx, gs, name)
+		dg, errDG := runGetsubids(ctx, gs, "-g", name)
 		if errDU == nil && errDG == nil && len(du) > 0 && len(dg) > 0 {
 			s.UID, s.GID, s.Source = du, dg, "getsubids"
 		}

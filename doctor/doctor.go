@@ -176,7 +176,7 @@ func newEnv(opts Options) *env {
 		return usernsErr
 	}
 	e.subids = func(ctx context.Context) (subIDs, error) {
-		subOnce.Do(func() { subVal, subErr = lookupSubIDs(ctx, e.user) })
+		subOnce.Do(func() { subVal, subErr = lookupSubIDs(ctx, e.user.Username, uint32(e.uid)) })
 		return subVal, subErr
 	}
 	return e

@@ -1,7 +1,6 @@
 package doctor
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -46,33 +45,18 @@ func parsePingGroupRange(s string) (lo, hi int64, err error) {
 }
 
 // parseSubIDFile returns the ranges /etc/subuid or /etc/subgid grants to the
-// user, matched by name or by numeric uid as shadow-utils does, and every
-// range in the file (to find a free one for the usermod hint). Malformed lines
-// are skipped, as newuidmap skips them.
-func parseSubIDFile(s, name, uid string) (mine, all []idRange) {
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Split(line, ":")
-		if len(f) != 3 {
-			continue
-		}
-		start, err1 := strconv.ParseUint(f[1], 10, 32)
-		count, err2 := strconv.ParseUint(f[2], 10, 32)
-		if err1 != nil || err2 != nil || count == 0 {
-			continue
-		}
-		r := idRange{Start: start, Count: count}
-		all = append(all, r)
-		if f[0] != "" && (f[0] == name || f[0] == uid) {
-			mine = append(mine, r)
-		}
+// user and every range in the file (to find a free one for the usermod
+// hint), read with the launcher's own parser (internal/procfs) so doctor
+// and `unroot run` see the same ranges.
+func parseSubIDFile(s, name string, uid uint32) (mine, all []idRange, err error) {
+	entries, err := procfs.ParseSubIDFile(strings.NewReader(s))
+	if err != nil {
+		return nil, nil, err
 	}
-	return mine, all
+	for _, e := range entries {
+		all = append(all, toIDRange(e.Range))
+	}
+	return toIDRanges(procfs.SubIDsOf(entries, name, uid)), all, nil
 }
 
 // parseGetsubids reads `getsubids USER` output with the launcher's own parser
@@ -82,11 +66,19 @@ func parseGetsubids(s string) ([]idRange, error) {
 	if err != nil {
 		return nil, err
 	}
+	return toIDRanges(rs), nil
+}
+
+func toIDRange(r procfs.Range) idRange {
+	return idRange{Start: uint64(r.Start), Count: uint64(r.Count)}
+}
+
+func toIDRanges(rs []procfs.Range) []idRange {
 	var out []idRange
 	for _, r := range rs {
-		out = append(out, idRange{Start: uint64(r.Start), Count: uint64(r.Count)})
+		out = append(out, toIDRange(r))
 	}
-	return out, nil
+	return out
 }
 
 // freeSubIDStart picks the start of a 65536-id range above every range in

@@ -46,26 +46,30 @@ func TestParsePingGroupRange(t *testing.T) {
 }
 
 func TestParseSubIDFile(t *testing.T) {
-	file := "# comment\nalice:100000:65536\n\nbob:165536:65536\n1001:300000:1000\nbroken\nalice:x:1\nalice:500000:0\ncarol:231072:65536:extra\n"
+	file := "# comment\nalice:100000:65536\n\nbob:165536:65536\n1001:300000:1000\nbroken\nalice:x:1\nalice:500000:0\ncarol:231072:65536:extra\nalice:100000:65536\n"
 	for _, tc := range []struct {
-		name, uid string
-		mine      []idRange
+		name string
+		uid  uint32
+		mine []idRange
 	}{
-		{"alice", "1000", []idRange{{100000, 65536}}},
-		{"bob", "1002", []idRange{{165536, 65536}}},
-		{"dave", "1001", []idRange{{300000, 1000}}},
-		{"nobody", "65534", nil},
+		{"alice", 1000, []idRange{{100000, 65536}}},
+		{"bob", 1002, []idRange{{165536, 65536}}},
+		{"dave", 1001, []idRange{{300000, 1000}}},
+		{"nobody", 65534, nil},
 	} {
-		mine, all := parseSubIDFile(file, tc.name, tc.uid)
+		mine, all, err := parseSubIDFile(file, tc.name, tc.uid)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !reflect.DeepEqual(mine, tc.mine) {
 			t.Errorf("parseSubIDFile(%s) mine = %v, want %v", tc.name, mine, tc.mine)
 		}
-		if len(all) != 3 {
-			t.Errorf("parseSubIDFile all = %v, want 3 valid ranges", all)
+		if len(all) != 4 {
+			t.Errorf("parseSubIDFile all = %v, want 4 valid ranges", all)
 		}
 	}
-	if mine, all := parseSubIDFile("", "a", "1"); mine != nil || all != nil {
-		t.Errorf("empty file: got %v %v, want nothing", mine, all)
+	if mine, all, err := parseSubIDFile("", "a", 1); mine != nil || all != nil || err != nil {
+		t.Errorf("empty file: got %v %v %v, want nothing", mine, all, err)
 	}
 }
 
@@ -184,10 +188,16 @@ func TestParseVersion(t *testing.T) {
 }
 
 func FuzzParseSubIDFile(f *testing.F) {
-	f.Add("alice:100000:65536\n#x\nbob:1:2:3\n", "alice", "1000")
-	f.Add("", "", "")
-	f.Fuzz(func(t *testing.T, s, name, uid string) {
-		mine, all := parseSubIDFile(s, name, uid)
+	f.Add("alice:100000:65536\n#x\nbob:1:2:3\n", "alice", uint32(1000))
+	f.Add("", "", uint32(0))
+	f.Fuzz(func(t *testing.T, s, name string, uid uint32) {
+		mine, all, err := parseSubIDFile(s, name, uid)
+		if err != nil {
+			if mine != nil || all != nil {
+				t.Fatalf("ranges %v %v returned with error %v", mine, all, err)
+			}
+			return
+		}
 		if len(mine) > len(all) {
 			t.Fatalf("more own ranges (%d) than ranges (%d)", len(mine), len(all))
 		}

@@ -25,13 +25,20 @@ type Mapping struct {
 	Count   uint32
 }
 
-// ParseSubID returns the ranges of /etc/subuid (or /etc/subgid) content that
-// belong to the user, matched by name or by numeric id, in file order.
-// Malformed lines are skipped, as shadow's own tools skip them; duplicates
-// are dropped.
-func ParseSubID(r io.Reader, name string, id uint32) ([]Range, error) {
-	idStr := strconv.FormatUint(uint64(id), 10)
-	var out []Range
+// SubIDEntry is one line of /etc/subuid or /etc/subgid: the range Owner
+// holds. Owner is a user name or a numeric uid, as written in the file.
+type SubIDEntry struct {
+	Owner string
+	Range
+}
+
+// ParseSubIDFile returns every well-formed entry of /etc/subuid (or
+// /etc/subgid) content, in file order, duplicates included. Comments, blank
+// lines and malformed lines (not three fields, a start or count that is not
+// a 32-bit number, an empty range, a range past 2^32-1) are skipped, as
+// shadow's own tools skip them.
+func ParseSubIDFile(r io.Reader) ([]SubIDEntry, error) {
+	var out []SubIDEntry
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
@@ -43,19 +50,41 @@ func ParseSubID(r io.Reader, name string, id uint32) ([]Range, error) {
 		if len(f) != 3 {
 			continue
 		}
-		if f[0] != idStr && (name == "" || f[0] != name) {
-			continue
-		}
 		rg, ok := parseRange(f[1], f[2])
 		if !ok {
 			continue
 		}
-		out = appendUnique(out, rg)
+		out = append(out, SubIDEntry{Owner: f[0], Range: rg})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read subordinate id file: %w", err)
 	}
 	return out, nil
+}
+
+// SubIDsOf returns the ranges of entries that belong to the user, matched by
+// name or by numeric id (an empty name matches by id only), in order and
+// without duplicates.
+func SubIDsOf(entries []SubIDEntry, name string, id uint32) []Range {
+	idStr := strconv.FormatUint(uint64(id), 10)
+	var out []Range
+	for _, e := range entries {
+		if e.Owner != idStr && (name == "" || e.Owner != name) {
+			continue
+		}
+		out = appendUnique(out, e.Range)
+	}
+	return out
+}
+
+// ParseSubID returns the ranges of /etc/subuid (or /etc/subgid) content that
+// belong to the user: ParseSubIDFile, then SubIDsOf.
+func ParseSubID(r io.Reader, name string, id uint32) ([]Range, error) {
+	entries, err := ParseSubIDFile(r)
+	if err != nil {
+		return nil, err
+	}
+	return SubIDsOf(entries, name, id), nil
 }
 
 // ParseGetsubids parses the output of shadow's getsubids(1):

@@ -35,6 +35,36 @@ func TestParseSubID(t *testing.T) {
 	}
 }
 
+func TestParseSubIDFile(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []SubIDEntry
+	}{
+		{"empty", "", nil},
+		{"every owner, in order", "bob:165536:65536\nalice:100000:65536\n1001:300000:1000\n",
+			[]SubIDEntry{{"bob", Range{165536, 65536}}, {"alice", Range{100000, 65536}}, {"1001", Range{300000, 1000}}}},
+		{"duplicates kept", "alice:1:2\nalice:1:2\n", []SubIDEntry{{"alice", Range{1, 2}}, {"alice", Range{1, 2}}}},
+		{"comments, blanks and spaces around lines", "# c\n\n  alice:1:2  \n", []SubIDEntry{{"alice", Range{1, 2}}}},
+		{"empty owner kept", ":1:2\n", []SubIDEntry{{"", Range{1, 2}}}},
+		{"malformed skipped", "broken\nalice:1\nalice:1:2:3\nalice:x:1\nalice:1:x\nalice:5:0\nalice:-1:2\nalice:4294967296:1\nalice:4294967295:2\nalice:4294967295:1\n",
+			[]SubIDEntry{{"alice", Range{4294967295, 1}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseSubIDFile(strings.NewReader(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if _, err := ParseSubIDFile(strings.NewReader("alice:" + strings.Repeat("1", 1<<20) + ":1\n")); err == nil {
+		t.Error("line over 1 MiB: got no error, want one")
+	}
+}
+
 func TestParseGetsubids(t *testing.T) {
 	tests := []struct {
 		in      string
@@ -85,12 +115,26 @@ func FuzzParseSubID(f *testing.F) {
 	f.Add("#x\n::\n", "")
 	f.Fuzz(func(t *testing.T, in, user string) {
 		rs, err := ParseSubID(strings.NewReader(in), user, 1000)
+		entries, ferr := ParseSubIDFile(strings.NewReader(in))
+		if (err == nil) != (ferr == nil) {
+			t.Fatalf("ParseSubID err %v, ParseSubIDFile err %v", err, ferr)
+		}
 		if err != nil {
 			return
+		}
+		all := map[Range]bool{}
+		for _, e := range entries {
+			if strings.Contains(e.Owner, ":") {
+				t.Fatalf("owner %q with a colon from %q", e.Owner, in)
+			}
+			all[e.Range] = true
 		}
 		for _, r := range rs {
 			if r.Count == 0 || uint64(r.Start)+uint64(r.Count)-1 > 0xFFFFFFFF {
 				t.Fatalf("invalid range %v from %q", r, in)
+			}
+			if !all[r] {
+				t.Fatalf("range %v of %q is not among the file's entries %v", r, user, entries)
 			}
 		}
 	})
