@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -155,12 +157,17 @@ type Launcher struct {
 	api      *apiServer
 	notify   *notify.Relay
 	exited   chan struct{}
-	nsReady  chan struct{} // closed once Start has read NSReady from ctl
-	preTap   string        // the tap the child pre-creates, "" for none
-	tapDone  chan struct{} // closed once the child's TapCreated is read
-	tapOK    bool          // valid after tapDone: preTap exists
-	waitErr  error
-	wg       sync.WaitGroup
+	// startOK is closed when Start succeeds; until then the command's end
+	// is Start's business, not the early stop's.
+	startOK    chan struct{}
+	netStop    sync.Once
+	netStopped chan error    // the network driver's Close result
+	nsReady    chan struct{} // closed once Start has read NSReady from ctl
+	preTap     string        // the tap the child pre-creates, "" for none
+	tapDone    chan struct{} // closed once the child's TapCreated is read
+	tapOK      bool          // valid after tapDone: preTap exists
+	waitErr    error
+	wg         sync.WaitGroup
 }
 
 // hostNetworker is implemented by drivers that share the host's network
@@ -338,6 +345,15 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		ctlChild.Close()
 		return err
 	}
+	// The init writes a byte here once the command has ended, before its
+	// own exit (tearing down its namespaces) takes the better part of a
+	// millisecond: the network helper stops meanwhile.
+	doneR, doneW, err := os.Pipe()
+	if err != nil {
+		ctlChild.Close()
+		sockChild.Close()
+		return err
+	}
 	l.sockets = sockpool.NewClient(sock)
 	prefix := l.ChildErrorPrefix
 	if prefix == "" {
@@ -356,6 +372,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		ListenFDs:   len(l.ListenFDs),
 		CtlFD:       3 + len(l.ListenFDs),
 		SockFD:      4 + len(l.ListenFDs),
+		DoneFD:      5 + len(l.ListenFDs),
 		Activation:  l.ActivationPID && len(l.ListenFDs) > 0,
 		ParentPID:   os.Getpid(),
 		Command:     l.Command,
@@ -382,7 +399,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if l.notify != nil {
 		env = l.notify.CommandEnv(env)
 	}
-	files := append(append([]*os.File{}, l.ListenFDs...), ctlChild, sockChild)
+	files := append(append([]*os.File{}, l.ListenFDs...), ctlChild, sockChild, doneW)
 	so := spawn.Options{
 		Env:        env,
 		ExtraFiles: files,
@@ -400,17 +417,49 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	// The child holds its ends now; ours must go so its death reads as EOF.
 	ctlChild.Close()
 	sockChild.Close()
+	doneW.Close()
 	if err != nil {
+		doneR.Close()
 		return err
 	}
 	mark("namespace init spawned")
 	l.childPID = l.cmd.Process.Pid
+	// resolv.conf and hosts for the namespace: written here rather than by
+	// the init, from the driver's prediction while its helper starts, or
+	// else once the set-up is known.
+	var predictedDNS []netip.Addr
+	netFiles := make(chan error, 1)
+	if l.Network != nil && l.privateNet() && pre.Setup != nil && len(pre.Setup.DNS) > 0 {
+		predictedDNS = pre.Setup.DNS
+		go func() { netFiles <- l.dir.WriteNetFiles(predictedDNS) }()
+		// The state directory must not be removed under the writer.
+		defer func() {
+			if predictedDNS != nil {
+				<-netFiles
+			}
+		}()
+	}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
 		l.waitErr = l.cmd.Wait()
 		close(l.exited)
 		cancelStart(errChildExited)
+	}()
+	l.startOK = make(chan struct{})
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer doneR.Close()
+		// EOF (the init died or Start failed) needs nothing: teardown
+		// stops the network once the init is gone.
+		if n, _ := doneR.Read(make([]byte, 1)); n == 1 {
+			select {
+			case <-l.startOK:
+				l.stopNetwork()
+			case <-l.exited:
+			}
+		}
 	}()
 	sigCtx, stopSigs := context.WithCancel(context.Background())
 	l.stopSigs = stopSigs
@@ -530,6 +579,22 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		}
 	}
 	mark("network driver started")
+	if predictedDNS != nil {
+		err := <-netFiles
+		if err == nil && !slices.Equal(predictedDNS, setup.DNS) {
+			err = errNetFilesStale
+		}
+		predictedDNS = nil
+		if err != nil && len(setup.DNS) > 0 {
+			if err := l.dir.WriteNetFiles(setup.DNS); err != nil {
+				return err
+			}
+		}
+	} else if l.Network != nil && l.privateNet() && len(setup.DNS) > 0 {
+		if err := l.dir.WriteNetFiles(setup.DNS); err != nil {
+			return err
+		}
+	}
 	if err := ctl.Send(handshake.Msg{Kind: handshake.Network, Setup: &setup}); err != nil {
 		return l.startErr(startCtx, err)
 	}
@@ -589,12 +654,16 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			l.log.Warn(err.Error())
 		}
 	}
+	close(l.startOK)
 	mark("api.sock served, child_pid written")
 	l.log.Debug("started", "childPID", l.childPID, "commandPID", l.cmdPID, "stateDir", l.dir.Path())
 	return nil
 }
 
-var errChildExited = errors.New("namespace init exited")
+var (
+	errChildExited   = errors.New("namespace init exited")
+	errNetFilesStale = errors.New("the driver's DNS differs from its prediction")
+)
 
 // interruptedError is a start-up aborted by a terminating signal.
 type interruptedError struct{ sig os.Signal }
@@ -757,12 +826,7 @@ func (l *Launcher) teardown() error {
 	}
 	mark("api, ports and namespace init stopped")
 	// The helper's exit overlaps the rest of the clean-up.
-	netErr := make(chan error, 1)
-	if l.netUp {
-		go func() { netErr <- l.Network.Close() }()
-	} else {
-		netErr <- nil
-	}
+	netErr := l.stopNetwork()
 	if l.stopSigs != nil {
 		l.stopSigs()
 	}
@@ -787,6 +851,20 @@ func (l *Launcher) teardown() error {
 		errs = append(errs, l.dir.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// stopNetwork stops the network driver once, in the background, and
+// returns where its result arrives.
+func (l *Launcher) stopNetwork() <-chan error {
+	l.netStop.Do(func() {
+		l.netStopped = make(chan error, 1)
+		if !l.netUp {
+			l.netStopped <- nil
+			return
+		}
+		go func() { l.netStopped <- l.Network.Close() }()
+	})
+	return l.netStopped
 }
 
 // ChildPID is the namespace init's PID (STATE/child_pid), 0 before Start.

@@ -190,6 +190,12 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 			return 1
 		}
 	}
+	var done *os.File
+	if cfg.DoneFD != 0 {
+		// Kept from the command: its copy would hold the pipe open.
+		syscall.CloseOnExec(cfg.DoneFD)
+		done = os.NewFile(uintptr(cfg.DoneFD), "done")
+	}
 	sockF := os.NewFile(uintptr(cfg.SockFD), "sock")
 	sock, err := handshake.FromFile(sockF)
 	sockF.Close()
@@ -291,6 +297,9 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 		// us; do the same without a PID namespace, so nothing the command
 		// started outlives the launcher.
 		killTree()
+	}
+	if done != nil {
+		done.Write([]byte{0})
 	}
 	switch {
 	case ws.Exited():
@@ -398,8 +407,8 @@ func scratchDir(cfg Config) string {
 }
 
 // configureNet brings the devices up as the driver's Setup says (unless
-// stage 1 addressed them already) and writes resolv.conf and hosts in
-// STATE.
+// stage 1 addressed them already); the launcher writes resolv.conf and
+// hosts in STATE.
 func configureNet(cfg Config, s network.Setup, w *netnsWorker, addressed bool) error {
 	if cfg.PrivateNet && !addressed {
 		if err := w.Do(func() error {
@@ -411,11 +420,7 @@ func configureNet(cfg Config, s network.Setup, w *netnsWorker, addressed bool) e
 			return err
 		}
 	}
-	withDNS := cfg.PrivateNet && len(s.DNS) > 0
-	if !withDNS {
-		return nil
-	}
-	return writeNetFiles(cfg.StateDir, s)
+	return nil
 }
 
 // publishNetFiles binds STATE's resolv.conf and hosts over /etc's. It runs
@@ -447,25 +452,6 @@ func sameSetup(a, b network.Setup) bool {
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
-}
-
-func writeNetFiles(dir string, s network.Setup) error {
-	var rc strings.Builder
-	for _, d := range s.DNS {
-		fmt.Fprintf(&rc, "nameserver %s\n", d)
-	}
-	if err := os.WriteFile(filepath.Join(dir, statedir.ResolvConf), []byte(rc.String()), 0o644); err != nil {
-		return fmt.Errorf("write resolv.conf: %w", err)
-	}
-	hosts, _ := os.ReadFile("/etc/hosts")
-	host, _ := os.Hostname()
-	if host != "" {
-		hosts = fmt.Appendf(hosts, "\n127.0.0.1 %s\n::1 %s\n", host, host)
-	}
-	if err := os.WriteFile(filepath.Join(dir, statedir.Hosts), hosts, 0o644); err != nil {
-		return fmt.Errorf("write hosts: %w", err)
-	}
-	return nil
 }
 
 // bindNetFile mounts the state-dir copy over /etc/NAME. In a copied-up /etc

@@ -35,6 +35,9 @@ type Config struct {
 	// CtlFD and SockFD are the inherited socketpair ends.
 	CtlFD  int `json:"ctlFD"`
 	SockFD int `json:"sockFD"`
+	// DoneFD, when not 0, is a pipe the child writes a byte to once the
+	// command has ended, before it exits itself.
+	DoneFD int `json:"doneFD,omitempty"`
 	// ListenFDs is the number of socket-activation fds at 3.. to pass on.
 	ListenFDs int `json:"listenFDs,omitempty"`
 	// Activation runs the command through the LISTEN_PID helper.

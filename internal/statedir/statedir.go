@@ -7,6 +7,7 @@ package statedir
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -128,6 +129,42 @@ func (d *Dir) WriteChildPID(pid int) error {
 		return fmt.Errorf("publish %s: %w", d.Join(ChildPID), err)
 	}
 	return nil
+}
+
+// WriteNetFiles writes resolv.conf (the namespace's DNS servers) and hosts
+// (the host's /etc/hosts plus the host name on loopback), which the
+// namespace init binds over /etc/resolv.conf and /etc/hosts, as RootlessKit
+// does. The launcher writes them, not the init, so the init's start-up path
+// does not wait on two file creations.
+func (d *Dir) WriteNetFiles(dns []netip.Addr) error {
+	hosts, _ := os.ReadFile("/etc/hosts")
+	host, _ := os.Hostname()
+	if err := os.WriteFile(d.Join(ResolvConf), ResolvConfContent(dns), 0o644); err != nil {
+		return fmt.Errorf("write resolv.conf: %w", err)
+	}
+	if err := os.WriteFile(d.Join(Hosts), HostsContent(hosts, host), 0o644); err != nil {
+		return fmt.Errorf("write hosts: %w", err)
+	}
+	return nil
+}
+
+// ResolvConfContent is a resolv.conf naming the servers.
+func ResolvConfContent(dns []netip.Addr) []byte {
+	var b []byte
+	for _, a := range dns {
+		b = fmt.Appendf(b, "nameserver %s\n", a)
+	}
+	return b
+}
+
+// HostsContent is the host's hosts file with the host name added for both
+// loopback addresses.
+func HostsContent(hosts []byte, hostname string) []byte {
+	out := append([]byte{}, hosts...)
+	if hostname != "" {
+		out = fmt.Appendf(out, "\n127.0.0.1 %s\n::1 %s\n", hostname, hostname)
+	}
+	return out
 }
 
 // Close removes the whole directory, as RootlessKit does even for an

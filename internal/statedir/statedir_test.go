@@ -1,6 +1,7 @@
 package statedir
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,5 +72,49 @@ func TestTemp(t *testing.T) {
 	}
 	if fi, _ := os.Stat(d.Path()); fi.Mode().Perm() != 0o700 {
 		t.Errorf("temp dir mode %v, want 0700", fi.Mode().Perm())
+	}
+}
+
+func TestNetFileContent(t *testing.T) {
+	for _, tc := range []struct {
+		dns  []netip.Addr
+		want string
+	}{
+		{nil, ""},
+		{[]netip.Addr{netip.MustParseAddr("10.0.2.3")}, "nameserver 10.0.2.3\n"},
+		{[]netip.Addr{netip.MustParseAddr("10.0.2.3"), netip.MustParseAddr("fd00::3")}, "nameserver 10.0.2.3\nnameserver fd00::3\n"},
+	} {
+		if got := string(ResolvConfContent(tc.dns)); got != tc.want {
+			t.Errorf("ResolvConfContent(%v) = %q, want %q", tc.dns, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ hosts, name, want string }{
+		{"127.0.0.1 localhost\n", "box", "127.0.0.1 localhost\n\n127.0.0.1 box\n::1 box\n"},
+		{"", "box", "\n127.0.0.1 box\n::1 box\n"},
+		{"127.0.0.1 localhost\n", "", "127.0.0.1 localhost\n"},
+	} {
+		if got := string(HostsContent([]byte(tc.hosts), tc.name)); got != tc.want {
+			t.Errorf("HostsContent(%q, %q) = %q, want %q", tc.hosts, tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestWriteNetFiles(t *testing.T) {
+	d, err := Open(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := d.WriteNetFiles([]netip.Addr{netip.MustParseAddr("10.0.2.3")}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{ResolvConf: "nameserver 10.0.2.3\n", Hosts: "::1 "} {
+		b, err := os.ReadFile(d.Join(name))
+		if err != nil || !strings.Contains(string(b), want) {
+			t.Errorf("%s = %q, %v; want it to hold %q", name, b, err, want)
+		}
+		if fi, err := os.Stat(d.Join(name)); err != nil || fi.Mode().Perm()&0o444 != 0o444 {
+			t.Errorf("%s not world-readable: %v %v", name, fi.Mode(), err)
+		}
 	}
 }
