@@ -6,15 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/unroot/unroot/internal/sys"
 )
 
-// Listen creates the API socket at path, mode 0600 from the start (it is
-// bound in a private directory and renamed into place, so no other user can
-// connect in between), replacing a stale one. Accept refuses peers whose
+// Listen creates the API socket at path, mode 0600 from the start (no other
+// user can connect before a chmod), replacing a stale one. Accept refuses peers whose
 // uid (SO_PEERCRED) is not this process's euid; processes inside the
 // child's user namespace appear as the owner. Close removes the socket.
 func Listen(path string) (net.Listener, error) {
@@ -26,31 +24,21 @@ func ListenLogged(path string, log *slog.Logger) (net.Listener, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.MkdirTemp(dir, ".api-sock-")
-	if err != nil {
-		return nil, fmt.Errorf("create api socket %s: %w", path, err)
-	}
-	defer os.RemoveAll(tmp)
-	tmpPath := filepath.Join(tmp, "s")
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmpPath, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("create api socket %s: %w", path, err)
-	}
-	ln.SetUnlinkOnClose(false)
-	fail := func(err error) (net.Listener, error) {
-		ln.Close()
-		return nil, fmt.Errorf("create api socket %s: %w", path, err)
-	}
-	if err := os.Chmod(tmpPath, 0o600); err != nil {
-		return fail(err)
-	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fail(err)
+		return nil, fmt.Errorf("create api socket %s: %w", path, err)
 	}
-	if err := os.Rename(tmpPath, path); err != nil {
-		return fail(err)
+	f, err := sys.ListenUnix(path, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create api socket %s: %w", path, err)
 	}
+	fl, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("create api socket %s: %w", path, err)
+	}
+	ln := fl.(*net.UnixListener)
+	ln.SetUnlinkOnClose(false)
 	return &ownerListener{UnixListener: ln, path: path, uid: os.Geteuid(), log: log}, nil
 }
 

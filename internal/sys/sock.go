@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -68,4 +69,29 @@ func ConnectResult(fd int) (done bool, err error) {
 		return false, err
 	}
 	return true, err
+}
+
+// ListenUnix binds and listens on a stream unix socket at path whose file
+// has mode perm from its creation: Linux takes the file's mode from the
+// socket's inode, which fchmod sets before bind, so no other user can
+// connect between bind and a chmod. The umask still applies.
+func ListenUnix(path string, perm uint32) (*os.File, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Fchmod(fd, perm); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.Listen(fd, unix.SOMAXCONN); err != nil {
+		unix.Close(fd)
+		os.Remove(path)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path), nil
 }
