@@ -39,6 +39,12 @@ type Result struct {
 // stream aborts the other direction too (a reset on one side becomes a
 // close on the other), and is returned.
 func Run(ctx context.Context, a, b Conn) (Result, error) {
+	return RunOn(ctx, a, b, nil)
+}
+
+// RunOn is Run with the a→b direction started by spawn (nil: a new
+// goroutine); b→a runs on the calling goroutine.
+func RunOn(ctx context.Context, a, b Conn, spawn func(func())) (Result, error) {
 	var (
 		res      Result
 		wg       sync.WaitGroup
@@ -70,8 +76,13 @@ func Run(ctx context.Context, a, b Conn) (Result, error) {
 		}
 	}
 	wg.Add(2)
-	go half(b, a, &res.AToB)
-	go half(a, b, &res.BToA)
+	aToB := func() { half(b, a, &res.AToB) }
+	if spawn != nil {
+		spawn(aToB)
+	} else {
+		go aToB()
+	}
+	half(a, b, &res.BToA)
 	wg.Wait()
 	abort(nil)
 	if errors.Is(firstErr, net.ErrClosed) {

@@ -19,7 +19,10 @@ import (
 	"github.com/unroot/unroot/port"
 )
 
-// Batch is how many sockets one request fetches.
+// Batch is how many sockets one request fetches. A larger batch saves
+// round trips but must fit in the descriptors left to the launcher: one
+// reply's sockets arrive together, and a launcher at a low RLIMIT_NOFILE
+// (64 in the flood test) gets none of a 64-socket reply.
 const Batch = 16
 
 // maxBatch bounds what one request may ask for (SCM_RIGHTS carries at most 253 fds).

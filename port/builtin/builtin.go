@@ -17,8 +17,10 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/internal/workers"
 	"github.com/unroot/unroot/port"
 )
 
@@ -68,14 +70,15 @@ func NewFactory(o Options) port.Factory {
 		}
 		dctx, cancel := context.WithCancel(context.Background())
 		return &Driver{
-			opts:   o,
-			src:    env.Sockets,
-			log:    log.With("component", "port/builtin"),
-			ctx:    dctx,
-			cancel: cancel,
-			ports:  map[int]*forward{},
-			nextID: 1,
-			pools:  map[poolKey]*pool{},
+			workers: workers.New(dctx, workerIdle),
+			opts:    o,
+			src:     env.Sockets,
+			log:     log.With("component", "port/builtin"),
+			ctx:     dctx,
+			cancel:  cancel,
+			ports:   map[int]*forward{},
+			nextID:  1,
+			pools:   map[poolKey]*pool{},
 		}, nil
 	}
 }
@@ -96,7 +99,14 @@ type Driver struct {
 
 	transparentOnce sync.Once
 	transparentOK   bool
+
+	// workers run connection handlers and relay directions.
+	workers *workers.Pool
 }
+
+// workerIdle is how long a finished connection's goroutines wait for the
+// next connection before they end.
+const workerIdle = 10 * time.Second
 
 var _ port.Driver = (*Driver)(nil)
 
@@ -240,6 +250,7 @@ func (d *Driver) Close() error {
 	for _, p := range pools {
 		p.close()
 	}
+	d.workers.Wait()
 	return nil
 }
 

@@ -64,10 +64,11 @@ func (d *Driver) serveTCP(ctx context.Context, ln *net.TCPListener, p *pool, tar
 		}
 		backoff = 5 * time.Millisecond
 		conns.Add(1)
-		go func(f net.Conn) {
+		pf := f
+		d.workers.Go(func() {
 			defer conns.Done()
-			d.handleTCP(ctx, c, p, f, target)
-		}(f)
+			d.handleTCP(ctx, c, p, pf, target)
+		})
 		f = nil
 	}
 }
@@ -92,7 +93,7 @@ func (d *Driver) handleTCP(ctx context.Context, c *net.TCPConn, p *pool, f net.C
 		return
 	}
 	defer child.Close()
-	if _, err := relay.Run(ctx, c, child.(*net.TCPConn)); err != nil && ctx.Err() == nil {
+	if _, err := relay.RunOn(ctx, c, child.(*net.TCPConn), d.workers.Go); err != nil && ctx.Err() == nil {
 		d.log.Debug("relay ended", "client", client, "err", err)
 	}
 }
