@@ -164,6 +164,15 @@ func NewSocket(family, sotype int) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create socket family %d type %d: %w", family, sotype, err)
 	}
+	if sotype == unix.SOCK_STREAM {
+		// As on every TCP socket Go makes (the accepted client's among
+		// them): a relayed short write must not wait, under Nagle, for the
+		// ack of the previous one.
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("set TCP_NODELAY: %w", err)
+		}
+	}
 	return os.NewFile(uintptr(fd), "sockpool"), nil
 }
 
