@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -95,12 +96,14 @@ func appArmorDenied(e *env) Result {
 	return Result{Status: Fail, Detail: detail, Fix: appArmorFix(e.exe)}
 }
 
-var profileNameRE = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+// Compiled on first use: every process of this binary, the namespace init
+// included, would pay for it at start-up otherwise.
+var profileNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^A-Za-z0-9_.-]+`) })
 
 // appArmorProfile is a profile that lets exe, and only exe, create user
 // namespaces while leaving it otherwise unconfined.
 func appArmorProfile(exe string) (name, text string) {
-	name = "unroot" + profileNameRE.ReplaceAllString(strings.ReplaceAll(exe, "/", "."), "_")
+	name = "unroot" + profileNameRE().ReplaceAllString(strings.ReplaceAll(exe, "/", "."), "_")
 	text = fmt.Sprintf(`abi <abi/4.0>,
 include <tunables/global>
 

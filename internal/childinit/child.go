@@ -605,6 +605,11 @@ func startDetachedNetNS(path string) (*netnsWorker, error) {
 // their parents die, so it repeats until none is left.
 func killTree() {
 	for range 100 {
+		// The common case, nothing left, costs one syscall instead of a
+		// walk through /proc (about a millisecond on the exit path).
+		if !sys.HasChildren() {
+			return
+		}
 		pids := descendants(os.Getpid())
 		if len(pids) == 0 {
 			return

@@ -5,6 +5,7 @@
 package sys
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -84,6 +85,15 @@ func SetPdeathsig(sig unix.Signal) error {
 // instead of the host's init, so the caller can still find and kill them.
 func SetChildSubreaper() error {
 	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+}
+
+// HasChildren reports whether the caller has any child, running or not yet
+// reaped, without reaping it. A subreaper with none has no descendants at
+// all: every orphan below it would have become its child.
+func HasChildren() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return !errors.Is(err, unix.ECHILD)
 }
 
 // WatchExit returns a channel closed when process pid has exited (all its

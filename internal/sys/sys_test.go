@@ -1,6 +1,7 @@
 package sys
 
 import (
+	"os/exec"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -25,5 +26,21 @@ func TestNewSocketOptions(t *testing.T) {
 			}
 		}
 		f.Close()
+	}
+}
+
+func TestHasChildren(t *testing.T) {
+	cmd := exec.Command("sleep", "10")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !HasChildren() {
+		t.Error("HasChildren = false with a running child")
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	// No other test in this package starts processes.
+	if HasChildren() {
+		t.Error("HasChildren = true after the only child was reaped")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Unit describes one service.
@@ -29,7 +30,8 @@ type Unit struct {
 	Env []string
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+$`)
+// Compiled on first use, not at every start of the binary.
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+$`) })
 
 // ValidName checks a unit name as systemd would accept it for a service.
 func ValidName(name string) error {
@@ -38,7 +40,7 @@ func ValidName(name string) error {
 		return errors.New("unit name is empty: give a NAME such as myapp")
 	case len(name) > 240:
 		return fmt.Errorf("unit name %.20q… is %d bytes: systemd allows 255 with the suffix", name, len(name))
-	case !nameRE.MatchString(name):
+	case !nameRE().MatchString(name):
 		return fmt.Errorf("unit name %q: use only letters, digits and : _ . - @ \\", name)
 	case strings.HasPrefix(name, "-") || strings.HasPrefix(name, "."):
 		return fmt.Errorf("unit name %q must not start with - or .", name)
