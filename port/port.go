@@ -47,8 +47,9 @@ type Driver interface {
 // needed. It is implemented by the launcher; drivers only consume it.
 type SocketSource interface {
 	// Socket returns a new unconnected socket, created in the child's netns,
-	// of the given family (unix.AF_INET or unix.AF_INET6) and type
-	// (unix.SOCK_STREAM or unix.SOCK_DGRAM). The fd is non-blocking and close-on-exec.
+	// of the given family (AF_INET or AF_INET6, as syscall numbers them) and
+	// type (SOCK_STREAM or SOCK_DGRAM). The fd is non-blocking and
+	// close-on-exec; stream sockets have TCP_NODELAY set.
 	Socket(ctx context.Context, family, sotype int) (*os.File, error)
 	// EnableTransparent prepares the child's netns so that sockets bound with
 	// IP_TRANSPARENT to a foreign (client) address get their replies

@@ -161,10 +161,20 @@ func CreatePersistentTap(name string) error {
 		return err
 	}
 	defer f.Close()
-	if err := unix.IoctlSetInt(int(f.Fd()), unix.TUNSETPERSIST, 1); err != nil {
+	if err := SetTapPersist(f, true); err != nil {
 		return fmt.Errorf("make tap %s persistent (TUNSETPERSIST): %w", name, err)
 	}
 	return nil
+}
+
+// SetTapPersist sets or clears the persistent flag of the tap open on f;
+// a tap without it is removed when its last fd closes.
+func SetTapPersist(f *os.File, on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	return unix.IoctlSetInt(int(f.Fd()), unix.TUNSETPERSIST, v)
 }
 
 // NewSocket makes a non-blocking, close-on-exec socket in the calling

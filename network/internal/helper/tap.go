@@ -7,8 +7,7 @@ import (
 	"os"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/network"
 )
 
@@ -66,14 +65,10 @@ func setPersist(ctx context.Context, c network.Child, name string, on bool, log 
 		return false
 	}
 	defer f.Close() // the tap must be free for the helper to attach
-	v := 0
-	if on {
-		v = 1
-	}
 	// The parent owns the child's user namespace, so it holds CAP_NET_ADMIN
 	// over the tap's netns and may set the flag itself.
-	if err := unix.IoctlSetInt(int(f.Fd()), unix.TUNSETPERSIST, v); err != nil {
-		log.Debug("tap persistence not changed", "err", fmt.Errorf("TUNSETPERSIST %s %d: %w", name, v, err))
+	if err := sys.SetTapPersist(f, on); err != nil {
+		log.Debug("tap persistence not changed", "err", fmt.Errorf("TUNSETPERSIST %s %v: %w", name, on, err))
 		return false
 	}
 	return true
