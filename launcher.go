@@ -159,15 +159,15 @@ type Launcher struct {
 	exited   chan struct{}
 	// startOK is closed when Start succeeds; until then the command's end
 	// is Start's business, not the early stop's.
-	startOK    chan struct{}
-	netStop    sync.Once
-	netStopped chan error    // the network driver's Close result
-	nsReady    chan struct{} // closed once Start has read NSReady from ctl
-	preTap     string        // the tap the child pre-creates, "" for none
-	tapDone    chan struct{} // closed once the child's TapCreated is read
-	tapOK      bool          // valid after tapDone: preTap exists
-	waitErr    error
-	wg         sync.WaitGroup
+	startOK     chan struct{}
+	releaseOnce sync.Once
+	releaseErr  error
+	nsReady     chan struct{} // closed once Start has read NSReady from ctl
+	preTap      string        // the tap the child pre-creates, "" for none
+	tapDone     chan struct{} // closed once the child's TapCreated is read
+	tapOK       bool          // valid after tapDone: preTap exists
+	waitErr     error
+	wg          sync.WaitGroup
 }
 
 // hostNetworker is implemented by drivers that share the host's network
@@ -347,7 +347,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	}
 	// The init writes a byte here once the command has ended, before its
 	// own exit (tearing down its namespaces) takes the better part of a
-	// millisecond: the network helper stops meanwhile.
+	// millisecond: the drivers stop and the state directory goes meanwhile.
 	doneR, doneW, err := os.Pipe()
 	if err != nil {
 		ctlChild.Close()
@@ -456,7 +456,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		if n, _ := doneR.Read(make([]byte, 1)); n == 1 {
 			select {
 			case <-l.startOK:
-				l.stopNetwork()
+				l.release()
 			case <-l.exited:
 			}
 		}
@@ -579,18 +579,13 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		}
 	}
 	mark("network driver started")
+	// resolv.conf and hosts must name the servers the driver ended up with.
+	written := false
 	if predictedDNS != nil {
-		err := <-netFiles
-		if err == nil && !slices.Equal(predictedDNS, setup.DNS) {
-			err = errNetFilesStale
-		}
-		predictedDNS = nil
-		if err != nil && len(setup.DNS) > 0 {
-			if err := l.dir.WriteNetFiles(setup.DNS); err != nil {
-				return err
-			}
-		}
-	} else if l.Network != nil && l.privateNet() && len(setup.DNS) > 0 {
+		written = <-netFiles == nil && slices.Equal(predictedDNS, setup.DNS)
+		predictedDNS = nil // drained
+	}
+	if !written && l.Network != nil && l.privateNet() && len(setup.DNS) > 0 {
 		if err := l.dir.WriteNetFiles(setup.DNS); err != nil {
 			return err
 		}
@@ -660,10 +655,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-var (
-	errChildExited   = errors.New("namespace init exited")
-	errNetFilesStale = errors.New("the driver's DNS differs from its prediction")
-)
+var errChildExited = errors.New("namespace init exited")
 
 // interruptedError is a start-up aborted by a terminating signal.
 type interruptedError struct{ sig os.Signal }
@@ -809,13 +801,6 @@ func (l *Launcher) teardown() error {
 	t0 := time.Now()
 	mark := func(stage string) { l.log.Debug("close: "+stage, "elapsed", time.Since(t0)) }
 	defer mark("done")
-	var errs []error
-	if l.api != nil {
-		errs = append(errs, l.api.Close())
-	}
-	if l.portDrv != nil {
-		errs = append(errs, l.portDrv.Close())
-	}
 	if l.cmd != nil && l.cmd.Process != nil {
 		select {
 		case <-l.exited:
@@ -824,9 +809,7 @@ func (l *Launcher) teardown() error {
 			<-l.exited
 		}
 	}
-	mark("api, ports and namespace init stopped")
-	// The helper's exit overlaps the rest of the clean-up.
-	netErr := l.stopNetwork()
+	mark("namespace init stopped")
 	if l.stopSigs != nil {
 		l.stopSigs()
 	}
@@ -835,6 +818,8 @@ func (l *Launcher) teardown() error {
 		// released. The goroutine ends when they are.
 		go l.sigs.Stop()
 	}
+	err := l.release()
+	mark("api, drivers and state directory released")
 	l.wg.Wait()
 	if l.ctl != nil {
 		l.ctl.Close()
@@ -842,29 +827,39 @@ func (l *Launcher) teardown() error {
 	if l.sockets != nil {
 		l.sockets.Close()
 	}
-	if l.notify != nil {
-		errs = append(errs, l.notify.Close())
-	}
-	errs = append(errs, <-netErr)
-	mark("network driver stopped")
-	if l.dir != nil {
-		errs = append(errs, l.dir.Close())
-	}
-	return errors.Join(errs...)
+	return err
 }
 
-// stopNetwork stops the network driver once, in the background, and
-// returns where its result arrives.
-func (l *Launcher) stopNetwork() <-chan error {
-	l.netStop.Do(func() {
-		l.netStopped = make(chan error, 1)
-		if !l.netUp {
-			l.netStopped <- nil
-			return
+// release stops what serves the namespace from outside (the API, the port
+// and network drivers, the notify relay) and removes the state directory,
+// once: as soon as the init reports that the command has ended, so it
+// overlaps the init's own exit, or else from teardown.
+func (l *Launcher) release() error {
+	l.releaseOnce.Do(func() {
+		var errs []error
+		if l.api != nil {
+			errs = append(errs, l.api.Close())
 		}
-		go func() { l.netStopped <- l.Network.Close() }()
+		if l.portDrv != nil {
+			errs = append(errs, l.portDrv.Close())
+		}
+		// The helper's exit overlaps the rest.
+		netErr := make(chan error, 1)
+		if l.netUp {
+			go func() { netErr <- l.Network.Close() }()
+		} else {
+			netErr <- nil
+		}
+		if l.notify != nil {
+			errs = append(errs, l.notify.Close())
+		}
+		errs = append(errs, <-netErr)
+		if l.dir != nil {
+			errs = append(errs, l.dir.Close())
+		}
+		l.releaseErr = errors.Join(errs...)
 	})
-	return l.netStopped
+	return l.releaseErr
 }
 
 // ChildPID is the namespace init's PID (STATE/child_pid), 0 before Start.

@@ -11,10 +11,11 @@ import (
 	"github.com/unroot/unroot/internal/sys"
 )
 
-// Listen creates the API socket at path, mode 0600 from the start (no other
-// user can connect before a chmod), replacing a stale one. Accept refuses peers whose
-// uid (SO_PEERCRED) is not this process's euid; processes inside the
-// child's user namespace appear as the owner. Close removes the socket.
+// Listen creates the API socket at path, replacing a stale one, with mode
+// 0600 from its creation, so no other user ever gets to connect. Accept
+// refuses peers whose uid (SO_PEERCRED) is not this process's euid;
+// processes inside the child's user namespace appear as the owner. Close
+// removes the socket.
 func Listen(path string) (net.Listener, error) {
 	return ListenLogged(path, nil)
 }
