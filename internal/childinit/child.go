@@ -104,8 +104,8 @@ func stage1(cfg Config) int {
 		// The helper attaches while we address the device; a failure here
 		// is retried, and reported, when the Network message comes.
 		if err == nil && cfg.PreSetup != nil {
-			if netconf.LoopbackUp() == nil && netconf.Configure(*cfg.PreSetup) == nil {
-				preconfigured, _ = netconf.LinkIndex(cfg.PreTap)
+			if idx, err := netconf.Up(*cfg.PreSetup); err == nil && cfg.PreSetup.IfName == cfg.PreTap {
+				preconfigured = idx
 			}
 		}
 	}
@@ -412,10 +412,8 @@ func scratchDir(cfg Config) string {
 func configureNet(cfg Config, s network.Setup, w *netnsWorker, addressed bool) error {
 	if cfg.PrivateNet && !addressed {
 		if err := w.Do(func() error {
-			if err := netconf.LoopbackUp(); err != nil {
-				return err
-			}
-			return netconf.Configure(s)
+			_, err := netconf.Up(s)
+			return err
 		}); err != nil {
 			return err
 		}

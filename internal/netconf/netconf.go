@@ -8,21 +8,28 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 
 	"github.com/unroot/unroot/network"
 	"github.com/vishvananda/netlink"
 )
 
-// LoopbackUp brings lo up (the kernel adds 127.0.0.1/8 and ::1 itself).
-func LoopbackUp() error {
-	lo, err := netlink.LinkByName("lo")
+// Up brings lo up (the kernel adds 127.0.0.1/8 and ::1 itself), then sets
+// the driver's device's MTU, brings it up and adds its addresses and
+// default routes, idempotently, and returns the device's index (0 when s
+// names none or the driver configured it itself). It uses one netlink
+// socket: each of vishvananda's package-level calls opens one of its own,
+// and sharing it takes about 0.15 ms off the init's start.
+func Up(s network.Setup) (int, error) {
+	h, err := newHandle()
 	if err != nil {
-		return fmt.Errorf("find lo: %w", err)
+		return 0, err
 	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("set lo up: %w", err)
+	defer h.Close()
+	if err := loopbackUp(h); err != nil {
+		return 0, err
 	}
-	return nil
+	return configure(h, s)
 }
 
 // LinkIndex returns the interface index of the device name; a device
@@ -35,24 +42,43 @@ func LinkIndex(name string) (int, error) {
 	return link.Attrs().Index, nil
 }
 
-// Configure sets the driver's device up with its MTU, address and default
-// route, as the Setup describes. A Setup without IfName or with
-// ConfiguredByDriver leaves the devices alone.
-func Configure(s network.Setup) error {
-	if s.IfName == "" || s.ConfiguredByDriver {
-		return nil
-	}
-	link, err := netlink.LinkByName(s.IfName)
+// newHandle opens a route netlink socket in the calling thread's netns.
+func newHandle() (*netlink.Handle, error) {
+	h, err := netlink.NewHandle(syscall.NETLINK_ROUTE)
 	if err != nil {
-		return fmt.Errorf("find %s: %w (the network driver did not create it)", s.IfName, err)
+		return nil, fmt.Errorf("open a netlink socket: %w", err)
 	}
+	return h, nil
+}
+
+func loopbackUp(h *netlink.Handle) error {
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo: %w", err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("set lo up: %w", err)
+	}
+	return nil
+}
+
+// configure is Up without lo.
+func configure(h *netlink.Handle, s network.Setup) (int, error) {
+	if s.IfName == "" || s.ConfiguredByDriver {
+		return 0, nil
+	}
+	link, err := h.LinkByName(s.IfName)
+	if err != nil {
+		return 0, fmt.Errorf("find %s: %w (the network driver did not create it)", s.IfName, err)
+	}
+	index := link.Attrs().Index
 	if s.MTU > 0 {
-		if err := netlink.LinkSetMTU(link, s.MTU); err != nil {
-			return fmt.Errorf("set %s mtu %d: %w", s.IfName, s.MTU, err)
+		if err := h.LinkSetMTU(link, s.MTU); err != nil {
+			return 0, fmt.Errorf("set %s mtu %d: %w", s.IfName, s.MTU, err)
 		}
 	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return fmt.Errorf("set %s up: %w", s.IfName, err)
+	if err := h.LinkSetUp(link); err != nil {
+		return 0, fmt.Errorf("set %s up: %w", s.IfName, err)
 	}
 	for _, a := range []netip.Prefix{s.Addr, s.Addr6} {
 		if !a.IsValid() {
@@ -64,21 +90,21 @@ func Configure(s network.Setup) error {
 			// DAD would hold the address unusable for about a second.
 			addr.Flags = 0x02 // IFA_F_NODAD (0x80 is IFA_F_PERMANENT)
 		}
-		if err := netlink.AddrReplace(link, addr); err != nil {
-			return fmt.Errorf("add address %s to %s: %w", a, s.IfName, err)
+		if err := h.AddrReplace(link, addr); err != nil {
+			return 0, fmt.Errorf("add address %s to %s: %w", a, s.IfName, err)
 		}
 	}
 	for _, gw := range []netip.Addr{s.Gateway, s.Gateway6} {
 		if !gw.IsValid() {
 			continue
 		}
-		r := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw.AsSlice()}
+		r := &netlink.Route{LinkIndex: index, Gw: gw.AsSlice()}
 		if gw.Is6() {
 			r.Family = netlink.FAMILY_V6
 		}
-		if err := netlink.RouteReplace(r); err != nil {
-			return fmt.Errorf("add default route via %s dev %s: %w", gw, s.IfName, err)
+		if err := h.RouteReplace(r); err != nil {
+			return 0, fmt.Errorf("add default route via %s dev %s: %w", gw, s.IfName, err)
 		}
 	}
-	return nil
+	return index, nil
 }

@@ -30,10 +30,6 @@ func helper() int {
 		return 1
 	}
 	defer tap.Close()
-	if err := LoopbackUp(); err != nil {
-		fmt.Println(err)
-		return 1
-	}
 	s := network.Setup{
 		IfName:  "tap0",
 		Addr:    netip.MustParsePrefix("10.0.2.100/24"),
@@ -42,13 +38,16 @@ func helper() int {
 		Addr6:   netip.MustParsePrefix("fd00::100/64"),
 	}
 	// Twice: configuring must be idempotent.
+	var index int
 	for range 2 {
-		if err := Configure(s); err != nil {
+		var err error
+		if index, err = Up(s); err != nil {
 			fmt.Println(err)
 			return 1
 		}
 	}
 	link, _ := netlink.LinkByName("tap0")
+	fmt.Printf("index-matches=%v\n", index == link.Attrs().Index)
 	addrs, _ := netlink.AddrList(link, netlink.FAMILY_ALL)
 	routes, _ := netlink.RouteList(link, netlink.FAMILY_V4)
 	fmt.Printf("mtu=%d up=%v\n", link.Attrs().MTU, link.Attrs().Flags&1 != 0)
@@ -80,7 +79,7 @@ func TestConfigure(t *testing.T) {
 		}
 		t.Fatalf("helper: %v\n%s", err, out)
 	}
-	for _, want := range []string{"mtu=65520 up=true", "addr=10.0.2.100/24", "addr=fd00::100/64", "default=10.0.2.2", "lo-up=true"} {
+	for _, want := range []string{"index-matches=true", "mtu=65520 up=true", "addr=10.0.2.100/24", "addr=fd00::100/64", "default=10.0.2.2", "lo-up=true"} {
 		if !strings.Contains(string(out), want+"\n") {
 			t.Errorf("inside the namespace: missing %q in\n%s", want, out)
 		}
@@ -88,11 +87,16 @@ func TestConfigure(t *testing.T) {
 }
 
 func TestConfigureSkipsDriverConfigured(t *testing.T) {
-	// Pure: nothing to do, so no netlink call is made even outside a namespace.
-	if err := Configure(network.Setup{IfName: "tap0", ConfiguredByDriver: true}); err != nil {
-		t.Errorf("ConfiguredByDriver: %v", err)
+	// Nothing to do, so no netlink request is made even outside a
+	// namespace (where changing a device would fail without privileges).
+	h, err := newHandle()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := Configure(network.Setup{}); err != nil {
-		t.Errorf("empty setup: %v", err)
+	defer h.Close()
+	for _, s := range []network.Setup{{IfName: "tap0", ConfiguredByDriver: true}, {}} {
+		if idx, err := configure(h, s); idx != 0 || err != nil {
+			t.Errorf("configure(%+v) = %d, %v; want 0, nil", s, idx, err)
+		}
 	}
 }
