@@ -843,7 +843,8 @@ func (l *Launcher) release() error {
 		if l.portDrv != nil {
 			errs = append(errs, l.portDrv.Close())
 		}
-		// The helper's exit overlaps the rest.
+		// The helper's exit overlaps the rest, the state directory's
+		// removal included: nothing in it is the helper's to clean.
 		netErr := make(chan error, 1)
 		if l.netUp {
 			go func() { netErr <- l.Network.Close() }()
@@ -853,10 +854,10 @@ func (l *Launcher) release() error {
 		if l.notify != nil {
 			errs = append(errs, l.notify.Close())
 		}
-		errs = append(errs, <-netErr)
 		if l.dir != nil {
 			errs = append(errs, l.dir.Close())
 		}
+		errs = append(errs, <-netErr)
 		l.releaseErr = errors.Join(errs...)
 	})
 	return l.releaseErr
