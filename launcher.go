@@ -282,6 +282,18 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if err := checkUserNS(); err != nil {
 		return err
 	}
+	// Signals are caught before the child exists, so none is lost; they
+	// reach the child once it runs. Catching costs a thread and a round
+	// trip per signal, so it runs alongside the id lookup and the state
+	// directory.
+	caught := make(chan *sigproxy.Forwarder, 1)
+	go func() { caught <- sigproxy.Catch() }()
+	defer func() {
+		if l.sigs == nil {
+			// Start failed before taking them: release them again.
+			go func() { (<-caught).Stop() }()
+		}
+	}()
 	self := identity()
 	plan, err := idmap.Lookup(ctx, idmap.Source(l.SubIDSource), self)
 	if err != nil {
@@ -329,9 +341,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			l.notify = r
 		}
 	}
-	// Catch signals before the child exists, so none is lost; they reach
-	// the child once it runs.
-	l.sigs = sigproxy.Catch()
+	l.sigs = <-caught
 	startCtx, cancelStart := context.WithCancelCause(ctx)
 	defer cancelStart(nil)
 
