@@ -492,6 +492,14 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 				l.sigs.Forward(sigCtx, l.childPID)
 				return
 			case sig := <-l.sigs.C():
+				select {
+				case <-cmdRunning:
+					// The command runs already (select picks at random
+					// among ready cases): the signal is the command's.
+					held = append(held, sig)
+					continue
+				default:
+				}
 				switch sig {
 				case syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
 					cancelStart(&interruptedError{sig})
@@ -658,6 +666,12 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		if err != nil {
 			l.log.Warn(err.Error())
 		}
+	}
+	// A terminating signal that came between the command's start and
+	// cmdRunning cancelled a start that no longer waited on anything.
+	var ie *interruptedError
+	if errors.As(context.Cause(startCtx), &ie) {
+		return ie
 	}
 	close(l.startOK)
 	mark("api.sock served, child_pid written")
