@@ -190,6 +190,17 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 			why = err.Error()
 		}
 	case <-p.done:
+		// It may have written its byte just before it exited, and the
+		// reader not have passed it on yet: the reader decides (its read
+		// ends promptly, the write end having closed with the helper).
+		select {
+		case err := <-ready:
+			if err == nil {
+				p.ready.Store(true)
+				return p, nil
+			}
+		case <-time.After(500 * time.Millisecond):
+		}
 		why = "exited (" + exitText(p.err) + ") before it was ready"
 	case <-ctx.Done():
 		why = "was not ready before " + ctx.Err().Error()
