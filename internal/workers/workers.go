@@ -9,6 +9,7 @@ package workers
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +21,8 @@ type Pool struct {
 	idle time.Duration
 	work chan func()
 	wg   sync.WaitGroup
+	// spawned counts the goroutines started, for tests.
+	spawned atomic.Int64
 }
 
 // New returns a pool whose goroutines end when ctx does or after idle
@@ -38,6 +41,7 @@ func (p *Pool) Go(fn func()) {
 	default:
 	}
 	p.wg.Add(1)
+	p.spawned.Add(1)
 	go p.loop(fn)
 }
 
