@@ -462,7 +462,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		defer l.wg.Done()
 		defer doneR.Close()
 		// EOF (the init died or Start failed) needs nothing: teardown
-		// stops the network once the init is gone.
+		// releases everything once the init is gone.
 		if n, _ := doneR.Read(make([]byte, 1)); n == 1 {
 			select {
 			case <-l.startOK:
