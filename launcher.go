@@ -282,10 +282,10 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if err := checkUserNS(); err != nil {
 		return err
 	}
-	// Signals are caught before the child exists, so none is lost; they
-	// reach the child once it runs. Catching costs a thread and a round
-	// trip per signal, so it runs alongside the id lookup and the state
-	// directory.
+	// Signals are caught while the init is cloned (catching costs a thread
+	// and a round trip per signal) and reach the command once it runs. One
+	// that comes sooner has its default effect: it ends the launcher, and
+	// the init dies with it.
 	caught := make(chan *sigproxy.Forwarder, 1)
 	go func() { caught <- sigproxy.Catch() }()
 	defer func() {
@@ -294,23 +294,60 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			go func() { (<-caught).Stop() }()
 		}
 	}()
-	self := identity()
-	plan, err := idmap.Lookup(ctx, idmap.Source(l.SubIDSource), self)
+	// The init is cloned first: it and newuidmap need the better part of
+	// the start-up, and the subordinate id lookup, the state directory's
+	// lock and wipe and the API socket run alongside on the other CPU. The
+	// init touches nothing in the directory before the launcher, holding
+	// the lock, tells it the network is up.
+	statePath, createdDir, err := statedir.Resolve(l.StateDir)
 	if err != nil {
 		return err
 	}
-	if plan.Warning != "" {
-		l.log.Warn(plan.Warning)
+	type prepared struct {
+		plan  idmap.Plan
+		dir   *statedir.Dir
+		apiLn *apiListener
+		err   error
 	}
-	mark("subordinate ids looked up")
-	if err := plan.CheckHelpers(); err != nil {
-		return err
+	prepDone := make(chan prepared, 1)
+	go func() {
+		var p prepared
+		defer func() { prepDone <- p }()
+		p.plan, p.err = idmap.Lookup(ctx, idmap.Source(l.SubIDSource), identity())
+		if p.err == nil {
+			p.err = p.plan.CheckHelpers()
+		}
+		if p.err != nil {
+			return
+		}
+		if p.plan.Warning != "" {
+			l.log.Warn(p.plan.Warning)
+		}
+		mark("subordinate ids looked up")
+		if p.dir, p.err = statedir.Open(statePath); p.err != nil {
+			return
+		}
+		mark("state directory locked")
+		p.apiLn = l.listenAPI(p.dir.Join(statedir.APISock))
+	}()
+	var plan idmap.Plan
+	var apiLn *apiListener
+	joined := false
+	join := func() error {
+		if joined {
+			return nil
+		}
+		joined = true
+		p := <-prepDone
+		if p.err != nil {
+			if createdDir {
+				os.Remove(statePath)
+			}
+			return p.err
+		}
+		plan, l.dir, apiLn = p.plan, p.dir, p.apiLn
+		return nil
 	}
-	l.dir, err = statedir.Open(l.StateDir)
-	if err != nil {
-		return err
-	}
-	mark("state directory locked")
 	l.exited = make(chan struct{})
 	l.nsReady = make(chan struct{})
 	defer func() {
@@ -318,16 +355,23 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			l.teardown()
 		}
 	}()
-	// The socket is made in the background. On a failed start it is closed
-	// before the teardown above runs (deferred calls run last first), so it
-	// cannot reappear in a removed state directory.
-	apiLn := l.listenAPI(l.dir.Join(statedir.APISock))
+	// Runs before the teardown above (deferred calls run last first), so
+	// that it releases a directory the lookup locked; the socket is closed
+	// first, so it cannot reappear in a removed state directory.
 	defer func() {
-		if l.api == nil {
+		if jerr := join(); err == nil {
+			err = jerr
+		}
+		if l.api == nil && apiLn != nil {
 			apiLn.close()
 		}
 	}()
 	if up := notify.Upstream(); up != "" {
+		// The relay's socket lives in the directory and the command's
+		// environment names it, so under systemd the clone waits for it.
+		if err := join(); err != nil {
+			return err
+		}
 		mode, _ := notify.ParseMode(l.Ready) // checked by Validate
 		r, err := notify.New(notify.Config{Path: l.dir.Join("notify.sock"), Upstream: up, Mode: mode, Logger: l.log})
 		if err == nil {
@@ -341,7 +385,6 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			l.notify = r
 		}
 	}
-	l.sigs = <-caught
 	startCtx, cancelStart := context.WithCancelCause(ctx)
 	defer cancelStart(nil)
 
@@ -386,7 +429,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		Activation:  l.ActivationPID && len(l.ListenFDs) > 0,
 		ParentPID:   os.Getpid(),
 		Command:     l.Command,
-		StateDir:    l.dir.Path(),
+		StateDir:    statePath,
 		PIDNS:       l.PIDNS,
 		Reaper:      l.reaper(),
 		PrivateNet:  l.privateNet(),
@@ -401,7 +444,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	}
 	env := append(os.Environ(), l.Env...)
 	env = append(env,
-		"ROOTLESSKIT_STATE_DIR="+l.dir.Path(),
+		"ROOTLESSKIT_STATE_DIR="+statePath,
 		"ROOTLESSKIT_PARENT_EUID="+strconv.Itoa(os.Geteuid()),
 		"ROOTLESSKIT_PARENT_EGID="+strconv.Itoa(os.Getegid()),
 		childinit.EnvConfig+"="+cfg.Encode(),
@@ -434,21 +477,6 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	}
 	mark("namespace init spawned")
 	l.childPID = l.cmd.Process.Pid
-	// resolv.conf and hosts for the namespace: written here rather than by
-	// the init, from the driver's prediction while its helper starts, or
-	// else once the set-up is known.
-	var predictedDNS []netip.Addr
-	netFiles := make(chan error, 1)
-	if l.Network != nil && l.privateNet() && pre.Setup != nil && len(pre.Setup.DNS) > 0 {
-		predictedDNS = pre.Setup.DNS
-		go func() { netFiles <- l.dir.WriteNetFiles(predictedDNS) }()
-		// The state directory must not be removed under the writer.
-		defer func() {
-			if predictedDNS != nil {
-				<-netFiles
-			}
-		}()
-	}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
@@ -471,6 +499,25 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			}
 		}
 	}()
+	if err := join(); err != nil {
+		return err
+	}
+	l.sigs = <-caught
+	// resolv.conf and hosts for the namespace: written here rather than by
+	// the init, from the driver's prediction while its helper starts, or
+	// else once the set-up is known.
+	var predictedDNS []netip.Addr
+	netFiles := make(chan error, 1)
+	if l.Network != nil && l.privateNet() && pre.Setup != nil && len(pre.Setup.DNS) > 0 {
+		predictedDNS = pre.Setup.DNS
+		go func() { netFiles <- l.dir.WriteNetFiles(predictedDNS) }()
+		// The state directory must not be removed under the writer.
+		defer func() {
+			if predictedDNS != nil {
+				<-netFiles
+			}
+		}()
+	}
 	sigCtx, stopSigs := context.WithCancel(context.Background())
 	l.stopSigs = stopSigs
 	cmdRunning := make(chan struct{})

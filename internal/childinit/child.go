@@ -3,7 +3,6 @@ package childinit
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +23,7 @@ import (
 	"github.com/unroot/unroot/internal/sockpool"
 	"github.com/unroot/unroot/internal/statedir"
 	"github.com/unroot/unroot/internal/sys"
+	"github.com/unroot/unroot/internal/wire"
 	"github.com/unroot/unroot/network"
 )
 
@@ -447,9 +447,10 @@ func sameLink(w *netnsWorker, name string, idx int) bool {
 
 // sameSetup reports whether two set-ups configure the devices alike.
 func sameSetup(a, b network.Setup) bool {
-	ja, err1 := json.Marshal(a)
-	jb, err2 := json.Marshal(b)
-	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+	var ea, eb wire.Encoder
+	a.EncodeWire(&ea)
+	b.EncodeWire(&eb)
+	return bytes.Equal(ea.Bytes(), eb.Bytes())
 }
 
 // bindNetFile mounts the state-dir copy over /etc/NAME. In a copied-up /etc

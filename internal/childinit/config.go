@@ -14,9 +14,10 @@
 package childinit
 
 import (
-	"encoding/json"
+	"encoding/base64"
 	"fmt"
 
+	"github.com/unroot/unroot/internal/wire"
 	"github.com/unroot/unroot/network"
 )
 
@@ -31,57 +32,95 @@ const EnvActivation = "_UNROOT_ACTIVATION"
 
 // Config is what the parent tells the child at spawn time.
 type Config struct {
-	Stage int `json:"stage"`
+	Stage int
 	// CtlFD and SockFD are the inherited socketpair ends.
-	CtlFD  int `json:"ctlFD"`
-	SockFD int `json:"sockFD"`
+	CtlFD  int
+	SockFD int
 	// DoneFD, when not 0, is a pipe the child writes a byte to once the
 	// command has ended, before it exits itself.
-	DoneFD int `json:"doneFD,omitempty"`
+	DoneFD int
 	// ListenFDs is the number of socket-activation fds at 3.. to pass on.
-	ListenFDs int `json:"listenFDs,omitempty"`
+	ListenFDs int
 	// Activation runs the command through the LISTEN_PID helper.
-	Activation bool `json:"activation,omitempty"`
+	Activation bool
 	// ParentPID is checked after the re-exec (outside a PID namespace) to
 	// catch a parent that died before PR_SET_PDEATHSIG was set again.
-	ParentPID int `json:"parentPID"`
+	ParentPID int
 
-	Command     []string `json:"command"`
-	StateDir    string   `json:"stateDir"`
-	PIDNS       bool     `json:"pidns,omitempty"`
-	Reaper      bool     `json:"reaper,omitempty"`
-	PrivateNet  bool     `json:"privateNet,omitempty"`
-	DetachNetNS bool     `json:"detachNetNS,omitempty"`
+	Command     []string
+	StateDir    string
+	PIDNS       bool
+	Reaper      bool
+	PrivateNet  bool
+	DetachNetNS bool
 	// PreTap names a tap device to create persistent first thing, before
 	// the ids are mapped, so the network helper can attach to it while
 	// the parent still runs newuidmap. The child reports with TapCreated.
-	PreTap string `json:"preTap,omitempty"`
+	PreTap string
 	// PreSetup, with PreTap, is the network set-up the driver predicted:
 	// the child applies it right after creating the tap, and again only if
 	// the Network message brings a different one.
-	PreSetup    *network.Setup `json:"preSetup,omitempty"`
-	Propagation string         `json:"propagation,omitempty"`
-	CopyUp      []string       `json:"copyUp,omitempty"`
+	PreSetup    *network.Setup
+	Propagation string
+	CopyUp      []string
 	// Cgroup2 mounts a fresh cgroup2 on /sys/fs/cgroup (--evacuate-cgroup2).
-	Cgroup2 bool `json:"cgroup2,omitempty"`
+	Cgroup2 bool
 	// ErrPrefix starts the child's error lines: "[rootlesskit:child ] " or "unroot: ".
-	ErrPrefix string `json:"errPrefix,omitempty"`
+	ErrPrefix string
 	// ReportExit prints a line for a non-zero exit status too, as
 	// RootlessKit's child does (a signal death is always reported).
-	ReportExit bool `json:"reportExit,omitempty"`
+	ReportExit bool
 }
 
 // Encode returns the value for EnvConfig.
 func (c Config) Encode() string {
-	b, _ := json.Marshal(c)
-	return string(b)
+	var e wire.Encoder
+	for _, v := range []int{c.Stage, c.CtlFD, c.SockFD, c.DoneFD, c.ListenFDs, c.ParentPID} {
+		e.Int(v)
+	}
+	for _, v := range []bool{c.Activation, c.PIDNS, c.Reaper, c.PrivateNet, c.DetachNetNS, c.Cgroup2, c.ReportExit} {
+		e.Bool(v)
+	}
+	e.Strings(c.Command)
+	e.String(c.StateDir)
+	e.String(c.PreTap)
+	e.Bool(c.PreSetup != nil)
+	if c.PreSetup != nil {
+		c.PreSetup.EncodeWire(&e)
+	}
+	e.String(c.Propagation)
+	e.Strings(c.CopyUp)
+	e.String(c.ErrPrefix)
+	// The environment holds no NUL bytes.
+	return base64.RawStdEncoding.EncodeToString(e.Bytes())
 }
 
 // DecodeConfig parses EnvConfig.
 func DecodeConfig(s string) (Config, error) {
 	var c Config
-	if err := json.Unmarshal([]byte(s), &c); err != nil {
+	b, err := base64.RawStdEncoding.DecodeString(s)
+	if err != nil {
 		return c, fmt.Errorf("decode %s: %w", EnvConfig, err)
+	}
+	d := wire.NewDecoder(b)
+	for _, v := range []*int{&c.Stage, &c.CtlFD, &c.SockFD, &c.DoneFD, &c.ListenFDs, &c.ParentPID} {
+		*v = d.Int()
+	}
+	for _, v := range []*bool{&c.Activation, &c.PIDNS, &c.Reaper, &c.PrivateNet, &c.DetachNetNS, &c.Cgroup2, &c.ReportExit} {
+		*v = d.Bool()
+	}
+	c.Command = d.Strings()
+	c.StateDir = d.String()
+	c.PreTap = d.String()
+	if d.Bool() {
+		s := network.DecodeSetupWire(d)
+		c.PreSetup = &s
+	}
+	c.Propagation = d.String()
+	c.CopyUp = d.Strings()
+	c.ErrPrefix = d.String()
+	if err := d.Finish(); err != nil {
+		return Config{}, fmt.Errorf("decode %s: %w (the launcher and the init are different binaries? do not replace the binary while it runs)", EnvConfig, err)
 	}
 	if c.Stage != 1 && c.Stage != 2 {
 		return c, fmt.Errorf("decode %s: stage %d, want 1 or 2", EnvConfig, c.Stage)

@@ -1,16 +1,47 @@
 package childinit
 
-import "testing"
+import (
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/unroot/unroot/network"
+)
 
 func TestConfigRoundTrip(t *testing.T) {
-	c := Config{Stage: 1, CtlFD: 3, SockFD: 4, Command: []string{"id"}, StateDir: "/tmp/x", CopyUp: []string{"/etc"}}
-	got, err := DecodeConfig(c.Encode())
-	if err != nil || got.StateDir != "/tmp/x" || got.Command[0] != "id" || got.CopyUp[0] != "/etc" {
-		t.Errorf("round trip = %+v, %v", got, err)
+	full := Config{
+		Stage: 1, CtlFD: 3, SockFD: 4, DoneFD: 5, ListenFDs: 2, ParentPID: 77, Activation: true,
+		Command: []string{"sh", "-c", "echo 'a b'\n"}, StateDir: "/tmp/x", PIDNS: true, Reaper: true,
+		PrivateNet: true, DetachNetNS: true, PreTap: "tap0",
+		PreSetup: &network.Setup{IfName: "tap0", Addr: netip.MustParsePrefix("10.0.2.100/24"),
+			Gateway: netip.MustParseAddr("10.0.2.2"), DNS: []netip.Addr{netip.MustParseAddr("10.0.2.3")}, MTU: 65520},
+		Propagation: "rslave", CopyUp: []string{"/etc", "/run"}, Cgroup2: true, ErrPrefix: "[rootlesskit:child] ", ReportExit: true,
 	}
-	for _, bad := range []string{"", "{}", `{"stage":3,"ctlFD":3,"sockFD":4,"command":["x"]}`, `{"stage":1,"ctlFD":3,"sockFD":3,"command":["x"]}`, `{"stage":1,"ctlFD":3,"sockFD":4}`} {
-		if _, err := DecodeConfig(bad); err == nil {
-			t.Errorf("DecodeConfig(%q) = nil error", bad)
+	for _, c := range []Config{full, {Stage: 2, CtlFD: 3, SockFD: 4, Command: []string{"id"}}} {
+		enc := c.Encode()
+		if strings.ContainsAny(enc, "\x00=") {
+			t.Errorf("Encode = %q: not fit for an environment variable's value", enc)
+		}
+		got, err := DecodeConfig(enc)
+		if err != nil || !reflect.DeepEqual(got, c) {
+			t.Errorf("round trip = %+v, %v; want %+v", got, err, c)
+		}
+	}
+	enc := full.Encode()
+	bad := map[string]string{
+		"empty":      "",
+		"not base64": "{}",
+		"json":       `{"stage":1,"ctlFD":3,"sockFD":4,"command":["x"]}`,
+		"stage 3":    Config{Stage: 3, CtlFD: 3, SockFD: 4, Command: []string{"x"}}.Encode(),
+		"same fds":   Config{Stage: 1, CtlFD: 3, SockFD: 3, Command: []string{"x"}}.Encode(),
+		"no command": Config{Stage: 1, CtlFD: 3, SockFD: 4}.Encode(),
+		"truncated":  enc[:len(enc)-2],
+		"trailing":   enc + "AA",
+	}
+	for name, s := range bad {
+		if c, err := DecodeConfig(s); err == nil {
+			t.Errorf("%s: DecodeConfig(%q) = %+v, nil error", name, s, c)
 		}
 	}
 }
@@ -30,8 +61,14 @@ func FuzzDecodeConfig(f *testing.F) {
 	f.Add(Config{Stage: 2, CtlFD: 3, SockFD: 4, Command: []string{"sh"}}.Encode())
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := DecodeConfig(s)
-		if err == nil && (len(c.Command) == 0 || c.CtlFD < 3) {
+		if err != nil {
+			return
+		}
+		if len(c.Command) == 0 || c.CtlFD < 3 {
 			t.Fatalf("accepted %+v", c)
+		}
+		if c2, err := DecodeConfig(c.Encode()); err != nil || !reflect.DeepEqual(c, c2) {
+			t.Fatalf("round trip of %+v: %+v, %v", c, c2, err)
 		}
 	})
 }

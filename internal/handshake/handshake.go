@@ -4,14 +4,13 @@
 // binary replaced under a running parent fails with a clear error instead of
 // misreading fields.
 //
-// Messages are single SOCK_SEQPACKET datagrams holding JSON, with file
+// Messages are single SOCK_SEQPACKET datagrams in internal/wire's encoding, with file
 // descriptors attached as SCM_RIGHTS. A datagram is never split or merged,
 // so no length framing is needed, and a closed peer reads as io.EOF.
 package handshake
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,11 +20,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/unroot/unroot/internal/wire"
 	"github.com/unroot/unroot/network"
 )
 
 // Version of the message format.
-const Version = 1
+const Version = 2
 
 // MaxMsg bounds a datagram; the largest message (Network) is far below it.
 const MaxMsg = 64 << 10
@@ -51,27 +51,54 @@ const (
 
 // Msg is one handshake message. Only the fields of its Kind are set.
 type Msg struct {
-	V    int  `json:"v"`
-	Kind Kind `json:"kind"`
+	V    int
+	Kind Kind
 	// Err is the failure, for Error and TapCreated.
-	Err string `json:"err,omitempty"`
+	Err string
 	// TapName and VnetHdr, for OpenTap.
-	TapName string `json:"tapName,omitempty"`
-	VnetHdr bool   `json:"vnetHdr,omitempty"`
+	TapName string
+	VnetHdr bool
 	// Setup, for Network.
-	Setup *network.Setup `json:"setup,omitempty"`
+	Setup *network.Setup
 	// PID of the command, for Started.
-	PID int `json:"pid,omitempty"`
+	PID int
+}
+
+// Encode is the datagram of m (see internal/wire).
+func Encode(m Msg) []byte {
+	var e wire.Encoder
+	e.Int(m.V)
+	e.String(string(m.Kind))
+	e.String(m.Err)
+	e.String(m.TapName)
+	e.Bool(m.VnetHdr)
+	e.Bool(m.Setup != nil)
+	if m.Setup != nil {
+		m.Setup.EncodeWire(&e)
+	}
+	e.Int(m.PID)
+	return e.Bytes()
 }
 
 // Decode parses and checks one datagram.
 func Decode(b []byte) (Msg, error) {
 	var m Msg
-	if err := json.Unmarshal(b, &m); err != nil {
-		return Msg{}, fmt.Errorf("decode handshake message: %w", err)
-	}
-	if m.V != Version {
+	d := wire.NewDecoder(b)
+	m.V = d.Int()
+	if d.Err() == nil && m.V != Version {
 		return Msg{}, fmt.Errorf("decode handshake message: version %d, want %d (parent and child binaries differ; do not replace the binary while it runs)", m.V, Version)
+	}
+	m.Kind = Kind(d.String())
+	m.Err = d.String()
+	m.TapName = d.String()
+	m.VnetHdr = d.Bool()
+	if d.Bool() {
+		s := network.DecodeSetupWire(d)
+		m.Setup = &s
+	}
+	m.PID = d.Int()
+	if err := d.Finish(); err != nil {
+		return Msg{}, fmt.Errorf("decode handshake message: %w", err)
 	}
 	switch m.Kind {
 	case TapCreated, IDMapped, NSReady, OpenTap, Tap, Network, Started, Error:
@@ -205,11 +232,7 @@ func parseRights(oob []byte) ([]*os.File, error) {
 // Send writes a message, stamping the version.
 func (c *Conn) Send(m Msg, files ...*os.File) error {
 	m.V = Version
-	b, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encode handshake message %s: %w", m.Kind, err)
-	}
-	if err := c.WriteRaw(b, files...); err != nil {
+	if err := c.WriteRaw(Encode(m), files...); err != nil {
 		return fmt.Errorf("send handshake message %s: %w", m.Kind, err)
 	}
 	return nil

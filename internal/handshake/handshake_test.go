@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -73,20 +74,38 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestDecode(t *testing.T) {
-	bad := []string{``, `{}`, `{"v":2,"kind":"started"}`, `{"v":1,"kind":"nope"}`, `{"v":1,"kind":"network"}`, `[`}
-	for _, s := range bad {
-		if _, err := Decode([]byte(s)); err == nil {
-			t.Errorf("Decode(%q) = nil error", s)
+	full := Msg{V: Version, Kind: Network, Setup: &network.Setup{
+		IfName: "tap0", Addr: netip.MustParsePrefix("10.0.2.100/24"), Gateway: netip.MustParseAddr("10.0.2.2"),
+		DNS: []netip.Addr{netip.MustParseAddr("10.0.2.3")}, MTU: 65520, Opaque: map[string]string{"a": "b"},
+	}}
+	good := Encode(full)
+	bad := map[string][]byte{
+		"empty":        nil,
+		"old version":  Encode(Msg{V: 1, Kind: Started}),
+		"unknown kind": Encode(Msg{V: Version, Kind: "nope"}),
+		"no setup":     Encode(Msg{V: Version, Kind: Network}),
+		"truncated":    good[:len(good)-1],
+		"trailing":     append(append([]byte{}, good...), 0),
+		"json":         []byte(`{"v":1,"kind":"started"}`),
+	}
+	for name, b := range bad {
+		if m, err := Decode(b); err == nil {
+			t.Errorf("%s: Decode = %+v, nil error", name, m)
 		}
 	}
-	m, err := Decode([]byte(`{"v":1,"kind":"started","pid":42}`))
-	if err != nil || m.PID != 42 {
+	m, err := Decode(Encode(Msg{V: Version, Kind: Started, PID: 42}))
+	if err != nil || m.PID != 42 || m.Kind != Started {
 		t.Errorf("Decode = %+v, %v", m, err)
+	}
+	m, err = Decode(good)
+	if err != nil || !reflect.DeepEqual(m, full) {
+		t.Errorf("Decode = %+v, %v; want %+v", m, err, full)
 	}
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add([]byte(`{"v":1,"kind":"network","setup":{"IfName":"tap0","MTU":1500}}`))
+	f.Add(Encode(Msg{V: Version, Kind: Network, Setup: &network.Setup{IfName: "tap0", MTU: 1500, DNS: []netip.Addr{netip.MustParseAddr("10.0.2.3")}}}))
+	f.Add(Encode(Msg{V: Version, Kind: OpenTap, TapName: "tap0", VnetHdr: true}))
 	f.Add([]byte(`{"v":1,"kind":"open-tap","tapName":"tap0"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
@@ -95,6 +114,11 @@ func FuzzDecode(f *testing.F) {
 		}
 		if m.V != Version || (m.Kind == Network && m.Setup == nil) {
 			t.Fatalf("accepted invalid message %+v", m)
+		}
+		// What decodes encodes back to an equal message.
+		m2, err := Decode(Encode(m))
+		if err != nil || !reflect.DeepEqual(m, m2) {
+			t.Fatalf("round trip of %+v: %+v, %v", m, m2, err)
 		}
 	})
 }

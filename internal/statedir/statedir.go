@@ -31,26 +31,46 @@ type Dir struct {
 	dir  *os.File // shared flock on the directory, so tmpfiles cleaners skip it
 }
 
-// Open creates and locks the state directory. An empty path makes a private
-// $TMPDIR/rootlesskitNNN directory (mode 0700); otherwise the path is made
-// absolute, created with mode 0755 if needed, and every entry but the lock
-// is removed, so a directory left behind by a killed run is reused.
-func Open(path string) (*Dir, error) {
-	var err error
+// Resolve names the state directory without locking it, so a caller can
+// hand the path on while Open runs. An empty path makes a private
+// $TMPDIR/rootlesskitNNN directory (mode 0700; created is true, and the
+// caller removes it if Open fails); otherwise the path is made absolute and
+// created with mode 0755 if needed.
+func Resolve(path string) (resolved string, created bool, err error) {
 	if path == "" {
 		path, err = os.MkdirTemp("", "rootlesskit")
 		if err != nil {
-			return nil, fmt.Errorf("create state directory: %w (set TMPDIR to a writable directory or pass --state-dir)", err)
+			return "", false, fmt.Errorf("create state directory: %w (set TMPDIR to a writable directory or pass --state-dir)", err)
 		}
-	} else {
-		path, err = filepath.Abs(path)
-		if err != nil {
-			return nil, fmt.Errorf("resolve state directory %s: %w", path, err)
-		}
-		if err := os.MkdirAll(path, 0o755); err != nil {
-			return nil, fmt.Errorf("create state directory %s: %w (choose a --state-dir you can write to)", path, err)
-		}
+		return path, true, nil
 	}
+	path, err = filepath.Abs(path)
+	if err != nil {
+		return "", false, fmt.Errorf("resolve state directory %s: %w", path, err)
+	}
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return "", false, fmt.Errorf("create state directory %s: %w (choose a --state-dir you can write to)", path, err)
+	}
+	return path, false, nil
+}
+
+// Open resolves (see Resolve) and locks the state directory, then removes
+// every entry but the lock, so a directory left behind by a killed run is
+// reused.
+func Open(path string) (*Dir, error) {
+	path, created, err := Resolve(path)
+	if err != nil {
+		return nil, err
+	}
+	d, err := open(path)
+	if err != nil && created {
+		os.Remove(path)
+	}
+	return d, err
+}
+
+func open(path string) (*Dir, error) {
+	var err error
 	d := &Dir{path: path}
 	d.dir, err = os.Open(path)
 	if err != nil {

@@ -718,6 +718,12 @@ func (h *harness) memGroup() *group {
 				if err != nil {
 					return nil, err
 				}
+				if s.exited() {
+					return nil, fmt.Errorf("launcher exited during the measurement (%v): %s", s.err, tail(s.stderr.String(), 3))
+				}
+				if e := s.stderr.String(); strings.Contains(e, "exited unexpectedly") || strings.Contains(e, "restarted") {
+					return nil, fmt.Errorf("a helper exited during the measurement: %s", tail(e, 3))
+				}
 				return map[string]float64{"pss-idle": float64(idle) / 1e6, "pss-1000": float64(busy) / 1e6}, nil
 			}
 		})...)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -88,6 +90,12 @@ func pss(ps []proc) (int64, error) {
 	var total int64
 	for _, p := range ps {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p.pid))
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			// Gone between the listing and the read: an earlier session's
+			// helper still finishing its exit holds no memory of this one.
+			// The caller checks that its own launcher is still alive.
+			continue
+		}
 		if err != nil {
 			return 0, fmt.Errorf("read smaps_rollup of %s (%d): %w", p.Comm, p.pid, err)
 		}
