@@ -27,8 +27,9 @@ import (
 // Version of the message format.
 const Version = 2
 
-// MaxMsg bounds a datagram; the largest message (Network) is far below it.
-const MaxMsg = 64 << 10
+// MaxMsg bounds a datagram; the largest message (Network) takes a few
+// hundred bytes. Each read allocates this much, in both fresh processes.
+const MaxMsg = 8 << 10
 
 // Kind names a message.
 type Kind string
@@ -163,6 +164,9 @@ func (c *Conn) WriteRaw(b []byte, files ...*os.File) error {
 			fds[i] = int(f.Fd())
 		}
 		oob = syscall.UnixRights(fds...)
+	}
+	if len(b) > MaxMsg {
+		return fmt.Errorf("handshake message of %d bytes is over the %d-byte limit", len(b), MaxMsg)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

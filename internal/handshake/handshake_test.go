@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +61,10 @@ func TestRoundTrip(t *testing.T) {
 	var pe *PeerError
 	if !errors.As(err, &pe) || pe.Msg != "mount /proc: permission denied" {
 		t.Errorf("Recv error = %v, want the peer's message", err)
+	}
+
+	if err := a.Send(Msg{Kind: Error, Err: strings.Repeat("x", MaxMsg)}); err == nil {
+		t.Error("Send of a message over MaxMsg = nil error; the reader would see it truncated")
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)

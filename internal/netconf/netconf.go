@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"syscall"
 
+	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/network"
 	"github.com/vishvananda/netlink"
 )
@@ -35,14 +36,9 @@ func Up(s network.Setup) (int, error) {
 // LinkIndex returns the interface index of the device name; a device
 // removed and made again under the same name gets a new one.
 func LinkIndex(name string) (int, error) {
-	link, err := netlink.LinkByName(name)
-	if err != nil {
-		return 0, fmt.Errorf("find %s: %w", name, err)
-	}
-	return link.Attrs().Index, nil
+	return sys.IfIndex(name)
 }
 
-// newHandle opens a route netlink socket in the calling thread's netns.
 func newHandle() (*netlink.Handle, error) {
 	h, err := netlink.NewHandle(syscall.NETLINK_ROUTE)
 	if err != nil {
@@ -51,27 +47,31 @@ func newHandle() (*netlink.Handle, error) {
 	return h, nil
 }
 
+// loopbackIndex is lo's: the kernel gives it index 1 in every network
+// namespace (LOOPBACK_IFINDEX), so no lookup is needed.
+const loopbackIndex = 1
+
 func loopbackUp(h *netlink.Handle) error {
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		return fmt.Errorf("find lo: %w", err)
-	}
-	if err := h.LinkSetUp(lo); err != nil {
+	if err := h.LinkSetUp(byIndex(loopbackIndex, "lo")); err != nil {
 		return fmt.Errorf("set lo up: %w", err)
 	}
 	return nil
 }
 
-// configure is Up without lo.
+// byIndex names a device for the netlink calls that need only its index.
+func byIndex(index int, name string) netlink.Link {
+	return &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index, Name: name}}
+}
+
 func configure(h *netlink.Handle, s network.Setup) (int, error) {
 	if s.IfName == "" || s.ConfiguredByDriver {
 		return 0, nil
 	}
-	link, err := h.LinkByName(s.IfName)
+	index, err := sys.IfIndex(s.IfName)
 	if err != nil {
-		return 0, fmt.Errorf("find %s: %w (the network driver did not create it)", s.IfName, err)
+		return 0, fmt.Errorf("%w (the network driver did not create it)", err)
 	}
-	index := link.Attrs().Index
+	link := byIndex(index, s.IfName)
 	if s.MTU > 0 {
 		if err := h.LinkSetMTU(link, s.MTU); err != nil {
 			return 0, fmt.Errorf("set %s mtu %d: %w", s.IfName, s.MTU, err)

@@ -60,7 +60,15 @@ func helper() int {
 		}
 	}
 	lo, _ := netlink.LinkByName("lo")
-	fmt.Printf("lo-up=%v\n", lo.Attrs().Flags&1 != 0)
+	fmt.Printf("lo-up=%v lo-index=%d\n", lo.Attrs().Flags&1 != 0, lo.Attrs().Index)
+	i, err := LinkIndex("tap0")
+	fmt.Printf("linkindex-matches=%v\n", err == nil && i == link.Attrs().Index)
+	if _, err := LinkIndex("nosuchdev0"); err != nil {
+		fmt.Printf("missing: %v\n", err)
+	}
+	if _, err := Up(network.Setup{IfName: "nosuchdev0", MTU: 1500}); err != nil {
+		fmt.Printf("up missing: %v\n", err)
+	}
 	return 0
 }
 
@@ -79,7 +87,9 @@ func TestConfigure(t *testing.T) {
 		}
 		t.Fatalf("helper: %v\n%s", err, out)
 	}
-	for _, want := range []string{"index-matches=true", "mtu=65520 up=true", "addr=10.0.2.100/24", "addr=fd00::100/64", "default=10.0.2.2", "lo-up=true"} {
+	for _, want := range []string{"index-matches=true", "mtu=65520 up=true", "addr=10.0.2.100/24", "addr=fd00::100/64", "default=10.0.2.2", "lo-up=true lo-index=1", "linkindex-matches=true",
+		"missing: find nosuchdev0: no such device",
+		"up missing: find nosuchdev0: no such device (the network driver did not create it)"} {
 		if !strings.Contains(string(out), want+"\n") {
 			t.Errorf("inside the namespace: missing %q in\n%s", want, out)
 		}

@@ -177,6 +177,27 @@ func SetTapPersist(f *os.File, on bool) error {
 	return unix.IoctlSetInt(int(f.Fd()), unix.TUNSETPERSIST, v)
 }
 
+// IfIndex returns the index of the network device name in the calling
+// thread's network namespace. It asks with SIOCGIFINDEX on a throwaway
+// socket: a netlink lookup by name has the kernel describe the whole device
+// and the library parse it, several times the cost, on the init's start-up
+// path.
+func IfIndex(name string) (int, error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, fmt.Errorf("device name %q: %w", name, err)
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("find %s: socket: %w", name, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return 0, fmt.Errorf("find %s: %w", name, err)
+	}
+	return int(ifr.Uint32()), nil
+}
+
 // NewSocket makes a non-blocking, close-on-exec socket in the calling
 // thread's network namespace.
 func NewSocket(family, sotype int) (*os.File, error) {
