@@ -6,6 +6,23 @@ import (
 	"github.com/unroot/unroot/internal/wire"
 )
 
+// EncodeSetupWire appends an optional set-up: nil is kept as nil.
+func EncodeSetupWire(e *wire.Encoder, s *Setup) {
+	e.Bool(s != nil)
+	if s != nil {
+		s.EncodeWire(e)
+	}
+}
+
+// DecodeOptionalSetupWire reads what EncodeSetupWire wrote.
+func DecodeOptionalSetupWire(d *wire.Decoder) *Setup {
+	if !d.Bool() {
+		return nil
+	}
+	s := DecodeSetupWire(d)
+	return &s
+}
+
 // EncodeWire appends s in the launcher-to-init encoding.
 func (s Setup) EncodeWire(e *wire.Encoder) {
 	e.String(s.IfName)

@@ -84,10 +84,7 @@ func (c Config) Encode() string {
 	e.Strings(c.Command)
 	e.String(c.StateDir)
 	e.String(c.PreTap)
-	e.Bool(c.PreSetup != nil)
-	if c.PreSetup != nil {
-		c.PreSetup.EncodeWire(&e)
-	}
+	network.EncodeSetupWire(&e, c.PreSetup)
 	e.String(c.Propagation)
 	e.Strings(c.CopyUp)
 	e.String(c.ErrPrefix)
@@ -112,10 +109,7 @@ func DecodeConfig(s string) (Config, error) {
 	c.Command = d.Strings()
 	c.StateDir = d.String()
 	c.PreTap = d.String()
-	if d.Bool() {
-		s := network.DecodeSetupWire(d)
-		c.PreSetup = &s
-	}
+	c.PreSetup = network.DecodeOptionalSetupWire(d)
 	c.Propagation = d.String()
 	c.CopyUp = d.Strings()
 	c.ErrPrefix = d.String()

@@ -73,10 +73,7 @@ func Encode(m Msg) []byte {
 	e.String(m.Err)
 	e.String(m.TapName)
 	e.Bool(m.VnetHdr)
-	e.Bool(m.Setup != nil)
-	if m.Setup != nil {
-		m.Setup.EncodeWire(&e)
-	}
+	network.EncodeSetupWire(&e, m.Setup)
 	e.Int(m.PID)
 	return e.Bytes()
 }
@@ -93,10 +90,7 @@ func Decode(b []byte) (Msg, error) {
 	m.Err = d.String()
 	m.TapName = d.String()
 	m.VnetHdr = d.Bool()
-	if d.Bool() {
-		s := network.DecodeSetupWire(d)
-		m.Setup = &s
-	}
+	m.Setup = network.DecodeOptionalSetupWire(d)
 	m.PID = d.Int()
 	if err := d.Finish(); err != nil {
 		return Msg{}, fmt.Errorf("decode handshake message: %w", err)
