@@ -441,7 +441,7 @@ func publishNetFiles(cfg Config, s network.Setup) error {
 // sameLink reports whether the device name still has index idx.
 func sameLink(w *netnsWorker, name string, idx int) bool {
 	var now int
-	err := w.Do(func() (err error) { now, err = netconf.LinkIndex(name); return })
+	err := w.Do(func() (err error) { now, err = sys.IfIndex(name); return })
 	return err == nil && now == idx
 }
 

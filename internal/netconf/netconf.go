@@ -33,12 +33,6 @@ func Up(s network.Setup) (int, error) {
 	return configure(h, s)
 }
 
-// LinkIndex returns the interface index of the device name; a device
-// removed and made again under the same name gets a new one.
-func LinkIndex(name string) (int, error) {
-	return sys.IfIndex(name)
-}
-
 func newHandle() (*netlink.Handle, error) {
 	h, err := netlink.NewHandle(syscall.NETLINK_ROUTE)
 	if err != nil {

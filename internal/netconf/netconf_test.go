@@ -61,9 +61,9 @@ func helper() int {
 	}
 	lo, _ := netlink.LinkByName("lo")
 	fmt.Printf("lo-up=%v lo-index=%d\n", lo.Attrs().Flags&1 != 0, lo.Attrs().Index)
-	i, err := LinkIndex("tap0")
+	i, err := sys.IfIndex("tap0")
 	fmt.Printf("linkindex-matches=%v\n", err == nil && i == link.Attrs().Index)
-	if _, err := LinkIndex("nosuchdev0"); err != nil {
+	if _, err := sys.IfIndex("nosuchdev0"); err != nil {
 		fmt.Printf("missing: %v\n", err)
 	}
 	if _, err := Up(network.Setup{IfName: "nosuchdev0", MTU: 1500}); err != nil {

@@ -14,6 +14,7 @@
 package wire
 
 import (
+	"encoding"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -166,21 +167,22 @@ func (d *Decoder) Strings() []string {
 // Addr reads an address.
 func (d *Decoder) Addr() netip.Addr {
 	var a netip.Addr
-	if b := d.String(); d.err == nil {
-		if err := a.UnmarshalBinary([]byte(b)); err != nil {
-			d.fail(err)
-		}
-	}
+	d.unmarshal(&a)
 	return a
 }
 
 // Prefix reads a prefix.
 func (d *Decoder) Prefix() netip.Prefix {
 	var p netip.Prefix
+	d.unmarshal(&p)
+	return p
+}
+
+// unmarshal fills u from a length-prefixed byte string.
+func (d *Decoder) unmarshal(u encoding.BinaryUnmarshaler) {
 	if b := d.String(); d.err == nil {
-		if err := p.UnmarshalBinary([]byte(b)); err != nil {
+		if err := u.UnmarshalBinary([]byte(b)); err != nil {
 			d.fail(err)
 		}
 	}
-	return p
 }
