@@ -8,7 +8,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
-	"os"
 
 	"github.com/unroot/unroot/api"
 )
@@ -48,9 +47,11 @@ type Driver interface {
 type SocketSource interface {
 	// Socket returns a new unconnected socket, created in the child's netns,
 	// of the given family (AF_INET or AF_INET6, as syscall numbers them) and
-	// type (SOCK_STREAM or SOCK_DGRAM). The fd is non-blocking and
-	// close-on-exec; stream sockets have TCP_NODELAY set.
-	Socket(ctx context.Context, family, sotype int) (*os.File, error)
+	// type (SOCK_STREAM or SOCK_DGRAM). The descriptor is non-blocking and
+	// close-on-exec, and the caller owns it; stream sockets have TCP_NODELAY
+	// set. It is raw, not an *os.File, so a driver with its own epoll loop
+	// does not pay to register it with the runtime poller.
+	Socket(ctx context.Context, family, sotype int) (int, error)
 	// EnableTransparent prepares the child's netns so that sockets bound with
 	// IP_TRANSPARENT to a foreign (client) address get their replies
 	// delivered locally (policy routing + connmark). Idempotent.

@@ -274,7 +274,7 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	if err := publishNetFiles(cfg, setup); err != nil {
 		return fail(err)
 	}
-	srv := &sockpool.Server{InNetNS: worker.Do, NewSocket: sys.NewSocket, Transparent: sockpool.SetupTransparent}
+	srv := &sockpool.Server{InNetNS: worker.Do, NewSocket: sys.Socket, Transparent: sockpool.SetupTransparent}
 	go srv.Serve(ctx, sock)
 
 	// Reap every child: as PID 1 orphans of the namespace come to us, and

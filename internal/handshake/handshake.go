@@ -151,12 +151,18 @@ func (c *Conn) Close() error { return c.c.Close() }
 
 // WriteRaw sends one datagram with optional files.
 func (c *Conn) WriteRaw(b []byte, files ...*os.File) error {
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = int(f.Fd())
+	}
+	return c.WriteRawFDs(b, fds...)
+}
+
+// WriteRawFDs sends one datagram with optional descriptors, which stay
+// open and unchanged here (WriteRaw's f.Fd() would make them blocking).
+func (c *Conn) WriteRawFDs(b []byte, fds ...int) error {
 	var oob []byte
-	if len(files) > 0 {
-		fds := make([]int, len(files))
-		for i, f := range files {
-			fds[i] = int(f.Fd())
-		}
+	if len(fds) > 0 {
 		oob = syscall.UnixRights(fds...)
 	}
 	if len(b) > MaxMsg {
@@ -171,6 +177,18 @@ func (c *Conn) WriteRaw(b []byte, files ...*os.File) error {
 // ReadRaw receives one datagram and the files attached to it. It returns
 // io.EOF when the peer has closed, and ctx's error when ctx ends first.
 func (c *Conn) ReadRaw(ctx context.Context) ([]byte, []*os.File, error) {
+	b, fds, err := c.ReadRawFDs(ctx)
+	var files []*os.File
+	for _, fd := range fds {
+		files = append(files, os.NewFile(uintptr(fd), "scm-rights"))
+	}
+	return b, files, err
+}
+
+// ReadRawFDs is ReadRaw with the descriptors left raw (close-on-exec, owned
+// by the caller): wrapping a socket in an *os.File registers it with the
+// runtime poller, which a caller running its own epoll loop must avoid.
+func (c *Conn) ReadRawFDs(ctx context.Context) ([]byte, []int, error) {
 	if done := ctx.Done(); done != nil {
 		stop := context.AfterFunc(ctx, func() { c.c.SetReadDeadline(time.Unix(1, 0)) })
 		defer func() {
@@ -188,24 +206,26 @@ func (c *Conn) ReadRaw(ctx context.Context) ([]byte, []*os.File, error) {
 		}
 		return nil, nil, err
 	}
-	files, ferr := parseRights(oob[:oobn])
+	fds, ferr := parseRights(oob[:oobn])
 	if ferr != nil {
 		return nil, nil, ferr
 	}
 	if flags&(syscall.MSG_TRUNC|syscall.MSG_CTRUNC) != 0 {
-		for _, f := range files {
-			f.Close()
+		for _, fd := range fds {
+			syscall.Close(fd)
 		}
 		return nil, nil, errors.New("read handshake message: truncated")
 	}
-	if n == 0 && len(files) == 0 {
+	if n == 0 && len(fds) == 0 {
 		// A zero-length read on SOCK_SEQPACKET is the peer's close.
 		return nil, nil, io.EOF
 	}
-	return b[:n], files, nil
+	return b[:n], fds, nil
 }
 
-func parseRights(oob []byte) ([]*os.File, error) {
+// parseRights returns the descriptors in oob. On Linux the net package
+// reads with MSG_CMSG_CLOEXEC, so they arrive close-on-exec.
+func parseRights(oob []byte) ([]int, error) {
 	if len(oob) == 0 {
 		return nil, nil
 	}
@@ -213,18 +233,15 @@ func parseRights(oob []byte) ([]*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse control message: %w", err)
 	}
-	var files []*os.File
+	var out []int
 	for _, scm := range scms {
 		fds, err := syscall.ParseUnixRights(&scm)
 		if err != nil {
 			continue
 		}
-		for _, fd := range fds {
-			syscall.CloseOnExec(fd)
-			files = append(files, os.NewFile(uintptr(fd), "scm-rights"))
-		}
+		out = append(out, fds...)
 	}
-	return files, nil
+	return out, nil
 }
 
 // Send writes a message, stamping the version.

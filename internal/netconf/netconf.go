@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 
 	"github.com/unroot/unroot/internal/sys"
@@ -30,7 +31,21 @@ func Up(s network.Setup) (int, error) {
 	if err := loopbackUp(h); err != nil {
 		return 0, err
 	}
+	localCongestionControl()
 	return configure(h, s)
+}
+
+// localCongestionControl makes the namespace's default TCP congestion
+// control the one for hops that stay on this machine, if the host's is not
+// (see sys.LocalCongestionControl). Inside these namespaces TCP never
+// crosses a real link: every connection ends at loopback, at a bridge
+// inside, or at the user-mode network (slirp4netns, pasta, the netstack),
+// which ends it and opens its own on the host with the host's algorithm.
+// Best effort; a user who wants BBR inside sets the sysctl there.
+func localCongestionControl() {
+	if cc := sys.LocalCongestionControl(); cc != "" {
+		os.WriteFile(sys.CongestionControlSysctl, []byte(cc), 0)
+	}
 }
 
 func newHandle() (*netlink.Handle, error) {

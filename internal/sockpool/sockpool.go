@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"syscall"
 
@@ -67,8 +66,9 @@ func DecodeRequest(b []byte) (request, error) {
 type Server struct {
 	// InNetNS runs fn on a thread in the target network namespace.
 	InNetNS func(fn func() error) error
-	// NewSocket creates one socket in the current thread's netns.
-	NewSocket func(family, sotype int) (*os.File, error)
+	// NewSocket creates one socket in the current thread's netns and
+	// returns its descriptor.
+	NewSocket func(family, sotype int) (int, error)
 	// Transparent sets up policy routing and connmark rules.
 	Transparent func() error
 }
@@ -76,10 +76,8 @@ type Server struct {
 // Serve answers requests until the parent closes its end or ctx ends.
 func (s *Server) Serve(ctx context.Context, c *handshake.Conn) error {
 	for {
-		b, files, err := c.ReadRaw(ctx)
-		for _, f := range files {
-			f.Close()
-		}
+		b, fds, err := c.ReadRawFDs(ctx)
+		closeAll(fds)
 		if err != nil {
 			return err
 		}
@@ -90,16 +88,16 @@ func (s *Server) Serve(ctx context.Context, c *handshake.Conn) error {
 			}
 			continue
 		}
-		var out []*os.File
+		var out []int
 		switch req.Op {
 		case "socket":
 			err = s.InNetNS(func() error {
 				for range req.N {
-					f, err := s.NewSocket(req.Family, req.Type)
+					fd, err := s.NewSocket(req.Family, req.Type)
 					if err != nil {
 						return err
 					}
-					out = append(out, f)
+					out = append(out, fd)
 				}
 				return nil
 			})
@@ -111,25 +109,29 @@ func (s *Server) Serve(ctx context.Context, c *handshake.Conn) error {
 			rep.Err = err.Error()
 		}
 		werr := send(c, rep, out...)
-		for _, f := range out {
-			f.Close()
-		}
+		closeAll(out)
 		if werr != nil {
 			return werr
 		}
 	}
 }
 
-func send(c *handshake.Conn, r reply, files ...*os.File) error {
+func send(c *handshake.Conn, r reply, fds ...int) error {
 	b, _ := json.Marshal(r)
-	return c.WriteRaw(b, files...)
+	return c.WriteRawFDs(b, fds...)
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		syscall.Close(fd)
+	}
 }
 
 // Client is the parent's port.SocketSource.
 type Client struct {
 	c           *handshake.Conn
 	mu          sync.Mutex
-	pool        map[[2]int][]*os.File
+	pool        map[[2]int][]int
 	transparent bool
 }
 
@@ -137,53 +139,49 @@ var _ port.SocketSource = (*Client)(nil)
 
 // NewClient uses c; Close closes it.
 func NewClient(c *handshake.Conn) *Client {
-	return &Client{c: c, pool: map[[2]int][]*os.File{}}
+	return &Client{c: c, pool: map[[2]int][]int{}}
 }
 
-func (cl *Client) roundTrip(ctx context.Context, req request) ([]*os.File, error) {
+func (cl *Client) roundTrip(ctx context.Context, req request) ([]int, error) {
 	b, _ := json.Marshal(req)
 	if err := cl.c.WriteRaw(b); err != nil {
 		return nil, fmt.Errorf("request %s from the namespace: %w", req.Op, err)
 	}
-	rb, files, err := cl.c.ReadRaw(ctx)
+	rb, fds, err := cl.c.ReadRawFDs(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("request %s from the namespace: %w", req.Op, err)
 	}
 	var rep reply
 	if err := json.Unmarshal(rb, &rep); err != nil {
-		for _, f := range files {
-			f.Close()
-		}
+		closeAll(fds)
 		return nil, fmt.Errorf("request %s from the namespace: %w", req.Op, err)
 	}
 	if rep.Err != "" {
-		for _, f := range files {
-			f.Close()
-		}
+		closeAll(fds)
 		return nil, errors.New(rep.Err)
 	}
-	return files, nil
+	return fds, nil
 }
 
 // Socket returns a socket made in the namespace, from the pool.
-func (cl *Client) Socket(ctx context.Context, family, sotype int) (*os.File, error) {
+func (cl *Client) Socket(ctx context.Context, family, sotype int) (int, error) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	k := [2]int{family, sotype}
 	if len(cl.pool[k]) == 0 {
-		files, err := cl.roundTrip(ctx, request{Op: "socket", Family: family, Type: sotype, N: Batch})
+		fds, err := cl.roundTrip(ctx, request{Op: "socket", Family: family, Type: sotype, N: Batch})
 		if err != nil {
-			return nil, err
+			return -1, err
 		}
-		if len(files) == 0 {
-			return nil, errors.New("request socket from the namespace: reply carried no sockets")
+		if len(fds) == 0 {
+			return -1, errors.New("request socket from the namespace: reply carried no sockets")
 		}
-		cl.pool[k] = files
+		cl.pool[k] = fds
 	}
 	p := cl.pool[k]
-	f := p[len(p)-1]
+	fd := p[len(p)-1]
 	cl.pool[k] = p[:len(p)-1]
-	return f, nil
+	return fd, nil
 }
 
 // EnableTransparent asks the child to set up policy routing once.
@@ -205,9 +203,7 @@ func (cl *Client) Close() error {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	for k, p := range cl.pool {
-		for _, f := range p {
-			f.Close()
-		}
+		closeAll(p)
 		delete(cl.pool, k)
 	}
 	return cl.c.Close()

@@ -3,13 +3,13 @@ package sockpool
 import (
 	"context"
 	"errors"
-	"os"
 	"sync/atomic"
 	"syscall"
 	"testing"
 
 	"github.com/unroot/unroot/internal/handshake"
 	"github.com/unroot/unroot/internal/sys"
+	"golang.org/x/sys/unix"
 )
 
 func TestPool(t *testing.T) {
@@ -25,7 +25,7 @@ func TestPool(t *testing.T) {
 	var calls atomic.Int32
 	srv := &Server{
 		InNetNS:     func(fn func() error) error { calls.Add(1); return fn() },
-		NewSocket:   sys.NewSocket,
+		NewSocket:   sys.Socket,
 		Transparent: func() error { return errors.New("no iptables here") },
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -34,15 +34,19 @@ func TestPool(t *testing.T) {
 
 	cl := NewClient(a)
 	for i := range Batch + 1 {
-		f, err := cl.Socket(ctx, syscall.AF_INET, syscall.SOCK_STREAM)
+		fd, err := cl.Socket(ctx, syscall.AF_INET, syscall.SOCK_STREAM)
 		if err != nil {
 			t.Fatalf("socket %d: %v", i, err)
 		}
-		st, err := f.Stat()
-		if err != nil || st.Mode()&os.ModeSocket == 0 {
+		var st syscall.Stat_t
+		if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFSOCK {
 			t.Errorf("socket %d: not a socket (%v)", i, err)
 		}
-		f.Close()
+		// Handed over raw, the descriptor must still be non-blocking.
+		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || fl&unix.O_NONBLOCK == 0 {
+			t.Errorf("socket %d: not non-blocking (flags %#x, %v)", i, fl, err)
+		}
+		syscall.Close(fd)
 	}
 	if calls.Load() != 2 {
 		t.Errorf("%d round trips for %d sockets, want 2", calls.Load(), Batch+1)

@@ -45,7 +45,6 @@ var (
 	Kill    = unix.Kill
 	Getppid = unix.Getppid
 	Gettid  = unix.Gettid
-	Socket  = unix.Socket
 	Wait4   = unix.Wait4
 )
 
@@ -198,12 +197,13 @@ func IfIndex(name string) (int, error) {
 	return int(ifr.Uint32()), nil
 }
 
-// NewSocket makes a non-blocking, close-on-exec socket in the calling
-// thread's network namespace.
-func NewSocket(family, sotype int) (*os.File, error) {
+// Socket makes a non-blocking, close-on-exec socket in the calling
+// thread's network namespace and returns its descriptor, which the caller
+// owns. Stream sockets get TCP_NODELAY.
+func Socket(family, sotype int) (int, error) {
 	fd, err := unix.Socket(family, sotype|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("create socket family %d type %d: %w", family, sotype, err)
+		return -1, fmt.Errorf("create socket family %d type %d: %w", family, sotype, err)
 	}
 	if sotype == unix.SOCK_STREAM {
 		// As on every TCP socket Go makes (the accepted client's among
@@ -211,10 +211,10 @@ func NewSocket(family, sotype int) (*os.File, error) {
 		// ack of the previous one.
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
 			unix.Close(fd)
-			return nil, fmt.Errorf("set TCP_NODELAY: %w", err)
+			return -1, fmt.Errorf("set TCP_NODELAY: %w", err)
 		}
 	}
-	return os.NewFile(uintptr(fd), "sockpool"), nil
+	return fd, nil
 }
 
 // PeerUID returns the uid of the process at the other end of a unix socket.

@@ -15,12 +15,13 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/unroot/unroot/api"
-	"github.com/unroot/unroot/internal/workers"
+	"github.com/unroot/unroot/internal/relay"
+	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/port"
 )
 
@@ -70,7 +71,6 @@ func NewFactory(o Options) port.Factory {
 		}
 		dctx, cancel := context.WithCancel(context.Background())
 		return &Driver{
-			workers: workers.New(dctx, workerIdle),
 			opts:    o,
 			src:     env.Sockets,
 			log:     log.With("component", "port/builtin"),
@@ -79,6 +79,7 @@ func NewFactory(o Options) port.Factory {
 			ports:   map[int]*forward{},
 			nextID:  1,
 			pools:   map[poolKey]*pool{},
+			localCC: sys.LocalCongestionControl(),
 		}, nil
 	}
 }
@@ -100,13 +101,17 @@ type Driver struct {
 	transparentOnce sync.Once
 	transparentOK   bool
 
-	// workers run connection handlers and relay directions.
-	workers *workers.Pool
+	// engine relays TCP connections; started with the first TCP port.
+	engine *relay.Engine
+	// localCC is the congestion control for connections from this host's
+	// loopback ("": the host's default will do).
+	localCC string
 }
 
-// workerIdle is how long a finished connection's goroutines wait for the
-// next connection before they end.
-const workerIdle = 10 * time.Second
+// relayThreads is how many epoll loops relay TCP: one per four CPUs, at
+// most four. On small machines the client and the server need the other
+// CPUs more than the relay needs a second thread.
+func relayThreads() int { return min(max(runtime.GOMAXPROCS(0)/4, 1), 4) }
 
 var _ port.Driver = (*Driver)(nil)
 
@@ -148,15 +153,26 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 	f := &forward{status: port.Status{ID: d.nextID, Spec: s}, cancel: cancel, done: make(chan struct{})}
 	switch port.Transport(s.Proto) {
 	case "tcp":
+		if d.engine == nil {
+			e, err := relay.NewEngine(relayThreads(), d.log)
+			if err != nil {
+				cancel()
+				return port.Status{}, fmt.Errorf("add port: %w", err)
+			}
+			d.engine = e
+		}
 		ln, err := listenTCP(s)
 		if err != nil {
 			cancel()
 			return port.Status{}, err
 		}
 		f.closer = ln
+		g := d.engine.NewGroup()
 		go func() {
 			defer close(f.done)
-			d.serveTCP(fctx, ln, p, target)
+			d.serveTCP(fctx, ln, p, target, g)
+			// The listener is closed: end the port's connections.
+			g.Close()
 		}()
 	case "udp":
 		pc, err := listenUDP(s)
@@ -242,6 +258,7 @@ func (d *Driver) Close() error {
 	fs := d.ports
 	d.ports = map[int]*forward{}
 	pools := d.pools
+	engine := d.engine
 	d.mu.Unlock()
 	for _, f := range fs {
 		f.stop()
@@ -250,7 +267,9 @@ func (d *Driver) Close() error {
 	for _, p := range pools {
 		p.close()
 	}
-	d.workers.Wait()
+	if engine != nil {
+		engine.Close()
+	}
 	return nil
 }
 

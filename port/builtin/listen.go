@@ -1,6 +1,7 @@
 package builtin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -8,16 +9,43 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/port"
 )
 
-func listenTCP(s port.Spec) (*net.TCPListener, error) {
+// tcpListener is a listening socket held as an *os.File: a net.Listener's
+// raw connection refuses Read, and the accept loop calls accept4 itself
+// (see serveTCP).
+type tcpListener struct {
+	f    *os.File
+	addr net.Addr
+}
+
+func (l *tcpListener) Close() error { return l.f.Close() }
+
+func listenTCP(s port.Spec) (*tcpListener, error) {
 	network, addr := port.ListenAddr(s)
-	ln, err := net.Listen(network, addr)
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = sys.SetListenerOptions(int(fd)) })
+		return errors.Join(err, serr)
+	}}
+	// Go listens with MPTCP by default where the kernel has it; a plain TCP
+	// client then costs MPTCP's fallback on every accept, and the relay
+	// splices plain TCP.
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), network, addr)
 	if err != nil {
 		return nil, listenError(s, err)
 	}
-	return ln.(*net.TCPListener), nil
+	defer ln.Close()
+	// The copy shares the socket (and its O_NONBLOCK); closing ln leaves
+	// it listening.
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		return nil, listenError(s, err)
+	}
+	return &tcpListener{f: f, addr: ln.Addr()}, nil
 }
 
 func listenUDP(s port.Spec) (*net.UDPConn, error) {

@@ -3,7 +3,6 @@ package builtin
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 
@@ -16,12 +15,11 @@ type poolKey struct{ family, sotype int }
 // accepted connection costs no round trip to the child. A goroutine refills
 // it in the background; under a burst, callers wait for the refill.
 //
-// Sockets are kept as net.Conn values already registered with the runtime
-// poller: converting costs a dup(2), and doing it here means descriptor
-// exhaustion only slows the refill down instead of failing a connection.
+// Sockets are raw descriptors: TCP ones go to the relay engine's epoll
+// loop as they are, and only UDP flows wrap theirs for the runtime poller.
 type pool struct {
 	key    poolKey
-	ready  chan net.Conn
+	ready  chan int
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -38,7 +36,7 @@ func (d *Driver) poolLocked(target netip.AddrPort, transport string) *pool {
 		return p
 	}
 	ctx, cancel := context.WithCancel(d.ctx)
-	p := &pool{key: k, ready: make(chan net.Conn, d.opts.PoolSize), cancel: cancel, done: make(chan struct{})}
+	p := &pool{key: k, ready: make(chan int, d.opts.PoolSize), cancel: cancel, done: make(chan struct{})}
 	d.pools[k] = p
 	go p.refill(ctx, d)
 	return p
@@ -48,7 +46,7 @@ func (p *pool) refill(ctx context.Context, d *Driver) {
 	defer close(p.done)
 	backoff := 5 * time.Millisecond
 	for {
-		c, err := p.fetch(ctx, d)
+		fd, err := d.src.Socket(ctx, p.key.family, p.key.sotype)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -66,51 +64,38 @@ func (p *pool) refill(ctx context.Context, d *Driver) {
 		}
 		backoff = 5 * time.Millisecond
 		select {
-		case p.ready <- c:
+		case p.ready <- fd:
 		case <-ctx.Done():
-			c.Close()
+			sys.Close(fd)
 			return
 		}
 	}
 }
 
-func (p *pool) fetch(ctx context.Context, d *Driver) (net.Conn, error) {
-	f, err := d.src.Socket(ctx, p.key.family, p.key.sotype)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	c, err := net.FileConn(f)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
 // get returns a ready socket, waiting for the refill if the pool is empty.
-func (p *pool) get(ctx context.Context) (net.Conn, error) {
+func (p *pool) get(ctx context.Context) (int, error) {
 	select {
-	case c := <-p.ready:
-		return c, nil
+	case fd := <-p.ready:
+		return fd, nil
 	default:
 	}
 	select {
-	case c := <-p.ready:
-		return c, nil
+	case fd := <-p.ready:
+		return fd, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return -1, ctx.Err()
 	}
 }
 
 // getTimeout is get bounded by timeout.
-func (p *pool) getTimeout(ctx context.Context, timeout time.Duration) (net.Conn, error) {
+func (p *pool) getTimeout(ctx context.Context, timeout time.Duration) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c, err := p.get(ctx)
+	fd, err := p.get(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("get a socket from the child: %w", err)
+		return -1, fmt.Errorf("get a socket from the child: %w", err)
 	}
-	return c, nil
+	return fd, nil
 }
 
 func (p *pool) close() {
@@ -118,8 +103,8 @@ func (p *pool) close() {
 	<-p.done
 	for {
 		select {
-		case c := <-p.ready:
-			c.Close()
+		case fd := <-p.ready:
+			sys.Close(fd)
 		default:
 			return
 		}

@@ -17,8 +17,8 @@ import (
 // tests that need no namespace.
 type hostSource struct{}
 
-func (hostSource) Socket(ctx context.Context, family, sotype int) (*os.File, error) {
-	return sys.NewSocket(family, sotype)
+func (hostSource) Socket(ctx context.Context, family, sotype int) (int, error) {
+	return sys.Socket(family, sotype)
 }
 
 func (hostSource) EnableTransparent(ctx context.Context) error {
@@ -80,13 +80,13 @@ func (s *nsSource) ip(t *testing.T, args ...string) {
 	}
 }
 
-func (s *nsSource) Socket(ctx context.Context, family, sotype int) (*os.File, error) {
+func (s *nsSource) Socket(ctx context.Context, family, sotype int) (int, error) {
 	var (
-		f   *os.File
+		fd  int
 		err error
 	)
-	s.do(func() { f, err = sys.NewSocket(family, sotype) })
-	return f, err
+	s.do(func() { fd, err = sys.Socket(family, sotype) })
+	return fd, err
 }
 
 // EnableTransparent routes every packet sent from a loopback address to

@@ -3,9 +3,9 @@ package builtin
 import (
 	"context"
 	"errors"
-	"net"
+	"fmt"
 	"net/netip"
-	"sync"
+	"os"
 	"syscall"
 	"time"
 
@@ -19,40 +19,56 @@ const transparentConnectTimeout = time.Second
 
 const connectTimeout = 10 * time.Second
 
-// serveTCP accepts until ctx ends or ln is closed. Accept errors caused by
-// descriptor or memory exhaustion back off and retry: the listener never
-// dies while the port is published.
-func (d *Driver) serveTCP(ctx context.Context, ln *net.TCPListener, p *pool, target netip.AddrPort) {
-	var conns sync.WaitGroup
-	defer conns.Wait()
+// serveTCP accepts until ctx ends or ln is closed, and hands each
+// connection, with a pooled child socket whose connect it starts, to the
+// relay engine. Accept errors caused by descriptor or memory exhaustion
+// back off and retry: the listener never dies while the port is published.
+func (d *Driver) serveTCP(ctx context.Context, ln *tcpListener, p *pool, target netip.AddrPort, g *relay.Group) {
+	rc, err := ln.f.SyscallConn()
+	if err != nil {
+		d.log.Error("serving a published port failed", "addr", ln.addr, "err", err)
+		return
+	}
 	backoff := 5 * time.Millisecond
 	// A child socket is taken before accepting, so an accepted connection
 	// never waits for one: when descriptors run out, connections wait in
 	// the kernel's backlog instead of holding descriptors here, and the
 	// loop cannot starve the pool's refill.
-	var f net.Conn
+	child := -1
 	defer func() {
-		if f != nil {
-			f.Close()
+		if child >= 0 {
+			sys.Close(child)
 		}
 	}()
 	for {
-		if f == nil {
-			var err error
-			if f, err = p.get(ctx); err != nil {
+		if child < 0 {
+			fd, err := p.get(ctx)
+			if err != nil {
 				return
 			}
+			child = fd
 		}
-		c, err := ln.AcceptTCP()
+		var (
+			fd     int
+			client netip.AddrPort
+			aerr   error
+		)
+		err := rc.Read(func(lfd uintptr) bool {
+			fd, client, aerr = sys.Accept(int(lfd))
+			return !errors.Is(aerr, sys.EAGAIN)
+		})
+		if err == nil {
+			err = aerr
+		}
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
 				return
 			}
 			if !isTemporary(err) {
-				d.log.Error("accept failed; retrying", "addr", ln.Addr(), "err", err)
+				d.log.Error("accept failed; retrying", "addr", ln.addr, "err", err)
 				backoff = time.Second
 			} else {
-				d.log.Warn("accept failed; retrying", "addr", ln.Addr(), "err", err, "retry_in", backoff)
+				d.log.Warn("accept failed; retrying", "addr", ln.addr, "err", err, "retry_in", backoff)
 			}
 			select {
 			case <-ctx.Done():
@@ -63,13 +79,8 @@ func (d *Driver) serveTCP(ctx context.Context, ln *net.TCPListener, p *pool, tar
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		conns.Add(1)
-		pf := f
-		d.workers.Go(func() {
-			defer conns.Done()
-			d.handleTCP(ctx, c, p, pf, target)
-		})
-		f = nil
+		d.startTCP(p, g, fd, child, target, client)
+		child = -1
 	}
 }
 
@@ -83,49 +94,64 @@ func isTemporary(err error) bool {
 	return false
 }
 
-func (d *Driver) handleTCP(ctx context.Context, c *net.TCPConn, p *pool, f net.Conn, target netip.AddrPort) {
-	defer c.Close()
-	client := c.RemoteAddr().(*net.TCPAddr).AddrPort()
-	child, err := d.dial(ctx, p, f, target, client)
+// startTCP starts connecting the pooled socket child to target, bound to
+// the client's address when that address can be kept (see docs/ports.md),
+// and gives both sockets to the relay. A transparent connect that fails
+// or gets no answer is redone plainly with a fresh socket.
+func (d *Driver) startTCP(p *pool, g *relay.Group, client, child int, target, from netip.AddrPort) {
+	if d.localCC != "" && from.Addr().IsLoopback() {
+		// The hop back to a client on this host never congests; the
+		// child's side already has the namespace's default, set alike.
+		sys.SetCongestionControl(client, d.localCC)
+	}
+	family := p.key.family
+	timeout := connectTimeout
+	var redial func() (int, time.Duration, error)
+	if src, ok := d.transparentSource(from, target, false); ok && d.transparent(d.ctx) {
+		if err := sys.BindTransparent(child, family, src); err != nil {
+			d.log.Debug("keeping the client address failed; connecting plainly", "client", from, "err", err)
+		} else {
+			timeout = transparentConnectTimeout
+			redial = func() (int, time.Duration, error) {
+				fd, err := p.getTimeout(d.ctx, connectTimeout)
+				if err != nil {
+					return -1, 0, err
+				}
+				if err := startConnect(fd, family, target); err != nil {
+					sys.Close(fd)
+					return -1, 0, err
+				}
+				return fd, connectTimeout, nil
+			}
+		}
+	}
+	err := startConnect(child, family, target)
+	if err != nil && redial != nil && !errors.Is(err, sys.ECONNREFUSED) {
+		d.log.Debug("transparent connect failed; connecting plainly", "client", from, "err", err)
+		sys.Close(child)
+		child, timeout, err = redial()
+		redial = nil
+	}
 	if err != nil {
-		d.log.Debug("connect to the child failed; closing the client connection", "client", client, "target", target, "err", err)
-		c.SetLinger(0)
+		d.log.Debug("connect to the child failed; resetting the client connection", "client", from, "target", target, "err", err)
+		if child >= 0 {
+			sys.Close(child)
+		}
+		sys.CloseReset(client)
 		return
 	}
-	defer child.Close()
-	if _, err := relay.RunOn(ctx, c, child.(*net.TCPConn), d.workers.Go); err != nil && ctx.Err() == nil {
-		d.log.Debug("relay ended", "client", client, "err", err)
+	if err := g.Add(relay.Pair{Client: client, Child: child, ConnectTimeout: timeout, Redial: redial}); err != nil {
+		d.log.Debug("connection dropped: the port is being removed", "client", from)
 	}
 }
 
-// dial connects f (a pooled socket, or nil to take one) to target, bound
-// to the client's address when that address can be kept (see
-// docs/ports.md). A failed transparent connect retries plainly with a fresh
-// socket.
-func (d *Driver) dial(ctx context.Context, p *pool, f net.Conn, target, client netip.AddrPort) (net.Conn, error) {
-	var err error
-	if f == nil {
-		if f, err = p.getTimeout(ctx, connectTimeout); err != nil {
-			return nil, err
-		}
+// startConnect starts a non-blocking connect; a connect still under way is
+// not an error.
+func startConnect(fd, family int, target netip.AddrPort) error {
+	if err := sys.Connect(fd, family, target); err != nil && !errors.Is(err, sys.EINPROGRESS) {
+		return fmt.Errorf("connect %s in the child: %w", target, err)
 	}
-	src, ok := d.transparentSource(client, target, p.key.sotype == sys.SOCK_DGRAM)
-	if !ok || !d.transparent(d.ctx) {
-		return connect(ctx, f, p.key.family, target, connectTimeout)
-	}
-	if err := bindTransparent(f, p.key.family, src); err != nil {
-		d.log.Debug("keeping the client address failed; connecting plainly", "client", client, "err", err)
-		return connect(ctx, f, p.key.family, target, connectTimeout)
-	}
-	c, err := connect(ctx, f, p.key.family, target, transparentConnectTimeout)
-	if err == nil || ctx.Err() != nil || errors.Is(err, syscall.ECONNREFUSED) {
-		return c, err
-	}
-	d.log.Debug("transparent connect failed; connecting plainly", "client", client, "err", err)
-	if f, err = p.getTimeout(ctx, connectTimeout); err != nil {
-		return nil, err
-	}
-	return connect(ctx, f, p.key.family, target, connectTimeout)
+	return nil
 }
 
 // transparentSource returns the address to bind for a client, and false

@@ -70,12 +70,12 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, p *pool, target 
 		f := flows[client]
 		mu.Unlock()
 		if f == nil {
-			c, err := d.dial(ctx, p, nil, target, client)
+			c, err := d.dialUDP(p, target, client)
 			if err != nil {
 				d.log.Debug("udp flow to the child failed; dropping the datagram", "client", client, "err", err)
 				continue
 			}
-			f = &udpFlow{child: c.(*net.UDPConn), oob: sys.PktinfoSrc(v6sock, sys.PktinfoDst(oob[:oobn]))}
+			f = &udpFlow{child: c, oob: sys.PktinfoSrc(v6sock, sys.PktinfoDst(oob[:oobn]))}
 			f.last.Store(time.Now().UnixNano())
 			mu.Lock()
 			flows[client] = f

@@ -185,6 +185,7 @@ ns ip -4 -o addr show dev tap0
 ns ip -4 route show default
 ns ip -d -o link show dev tap0
 echo "resolv=$(grep nameserver "$RESOLV" | head -1)"
+echo "cc=$(ns cat /proc/sys/net/ipv4/tcp_congestion_control)"
 if ns curl -sS --max-time 3 http://10.0.2.2:$PORT/; then echo; else echo curl-failed; fi
 read _
 `
@@ -195,6 +196,29 @@ func netScript(port int, detached bool) string {
 		pre = `ns() { nsenter -n"$ROOTLESSKIT_STATE_DIR/netns" -- "$@"; }; RESOLV="$ROOTLESSKIT_STATE_DIR/resolv.conf"`
 	}
 	return fmt.Sprintf("%s; PORT=%d\n%s", pre, port, inspect)
+}
+
+// checkLocalCC checks the namespace's default congestion control in the
+// script's "cc=" line: the host's, unless the host's is BBR, which pays
+// pacing timers on hops that never congest (see sys.LocalCongestionControl).
+func checkLocalCC(t *testing.T, out string) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimSpace(string(b))
+	_, rest, ok := strings.Cut(out, "cc=")
+	if !ok {
+		t.Fatalf("no cc= line in:\n%s", out)
+	}
+	got, _, _ := strings.Cut(rest, "\n")
+	switch {
+	case strings.HasPrefix(host, "bbr") && got != "cubic" && got != "reno":
+		t.Errorf("namespace congestion control = %q with %q on the host, want cubic or reno", got, host)
+	case !strings.HasPrefix(host, "bbr") && got != host:
+		t.Errorf("namespace congestion control = %q, want the host's %q", got, host)
+	}
 }
 
 func TestNetDrivers(t *testing.T) {
@@ -233,6 +257,7 @@ func TestNetDrivers(t *testing.T) {
 					t.Errorf("missing %q in:\n%s\nstderr: %s", want, out, r.Stderr)
 				}
 			}
+			checkLocalCC(t, out)
 			if tc.loopback && !strings.Contains(out, "host-loopback-ok") {
 				t.Errorf("host loopback via 10.0.2.2 not reached:\n%s", out)
 			}

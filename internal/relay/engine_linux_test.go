@@ -1,0 +1,341 @@
+package relay
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawDial starts a non-blocking connect to addr and returns the raw socket,
+// as the port driver hands sockets to the engine.
+func rawDial(t testing.TB, addr *net.TCPAddr) int {
+	t.Helper()
+	fd, err := dialRaw(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+func dialRaw(addr *net.TCPAddr) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	sa := &unix.SockaddrInet4{Port: addr.Port}
+	copy(sa.Addr[:], addr.IP.To4())
+	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// rawPair returns a Go connection and the raw socket at its other end.
+func rawPair(t testing.TB) (*net.TCPConn, int) {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fd := rawDial(t, ln.Addr().(*net.TCPAddr))
+	c, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, fd
+}
+
+// engineRelayed returns client and server ends of client <-> engine <-> server.
+func engineRelayed(t testing.TB) (client, server *net.TCPConn, g *Group) {
+	t.Helper()
+	e, err := NewEngine(1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	client, a := rawPair(t)
+	server, b := rawPair(t)
+	t.Cleanup(func() { client.Close(); server.Close() })
+	g = e.NewGroup()
+	if err := g.Add(Pair{Client: a, Child: b}); err != nil {
+		t.Fatal(err)
+	}
+	return client, server, g
+}
+
+func deadline(t testing.TB, cs ...net.Conn) {
+	for _, c := range cs {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+	}
+}
+
+func TestEngineHalfClose(t *testing.T) {
+	client, server, _ := engineRelayed(t)
+	deadline(t, client, server)
+	if _, err := client.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(server) // ends only if the FIN was passed on
+	if err != nil || string(got) != "hello" {
+		t.Fatalf("server read %q, %v; want hello, EOF", got, err)
+	}
+	// The reverse direction still flows after the client's FIN.
+	if _, err := server.Write([]byte("world")); err != nil {
+		t.Fatal(err)
+	}
+	server.Close()
+	got, err = io.ReadAll(client)
+	if err != nil || string(got) != "world" {
+		t.Fatalf("client read %q, %v; want world, EOF", got, err)
+	}
+}
+
+func TestEngineRequestResponse(t *testing.T) {
+	client, server, _ := engineRelayed(t)
+	deadline(t, client, server)
+	buf := make([]byte, 64)
+	for i := range 200 {
+		msg := []byte{byte(i), 'q'}
+		if _, err := client.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(server, buf[:2]); err != nil || !bytes.Equal(buf[:2], msg) {
+			t.Fatalf("round %d: server read %q, %v", i, buf[:2], err)
+		}
+		msg[1] = 'a'
+		if _, err := server.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(client, buf[:2]); err != nil || !bytes.Equal(buf[:2], msg) {
+			t.Fatalf("round %d: client read %q, %v", i, buf[:2], err)
+		}
+	}
+}
+
+// TestEngineBulk moves 64 MiB each way at once, so both directions fill
+// their destinations and wait for them.
+func TestEngineBulk(t *testing.T) {
+	client, server, _ := engineRelayed(t)
+	deadline(t, client, server)
+	const size = 64 << 20
+	send := func(c *net.TCPConn, seed byte) [32]byte {
+		h := sha256.New()
+		b := make([]byte, 256<<10)
+		for i := range b {
+			b[i] = byte(i*7) + seed
+		}
+		for sent := 0; sent < size; sent += len(b) {
+			b[0]++
+			h.Write(b)
+			if _, err := c.Write(b); err != nil {
+				t.Error(err)
+				break
+			}
+		}
+		c.CloseWrite()
+		return [32]byte(h.Sum(nil))
+	}
+	recv := func(c *net.TCPConn) ([32]byte, int64) {
+		h := sha256.New()
+		n, err := io.Copy(h, c)
+		if err != nil {
+			t.Error(err)
+		}
+		return [32]byte(h.Sum(nil)), n
+	}
+	var wg sync.WaitGroup
+	var up, down, gotUp, gotDown [32]byte
+	var nUp, nDown int64
+	wg.Go(func() { up = send(client, 1) })
+	wg.Go(func() { down = send(server, 2) })
+	wg.Go(func() { gotUp, nUp = recv(server) })
+	wg.Go(func() { gotDown, nDown = recv(client) })
+	wg.Wait()
+	if nUp != size || gotUp != up {
+		t.Errorf("client → server: %d bytes, hash match %v; want %d", nUp, gotUp == up, size)
+	}
+	if nDown != size || gotDown != down {
+		t.Errorf("server → client: %d bytes, hash match %v; want %d", nDown, gotDown == down, size)
+	}
+}
+
+// TestEngineConnecting hands over a child socket whose connect is still
+// under way, with the client's bytes already waiting.
+func TestEngineConnecting(t *testing.T) {
+	e, err := NewEngine(1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, a := rawPair(t)
+	defer client.Close()
+	deadline(t, client)
+	client.Write([]byte("early"))
+	g := e.NewGroup()
+	if err := g.Add(Pair{Client: a, Child: rawDial(t, ln.Addr().(*net.TCPAddr))}); err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	deadline(t, server)
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(server, buf); err != nil || string(buf) != "early" {
+		t.Fatalf("server read %q, %v", buf, err)
+	}
+}
+
+// TestEngineRefused: a refused connect resets the client.
+func TestEngineRefused(t *testing.T) {
+	e, err := NewEngine(1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	ln.Close()
+	client, a := rawPair(t)
+	defer client.Close()
+	deadline(t, client)
+	var redialed atomic.Bool
+	g := e.NewGroup()
+	g.Add(Pair{Client: a, Child: rawDial(t, addr), Redial: func() (int, time.Duration, error) {
+		redialed.Store(true)
+		return -1, 0, errors.New("unexpected")
+	}})
+	_, err = client.Read(make([]byte, 1))
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("client read: %v, want a reset", err)
+	}
+	if redialed.Load() {
+		t.Error("a refused connect was dialled again")
+	}
+}
+
+// TestEngineRedial: a connect that gets no answer within its timeout is
+// replaced by Redial's socket, and the bytes the client sent meanwhile
+// reach the server.
+func TestEngineRedial(t *testing.T) {
+	e, err := NewEngine(1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	// A listener whose accept queue is full drops SYNs: a connect to it
+	// stays under way.
+	full, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(full)
+	if err := unix.Bind(full, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(full, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(full)
+	fullAddr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*unix.SockaddrInet4).Port}
+	filler := rawDial(t, fullAddr)
+	defer unix.Close(filler)
+	time.Sleep(50 * time.Millisecond)
+
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, a := rawPair(t)
+	defer client.Close()
+	deadline(t, client)
+	g := e.NewGroup()
+	g.Add(Pair{Client: a, Child: rawDial(t, fullAddr), ConnectTimeout: 100 * time.Millisecond,
+		Redial: func() (int, time.Duration, error) {
+			fd, err := dialRaw(ln.Addr().(*net.TCPAddr))
+			return fd, time.Second, err
+		}})
+	client.Write([]byte("kept"))
+	server, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	deadline(t, server)
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(server, buf); err != nil || string(buf) != "kept" {
+		t.Fatalf("server read %q, %v", buf, err)
+	}
+	server.Write([]byte("back"))
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "back" {
+		t.Fatalf("client read %q, %v", buf, err)
+	}
+}
+
+// TestEngineGroupClose ends a group's connections and nothing else's.
+func TestEngineGroupClose(t *testing.T) {
+	e, err := NewEngine(1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	g1, g2 := e.NewGroup(), e.NewGroup()
+	c1, a1 := rawPair(t)
+	s1, b1 := rawPair(t)
+	c2, a2 := rawPair(t)
+	s2, b2 := rawPair(t)
+	for _, c := range []*net.TCPConn{c1, s1, c2, s2} {
+		defer c.Close()
+		deadline(t, c)
+	}
+	g1.Add(Pair{Client: a1, Child: b1})
+	g2.Add(Pair{Client: a2, Child: b2})
+	g1.Close()
+	if n, err := c1.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("group 1 client read %d bytes after Close, want EOF", n)
+	}
+	if err := g1.Add(Pair{Client: -1, Child: -1}); err == nil {
+		t.Error("Add to a closed group succeeded")
+	}
+	c2.Write([]byte("x"))
+	if _, err := io.ReadFull(s2, make([]byte, 1)); err != nil {
+		t.Fatalf("group 2 broken by closing group 1: %v", err)
+	}
+}
+
+// BenchmarkEngineRoundTrip is a small request and answer through the engine.
+func BenchmarkEngineRoundTrip(b *testing.B) {
+	client, server, _ := engineRelayed(b)
+	buf := make([]byte, 64)
+	b.ResetTimer()
+	for range b.N {
+		client.Write(buf[:32])
+		io.ReadFull(server, buf[:32])
+		server.Write(buf[:32])
+		io.ReadFull(client, buf[:32])
+	}
+}
