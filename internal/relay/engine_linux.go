@@ -50,6 +50,10 @@ type Pair struct {
 	// returns a new socket whose connect has been started, and that
 	// connect's timeout. Bytes the client sent meanwhile are kept.
 	Redial func() (fd int, timeout time.Duration, err error)
+	// ClientCC, if set, is the TCP congestion control Client switches to
+	// once bytes for it queue up: a transfer, not an exchange of small
+	// messages, which would pay the setsockopt for nothing.
+	ClientCC string
 }
 
 // Group is a set of pairs that end together: the connections of one
@@ -168,6 +172,7 @@ type link struct {
 	connecting bool
 	timeout    time.Duration
 	redial     func() (int, time.Duration, error)
+	clientCC   string
 	closed     bool
 }
 
@@ -333,7 +338,7 @@ func (l *loop) add(g *Group, in Pair) {
 		l.pairs = append(l.pairs, nil)
 	}
 	l.gen++
-	p := &link{slot: slot, gen: l.gen & (1<<30 - 1), g: g, fd: [2]int{in.Client, in.Child}, connecting: true, timeout: in.ConnectTimeout, redial: in.Redial}
+	p := &link{slot: slot, gen: l.gen & (1<<30 - 1), g: g, fd: [2]int{in.Client, in.Child}, connecting: true, timeout: in.ConnectTimeout, redial: in.Redial, clientCC: in.ClientCC}
 	if p.timeout <= 0 {
 		p.timeout = defaultTTL
 	}
@@ -372,6 +377,7 @@ func (l *loop) pump(p *link, side int) bool {
 			}
 			n, err := splice(d.p.r, dst, d.n)
 			if err == unix.EAGAIN {
+				l.full(p, side)
 				break
 			}
 			if err != 0 {
@@ -460,6 +466,7 @@ func (l *loop) flushOnce(p *link, side int) (bool, error) {
 	for d.n > 0 && dst >= 0 {
 		n, err := splice(d.p.r, dst, d.n)
 		if err == unix.EAGAIN {
+			l.full(p, side)
 			return false, nil
 		}
 		if err != 0 {
@@ -476,6 +483,14 @@ func (l *loop) flushOnce(p *link, side int) (bool, error) {
 		l.releasePipe(d)
 	}
 	return d.n == 0, nil
+}
+
+// full notes that direction side's destination is full.
+func (l *loop) full(p *link, side int) {
+	if side == dirOut && p.clientCC != "" {
+		unix.SetsockoptString(p.fd[0], unix.IPPROTO_TCP, unix.TCP_CONGESTION, p.clientCC)
+		p.clientCC = ""
+	}
 }
 
 // update sets the epoll interest of fd[side]: readable while its outgoing

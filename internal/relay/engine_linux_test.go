@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -337,5 +339,64 @@ func BenchmarkEngineRoundTrip(b *testing.B) {
 		io.ReadFull(server, buf[:32])
 		server.Write(buf[:32])
 		io.ReadFull(client, buf[:32])
+	}
+}
+
+// TestEngineClientCC: the client socket changes congestion control once
+// bytes for it queue up, and not for a small exchange.
+func TestEngineClientCC(t *testing.T) {
+	cur, err := os.ReadFile("/proc/sys/net/ipv4/tcp_congestion_control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	avail, err := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := strings.TrimSpace(string(cur))
+	cc := ""
+	for _, c := range strings.Fields(string(avail)) {
+		if c != def {
+			cc = c
+			break
+		}
+	}
+	if cc == "" {
+		t.Fatalf("only %q is available; the test needs a second algorithm (modprobe tcp_cubic)", def)
+	}
+	e, err := NewEngine(1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	g := e.NewGroup()
+	ccOf := func(fd int) string { s, _ := unix.GetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION); return s }
+
+	client, a := rawPair(t)
+	server, b := rawPair(t)
+	defer client.Close()
+	defer server.Close()
+	deadline(t, client, server)
+	if err := g.Add(Pair{Client: a, Child: b, ClientCC: cc}); err != nil {
+		t.Fatal(err)
+	}
+	server.Write([]byte("hi"))
+	io.ReadFull(client, make([]byte, 2))
+	if got := ccOf(a); got != def {
+		t.Errorf("after a small exchange the client has %q, want %q still", got, def)
+	}
+	go func() {
+		server.Write(make([]byte, 32<<20))
+		server.CloseWrite()
+	}()
+	// The client reads nothing yet, so the relay's writes to it fill up.
+	for i := 0; ccOf(a) != cc && i < 200; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := ccOf(a); got != cc {
+		t.Errorf("with bytes queued for the client it has %q, want %q", got, cc)
+	}
+	if n, err := io.Copy(io.Discard, client); n != 32<<20 || err != nil {
+		t.Errorf("client read %d bytes, %v", n, err)
 	}
 }

@@ -193,8 +193,3 @@ func LocalCongestionControl() string {
 	}
 	return "reno"
 }
-
-// SetCongestionControl sets a TCP socket's congestion control.
-func SetCongestionControl(fd int, name string) error {
-	return unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, name)
-}

@@ -128,7 +128,7 @@ func TestLocalCongestionControl(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	if err := SetCongestionControl(fd, cc); err != nil {
+	if err := unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc); err != nil {
 		t.Fatalf("set %q: %v", cc, err)
 	}
 	if got, err := unix.GetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION); err != nil || got != cc {

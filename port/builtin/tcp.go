@@ -99,11 +99,6 @@ func isTemporary(err error) bool {
 // and gives both sockets to the relay. A transparent connect that fails
 // or gets no answer is redone plainly with a fresh socket.
 func (d *Driver) startTCP(p *pool, g *relay.Group, client, child int, target, from netip.AddrPort) {
-	if d.localCC != "" && from.Addr().IsLoopback() {
-		// The hop back to a client on this host never congests; the
-		// child's side already has the namespace's default, set alike.
-		sys.SetCongestionControl(client, d.localCC)
-	}
 	family := p.key.family
 	timeout := connectTimeout
 	var redial func() (int, time.Duration, error)
@@ -140,7 +135,13 @@ func (d *Driver) startTCP(p *pool, g *relay.Group, client, child int, target, fr
 		sys.CloseReset(client)
 		return
 	}
-	if err := g.Add(relay.Pair{Client: client, Child: child, ConnectTimeout: timeout, Redial: redial}); err != nil {
+	pair := relay.Pair{Client: client, Child: child, ConnectTimeout: timeout, Redial: redial}
+	if from.Addr().IsLoopback() {
+		// The hop back to a client on this host never congests; the
+		// child's side already has the namespace's default, set alike.
+		pair.ClientCC = d.localCC
+	}
+	if err := g.Add(pair); err != nil {
 		d.log.Debug("connection dropped: the port is being removed", "client", from)
 	}
 }
