@@ -85,7 +85,8 @@ func NewEngine(threads int, log *slog.Logger) (*Engine, error) {
 // NewGroup returns an empty group.
 func (e *Engine) NewGroup() *Group { return &Group{e: e} }
 
-// Close ends every pair of every group and stops the loops.
+// Close ends every pair of every group, stops the loops and waits for
+// Redial calls under way: cancel what they wait on first.
 func (e *Engine) Close() {
 	for _, l := range e.loops {
 		l.stop()
@@ -146,6 +147,7 @@ type loop struct {
 	sleeping bool
 	stopped  bool
 	done     chan struct{}
+	redials  sync.WaitGroup // Redial calls under way
 
 	// Owned by the loop's thread.
 	pairs   []*link
@@ -238,6 +240,9 @@ func (l *loop) stop() {
 		unix.Write(l.evfd, one[:])
 	}
 	<-l.done
+	// A Redial ends when its caller's context does; what it returns
+	// finds the loop stopped and is closed.
+	l.redials.Wait()
 }
 
 func (l *loop) run() {
@@ -547,7 +552,7 @@ func (l *loop) connectFailed(p *link, err error) {
 		return
 	}
 	gen := p.gen
-	go func() {
+	l.redials.Go(func() {
 		fd, timeout, err := redial()
 		ok := l.post(func() {
 			if p.closed || p.gen != gen {
@@ -571,7 +576,7 @@ func (l *loop) connectFailed(p *link, err error) {
 		if !ok && err == nil {
 			unix.Close(fd)
 		}
-	}()
+	})
 }
 
 // abort closes both sockets; rst sends the client a reset, as a refused

@@ -370,7 +370,10 @@ func TestEngineClientCC(t *testing.T) {
 	}
 	defer e.Close()
 	g := e.NewGroup()
-	ccOf := func(fd int) string { s, _ := unix.GetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION); return s }
+	ccOf := func(fd int) string {
+		s, _ := unix.GetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION)
+		return s
+	}
 
 	client, a := rawPair(t)
 	server, b := rawPair(t)

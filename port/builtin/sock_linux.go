@@ -1,6 +1,7 @@
 package builtin
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,8 +14,8 @@ import (
 // client's address when that is asked for and possible, and wraps it for
 // the runtime poller. UDP connects finish at once, so there is nothing to
 // wait for.
-func (d *Driver) dialUDP(p *pool, target, client netip.AddrPort) (*net.UDPConn, error) {
-	fd, err := p.getTimeout(d.ctx, connectTimeout)
+func (d *Driver) dialUDP(ctx context.Context, p *pool, target, client netip.AddrPort) (*net.UDPConn, error) {
+	fd, err := p.getTimeout(ctx, connectTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -70,7 +70,7 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, p *pool, target 
 		f := flows[client]
 		mu.Unlock()
 		if f == nil {
-			c, err := d.dialUDP(p, target, client)
+			c, err := d.dialUDP(ctx, p, target, client)
 			if err != nil {
 				d.log.Debug("udp flow to the child failed; dropping the datagram", "client", client, "err", err)
 				continue
