@@ -96,12 +96,14 @@ func (e *Engine) Close() {
 // Add starts relaying p. If the group is closed, p's sockets are closed
 // and an error is returned.
 func (g *Group) Add(p Pair) error {
-	g.mu.Lock()
-	closed := g.closed
-	g.mu.Unlock()
 	// Pairs are spread over the loops in turn.
 	l := g.e.loops[g.e.next.Add(1)%uint32(len(g.e.loops))]
-	if closed || !l.post(func() { l.add(g, p) }) {
+	// Posting under g.mu queues the pair ahead of a concurrent Close's
+	// message to the same loop, so Close cannot miss it.
+	g.mu.Lock()
+	ok := !g.closed && l.post(func() { l.add(g, p) })
+	g.mu.Unlock()
+	if !ok {
 		unix.Close(p.Client)
 		unix.Close(p.Child)
 		return errors.New("relay: group closed")
