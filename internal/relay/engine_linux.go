@@ -216,6 +216,12 @@ func (l *loop) post(fn func()) bool {
 		return false
 	}
 	l.queue = append(l.queue, fn)
+	l.wakeLocked()
+	return true
+}
+
+// wakeLocked unlocks l.mu and, if the loop sleeps in epoll_wait, wakes it.
+func (l *loop) wakeLocked() {
 	wake := l.sleeping
 	l.sleeping = false
 	l.mu.Unlock()
@@ -223,7 +229,6 @@ func (l *loop) post(fn func()) bool {
 		var one = [8]byte{1}
 		unix.Write(l.evfd, one[:])
 	}
-	return true
 }
 
 func (l *loop) stop() {
@@ -234,13 +239,7 @@ func (l *loop) stop() {
 		return
 	}
 	l.stopped = true
-	wake := l.sleeping
-	l.sleeping = false
-	l.mu.Unlock()
-	if wake {
-		var one = [8]byte{1}
-		unix.Write(l.evfd, one[:])
-	}
+	l.wakeLocked()
 	<-l.done
 	// A Redial ends when its caller's context does; what it returns
 	// finds the loop stopped and is closed.

@@ -42,14 +42,32 @@ func dialRaw(addr *net.TCPAddr) (int, error) {
 	return fd, nil
 }
 
-// rawPair returns a Go connection and the raw socket at its other end.
-func rawPair(t testing.TB) (*net.TCPConn, int) {
+// newEngine starts a one-loop engine that the test's end closes.
+func newEngine(t testing.TB) *Engine {
+	t.Helper()
+	e, err := NewEngine(1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+// listen opens a loopback listener that the test's end closes.
+func listen(t testing.TB) *net.TCPListener {
 	t.Helper()
 	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// rawPair returns a Go connection and the raw socket at its other end.
+func rawPair(t testing.TB) (*net.TCPConn, int) {
+	t.Helper()
+	ln := listen(t)
 	fd := rawDial(t, ln.Addr().(*net.TCPAddr))
 	c, err := ln.AcceptTCP()
 	if err != nil {
@@ -61,11 +79,7 @@ func rawPair(t testing.TB) (*net.TCPConn, int) {
 // engineRelayed returns client and server ends of client <-> engine <-> server.
 func engineRelayed(t testing.TB) (client, server *net.TCPConn, g *Group) {
 	t.Helper()
-	e, err := NewEngine(1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
+	e := newEngine(t)
 	client, a := rawPair(t)
 	server, b := rawPair(t)
 	t.Cleanup(func() { client.Close(); server.Close() })
@@ -178,16 +192,8 @@ func TestEngineBulk(t *testing.T) {
 // TestEngineConnecting hands over a child socket whose connect is still
 // under way, with the client's bytes already waiting.
 func TestEngineConnecting(t *testing.T) {
-	e, err := NewEngine(1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	e := newEngine(t)
+	ln := listen(t)
 	client, a := rawPair(t)
 	defer client.Close()
 	deadline(t, client)
@@ -210,17 +216,10 @@ func TestEngineConnecting(t *testing.T) {
 
 // TestEngineRefused: a refused connect resets the client.
 func TestEngineRefused(t *testing.T) {
-	e, err := NewEngine(1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newEngine(t)
+	ln := listen(t)
 	addr := ln.Addr().(*net.TCPAddr)
-	ln.Close()
+	ln.Close() // nothing listens there now
 	client, a := rawPair(t)
 	defer client.Close()
 	deadline(t, client)
@@ -230,7 +229,7 @@ func TestEngineRefused(t *testing.T) {
 		redialed.Store(true)
 		return -1, 0, errors.New("unexpected")
 	}})
-	_, err = client.Read(make([]byte, 1))
+	_, err := client.Read(make([]byte, 1))
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client read: %v, want a reset", err)
 	}
@@ -243,11 +242,7 @@ func TestEngineRefused(t *testing.T) {
 // replaced by Redial's socket, and the bytes the client sent meanwhile
 // reach the server.
 func TestEngineRedial(t *testing.T) {
-	e, err := NewEngine(1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := newEngine(t)
 	// A listener whose accept queue is full drops SYNs: a connect to it
 	// stays under way.
 	full, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -267,11 +262,7 @@ func TestEngineRedial(t *testing.T) {
 	defer unix.Close(filler)
 	time.Sleep(50 * time.Millisecond)
 
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listen(t)
 	client, a := rawPair(t)
 	defer client.Close()
 	deadline(t, client)
@@ -300,11 +291,7 @@ func TestEngineRedial(t *testing.T) {
 
 // TestEngineGroupClose ends a group's connections and nothing else's.
 func TestEngineGroupClose(t *testing.T) {
-	e, err := NewEngine(1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := newEngine(t)
 	g1, g2 := e.NewGroup(), e.NewGroup()
 	c1, a1 := rawPair(t)
 	s1, b1 := rawPair(t)
@@ -364,11 +351,7 @@ func TestEngineClientCC(t *testing.T) {
 	if cc == "" {
 		t.Fatalf("only %q is available; the test needs a second algorithm (modprobe tcp_cubic)", def)
 	}
-	e, err := NewEngine(1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := newEngine(t)
 	g := e.NewGroup()
 	ccOf := func(fd int) string {
 		s, _ := unix.GetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION)
