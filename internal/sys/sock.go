@@ -1,7 +1,6 @@
 package sys
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -52,26 +51,10 @@ func BindTransparent(fd, family int, src netip.AddrPort) error {
 }
 
 // Connect calls connect(2) on the socket fd (of the given family). On a
-// non-blocking socket it returns EINPROGRESS while the handshake runs; wait
-// for the socket to become writable, then ask ConnectResult.
+// non-blocking socket it returns EINPROGRESS while the handshake runs (the
+// relay engine then watches the socket).
 func Connect(fd, family int, dst netip.AddrPort) error {
 	return unix.Connect(fd, sockaddr(family, dst))
-}
-
-// ConnectResult says whether the connect started on the non-blocking socket
-// fd has finished and, if so, with what error (nil: connected). The poller
-// may report a socket writable from before the connect (an unconnected
-// socket polls as hung up), so only a pending error (SO_ERROR) or a peer
-// address counts as finished.
-func ConnectResult(fd int) (done bool, err error) {
-	n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-	if err == nil && n != 0 {
-		return true, unix.Errno(n)
-	}
-	if _, perr := unix.Getpeername(fd); errors.Is(perr, unix.ENOTCONN) {
-		return false, err
-	}
-	return true, err
 }
 
 // ListenUnix binds and listens on a stream unix socket at path whose file

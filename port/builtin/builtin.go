@@ -71,15 +71,14 @@ func NewFactory(o Options) port.Factory {
 		}
 		dctx, cancel := context.WithCancel(context.Background())
 		return &Driver{
-			opts:    o,
-			src:     env.Sockets,
-			log:     log.With("component", "port/builtin"),
-			ctx:     dctx,
-			cancel:  cancel,
-			ports:   map[int]*forward{},
-			nextID:  1,
-			pools:   map[poolKey]*pool{},
-			localCC: sys.LocalCongestionControl(),
+			opts:   o,
+			src:    env.Sockets,
+			log:    log.With("component", "port/builtin"),
+			ctx:    dctx,
+			cancel: cancel,
+			ports:  map[int]*forward{},
+			nextID: 1,
+			pools:  map[poolKey]*pool{},
 		}, nil
 	}
 }
@@ -104,7 +103,7 @@ type Driver struct {
 	// engine relays TCP connections; started with the first TCP port.
 	engine *relay.Engine
 	// localCC is the congestion control for connections from this host's
-	// loopback ("": the host's default will do).
+	// loopback ("": the host's default will do); set with engine.
 	localCC string
 }
 
@@ -160,6 +159,7 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 				return port.Status{}, fmt.Errorf("add port: %w", err)
 			}
 			d.engine = e
+			d.localCC = sys.LocalCongestionControl()
 		}
 		ln, err := listenTCP(s)
 		if err != nil {
