@@ -131,12 +131,12 @@ func (g *Group) Close() {
 }
 
 const (
-	pipeSize   = 1 << 20 // as Go's splice pipes; the most an unprivileged F_SETPIPE_SZ gives
-	spareMax   = 16      // empty pipes kept per loop
-	maxEvents  = 128
-	dirIn      = 0 // client → child
-	dirOut     = 1 // child → client
-	defaultTTL = 10 * time.Second
+	pipeSize              = 1 << 20 // as Go's splice pipes; the most an unprivileged F_SETPIPE_SZ gives
+	spareMax              = 16      // empty pipes kept per loop
+	maxEvents             = 128
+	dirIn                 = 0 // client → child
+	dirOut                = 1 // child → client
+	defaultConnectTimeout = 10 * time.Second
 )
 
 type loop struct {
@@ -158,7 +158,6 @@ type loop struct {
 	gen     uint32
 	spare   []pipe
 	timers  timerHeap
-	groups  map[*Group]map[*link]struct{}
 }
 
 type pipe struct{ r, w int }
@@ -204,7 +203,7 @@ func newLoop(log *slog.Logger) (*loop, error) {
 		unix.Close(evfd)
 		return nil, fmt.Errorf("relay: epoll_ctl: %w", err)
 	}
-	return &loop{log: log, epfd: epfd, evfd: evfd, done: make(chan struct{}), groups: map[*Group]map[*link]struct{}{}}, nil
+	return &loop{log: log, epfd: epfd, evfd: evfd, done: make(chan struct{})}, nil
 }
 
 // post runs fn on the loop's thread. It reports false if the loop has
@@ -320,7 +319,7 @@ func (l *loop) event(ev unix.EpollEvent) {
 			return
 		}
 		l.log.Debug("relay: connection reset", "side", side, "err", err)
-		l.abort(p, false)
+		l.close(p, false)
 		return
 	}
 	if ev.Events&(unix.EPOLLIN|unix.EPOLLHUP) != 0 {
@@ -345,27 +344,21 @@ func (l *loop) add(g *Group, in Pair) {
 	}
 	l.gen++
 	p := &link{slot: slot, gen: l.gen & (1<<30 - 1), g: g, fd: [2]int{in.Client, in.Child}, connecting: true, timeout: in.ConnectTimeout, redial: in.Redial, clientCC: in.ClientCC}
-	if p.timeout <= 0 {
-		p.timeout = defaultTTL
-	}
 	l.pairs[slot] = p
-	m := l.groups[g]
-	if m == nil {
-		m = map[*link]struct{}{}
-		l.groups[g] = m
-	}
-	m[p] = struct{}{}
 	l.arm(p)
 	if !l.update(p, 0) || !l.update(p, 1) {
-		l.abort(p, true)
+		l.close(p, true)
 	}
 }
 
+// closeGroup closes g's pairs. It scans the table: closing a port is rare,
+// and the scan spares every connection a group bookkeeping entry.
 func (l *loop) closeGroup(g *Group) {
-	for p := range l.groups[g] {
-		l.abort(p, false)
+	for _, p := range l.pairs {
+		if p != nil && p.g == g {
+			l.close(p, false)
+		}
 	}
-	delete(l.groups, g)
 }
 
 // pump moves what it can in direction side (fd[side] → fd[1-side]) and
@@ -381,22 +374,12 @@ func (l *loop) pump(p *link, side int) bool {
 			if dst < 0 {
 				break // a new child socket is being dialled
 			}
-			n, err := splice(d.p.r, dst, d.n)
-			if err == unix.EAGAIN {
-				l.full(p, side)
-				break
-			}
-			if err != 0 {
-				l.log.Debug("relay: write failed", "side", side, "err", err)
-				l.abort(p, false)
+			drained, err := l.flush(p, side)
+			if err != nil {
 				return false
 			}
-			d.n -= int(n)
-			if side == dirIn {
-				p.connecting = false
-			}
-			if d.n > 0 {
-				continue
+			if !drained {
+				break
 			}
 		}
 		if d.eof {
@@ -409,7 +392,7 @@ func (l *loop) pump(p *link, side int) bool {
 				break // both ended: closing dst sends its FIN
 			}
 			if err := unix.Shutdown(dst, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
-				l.abort(p, false)
+				l.close(p, false)
 				return false
 			}
 			break
@@ -420,8 +403,8 @@ func (l *loop) pump(p *link, side int) bool {
 		if !d.hasP {
 			pp, err := l.getPipe()
 			if err != nil {
-				l.log.Warn("relay: no pipe; closing the connection", "err", err)
-				l.abort(p, false)
+				l.log.Warn("relay: no pipe for a connection, closing it; if this repeats, raise the open-file limit (ulimit -n, LimitNOFILE=)", "err", err)
+				l.close(p, false)
 				return false
 			}
 			d.p, d.hasP = pp, true
@@ -433,7 +416,7 @@ func (l *loop) pump(p *link, side int) bool {
 		}
 		if err != 0 {
 			l.log.Debug("relay: read failed", "side", side, "err", err)
-			l.abort(p, false)
+			l.close(p, false)
 			return false
 		}
 		if side == dirOut {
@@ -447,7 +430,7 @@ func (l *loop) pump(p *link, side int) bool {
 		if n < pipeSize {
 			// Level-triggered: if more arrives, epoll says so. Write this
 			// out, then stop reading.
-			if _, err := l.flushOnce(p, side); err != nil {
+			if _, err := l.flush(p, side); err != nil {
 				return false
 			}
 			break
@@ -458,15 +441,15 @@ func (l *loop) pump(p *link, side int) bool {
 		return false
 	}
 	if !l.update(p, side) || !l.update(p, 1-side) {
-		l.abort(p, false)
+		l.close(p, false)
 		return false
 	}
 	return true
 }
 
-// flushOnce writes the pipe of direction side out until it is empty or the
-// destination is full.
-func (l *loop) flushOnce(p *link, side int) (bool, error) {
+// flush writes the pipe of direction side out until it is empty (true) or
+// the destination is full (false). On a write error it closes the pair.
+func (l *loop) flush(p *link, side int) (bool, error) {
 	d := &p.dir[side]
 	dst := p.fd[1-side]
 	for d.n > 0 && dst >= 0 {
@@ -477,7 +460,7 @@ func (l *loop) flushOnce(p *link, side int) (bool, error) {
 		}
 		if err != 0 {
 			l.log.Debug("relay: write failed", "side", side, "err", err)
-			l.abort(p, false)
+			l.close(p, false)
 			return false, err
 		}
 		d.n -= int(n)
@@ -530,7 +513,7 @@ func (l *loop) update(p *link, side int) bool {
 		err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
 	}
 	if err != nil {
-		l.log.Warn("relay: epoll_ctl failed; closing the connection", "err", err)
+		l.log.Warn("relay: epoll_ctl failed, closing the connection; ENOSPC means fs.epoll.max_user_watches is too low for this many connections", "err", err)
 		return false
 	}
 	p.want[side] = want
@@ -540,7 +523,7 @@ func (l *loop) update(p *link, side int) bool {
 func (l *loop) connectFailed(p *link, err error) {
 	if p.redial == nil || errors.Is(err, unix.ECONNREFUSED) {
 		l.log.Debug("relay: connect in the child failed; resetting the client", "err", err)
-		l.abort(p, true)
+		l.close(p, true)
 		return
 	}
 	l.log.Debug("relay: connect failed; dialling again", "err", err)
@@ -549,7 +532,7 @@ func (l *loop) connectFailed(p *link, err error) {
 	unix.Close(p.fd[1])
 	p.fd[1], p.want[1] = -1, 0
 	if !l.update(p, 0) {
-		l.abort(p, true)
+		l.close(p, true)
 		return
 	}
 	gen := p.gen
@@ -564,13 +547,10 @@ func (l *loop) connectFailed(p *link, err error) {
 			}
 			if err != nil {
 				l.log.Debug("relay: dialling again failed; resetting the client", "err", err)
-				l.abort(p, true)
+				l.close(p, true)
 				return
 			}
 			p.fd[1], p.connecting, p.timeout = fd, true, timeout
-			if p.timeout <= 0 {
-				p.timeout = defaultTTL
-			}
 			l.arm(p)
 			l.pump(p, dirIn)
 		})
@@ -580,12 +560,9 @@ func (l *loop) connectFailed(p *link, err error) {
 	})
 }
 
-// abort closes both sockets; rst sends the client a reset, as a refused
-// connect does.
-func (l *loop) abort(p *link, rst bool) { l.close(p, rst) }
-
 // close closes both sockets and frees the pair's slot once the current
-// batch of events is handled (later events in it may name the slot).
+// batch of events is handled (later events in it may name the slot); rst
+// sends the client a reset, as a refused connect does.
 func (l *loop) close(p *link, rst bool) {
 	if p.closed {
 		return
@@ -612,9 +589,6 @@ func (l *loop) close(p *link, rst bool) {
 	}
 	l.pairs[p.slot] = nil
 	l.retired = append(l.retired, p.slot)
-	if m := l.groups[p.g]; m != nil {
-		delete(m, p)
-	}
 }
 
 func (l *loop) getPipe() (pipe, error) {
@@ -722,6 +696,9 @@ type timer struct {
 
 // arm starts the timer of the pair's current connect.
 func (l *loop) arm(p *link) {
+	if p.timeout <= 0 {
+		p.timeout = defaultConnectTimeout
+	}
 	p.attempt++
 	heap.Push(&l.timers, timer{at: time.Now().Add(p.timeout), p: p, gen: p.gen, attempt: p.attempt})
 }
