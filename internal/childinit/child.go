@@ -292,6 +292,10 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 		return 1
 	}
 	ws := reap(pid, chld)
+	// A helper program under way (iptables preparing transparent sockets
+	// for a port published just before the command ended) finishes and is
+	// reaped by os/exec; none starts after this, so none outlives us.
+	sockpool.ExecMu.Lock()
 	if !cfg.PIDNS {
 		// As PID 1 our exit would take everyone left in the namespace with
 		// us; do the same without a PID namespace, so nothing the command

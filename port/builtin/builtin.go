@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/internal/relay"
@@ -79,6 +80,8 @@ func NewFactory(o Options) port.Factory {
 			ports:  map[int]*forward{},
 			nextID: 1,
 			pools:  map[poolKey]*pool{},
+
+			transparentDone: make(chan struct{}),
 		}, nil
 	}
 }
@@ -97,8 +100,13 @@ type Driver struct {
 	pools  map[poolKey]*pool
 	closed bool
 
+	// The child is prepared for transparent sockets once, in the
+	// background, from the first port that may need it; transparentOK is
+	// written before transparentDone closes.
 	transparentOnce sync.Once
+	transparentDone chan struct{}
 	transparentOK   bool
+	bg              sync.WaitGroup // the preparation
 
 	// engine relays TCP connections; started with the first TCP port.
 	engine *relay.Engine
@@ -148,6 +156,9 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 		return port.Status{}, err
 	}
 	p := d.poolLocked(target, port.Transport(s.Proto))
+	if port.Transport(s.Proto) == "tcp" || d.opts.SourceIPTransparentUDP {
+		d.prepareTransparent()
+	}
 	fctx, cancel := context.WithCancel(d.ctx)
 	f := &forward{status: port.Status{ID: d.nextID, Spec: s}, cancel: cancel, done: make(chan struct{})}
 	switch port.Transport(s.Proto) {
@@ -264,6 +275,7 @@ func (d *Driver) Close() error {
 		f.stop()
 	}
 	d.cancel()
+	d.bg.Wait()
 	for _, p := range pools {
 		p.close()
 	}
@@ -273,18 +285,43 @@ func (d *Driver) Close() error {
 	return nil
 }
 
+// prepareTransparent starts preparing the child for IP_TRANSPARENT binds,
+// once. It runs when a port is published rather than at the first
+// non-loopback client, so no accept loop waits for the child's iptables.
+func (d *Driver) prepareTransparent() {
+	if !d.opts.SourceIPTransparent {
+		return
+	}
+	d.transparentOnce.Do(func() {
+		d.bg.Add(1)
+		go func() {
+			defer d.bg.Done()
+			defer close(d.transparentDone)
+			t0 := time.Now()
+			if err := d.src.EnableTransparent(d.ctx); err != nil {
+				if d.ctx.Err() == nil {
+					d.log.Warn("client addresses will not be kept: preparing the child for transparent sockets failed", "err", err)
+				}
+				return
+			}
+			d.transparentOK = true
+			d.log.Debug("child prepared for transparent sockets", "took", time.Since(t0))
+		}()
+	})
+}
+
 // transparent reports whether the child is prepared for IP_TRANSPARENT
-// binds; it asks the SocketSource once.
+// binds, waiting for the preparation if it is still under way (only
+// connections in the first moments after the first port was published do).
 func (d *Driver) transparent(ctx context.Context) bool {
 	if !d.opts.SourceIPTransparent {
 		return false
 	}
-	d.transparentOnce.Do(func() {
-		if err := d.src.EnableTransparent(ctx); err != nil {
-			d.log.Warn("client addresses will not be kept: preparing the child for transparent sockets failed", "err", err)
-			return
-		}
-		d.transparentOK = true
-	})
-	return d.transparentOK
+	d.prepareTransparent()
+	select {
+	case <-d.transparentDone:
+		return d.transparentOK
+	case <-ctx.Done():
+		return false
+	}
 }

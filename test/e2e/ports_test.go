@@ -595,3 +595,55 @@ docker rm -f web >/dev/null
 		t.Errorf("port %d answers after dockerd stopped", p)
 	}
 }
+
+// The first TCP port starts preparing the child for transparent sockets
+// (iptables, run by the namespace init). A command that ends at once ends
+// while that runs: the helper must not outlive the launcher, neither as a
+// live orphan nor as a zombie nobody reaps.
+func TestPortsNoHelperOutlivesLauncher(t *testing.T) {
+	t.Parallel()
+	port := ptPorts(t, 1)[0]
+	dir := TempDir(t)
+	for i := range 20 {
+		state := filepath.Join(dir, fmt.Sprintf("state%d", i))
+		r := RunUser(t, 20*time.Second, "rootlesskit", "--state-dir="+state, "--net=slirp4netns", "--disable-host-loopback",
+			"--port-driver=builtin", fmt.Sprintf("--publish=127.0.0.1:%d:80/tcp", port), "true")
+		if r.Code != 0 {
+			t.Fatalf("exit %d, want 0; stderr: %s", r.Code, r.Stderr)
+		}
+		// An init that still runs owns its helpers; a helper whose parent
+		// is not the test user's has been orphaned.
+		for _, p := range UserProcesses(t) {
+			pid, _ := strconv.Atoi(p)
+			if !strings.Contains(comm(pid), "tables") {
+				continue
+			}
+			if pp := ppidOf(pid); pp > 0 && uidOf(pp) != testUser.Uid {
+				t.Errorf("run %d: %s (pid %d) outlived its launcher: its parent is now pid %d", i, comm(pid), pid, pp)
+			}
+		}
+	}
+}
+
+func ppidOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	pp, _ := strconv.Atoi(f[1])
+	return pp
+}
+
+func uidOf(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && f[0] == "Uid:" {
+			return f[1]
+		}
+	}
+	return ""
+}
