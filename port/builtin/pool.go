@@ -44,7 +44,7 @@ func (d *Driver) poolLocked(target netip.AddrPort, transport string) *pool {
 
 func (p *pool) refill(ctx context.Context, d *Driver) {
 	defer close(p.done)
-	backoff := 5 * time.Millisecond
+	var bo backoff
 	for {
 		fd, err := d.src.Socket(ctx, p.key.family, p.key.sotype)
 		if err != nil {
@@ -53,16 +53,14 @@ func (p *pool) refill(ctx context.Context, d *Driver) {
 			}
 			// EMFILE and friends: wait and retry, never give up while the
 			// driver lives.
-			d.log.Warn("getting a socket from the child failed; retrying", "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
+			wait := bo.step()
+			d.log.Warn("getting a socket from the child failed; retrying", "err", err, "retry_in", wait)
+			if !sleep(ctx, wait) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, time.Second)
 			continue
 		}
-		backoff = 5 * time.Millisecond
+		bo.reset()
 		select {
 		case p.ready <- fd:
 		case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"syscall"
@@ -29,7 +30,7 @@ func (d *Driver) serveTCP(ctx context.Context, ln *tcpListener, p *pool, target 
 		d.log.Error("serving a published port failed", "addr", ln.addr, "err", err)
 		return
 	}
-	backoff := 5 * time.Millisecond
+	var bo backoff
 	// A child socket is taken before accepting, so an accepted connection
 	// never waits for one: when descriptors run out, connections wait in
 	// the kernel's backlog instead of holding descriptors here, and the
@@ -64,21 +65,19 @@ func (d *Driver) serveTCP(ctx context.Context, ln *tcpListener, p *pool, target 
 			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
 				return
 			}
+			level := slog.LevelWarn
 			if !isTemporary(err) {
-				d.log.Error("accept failed; retrying", "addr", ln.addr, "err", err)
-				backoff = time.Second
-			} else {
-				d.log.Warn("accept failed; retrying", "addr", ln.addr, "err", err, "retry_in", backoff)
+				level = slog.LevelError
+				bo.longest()
 			}
-			select {
-			case <-ctx.Done():
+			wait := bo.step()
+			d.log.Log(ctx, level, "accept failed; retrying", "addr", ln.addr, "err", err, "retry_in", wait)
+			if !sleep(ctx, wait) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, time.Second)
 			continue
 		}
-		backoff = 5 * time.Millisecond
+		bo.reset()
 		d.startTCP(p, g, fd, child, target, client)
 		child = -1
 	}

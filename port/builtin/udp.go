@@ -48,23 +48,21 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, p *pool, target 
 	}
 	buf := make([]byte, udpBufSize)
 	oob := make([]byte, 128)
-	backoff := 5 * time.Millisecond
+	var bo backoff
 	for {
 		n, oobn, _, client, err := pc.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			d.log.Warn("udp read failed; retrying", "addr", pc.LocalAddr(), "err", err)
-			select {
-			case <-ctx.Done():
+			wait := bo.step()
+			d.log.Warn("udp read failed; retrying", "addr", pc.LocalAddr(), "err", err, "retry_in", wait)
+			if !sleep(ctx, wait) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, time.Second)
 			continue
 		}
-		backoff = 5 * time.Millisecond
+		bo.reset()
 		client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
 		mu.Lock()
 		f := flows[client]
