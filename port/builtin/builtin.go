@@ -101,12 +101,12 @@ type Driver struct {
 	closed bool
 
 	// The child is prepared for transparent sockets once, in the
-	// background, from the first port that may need it; transparentOK is
-	// written before transparentDone closes.
+	// background, when the first client whose address can be kept comes;
+	// transparentOK is written before transparentDone closes.
 	transparentOnce sync.Once
 	transparentDone chan struct{}
 	transparentOK   bool
-	bg              sync.WaitGroup // the preparation
+	bg              sync.WaitGroup // the preparation and connections waiting for it
 
 	// engine relays TCP connections; started with the first TCP port.
 	engine *relay.Engine
@@ -156,9 +156,6 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 		return port.Status{}, err
 	}
 	p := d.poolLocked(target, port.Transport(s.Proto))
-	if port.Transport(s.Proto) == "tcp" || d.opts.SourceIPTransparentUDP {
-		d.prepareTransparent()
-	}
 	fctx, cancel := context.WithCancel(d.ctx)
 	f := &forward{status: port.Status{ID: d.nextID, Spec: s}, cancel: cancel, done: make(chan struct{})}
 	switch port.Transport(s.Proto) {
@@ -286,8 +283,9 @@ func (d *Driver) Close() error {
 }
 
 // prepareTransparent starts preparing the child for IP_TRANSPARENT binds,
-// once. It runs when a port is published rather than at the first
-// non-loopback client, so no accept loop waits for the child's iptables.
+// once, in the background: the child runs iptables, which no accept loop
+// should wait for. It waits for the first client that needs it, so
+// launchers whose clients are all on this host never run iptables.
 func (d *Driver) prepareTransparent() {
 	if !d.opts.SourceIPTransparent {
 		return
@@ -310,9 +308,23 @@ func (d *Driver) prepareTransparent() {
 	})
 }
 
+// transparentPending reports whether the child's preparation for
+// IP_TRANSPARENT binds has not ended yet, starting it if need be.
+func (d *Driver) transparentPending() bool {
+	if !d.opts.SourceIPTransparent {
+		return false
+	}
+	d.prepareTransparent()
+	select {
+	case <-d.transparentDone:
+		return false
+	default:
+		return true
+	}
+}
+
 // transparent reports whether the child is prepared for IP_TRANSPARENT
-// binds, waiting for the preparation if it is still under way (only
-// connections in the first moments after the first port was published do).
+// binds, waiting for the preparation if it is still under way.
 func (d *Driver) transparent(ctx context.Context) bool {
 	if !d.opts.SourceIPTransparent {
 		return false

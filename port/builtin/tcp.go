@@ -78,7 +78,23 @@ func (d *Driver) serveTCP(ctx context.Context, ln *tcpListener, p *pool, target 
 			continue
 		}
 		bo.reset()
-		d.startTCP(p, g, fd, child, target, client)
+		if _, ok := d.transparentSource(client, target, false); ok && d.transparentPending() {
+			// The first clients whose address can be kept wait for the
+			// child's preparation off the accept loop.
+			d.bg.Add(1)
+			go func(fd, child int) {
+				defer d.bg.Done()
+				if d.transparent(ctx); ctx.Err() != nil {
+					// The port is gone.
+					sys.Close(child)
+					sys.CloseReset(fd)
+					return
+				}
+				d.startTCP(p, g, fd, child, target, client)
+			}(fd, child)
+		} else {
+			d.startTCP(p, g, fd, child, target, client)
+		}
 		child = -1
 	}
 }

@@ -596,20 +596,44 @@ docker rm -f web >/dev/null
 	}
 }
 
-// The first TCP port starts preparing the child for transparent sockets
-// (iptables, run by the namespace init). A command that ends at once ends
-// while that runs: the helper must not outlive the launcher, neither as a
-// live orphan nor as a zombie nobody reaps.
+// The first client whose address can be kept starts preparing the child
+// for transparent sockets (iptables, run by the namespace init). A command
+// that ends just then ends while that runs: the helper must not outlive
+// the launcher, neither as a live orphan nor as a zombie nobody reaps.
 func TestPortsNoHelperOutlivesLauncher(t *testing.T) {
 	t.Parallel()
 	port := ptPorts(t, 1)[0]
+	client := ptClientAddr(t)
 	dir := TempDir(t)
 	for i := range 20 {
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		state := filepath.Join(dir, fmt.Sprintf("state%d", i))
-		r := RunUser(t, 20*time.Second, "rootlesskit", "--state-dir="+state, "--net=slirp4netns", "--disable-host-loopback",
-			"--port-driver=builtin", fmt.Sprintf("--publish=127.0.0.1:%d:80/tcp", port), "true")
-		if r.Code != 0 {
-			t.Fatalf("exit %d, want 0; stderr: %s", r.Code, r.Stderr)
+		cmd := UserCmd(t, ctx, "rootlesskit", "--state-dir="+state, "--net=slirp4netns", "--disable-host-loopback",
+			"--port-driver=builtin", fmt.Sprintf("--publish=0.0.0.0:%d:80/tcp", port), "head", "-c1")
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		WaitFile(t, filepath.Join(state, "child_pid"), 10*time.Second)
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(client)}, Timeout: 5 * time.Second}
+		c, err := d.DialContext(ctx, "tcp", ptAddr(client, port))
+		if err != nil {
+			t.Fatalf("run %d: connect from %s: %v", i, client, err)
+		}
+		// End the command a little after the connection, at a different
+		// point of the preparation each run.
+		time.Sleep(time.Duration(i) * time.Millisecond)
+		stdin.Write([]byte{'x'})
+		err = cmd.Wait()
+		c.Close()
+		cancel()
+		if err != nil {
+			t.Fatalf("run %d: %v; stderr: %s", i, err, stderr.String())
 		}
 		// An init that still runs owns its helpers; a helper whose parent
 		// is not the test user's has been orphaned.
