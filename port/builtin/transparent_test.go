@@ -1,6 +1,7 @@
 package builtin
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -107,6 +108,45 @@ func TestClientAddressKept(t *testing.T) {
 		})
 	}
 
+	// Until the child is prepared, the first clients whose address can be
+	// kept wait, and the port goes on serving everyone else.
+	t.Run("accepting while the child is prepared", func(t *testing.T) {
+		src := gatedSource{SocketSource: child, gate: make(chan struct{})}
+		d := newDriver(t, src, DefaultOptions)
+		var err error
+		host.do(func() {
+			_, err = d.Add(context.Background(), port.Spec{Proto: "tcp", ParentPort: 20200, ChildPort: cport(ln4.Addr())})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waiting := dial("tcp", v4, "127.0.0.1:20200")
+		defer waiting.Close()
+		greeting := make(chan string, 1)
+		go func() {
+			waiting.SetReadDeadline(time.Now().Add(10 * time.Second))
+			line, err := bufio.NewReader(waiting).ReadString('\n')
+			if err != nil {
+				line = "error: " + err.Error()
+			}
+			greeting <- line
+		}()
+		for range 3 {
+			if who := talkConn(t, dial("tcp", "", "127.0.0.1:20200")); !strings.HasPrefix(who, "127.0.0.1:") {
+				t.Errorf("loopback client during the preparation: server saw %s", who)
+			}
+		}
+		select {
+		case got := <-greeting:
+			t.Fatalf("the client from %s was served before the child was prepared: %q", v4, got)
+		default:
+		}
+		close(src.gate)
+		if got := <-greeting; !strings.HasPrefix(got, v4+":") {
+			t.Errorf("client from %s after the preparation: server saw %q, want %s:...", v4, got, v4)
+		}
+	})
+
 	// By default UDP keeps no client address, so a server on a wildcard
 	// address (which lets the kernel pick its reply's source) still works.
 	t.Run("udp default, wildcard server", func(t *testing.T) {
@@ -125,4 +165,21 @@ func TestClientAddressKept(t *testing.T) {
 			t.Errorf("udp from %s to a wildcard server: got %q, want a 127.0.0.1 peer", v4, got)
 		}
 	})
+}
+
+// gatedSource holds EnableTransparent until gate closes. The namespace's
+// routing for transparent sockets is already in place from the subtests
+// before, so it adds nothing itself.
+type gatedSource struct {
+	port.SocketSource
+	gate chan struct{}
+}
+
+func (g gatedSource) EnableTransparent(ctx context.Context) error {
+	select {
+	case <-g.gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
