@@ -30,6 +30,10 @@ type Status struct {
 // ErrNoDriver is returned by the API when no port driver is active.
 var ErrNoDriver = errors.New("no PortDriver is available")
 
+// ErrSourceClosed is wrapped by SocketSource errors that no retry can cure:
+// the namespace that made the sockets is gone (the command has ended).
+var ErrSourceClosed = errors.New("the namespace's socket source is closed")
+
 // Driver is the parent half of a port driver. Implementations are safe for
 // concurrent use. Close stops every forward and waits for its goroutines.
 type Driver interface {
@@ -51,6 +55,7 @@ type SocketSource interface {
 	// close-on-exec, and the caller owns it; stream sockets have TCP_NODELAY
 	// set. It is raw, not an *os.File, so a driver with its own epoll loop
 	// does not pay to register it with the runtime poller.
+	// Once the namespace is gone, the error wraps ErrSourceClosed.
 	Socket(ctx context.Context, family, sotype int) (int, error)
 	// EnableTransparent prepares the child's netns so that sockets bound with
 	// IP_TRANSPARENT to a foreign (client) address get their replies

@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sync"
 	"syscall"
 
@@ -145,11 +147,11 @@ func NewClient(c *handshake.Conn) *Client {
 func (cl *Client) roundTrip(ctx context.Context, req request) ([]int, error) {
 	b, _ := json.Marshal(req)
 	if err := cl.c.WriteRaw(b); err != nil {
-		return nil, fmt.Errorf("request %s from the namespace: %w", req.Op, err)
+		return nil, fmt.Errorf("request %s from the namespace: %w", req.Op, closed(err))
 	}
 	rb, fds, err := cl.c.ReadRawFDs(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("request %s from the namespace: %w", req.Op, err)
+		return nil, fmt.Errorf("request %s from the namespace: %w", req.Op, closed(err))
 	}
 	var rep reply
 	if err := json.Unmarshal(rb, &rep); err != nil {
@@ -161,6 +163,17 @@ func (cl *Client) roundTrip(ctx context.Context, req request) ([]int, error) {
 		return nil, errors.New(rep.Err)
 	}
 	return fds, nil
+}
+
+// closed marks the errors of a connection whose other end, the namespace
+// init, has gone with port.ErrSourceClosed.
+func closed(err error) error {
+	for _, e := range []error{io.EOF, io.ErrUnexpectedEOF, net.ErrClosed, syscall.ECONNRESET, syscall.EPIPE} {
+		if errors.Is(err, e) {
+			return fmt.Errorf("%w: %w", port.ErrSourceClosed, err)
+		}
+	}
+	return err
 }
 
 // Socket returns a socket made in the namespace, from the pool.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/unroot/unroot/internal/handshake"
 	"github.com/unroot/unroot/internal/sys"
+	"github.com/unroot/unroot/port"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,6 +61,25 @@ func TestPool(t *testing.T) {
 	cl.Close()
 	cancel()
 	<-done
+}
+
+// Once the namespace init has gone, the client says so in a way the port
+// driver can tell from a shortage that a retry may cure.
+func TestSourceClosed(t *testing.T) {
+	a, bf, err := handshake.Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := NewClient(a)
+	defer cl.Close()
+	bf.Close() // the init's end
+	_, err = cl.Socket(t.Context(), syscall.AF_INET, syscall.SOCK_STREAM)
+	if !errors.Is(err, port.ErrSourceClosed) {
+		t.Errorf("Socket after the init's end closed = %v, want port.ErrSourceClosed", err)
+	}
+	if got := closed(syscall.EMFILE); errors.Is(got, port.ErrSourceClosed) {
+		t.Errorf("closed(EMFILE) = %v: a shortage is not a closed source", got)
+	}
 }
 
 func FuzzDecodeRequest(f *testing.F) {

@@ -155,7 +155,6 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 	if err := port.Conflict(d.listLocked(), s); err != nil {
 		return port.Status{}, err
 	}
-	p := d.poolLocked(target, port.Transport(s.Proto))
 	fctx, cancel := context.WithCancel(d.ctx)
 	f := &forward{status: port.Status{ID: d.nextID, Spec: s}, cancel: cancel, done: make(chan struct{})}
 	switch port.Transport(s.Proto) {
@@ -175,6 +174,9 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 			return port.Status{}, err
 		}
 		f.closer = ln
+		// The pool comes after the listener, so a port that cannot listen
+		// leaves no refill behind.
+		p := d.poolLocked(target, "tcp")
 		g := d.engine.NewGroup()
 		go func() {
 			defer close(f.done)
@@ -189,6 +191,7 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 			return port.Status{}, err
 		}
 		f.closer = pc
+		p := d.poolLocked(target, "udp")
 		go func() {
 			defer close(f.done)
 			d.serveUDP(fctx, pc, p, target)

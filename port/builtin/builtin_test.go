@@ -212,13 +212,16 @@ func TestAddErrors(t *testing.T) {
 		{port.Spec{Proto: "tcp", ParentIP: "127.0.0.1", ParentPort: 1, ChildPort: 70000}, "invalid childPort"},
 		{port.Spec{Proto: "quic", ParentIP: "127.0.0.1", ParentPort: 1, ChildPort: 1}, "unknown proto"},
 		{port.Spec{Proto: "tcp", ParentIP: "localhost", ParentPort: 1, ChildPort: 1}, "invalid parentIP"},
-		{port.Spec{Proto: "tcp", ParentIP: "127.0.0.1", ParentPort: busy.Addr().(*net.TCPAddr).Port, ChildPort: 1}, "address already in use: another process"},
+		{port.Spec{Proto: "tcp", ParentIP: "127.0.0.1", ParentPort: busy.Addr().(*net.TCPAddr).Port, ChildPort: 1}, fmt.Sprintf("listen tcp %s: bind: address already in use: another process", busy.Addr())},
 		{port.Spec{Proto: "tcp", ParentIP: "192.0.2.77", ParentPort: 1234, ChildPort: 1}, "not an address of this host"},
 	}
 	for _, tt := range tests {
 		_, err := d.Add(ctx, tt.spec)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Add(%+v) = %v, want containing %q", tt.spec, err, tt.want)
+		}
+		if err != nil && strings.Count(err.Error(), "listen ") > 1 {
+			t.Errorf("Add(%+v) = %q: says listen twice", tt.spec, err)
 		}
 	}
 	if got, _ := d.List(ctx); len(got) != 1 || got[0].ID != 1 {

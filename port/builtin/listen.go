@@ -59,6 +59,11 @@ func listenUDP(s port.Spec) (*net.UDPConn, error) {
 
 // listenError turns a listen failure into one line that says what to do.
 func listenError(s port.Spec, err error) error {
+	// net's own "listen tcp ADDR:" would say again what we say first.
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
+	}
 	switch {
 	case errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM):
 		start := "1024"

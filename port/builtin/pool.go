@@ -2,11 +2,13 @@ package builtin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
 	"github.com/unroot/unroot/internal/sys"
+	"github.com/unroot/unroot/port"
 )
 
 type poolKey struct{ family, sotype int }
@@ -49,6 +51,11 @@ func (p *pool) refill(ctx context.Context, d *Driver) {
 		fd, err := d.src.Socket(ctx, p.key.family, p.key.sotype)
 		if err != nil {
 			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, port.ErrSourceClosed) {
+				// The namespace is gone: the launcher is ending.
+				d.log.Debug("no more sockets from the child", "err", err)
 				return
 			}
 			// EMFILE and friends: wait and retry, never give up while the

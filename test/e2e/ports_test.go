@@ -671,3 +671,27 @@ func uidOf(pid int) string {
 	}
 	return ""
 }
+
+// A command that ends at once with a port published says nothing: the
+// port driver's refill finds the namespace gone, which is no failure, and
+// a busy parent port is one line that names the fix.
+func TestPortsQuietExit(t *testing.T) {
+	t.Parallel()
+	ps := ptPorts(t, 2)
+	busy, err := net.Listen("tcp", ptAddr("127.0.0.1", ps[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for i := range 10 {
+		r := RunUser(t, 20*time.Second, "unroot", "run", "--net=slirp4netns", fmt.Sprintf("--publish=127.0.0.1:%d:80", ps[0]), "true")
+		if r.Code != 0 || r.Stderr != "" {
+			t.Errorf("run %d: exit %d, stderr %q; want 0 and nothing", i, r.Code, r.Stderr)
+		}
+	}
+	r := RunUser(t, 20*time.Second, "unroot", "run", "--net=slirp4netns", fmt.Sprintf("--publish=127.0.0.1:%d:80", ps[1]), "true")
+	want := fmt.Sprintf("listen tcp 127.0.0.1:%d: bind: address already in use: another process (or another unroot) listens there; stop it or pick another parent port", ps[1])
+	if lines := strings.Split(strings.TrimSpace(r.Stderr), "\n"); r.Code != 1 || len(lines) != 1 || !strings.Contains(r.Stderr, want) {
+		t.Errorf("busy parent port: exit %d, stderr %q; want 1 and one line containing %q", r.Code, r.Stderr, want)
+	}
+}
