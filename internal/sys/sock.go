@@ -140,6 +140,10 @@ func SetListenerOptions(fd int) error {
 	return nil
 }
 
+// Read reads from a raw descriptor: one datagram from a UDP socket. It
+// does not wait: a socket with nothing queued returns EAGAIN.
+func Read(fd int, b []byte) (int, error) { return unix.Read(fd, b) }
+
 // Close closes a raw descriptor.
 func Close(fd int) error { return unix.Close(fd) }
 

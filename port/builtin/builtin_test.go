@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -187,6 +188,45 @@ func TestUDPHostSource(t *testing.T) {
 		if !strings.HasPrefix(got, "127.0.0.1:") || !strings.HasSuffix(got, " hi") {
 			t.Errorf("via %s: got %q, want a 127.0.0.1 peer and hi", addr, got)
 		}
+	}
+}
+
+// A UDP flow waiting for its server holds no datagram buffer: a port with
+// many clients (a DNS server's, whose clients use a port per query) costs
+// a goroutine and a socket per flow, not 64 KiB.
+func TestUDPIdleFlowsHoldNoBuffer(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go serveWhoUDP(pc)
+	d := newDriver(t, hostSource{}, DefaultOptions)
+	pp := freePort(t, "udp")
+	if _, err := d.Add(context.Background(), port.Spec{Proto: "udp", ParentPort: pp, ChildPort: pc.LocalAddr().(*net.UDPAddr).Port}); err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(pp))
+	// A buffer of constant size that does not escape lives on the
+	// goroutine's stack, so stacks count too.
+	inUse := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse + m.StackInuse
+	}
+	const flows = 300
+	before := inUse()
+	for i := range flows {
+		// Each client port is a flow of its own, which stays open (idle)
+		// after its answer.
+		if got := udpTalk(t, "udp", addr, nil, "q"); !strings.HasSuffix(got, " q") {
+			t.Fatalf("flow %d: got %q", i, got)
+		}
+	}
+	grown := int64(inUse()) - int64(before)
+	if limit := int64(flows * udpBufSize / 4); grown > limit {
+		t.Errorf("heap and stacks grew %d KiB for %d idle flows, want under %d KiB: flows hold their buffers", grown>>10, flows, limit>>10)
 	}
 }
 

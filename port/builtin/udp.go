@@ -18,6 +18,11 @@ var UDPIdleTimeout = 90 * time.Second
 
 const udpBufSize = 65535
 
+// udpBufs lends the reply path a datagram buffer only while a datagram is
+// at hand: a flow waiting for its server's answer holds none, so ten
+// thousand flows (DNS clients use a new port per query) do not hold 640 MB.
+var udpBufs = sync.Pool{New: func() any { b := make([]byte, udpBufSize); return &b }}
+
 // udpFlow relays between one client address and the child.
 type udpFlow struct {
 	child *net.UDPConn
@@ -100,11 +105,33 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, p *pool, target 
 // udpReplies copies the child's datagrams back to client until the flow is
 // idle for UDPIdleTimeout or its socket is closed.
 func (d *Driver) udpReplies(pc *net.UDPConn, f *udpFlow, client netip.AddrPort) {
-	buf := make([]byte, udpBufSize)
+	rc, err := f.child.SyscallConn()
+	if err != nil {
+		return
+	}
 	for {
 		idleUntil := time.Unix(0, f.last.Load()).Add(UDPIdleTimeout)
 		f.child.SetReadDeadline(idleUntil)
-		n, err := f.child.Read(buf)
+		// The poller waits for a datagram; the buffer is borrowed once
+		// one is queued, and returned when it has been passed on.
+		var rerr, werr error
+		err := rc.Read(func(fd uintptr) bool {
+			bp := udpBufs.Get().(*[]byte)
+			defer udpBufs.Put(bp)
+			n, err := sys.Read(int(fd), *bp)
+			if errors.Is(err, sys.EAGAIN) {
+				return false
+			}
+			if err != nil {
+				rerr = err
+				return true
+			}
+			_, _, werr = pc.WriteMsgUDPAddrPort((*bp)[:n], f.oob, client)
+			return true
+		})
+		if err == nil {
+			err = rerr
+		}
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -121,7 +148,7 @@ func (d *Driver) udpReplies(pc *net.UDPConn, f *udpFlow, client netip.AddrPort) 
 			continue
 		}
 		f.last.Store(time.Now().UnixNano())
-		if _, _, err := pc.WriteMsgUDPAddrPort(buf[:n], f.oob, client); err != nil && errors.Is(err, net.ErrClosed) {
+		if werr != nil && errors.Is(werr, net.ErrClosed) {
 			return
 		}
 	}
