@@ -130,7 +130,7 @@ func (s *server) removePort(w http.ResponseWriter, r *http.Request, idText strin
 	}
 	id, err := strconv.Atoi(idText)
 	if err != nil {
-		s.writeError(w, r, fmt.Errorf("bad id %s: %w", idText, err), http.StatusBadRequest)
+		s.writeError(w, r, fmt.Errorf("bad id %s: %w: want a number that GET /v1/ports lists", idText, err), http.StatusBadRequest)
 		return
 	}
 	if err := s.c.Ports.Remove(r.Context(), id); err != nil {
@@ -149,7 +149,12 @@ func DecodePortSpec(r io.Reader) (port.Spec, error) {
 		if errors.As(err, &mbe) {
 			return spec, fmt.Errorf("request body larger than %d bytes", mbe.Limit)
 		}
-		return spec, err
+		// RootlessKit's message comes first, as clients may look for it.
+		hint := "send a port spec as JSON"
+		if errors.Is(err, io.EOF) {
+			hint = "the request body is empty; " + hint
+		}
+		return spec, fmt.Errorf(`%w: %s, such as {"proto":"tcp","parentPort":8080,"childPort":80}`, err, hint)
 	}
 	if err := port.Validate(spec); err != nil {
 		return spec, err

@@ -61,7 +61,11 @@ func (l *ownerListener) Accept() (net.Conn, error) {
 		if err == nil && uid == l.uid {
 			return c, nil
 		}
-		l.log.Warn("refused an api.sock client that is not the owner", "peer_uid", uid, "err", err)
+		if err != nil {
+			l.log.Warn("refused an api.sock client whose uid could not be read", "err", err)
+		} else {
+			l.log.Warn("refused an api.sock client that is not the owner", "peer_uid", uid, "owner_uid", l.uid)
+		}
 		c.Close()
 	}
 }

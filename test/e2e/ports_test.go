@@ -338,7 +338,7 @@ func TestPortsBuiltin(t *testing.T) {
 			method, path, body string
 			want               string
 		}{
-			{"POST", "/v1/ports", `{"proto":"tcp",`, `{"message":"unexpected EOF"}`},
+			{"POST", "/v1/ports", `{"proto":"tcp",`, `{"message":"unexpected EOF: send a port spec as JSON`},
 			{"POST", "/v1/ports", `{"proto":"sctp","parentPort":1,"childPort":1}`, "not supported"},
 			{"POST", "/v1/ports", `{"proto":"tcp","parentPort":0,"childPort":1}`, "invalid parentPort 0"},
 			{"POST", "/v1/ports", `{"proto":"tcp","parentPort":1,"childPort":70000}`, "invalid childPort 70000"},
