@@ -3,7 +3,6 @@ package unroot
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -27,7 +26,7 @@ type apiServer struct {
 func (l *Launcher) serveAPI(ln net.Listener) (*apiServer, error) {
 	h := apiserver.New(apiserver.Config{Info: l.Info, Ports: l.portDrv, Logger: l.log})
 	s := &apiServer{
-		srv:  &http.Server{Handler: h, ErrorLog: slog.NewLogLogger(l.log.Handler(), slog.LevelDebug)},
+		srv:  apiserver.NewHTTPServer(h, l.log),
 		ln:   ln,
 		done: make(chan error, 1),
 	}

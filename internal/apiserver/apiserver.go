@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/port"
@@ -44,6 +45,25 @@ func New(c Config) http.Handler {
 		c.Info = func() api.Info { return api.Info{APIVersion: api.Version} }
 	}
 	return &server{c: c, log: c.Logger.With("component", "apiserver")}
+}
+
+// ReadHeaderTimeout bounds how long a client of api.sock may take to send
+// a request header; one that stalls is closed rather than held for the
+// launcher's life. Idle keep-alive connections are not timed out: dockerd
+// keeps one, and a close racing its next POST would fail that request.
+var ReadHeaderTimeout = 10 * time.Second
+
+// NewHTTPServer serves h with ReadHeaderTimeout, logging the server's own
+// errors (a client gone mid-request) to log at debug level.
+func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
 }
 
 type server struct {

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/api/client"
@@ -82,7 +83,7 @@ func serve(t *testing.T, drv port.Driver) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: New(Config{Info: testInfo, Ports: drv})}
+	srv := NewHTTPServer(New(Config{Info: testInfo, Ports: drv}), nil)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -164,6 +165,24 @@ func TestContract(t *testing.T) {
 		if (s.want != "" || s.code == 405) && string(body) != s.want {
 			t.Errorf("%s %s %s: body\n%q, want\n%q", s.method, s.path, s.body, body, s.want)
 		}
+	}
+}
+
+// A client that never finishes its request header is closed, not held.
+func TestStalledClientClosed(t *testing.T) {
+	defer func(d time.Duration) { ReadHeaderTimeout = d }(ReadHeaderTimeout)
+	ReadHeaderTimeout = 100 * time.Millisecond
+	path := serve(t, &memDriver{})
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("GET /v1/info HTTP/1.1\r\nHost: x\r\n"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.ReadAll(c)
+	if err != nil {
+		t.Errorf("the server held a client with half a request header: %v", err)
 	}
 }
 
