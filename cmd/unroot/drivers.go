@@ -120,7 +120,7 @@ func buildPorts(o *opts, netName string, p personality, log *slog.Logger) (port.
 	for _, s := range o.publish {
 		sp, err := port.ParseSpec(s, port.ParseOptions{Lenient: p == asUnroot})
 		if err != nil {
-			return nil, nil, fmt.Errorf("publish %q: %w", s, err)
+			return nil, nil, fmt.Errorf("--publish: %w", err)
 		}
 		specs = append(specs, sp)
 	}
