@@ -171,18 +171,26 @@ func TestTCPHostSource(t *testing.T) {
 	}
 }
 
-func TestUDPHostSource(t *testing.T) {
+// udpWhoPort publishes a host-source UDP port to a serveWhoUDP server and
+// returns the parent port.
+func udpWhoPort(t *testing.T) int {
+	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
+	t.Cleanup(func() { pc.Close() })
 	go serveWhoUDP(pc)
 	d := newDriver(t, hostSource{}, DefaultOptions)
 	pp := freePort(t, "udp")
 	if _, err := d.Add(context.Background(), port.Spec{Proto: "udp", ParentPort: pp, ChildPort: pc.LocalAddr().(*net.UDPAddr).Port}); err != nil {
 		t.Fatal(err)
 	}
+	return pp
+}
+
+func TestUDPHostSource(t *testing.T) {
+	pp := udpWhoPort(t)
 	for _, addr := range []string{"127.0.0.1", "::1"} {
 		got := udpTalk(t, "udp", net.JoinHostPort(addr, strconv.Itoa(pp)), nil, "hi")
 		if !strings.HasPrefix(got, "127.0.0.1:") || !strings.HasSuffix(got, " hi") {
@@ -195,18 +203,7 @@ func TestUDPHostSource(t *testing.T) {
 // many clients (a DNS server's, whose clients use a port per query) costs
 // a goroutine and a socket per flow, not 64 KiB.
 func TestUDPIdleFlowsHoldNoBuffer(t *testing.T) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	go serveWhoUDP(pc)
-	d := newDriver(t, hostSource{}, DefaultOptions)
-	pp := freePort(t, "udp")
-	if _, err := d.Add(context.Background(), port.Spec{Proto: "udp", ParentPort: pp, ChildPort: pc.LocalAddr().(*net.UDPAddr).Port}); err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(pp))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(udpWhoPort(t)))
 	// A buffer of constant size that does not escape lives on the
 	// goroutine's stack, so stacks count too.
 	inUse := func() uint64 {
