@@ -3,9 +3,13 @@ package sockpool
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/unroot/unroot/internal/handshake"
 	"github.com/unroot/unroot/internal/sys"
@@ -91,4 +95,24 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("accepted count %d", r.N)
 		}
 	})
+}
+
+// A helper that hangs is given up on, so the connections waiting for the
+// preparation go on plainly instead of waiting for good.
+func TestIptablesHangs(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "iptables"), []byte("#!/bin/sh\nexec /bin/sleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	defer func(d time.Duration) { helperTimeout = d }(helperTimeout)
+	helperTimeout = 200 * time.Millisecond
+	t0 := time.Now()
+	err := iptables("iptables", []string{"-t", "mangle", "-C", "OUTPUT"})
+	if err == nil || !strings.Contains(err.Error(), "no answer within 200ms") {
+		t.Errorf("iptables = %v, want no answer within 200ms", err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("iptables returned after %v", d)
+	}
 }

@@ -2,12 +2,14 @@ package sockpool
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -76,6 +78,10 @@ func SetupTransparent() error {
 	return nil
 }
 
+// helperTimeout bounds one iptables run; -w waits at most 5 s of it for
+// the xtables lock.
+var helperTimeout = 20 * time.Second
+
 // ExecMu is held for reading while a helper program runs in the namespace
 // init. Its reaper, which waits for any child, takes it for writing before
 // reaping, so it cannot collect a helper's exit status before os/exec does
@@ -87,14 +93,22 @@ func iptables(bin string, args []string) error {
 	if err != nil {
 		return fmt.Errorf("find %s: %w (install iptables, or disable source-IP preservation with --source-ip-transparent=false)", bin, err)
 	}
+	// A helper that hangs would leave the connections waiting for the
+	// preparation waiting for good; give up on it instead, and let them
+	// connect plainly.
+	ctx, cancel := context.WithTimeout(context.Background(), helperTimeout)
+	defer cancel()
 	var out bytes.Buffer
-	cmd := exec.Command(path, append([]string{"-w"}, args...)...)
+	cmd := exec.CommandContext(ctx, path, append([]string{"-w", "5"}, args...)...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// Run in the namespace's own xtables lock, not the host's /run.
 	cmd.Env = append(os.Environ(), "XTABLES_LOCKFILE=/dev/null")
 	ExecMu.RLock()
 	err = cmd.Run()
 	ExecMu.RUnlock()
+	if ctx.Err() != nil {
+		return fmt.Errorf("run %s %s: no answer within %v", bin, strings.Join(args, " "), helperTimeout)
+	}
 	if err != nil {
 		return fmt.Errorf("run %s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
