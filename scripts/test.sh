@@ -28,3 +28,6 @@ fi
 
 go vet ./...
 go test -count=1 -timeout 30m "$@" ./...
+# The packages whose goroutines share sockets and state, again under the race
+# detector (it needs cgo: gcc and libc6-dev above).
+CGO_ENABLED=1 go test -race -count=1 -timeout 10m "$@" ./internal/relay ./internal/sockpool ./internal/apiserver ./port/... .
