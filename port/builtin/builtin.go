@@ -311,18 +311,18 @@ func (d *Driver) prepareTransparent() {
 	})
 }
 
-// transparentPending reports whether the child's preparation for
-// IP_TRANSPARENT binds has not ended yet, starting it if need be.
-func (d *Driver) transparentPending() bool {
+// transparentSettled reports whether no connection need wait for the
+// child's preparation for IP_TRANSPARENT binds: it has ended, or client
+// addresses are not kept at all.
+func (d *Driver) transparentSettled() bool {
 	if !d.opts.SourceIPTransparent {
-		return false
+		return true
 	}
-	d.prepareTransparent()
 	select {
 	case <-d.transparentDone:
-		return false
-	default:
 		return true
+	default:
+		return false
 	}
 }
 

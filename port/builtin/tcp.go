@@ -78,25 +78,31 @@ func (d *Driver) serveTCP(ctx context.Context, ln *tcpListener, p *pool, target 
 			continue
 		}
 		bo.reset()
-		if _, ok := d.transparentSource(client, target, false); ok && d.transparentPending() {
-			// The first clients whose address can be kept wait for the
-			// child's preparation off the accept loop.
-			d.bg.Add(1)
-			go func(fd, child int) {
-				defer d.bg.Done()
-				if d.transparent(ctx); ctx.Err() != nil {
-					// The port is gone.
-					sys.Close(child)
-					sys.CloseReset(fd)
-					return
-				}
-				d.startTCP(p, g, fd, child, target, client)
-			}(fd, child)
+		if _, keep := d.transparentSource(client, target, false); keep && !d.transparentSettled() {
+			d.startTCPPrepared(ctx, p, g, fd, child, target, client)
 		} else {
 			d.startTCP(p, g, fd, child, target, client)
 		}
 		child = -1
 	}
+}
+
+// startTCPPrepared is startTCP once the child is prepared for transparent
+// sockets: the first clients whose address can be kept wait for that off
+// the accept loop, in a goroutine that ends with the port.
+func (d *Driver) startTCPPrepared(ctx context.Context, p *pool, g *relay.Group, client, child int, target, from netip.AddrPort) {
+	d.prepareTransparent()
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		if d.transparent(ctx); ctx.Err() != nil {
+			// The port is gone.
+			sys.Close(child)
+			sys.CloseReset(client)
+			return
+		}
+		d.startTCP(p, g, client, child, target, from)
+	}()
 }
 
 // isTemporary reports errors that go away once descriptors or memory free up.
