@@ -504,12 +504,7 @@ func TestUnrootRunDefaults(t *testing.T) {
 // -p ports are published before child_pid appears, through the socket pool.
 func TestPublishBeforeChildPID(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostPort := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	hostPort := ptPorts(t, 1)[0]
 	spec := fmt.Sprintf("127.0.0.1:%d:8080/tcp", hostPort)
 	state, _, _, _ := lcStart(t, "rootlesskit", "--net=slirp4netns", "--disable-host-loopback", "--port-driver=builtin", "-p", spec,
 		"sh", "-c", "busybox nc -lk -p 8080 -e echo forwarded 2>/dev/null || busybox nc -ll -p 8080 -e echo forwarded")

@@ -42,9 +42,18 @@ func ptServer(t *testing.T) string {
 	return ptServerPath
 }
 
-// ptPorts returns n ports free for TCP and UDP on the host a moment ago.
+var (
+	ptGivenMu sync.Mutex
+	ptGiven   = map[int]bool{}
+)
+
+// ptPorts returns n ports free for TCP and UDP on the host a moment ago,
+// and never one it returned before: tests run in parallel, and the kernel
+// may offer a port that another test just got and let go of.
 func ptPorts(t *testing.T, n int) []int {
 	t.Helper()
+	ptGivenMu.Lock()
+	defer ptGivenMu.Unlock()
 	var ports []int
 	var closers []io.Closer
 	defer func() {
@@ -59,11 +68,15 @@ func ptPorts(t *testing.T, n int) []int {
 		}
 		closers = append(closers, ln)
 		p := ln.Addr().(*net.TCPAddr).Port
+		if ptGiven[p] {
+			continue
+		}
 		pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", p))
 		if err != nil {
 			continue
 		}
 		closers = append(closers, pc)
+		ptGiven[p] = true
 		ports = append(ports, p)
 	}
 	return ports
@@ -677,12 +690,13 @@ func uidOf(pid int) string {
 // a busy parent port is one line that names the fix.
 func TestPortsQuietExit(t *testing.T) {
 	t.Parallel()
-	ps := ptPorts(t, 2)
-	busy, err := net.Listen("tcp", ptAddr("127.0.0.1", ps[1]))
+	ps := ptPorts(t, 1)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer busy.Close()
+	ps = append(ps, busy.Addr().(*net.TCPAddr).Port)
 	for i := range 10 {
 		r := RunUser(t, 20*time.Second, "unroot", "run", "--net=slirp4netns", fmt.Sprintf("--publish=127.0.0.1:%d:80", ps[0]), "true")
 		if r.Code != 0 || r.Stderr != "" {
