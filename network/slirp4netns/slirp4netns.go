@@ -117,12 +117,14 @@ func lookPath(bin string) (string, error) {
 }
 
 // PreTap asks the launcher to pre-create the tap; slirp4netns joins the
-// child's namespaces and attaches to it before the ids are mapped as well
-// as after. The addresses are fixed by the configuration, so the child can
-// set them up meanwhile.
+// child's namespaces and attaches to it. It can start before the ids are
+// mapped, except in its sandbox: that makes slirp4netns seteuid(0) in the
+// child's user namespace, which fails ("parent failed") until uid 0 is
+// mapped there. The addresses are fixed by the configuration, so the child
+// can set them up meanwhile.
 func (d *Driver) PreTap() network.PreTap {
 	s := d.setup()
-	return network.PreTap{Name: d.cfg.IfName, BeforeIDMap: true, Setup: &s}
+	return network.PreTap{Name: d.cfg.IfName, BeforeIDMap: d.sandbox == network.Off, Setup: &s}
 }
 
 // assumed are the options slirp4netns has had since 0.4.0 (2019), which

@@ -134,6 +134,21 @@ func TestNewErrors(t *testing.T) {
 	}
 }
 
+// slirp4netns's sandbox seteuid(0)s in the child's user namespace, which
+// fails until the ids are mapped: only without it may the driver start
+// before the mapping.
+func TestPreTapBeforeIDMap(t *testing.T) {
+	for sandbox, want := range map[string]bool{"": true, "false": true, "true": false, "auto": false} {
+		d, err := New(network.Config{Binary: "/bin/true", Options: map[string]string{OptSandbox: sandbox}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.PreTap().BeforeIDMap; got != want {
+			t.Errorf("sandbox %q: BeforeIDMap = %v, want %v", sandbox, got, want)
+		}
+	}
+}
+
 func TestInfo(t *testing.T) {
 	d, err := New(network.Config{Binary: "/bin/true", IPv6: true})
 	if err != nil {
