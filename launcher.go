@@ -665,6 +665,9 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	mark("command started")
 	l.cmdPID = m.PID
 	close(cmdRunning)
+	// From here the command's end, and so the init's, is no set-up
+	// failure: Wait reports it. The rest of the set-up runs under the
+	// caller's ctx, which the init's exit does not end.
 	if l.Ports != nil {
 		env := port.Env{
 			StateDir: l.dir.Path(),
@@ -678,13 +681,13 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 				env.ChildIP = setup.Addr.Addr()
 			}
 		}
-		l.portDrv, err = l.Ports(startCtx, env)
+		l.portDrv, err = l.Ports(ctx, env)
 		if err != nil {
-			return l.startErr(startCtx, err)
+			return err
 		}
 		for _, s := range l.Publish {
-			if _, err := l.portDrv.Add(startCtx, s); err != nil {
-				return l.startErr(startCtx, fmt.Errorf("publish %s: %w", specString(s), err))
+			if _, err := l.portDrv.Add(ctx, s); err != nil {
+				return fmt.Errorf("publish %s: %w", specString(s), err)
 			}
 		}
 	}

@@ -201,10 +201,16 @@ func (c *Conn) ReadRawFDs(ctx context.Context) ([]byte, []int, error) {
 	oob := make([]byte, syscall.CmsgSpace(253*4))
 	n, oobn, flags, _, err := c.c.ReadMsgUnix(b, oob)
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() == nil {
+			return nil, nil, err
+		}
+		// The deadline ctx set fails the read without looking at the
+		// socket, but a message sent before ctx ended still comes first:
+		// the init's last report, say, when its exit is what ended ctx.
+		var queued bool
+		if n, oobn, flags, queued = c.readQueued(b, oob); !queued {
 			return nil, nil, ctx.Err()
 		}
-		return nil, nil, err
 	}
 	fds, ferr := parseRights(oob[:oobn])
 	if ferr != nil {
@@ -221,6 +227,21 @@ func (c *Conn) ReadRawFDs(ctx context.Context) ([]byte, []int, error) {
 		return nil, nil, io.EOF
 	}
 	return b[:n], fds, nil
+}
+
+// readQueued reads a message already queued on the socket, without
+// waiting and whatever its deadline, and reports whether there was one.
+func (c *Conn) readQueued(b, oob []byte) (n, oobn, flags int, ok bool) {
+	rc, err := c.c.SyscallConn()
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	rc.Control(func(fd uintptr) {
+		var rerr error
+		n, oobn, flags, _, rerr = syscall.Recvmsg(int(fd), b, oob, syscall.MSG_DONTWAIT|syscall.MSG_CMSG_CLOEXEC)
+		ok = rerr == nil
+	})
+	return n, oobn, flags, ok
 }
 
 // parseRights returns the descriptors in oob. On Linux the net package

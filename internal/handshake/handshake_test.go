@@ -78,6 +78,36 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// A message sent before ctx ended is delivered even if ctx has ended by
+// the time it is read: the launcher's start context ends when the init
+// exits, and the init's Started report before a fast command's exit must
+// not read as a failed start.
+func TestQueuedBeforeCancel(t *testing.T) {
+	a, bf, err := Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := FromFile(bf)
+	bf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Send(Msg{Kind: Started, PID: 42}); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m, _, err := a.Expect(ctx, Started)
+	if err != nil || m.PID != 42 {
+		t.Fatalf("Expect after cancel = %+v, %v; want the queued Started", m, err)
+	}
+	if _, _, err := a.Recv(ctx); err == nil {
+		t.Error("Recv with nothing queued and ctx ended = nil error")
+	}
+}
+
 func TestDecode(t *testing.T) {
 	full := Msg{V: Version, Kind: Network, Setup: &network.Setup{
 		IfName: "tap0", Addr: netip.MustParsePrefix("10.0.2.100/24"), Gateway: netip.MustParseAddr("10.0.2.2"),

@@ -247,8 +247,13 @@ func (l *loop) stop() {
 
 func (l *loop) run() {
 	// The loop's syscalls do not block (but epoll_wait), so it keeps its
-	// thread rather than sharing the runtime's.
+	// thread rather than sharing the runtime's. It changes nothing about
+	// the thread, so it hands it back at the end: a goroutine that ends
+	// locked ends its thread, and the namespace init, forked with
+	// Pdeathsig from whichever thread the runtime used, may be that
+	// thread's child and would be killed with it.
 	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	defer close(l.done)
 	events := make([]unix.EpollEvent, maxEvents)
 	var cmds []func()

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -384,5 +386,51 @@ func TestEngineClientCC(t *testing.T) {
 	}
 	if n, err := io.Copy(io.Discard, client); n != 32<<20 || err != nil {
 		t.Errorf("client read %d bytes, %v", n, err)
+	}
+}
+
+// The loop's thread outlives the loop. The launcher forks the namespace
+// init with Pdeathsig from whatever thread the runtime gives it, and a
+// goroutine that ends locked to a thread ends the thread: a loop that did
+// so killed the init when its port driver closed first. A child forked
+// with Pdeathsig from a thread that goes back to the pool stands in for the
+// init while engines come and go.
+func TestLoopThreadOutlivesLoop(t *testing.T) {
+	var (
+		cmd *exec.Cmd
+		err error
+	)
+	forked := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread() // the thread goes back to the pool
+		cmd = exec.Command("sleep", "60")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		err = cmd.Start()
+		close(forked)
+	}()
+	<-forked
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	for range 100 {
+		e, err := NewEngine(2, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Close()
+	}
+	// A killed child is gone at once; give its reaping a moment anyway.
+	time.Sleep(50 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the Pdeathsig child died while engines came and went: %v", err)
+	}
+	var ws syscall.WaitStatus
+	if pid, _ := syscall.Wait4(cmd.Process.Pid, &ws, syscall.WNOHANG, nil); pid != 0 {
+		t.Fatalf("the Pdeathsig child exited (%v) while engines came and went", ws)
 	}
 }

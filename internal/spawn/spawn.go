@@ -25,7 +25,9 @@ type Options struct {
 // Start re-executes /proc/self/exe with the same argv in new namespaces.
 // It must be called from a goroutine that is not locked to its thread:
 // Pdeathsig fires when the creating thread exits, and Go only ends threads
-// whose goroutine exits while locked.
+// whose goroutine exits while locked. The runtime may later lend that
+// thread to any goroutine, so no goroutine of the launcher may end locked
+// either (the relay's loops unlock theirs before they end).
 func Start(o Options) (*exec.Cmd, error) {
 	cmd, err := start(o, syscall.CLONE_VFORK|syscall.CLONE_VM)
 	if errors.Is(err, syscall.EINVAL) {
