@@ -191,10 +191,16 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 			return port.Status{}, err
 		}
 		f.closer = pc
+		// Set here rather than in serveUDP, which may start after a quick
+		// Remove or Close has closed pc.
+		v6sock, err := enablePktinfo(pc)
+		if err != nil {
+			d.log.Warn("replies may come from another local address: IP_PKTINFO failed", "addr", pc.LocalAddr(), "err", err)
+		}
 		p := d.poolLocked(target, "udp")
 		go func() {
 			defer close(f.done)
-			d.serveUDP(fctx, pc, p, target)
+			d.serveUDP(fctx, pc, v6sock, p, target)
 		}()
 	}
 	d.ports[f.status.ID] = f

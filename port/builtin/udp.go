@@ -33,7 +33,9 @@ type udpFlow struct {
 // serveUDP reads datagrams from the listener and hands each to its client's
 // flow, creating flows on demand. Each flow's reply goroutine writes the
 // child's answers back to the client from the listener's address.
-func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, p *pool, target netip.AddrPort) {
+// v6sock tells how pc's IP_PKTINFO control messages are spelled (see
+// enablePktinfo).
+func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, v6sock bool, p *pool, target netip.AddrPort) {
 	var (
 		mu    sync.Mutex
 		flows = map[netip.AddrPort]*udpFlow{}
@@ -47,10 +49,6 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, p *pool, target 
 		mu.Unlock()
 		wg.Wait()
 	}()
-	v6sock, err := enablePktinfo(pc)
-	if err != nil {
-		d.log.Warn("replies may come from another local address: IP_PKTINFO failed", "addr", pc.LocalAddr(), "err", err)
-	}
 	buf := make([]byte, udpBufSize)
 	oob := make([]byte, 128)
 	var bo backoff
