@@ -14,18 +14,25 @@ import (
 	"github.com/unroot/unroot/network"
 )
 
-func TestRoundTrip(t *testing.T) {
+// connPair returns both ends of a Pair, closed when the test ends.
+func connPair(t *testing.T) (a, b *Conn) {
+	t.Helper()
 	a, bf, err := Pair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer a.Close()
-	b, err := FromFile(bf)
+	t.Cleanup(func() { a.Close() })
+	b, err = FromFile(bf)
 	bf.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	t.Cleanup(func() { b.Close() })
+	return a, b
+}
+
+func TestRoundTrip(t *testing.T) {
+	a, b := connPair(t)
 
 	setup := &network.Setup{IfName: "tap0", Addr: netip.MustParsePrefix("10.0.2.100/24"), MTU: 65520}
 	r, w, err := os.Pipe()
@@ -83,16 +90,7 @@ func TestRoundTrip(t *testing.T) {
 // exits, and the init's Started report before a fast command's exit must
 // not read as a failed start.
 func TestQueuedBeforeCancel(t *testing.T) {
-	a, bf, err := Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := FromFile(bf)
-	bf.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := connPair(t)
 	if err := b.Send(Msg{Kind: Started, PID: 42}); err != nil {
 		t.Fatal(err)
 	}
