@@ -78,10 +78,12 @@ func (d *Driver) serveTCP(ctx context.Context, ln *tcpListener, p *pool, target 
 			continue
 		}
 		bo.reset()
-		if _, keep := d.transparentSource(client, target, false); keep && !d.transparentSettled() {
-			d.startTCPPrepared(ctx, p, g, fd, child, target, client)
+		// src is valid only if the client's address can be kept.
+		src, keep := d.transparentSource(client, target, false)
+		if keep && !d.transparentSettled() {
+			d.startTCPPrepared(ctx, p, g, fd, child, target, client, src)
 		} else {
-			d.startTCP(p, g, fd, child, target, client)
+			d.startTCP(p, g, fd, child, target, client, src)
 		}
 		child = -1
 	}
@@ -90,7 +92,7 @@ func (d *Driver) serveTCP(ctx context.Context, ln *tcpListener, p *pool, target 
 // startTCPPrepared is startTCP once the child is prepared for transparent
 // sockets: the first clients whose address can be kept wait for that off
 // the accept loop, in a goroutine that ends with the port.
-func (d *Driver) startTCPPrepared(ctx context.Context, p *pool, g *relay.Group, client, child int, target, from netip.AddrPort) {
+func (d *Driver) startTCPPrepared(ctx context.Context, p *pool, g *relay.Group, client, child int, target, from, src netip.AddrPort) {
 	d.prepareTransparent()
 	d.bg.Add(1)
 	go func() {
@@ -101,7 +103,7 @@ func (d *Driver) startTCPPrepared(ctx context.Context, p *pool, g *relay.Group, 
 			sys.CloseReset(client)
 			return
 		}
-		d.startTCP(p, g, client, child, target, from)
+		d.startTCP(p, g, client, child, target, from, src)
 	}()
 }
 
@@ -116,14 +118,15 @@ func isTemporary(err error) bool {
 }
 
 // startTCP starts connecting the pooled socket child to target, bound to
-// the client's address when that address can be kept (see docs/ports.md),
-// and gives both sockets to the relay. A transparent connect that fails
-// or gets no answer is redone plainly with a fresh socket.
-func (d *Driver) startTCP(p *pool, g *relay.Group, client, child int, target, from netip.AddrPort) {
+// src, the client's address, when that address can be kept (valid; see
+// transparentSource and docs/ports.md), and gives both sockets to the
+// relay. A transparent connect that fails or gets no answer is redone
+// plainly with a fresh socket.
+func (d *Driver) startTCP(p *pool, g *relay.Group, client, child int, target, from, src netip.AddrPort) {
 	family := p.key.family
 	timeout := connectTimeout
 	var redial func() (int, time.Duration, error)
-	if src, ok := d.transparentSource(from, target, false); ok && d.transparent(d.ctx) {
+	if src.IsValid() && d.transparent(d.ctx) {
 		if err := sys.BindTransparent(child, family, src); err != nil {
 			d.log.Debug("keeping the client address failed; connecting plainly", "client", from, "err", err)
 		} else {
