@@ -116,7 +116,7 @@ func splitFields(s string) ([]string, error) {
 				return out, nil
 			}
 			if s[0] != ':' {
-				return nil, fmt.Errorf("unexpected %q after ]: want :", s[:1])
+				return nil, fmt.Errorf("unexpected %q after ]: want \":PORT\" after a bracketed IPv6 address", s[:1])
 			}
 			s = s[1:]
 			continue

@@ -43,7 +43,7 @@ func ValidName(name string) error {
 	case !nameRE().MatchString(name):
 		return fmt.Errorf("unit name %q: use only letters, digits and : _ . - @ \\", name)
 	case strings.HasPrefix(name, "-") || strings.HasPrefix(name, "."):
-		return fmt.Errorf("unit name %q must not start with - or .", name)
+		return fmt.Errorf("unit name %q must not start with '-' or '.': pick a name that starts with a letter or digit", name)
 	}
 	return nil
 }

@@ -11,7 +11,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -217,8 +216,6 @@ func setSubreaper() error {
 	}
 	return nil
 }
-
-var errNA = errors.New("n/a")
 
 // tail returns the last non-empty lines of a command's output for an error message.
 func tail(s string, n int) string {
