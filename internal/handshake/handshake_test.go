@@ -97,6 +97,8 @@ func TestQueuedBeforeCancel(t *testing.T) {
 	b.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
+	// What ctx's end does, done before the read rather than racing it.
+	a.c.SetReadDeadline(time.Unix(1, 0))
 	m, _, err := a.Expect(ctx, Started)
 	if err != nil || m.PID != 42 {
 		t.Fatalf("Expect after cancel = %+v, %v; want the queued Started", m, err)
