@@ -74,7 +74,8 @@ func NewEngine(threads int, log *slog.Logger) (*Engine, error) {
 		l, err := newLoop(log)
 		if err != nil {
 			e.Close()
-			return nil, err
+			// Each loop needs two descriptors and an epoll instance.
+			return nil, fmt.Errorf("%w (if the descriptors ran out, raise the open-file limit: ulimit -n, LimitNOFILE=)", err)
 		}
 		e.loops = append(e.loops, l)
 		go l.run()

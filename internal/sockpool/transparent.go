@@ -107,7 +107,7 @@ func iptables(bin string, args []string) error {
 	err = cmd.Run()
 	ExecMu.RUnlock()
 	if ctx.Err() != nil {
-		return fmt.Errorf("run %s %s: no answer within %v", bin, strings.Join(args, " "), helperTimeout)
+		return fmt.Errorf("run %s %s: no answer within %v (a program holding the xtables lock in the namespace? --source-ip-transparent=false skips this)", bin, strings.Join(args, " "), helperTimeout)
 	}
 	if err != nil {
 		return fmt.Errorf("run %s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(out.String()))

@@ -126,15 +126,18 @@ func ntohs(p uint16) uint16 {
 // idle, every 15 s, 9 of them). Linux copies a listener's options to the
 // sockets it accepts, so accepting with Accept costs no setsockopt.
 func SetListenerOptions(fd int) error {
-	for _, o := range []struct{ level, opt, v int }{
-		{unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
-		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15},
-		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9},
+	for _, o := range []struct {
+		name            string
+		level, opt, val int
+	}{
+		{"TCP_NODELAY", unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
+		{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		{"TCP_KEEPIDLE", unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15},
+		{"TCP_KEEPINTVL", unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15},
+		{"TCP_KEEPCNT", unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9},
 	} {
-		if err := unix.SetsockoptInt(fd, o.level, o.opt, o.v); err != nil {
-			return fmt.Errorf("set listener option %d: %w", o.opt, err)
+		if err := unix.SetsockoptInt(fd, o.level, o.opt, o.val); err != nil {
+			return fmt.Errorf("set %s on the listener: %w", o.name, err)
 		}
 	}
 	return nil
