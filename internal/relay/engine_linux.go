@@ -153,12 +153,13 @@ type loop struct {
 	redials  sync.WaitGroup // Redial calls under way
 
 	// Owned by the loop's thread.
-	pairs   []*link
-	free    []int32
-	retired []int32
-	gen     uint32
-	spare   []pipe
-	timers  timerHeap
+	pairs     []*link
+	free      []int32
+	retired   []int32
+	gen       uint32
+	spare     []pipe
+	timers    timerHeap
+	listeners []*Listener
 }
 
 type pipe struct{ r, w int }
@@ -305,6 +306,10 @@ func (l *loop) run() {
 
 func (l *loop) event(ev unix.EpollEvent) {
 	if ev.Fd < 0 {
+		if ev.Fd != -1 {
+			l.acceptEvent(ev)
+			return
+		}
 		var b [8]byte
 		unix.Read(l.evfd, b[:])
 		return
@@ -680,6 +685,11 @@ func (l *loop) expire() {
 }
 
 func (l *loop) shutdown() {
+	for _, ln := range l.listeners {
+		if ln != nil {
+			l.closeListener(ln)
+		}
+	}
 	for _, p := range l.pairs {
 		if p != nil {
 			l.close(p, false)

@@ -50,11 +50,30 @@ func BindTransparent(fd, family int, src netip.AddrPort) error {
 	return nil
 }
 
-// Connect calls connect(2) on the socket fd (of the given family). On a
-// non-blocking socket it returns EINPROGRESS while the handshake runs (the
-// relay engine then watches the socket).
+// Connect calls connect(2) on the non-blocking socket fd (of the given
+// family). It returns EINPROGRESS while the handshake runs (the relay
+// engine then watches the socket).
 func Connect(fd, family int, dst netip.AddrPort) error {
-	return unix.Connect(fd, sockaddr(family, dst))
+	// A raw sockaddr and a raw system call: fd does not block, and the
+	// relay loop's thread connects for every new connection.
+	var (
+		sa4 unix.RawSockaddrInet4
+		sa6 unix.RawSockaddrInet6
+		ptr unsafe.Pointer
+		n   uintptr
+	)
+	if family == unix.AF_INET {
+		sa4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Port: ntohs(dst.Port()), Addr: dst.Addr().As4()}
+		ptr, n = unsafe.Pointer(&sa4), unsafe.Sizeof(sa4)
+	} else {
+		sa6 = unix.RawSockaddrInet6{Family: unix.AF_INET6, Port: ntohs(dst.Port()), Addr: dst.Addr().As16()}
+		ptr, n = unsafe.Pointer(&sa6), unsafe.Sizeof(sa6)
+	}
+	_, _, e := unix.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(ptr), n)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 // ListenUnix binds and listens on a stream unix socket at path whose file
@@ -88,14 +107,15 @@ const EAGAIN = unix.EAGAIN
 // ECONNREFUSED is a connect's answer when nothing listens.
 const ECONNREFUSED = unix.ECONNREFUSED
 
-// Accept takes one connection from the non-blocking listening socket lfd.
+// Accept takes one connection from the non-blocking listening socket lfd;
+// it does not block, so it skips the runtime's system call bookkeeping.
 // The new socket is non-blocking and close-on-exec; its options are the
 // listener's (see SetListenerOptions). It calls accept4 itself: x/sys's
 // Accept4 spends a getsockopt per connection to tell L2TP from TCP.
 func Accept(lfd int) (fd int, peer netip.AddrPort, err error) {
 	var rsa unix.RawSockaddrAny
 	n := uint32(unix.SizeofSockaddrAny)
-	r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(lfd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if e != 0 {
 		return -1, netip.AddrPort{}, e
 	}
@@ -146,6 +166,10 @@ func SetListenerOptions(fd int) error {
 // Read reads from a raw descriptor: one datagram from a UDP socket. It
 // does not wait: a socket with nothing queued returns EAGAIN.
 func Read(fd int, b []byte) (int, error) { return unix.Read(fd, b) }
+
+// DupCloexec duplicates a descriptor, close-on-exec; the copy shares the
+// open file, its O_NONBLOCK included.
+func DupCloexec(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }
 
 // Close closes a raw descriptor.
 func Close(fd int) error { return unix.Close(fd) }

@@ -125,7 +125,7 @@ var _ port.Driver = (*Driver)(nil)
 // forward is one published port: its listener and its goroutines.
 type forward struct {
 	status port.Status
-	closer io.Closer
+	closer io.Closer // nil for TCP, whose listener serveTCP closes
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -173,7 +173,6 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 			cancel()
 			return port.Status{}, err
 		}
-		f.closer = ln
 		// The pool comes after the listener, so a port that cannot listen
 		// leaves no refill behind.
 		p := d.poolLocked(target, "tcp")
@@ -259,7 +258,9 @@ func (d *Driver) Remove(ctx context.Context, id int) error {
 
 func (f *forward) stop() {
 	f.cancel()
-	f.closer.Close()
+	if f.closer != nil {
+		f.closer.Close()
+	}
 	<-f.done
 }
 

@@ -9,15 +9,18 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/port"
 )
 
@@ -369,4 +372,55 @@ func emfileHelper() {
 	}
 	fmt.Println("ready")
 	select {}
+}
+
+// countingSource is hostSource that counts the sockets it hands out.
+type countingSource struct {
+	hostSource
+	n atomic.Int32
+}
+
+func (c *countingSource) Socket(ctx context.Context, family, sotype int) (int, error) {
+	c.n.Add(1)
+	return c.hostSource.Socket(ctx, family, sotype)
+}
+
+// TestPoolRefillsWhenHalfEmpty: the pool is refilled once half of it is
+// taken, not after every socket, so a busy port does not wake the refill
+// for each connection.
+func TestPoolRefillsWhenHalfEmpty(t *testing.T) {
+	src := &countingSource{}
+	d := newDriver(t, src, Options{PoolSize: 8})
+	d.mu.Lock()
+	p := d.poolLocked(netip.MustParseAddrPort("127.0.0.1:9"), "tcp")
+	d.mu.Unlock()
+	waitFull := func(want int32) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); len(p.ready) < cap(p.ready) || src.n.Load() != want; {
+			if time.Now().After(deadline) {
+				t.Fatalf("pool holds %d of %d after %d sockets, want full after %d", len(p.ready), cap(p.ready), src.n.Load(), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	takeN := func(n int) {
+		for range n {
+			fd, ok := p.take()
+			if !ok {
+				t.Fatal("the pool was empty")
+			}
+			sys.Close(fd)
+		}
+	}
+	waitFull(8)
+	takeN(3)
+	time.Sleep(50 * time.Millisecond)
+	if n := src.n.Load(); n != 8 {
+		t.Fatalf("the pool fetched %d sockets with 5 of 8 left, want none", n-8)
+	}
+	takeN(1)
+	waitFull(12)
+	// An empty pool asks for more too.
+	takeN(8)
+	waitFull(20)
 }

@@ -13,15 +13,13 @@ import (
 	"github.com/unroot/unroot/port"
 )
 
-// tcpListener is a listening socket held as an *os.File: a net.Listener's
-// raw connection refuses Read, and the accept loop calls accept4 itself
-// (see serveTCP).
+// tcpListener is a listening socket held as a raw non-blocking descriptor:
+// the relay engine's loop accepts on it (see serveTCP), and a copy in the
+// runtime's poller would wake that poller for every connection too.
 type tcpListener struct {
-	f    *os.File
+	fd   int
 	addr net.Addr
 }
-
-func (l *tcpListener) Close() error { return l.f.Close() }
 
 func listenTCP(s port.Spec) (*tcpListener, error) {
 	network, addr := port.ListenAddr(s)
@@ -39,13 +37,18 @@ func listenTCP(s port.Spec) (*tcpListener, error) {
 		return nil, listenError(s, err)
 	}
 	defer ln.Close()
-	// The copy shares the socket (and its O_NONBLOCK); closing ln leaves
-	// it listening.
-	f, err := ln.(*net.TCPListener).File()
+	rc, err := ln.(*net.TCPListener).SyscallConn()
 	if err != nil {
 		return nil, listenError(s, err)
 	}
-	return &tcpListener{f: f, addr: ln.Addr()}, nil
+	// The copy shares the socket and its O_NONBLOCK; closing ln leaves it
+	// listening.
+	fd := -1
+	cerr := rc.Control(func(lfd uintptr) { fd, err = sys.DupCloexec(int(lfd)) })
+	if err = errors.Join(cerr, err); err != nil {
+		return nil, listenError(s, err)
+	}
+	return &tcpListener{fd: fd, addr: ln.Addr()}, nil
 }
 
 func listenUDP(s port.Spec) (*net.UDPConn, error) {

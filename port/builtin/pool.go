@@ -16,12 +16,16 @@ type poolKey struct{ family, sotype int }
 // pool keeps a few unconnected sockets from the child's netns ready, so an
 // accepted connection costs no round trip to the child. A goroutine refills
 // it in the background; under a burst, callers wait for the refill.
+// It refills once the pool is half empty, not for every socket taken: a
+// wake-up of the refill per connection cost the relay loop's thread a
+// scheduler round trip each time.
 //
 // Sockets are raw descriptors: TCP ones go to the relay engine's epoll
 // loop as they are, and only UDP flows wrap theirs for the runtime poller.
 type pool struct {
 	key    poolKey
 	ready  chan int
+	low    chan struct{} // the pool is half empty
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -38,7 +42,7 @@ func (d *Driver) poolLocked(target netip.AddrPort, transport string) *pool {
 		return p
 	}
 	ctx, cancel := context.WithCancel(d.ctx)
-	p := &pool{key: k, ready: make(chan int, d.opts.PoolSize), cancel: cancel, done: make(chan struct{})}
+	p := &pool{key: k, ready: make(chan int, d.opts.PoolSize), low: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 	d.pools[k] = p
 	go p.refill(ctx, d)
 	return p
@@ -48,41 +52,64 @@ func (p *pool) refill(ctx context.Context, d *Driver) {
 	defer close(p.done)
 	var bo backoff
 	for {
-		fd, err := d.src.Socket(ctx, p.key.family, p.key.sotype)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
+		// The refill is the only sender, so this send never blocks.
+		for len(p.ready) < cap(p.ready) {
+			fd, err := d.src.Socket(ctx, p.key.family, p.key.sotype)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				if errors.Is(err, port.ErrSourceClosed) {
+					// The namespace is gone: the launcher is ending.
+					d.log.Debug("no more sockets from the child", "err", err)
+					return
+				}
+				// EMFILE and friends: wait and retry, never give up while
+				// the driver lives.
+				wait := bo.step()
+				d.log.Warn("getting a socket from the child failed; retrying", "err", err, "retry_in", wait)
+				if !sleep(ctx, wait) {
+					return
+				}
+				continue
 			}
-			if errors.Is(err, port.ErrSourceClosed) {
-				// The namespace is gone: the launcher is ending.
-				d.log.Debug("no more sockets from the child", "err", err)
-				return
-			}
-			// EMFILE and friends: wait and retry, never give up while the
-			// driver lives.
-			wait := bo.step()
-			d.log.Warn("getting a socket from the child failed; retrying", "err", err, "retry_in", wait)
-			if !sleep(ctx, wait) {
-				return
-			}
-			continue
+			bo.reset()
+			p.ready <- fd
 		}
-		bo.reset()
 		select {
-		case p.ready <- fd:
+		case <-p.low:
 		case <-ctx.Done():
-			sys.Close(fd)
 			return
 		}
 	}
 }
 
-// get returns a ready socket, waiting for the refill if the pool is empty.
-func (p *pool) get(ctx context.Context) (int, error) {
+// take returns a ready socket, or false if the pool is empty; it does not
+// wait.
+func (p *pool) take() (int, bool) {
 	select {
 	case fd := <-p.ready:
-		return fd, nil
+		if len(p.ready) <= cap(p.ready)/2 {
+			p.wantMore()
+		}
+		return fd, true
 	default:
+		p.wantMore()
+		return -1, false
+	}
+}
+
+func (p *pool) wantMore() {
+	select {
+	case p.low <- struct{}{}:
+	default:
+	}
+}
+
+// get returns a ready socket, waiting for the refill if the pool is empty.
+func (p *pool) get(ctx context.Context) (int, error) {
+	if fd, ok := p.take(); ok {
+		return fd, nil
 	}
 	select {
 	case fd := <-p.ready:

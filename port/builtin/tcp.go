@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"syscall"
 	"time"
 
@@ -20,50 +19,39 @@ const transparentConnectTimeout = time.Second
 
 const connectTimeout = 10 * time.Second
 
-// serveTCP accepts until ctx ends or ln is closed, and hands each
-// connection, with a pooled child socket whose connect it starts, to the
-// relay engine. Accept errors caused by descriptor or memory exhaustion
-// back off and retry: the listener never dies while the port is published.
+// serveTCP relays the connections of ln until ctx ends. The relay
+// engine's loop accepts them (see acceptor); this goroutine takes over
+// whenever the loop cannot: it waits for a child socket or, after an
+// accept error, backs off, then lets the loop accept again. Errors caused
+// by descriptor or memory exhaustion are retried: the listener never dies
+// while the port is published.
 func (d *Driver) serveTCP(ctx context.Context, ln *tcpListener, p *pool, target netip.AddrPort, g *relay.Group) {
-	rc, err := ln.f.SyscallConn()
+	a := &acceptor{d: d, ctx: ctx, p: p, g: g, target: target, child: -1, paused: make(chan struct{}, 1)}
+	rl, err := g.Listen(ln.fd, a.accept)
 	if err != nil {
-		d.log.Error("serving a published port failed", "addr", ln.addr, "err", err)
-		return
+		return // the driver is closing
 	}
-	var bo backoff
-	// A child socket is taken before accepting, so an accepted connection
-	// never waits for one: when descriptors run out, connections wait in
-	// the kernel's backlog instead of holding descriptors here, and the
-	// loop cannot starve the pool's refill.
-	child := -1
 	defer func() {
-		if child >= 0 {
-			sys.Close(child)
+		rl.Close()
+		// The loop calls a.accept no more.
+		if a.child >= 0 {
+			sys.Close(a.child)
 		}
 	}()
+	var bo backoff
 	for {
-		if child < 0 {
+		if a.child < 0 {
 			fd, err := p.get(ctx)
 			if err != nil {
 				return
 			}
-			child = fd
+			a.child = fd
 		}
-		var (
-			fd     int
-			client netip.AddrPort
-			aerr   error
-		)
-		err := rc.Read(func(lfd uintptr) bool {
-			fd, client, aerr = sys.Accept(int(lfd))
-			return !errors.Is(aerr, sys.EAGAIN)
-		})
-		if err == nil {
-			err = aerr
-		}
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
-				return
+		if a.err != nil {
+			err := a.err
+			a.err = nil
+			if a.accepted {
+				bo.reset()
 			}
 			level := slog.LevelWarn
 			if !isTemporary(err) {
@@ -75,24 +63,86 @@ func (d *Driver) serveTCP(ctx context.Context, ln *tcpListener, p *pool, target 
 			if !sleep(ctx, wait) {
 				return
 			}
-			continue
 		}
-		bo.reset()
-		// src is valid only if the client's address can be kept.
-		src, keep := d.transparentSource(client, target, false)
-		if keep && !d.transparentSettled() {
-			d.startTCPPrepared(ctx, p, g, fd, child, target, client, src)
-		} else {
-			d.startTCP(p, g, fd, child, target, client, src)
+		a.accepted = false
+		rl.Resume()
+		select {
+		case <-a.paused:
+		case <-ctx.Done():
+			return
 		}
-		child = -1
 	}
+}
+
+// acceptor accepts on the relay loop's thread. Its fields belong to that
+// thread while the listener is watched, and to serveTCP while it is
+// paused: the pause and Resume pass them over.
+type acceptor struct {
+	d      *Driver
+	ctx    context.Context
+	p      *pool
+	g      *relay.Group
+	target netip.AddrPort
+	paused chan struct{}
+
+	// A child socket is taken before accepting, so an accepted connection
+	// never waits for one: when descriptors run out, connections wait in
+	// the kernel's backlog instead of holding descriptors here, and
+	// accepting cannot starve the pool's refill.
+	child    int
+	err      error // why accepting paused, if it failed
+	accepted bool  // a connection was accepted since the last Resume
+}
+
+// acceptBatch bounds the connections taken per readiness report, so a
+// flood on one port leaves the loop to the connections it relays.
+const acceptBatch = 32
+
+// accept is the listener's relay.AcceptFunc.
+func (a *acceptor) accept(lfd int, add func(relay.Pair) error) bool {
+	d := a.d
+	for range acceptBatch {
+		if a.child < 0 {
+			fd, ok := a.p.take()
+			if !ok {
+				return a.pause(nil)
+			}
+			a.child = fd
+		}
+		fd, client, err := sys.Accept(lfd)
+		if err != nil {
+			if errors.Is(err, sys.EAGAIN) {
+				return true
+			}
+			return a.pause(err)
+		}
+		a.accepted = true
+		child := a.child
+		a.child = -1
+		// src is valid only if the client's address can be kept.
+		src, keep := d.transparentSource(client, a.target, false)
+		if keep && !d.transparentSettled() {
+			// That goroutine is off the loop's thread: it adds as any
+			// other would.
+			d.startTCPPrepared(a.ctx, a.p, a.g.Add, fd, child, a.target, client, src)
+		} else {
+			d.startTCP(a.p, add, fd, child, a.target, client, src)
+		}
+	}
+	return true
+}
+
+// pause hands accepting to serveTCP.
+func (a *acceptor) pause(err error) bool {
+	a.err = err
+	a.paused <- struct{}{}
+	return false
 }
 
 // startTCPPrepared is startTCP once the child is prepared for transparent
 // sockets: the first clients whose address can be kept wait for that off
 // the accept loop, in a goroutine that ends with the port.
-func (d *Driver) startTCPPrepared(ctx context.Context, p *pool, g *relay.Group, client, child int, target, from, src netip.AddrPort) {
+func (d *Driver) startTCPPrepared(ctx context.Context, p *pool, add func(relay.Pair) error, client, child int, target, from, src netip.AddrPort) {
 	d.prepareTransparent()
 	d.bg.Add(1)
 	go func() {
@@ -103,7 +153,7 @@ func (d *Driver) startTCPPrepared(ctx context.Context, p *pool, g *relay.Group, 
 			sys.CloseReset(client)
 			return
 		}
-		d.startTCP(p, g, client, child, target, from, src)
+		d.startTCP(p, add, client, child, target, from, src)
 	}()
 }
 
@@ -122,7 +172,7 @@ func isTemporary(err error) bool {
 // transparentSource and docs/ports.md), and gives both sockets to the
 // relay. A transparent connect that fails or gets no answer is redone
 // plainly with a fresh socket.
-func (d *Driver) startTCP(p *pool, g *relay.Group, client, child int, target, from, src netip.AddrPort) {
+func (d *Driver) startTCP(p *pool, add func(relay.Pair) error, client, child int, target, from, src netip.AddrPort) {
 	family := p.key.family
 	timeout := connectTimeout
 	var redial func() (int, time.Duration, error)
@@ -165,7 +215,7 @@ func (d *Driver) startTCP(p *pool, g *relay.Group, client, child int, target, fr
 		// child's side already has the namespace's default, set alike.
 		pair.ClientCC = d.localCC
 	}
-	if err := g.Add(pair); err != nil {
+	if err := add(pair); err != nil {
 		d.log.Debug("connection dropped: the port is being removed", "client", from)
 	}
 }
