@@ -22,13 +22,17 @@ BENCH=${UNROOT_BENCH_DIR:-/opt/unroot-bench}
 TEST_USER=${UNROOT_TEST_USER:-unroot-test}
 RK3_VERSION=v3.3.0
 
-pkgs=(rootlesskit slirp4netns passt uidmap iperf3 wrk hyperfine nginx-light iproute2 procps util-linux)
+pkgs=(rootlesskit slirp4netns passt uidmap iperf3 wrk hyperfine nginx-light haproxy iproute2 procps util-linux)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The package starts a haproxy service; the bench runs its own.
+  if [[ " ${missing[*]} " == *" haproxy "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now haproxy >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! "$BENCH/rk3/rootlesskit" --version 2>/dev/null | grep -q "${RK3_VERSION#v}"; then

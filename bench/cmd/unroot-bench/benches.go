@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -585,6 +586,44 @@ func (h *harness) httpGroup() *group {
 			}
 			return h.wrkAll(ctx, port)
 		}})
+	// Another relay, for scale: haproxy, one thread splicing as unroot's
+	// builtin driver does, between two ports of the host's loopback. What
+	// it gets of a direct connection is what a relay in user space can get
+	// on this machine, namespaces aside.
+	hv := variant{label: "haproxy relay on the host (one thread, splice) → nginx on the host", peer: "other", config: "haproxy", refKey: "direct", benches: ids,
+		run: func(ctx context.Context) (map[string]float64, error) {
+			dir, err := h.scratch()
+			if err != nil {
+				return nil, err
+			}
+			np, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			hp, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			conf := filepath.Join(dir, "nginx.conf")
+			if err := os.WriteFile(conf, []byte(nginxConf(dir, fmt.Sprintf("127.0.0.1:%d", np), false)), 0o644); err != nil {
+				return nil, err
+			}
+			hconf := filepath.Join(dir, "haproxy.cfg")
+			if err := os.WriteFile(hconf, []byte(haproxyConf(hp, np)), 0o644); err != nil {
+				return nil, err
+			}
+			if err := h.hostServer(ctx, "nginx", []string{"-c", conf, "-p", dir + "/"}, np); err != nil {
+				return nil, err
+			}
+			if err := h.hostServer(ctx, "haproxy", []string{"-db", "-f", hconf}, hp); err != nil {
+				return nil, err
+			}
+			return h.wrkAll(ctx, hp)
+		}}
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		hv.skip = "haproxy is not installed (bench/run.sh installs it)"
+	}
+	g.variants = append(g.variants, hv)
 	for _, driver := range []string{"builtin", "slirp4netns", "implicit"} {
 		_, netd := portFlags(driver, 0, 0)
 		config := driver
@@ -603,6 +642,27 @@ func (h *harness) httpGroup() *group {
 		})...)
 	}
 	return g
+}
+
+// haproxyConf relays TCP from 127.0.0.1:listen to 127.0.0.1:server with one
+// thread, splicing; maxconn stays low so haproxy fits the test user's
+// descriptor limit.
+func haproxyConf(listen, server int) string {
+	return fmt.Sprintf(`global
+  nbthread 1
+  maxconn 256
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option splice-auto
+frontend f
+  bind 127.0.0.1:%d
+  default_backend b
+backend b
+  server s1 127.0.0.1:%d
+`, listen, server)
 }
 
 // nginxSession runs nginx inside a launcher behind a published port.
@@ -855,7 +915,7 @@ func (h *harness) versions(ctx context.Context) []report.KV {
 	}
 	// Debian's package versions name each tool exactly (pasta itself
 	// prints "unknown version").
-	for _, pkg := range []string{"slirp4netns", "passt", "uidmap", "iperf3", "wrk", "nginx-light", "iproute2", "rootlesskit"} {
+	for _, pkg := range []string{"slirp4netns", "passt", "uidmap", "iperf3", "wrk", "nginx-light", "haproxy", "iproute2", "rootlesskit"} {
 		out, _, err := h.runCmd(ctx, 10*time.Second, false, "dpkg-query", "-W", "-f", "${Version}", pkg)
 		v := strings.TrimSpace(out)
 		if err != nil || v == "" {
@@ -883,7 +943,7 @@ func (h *harness) method() []string {
 		"Start-up is wall time from exec of the launcher running `true` to its exit, measured by the harness.",
 		"Port forwarding: the server listens inside the namespace; the client connects to 127.0.0.1:PORT on the host. builtin and slirp4netns run on --net=slirp4netns --mtu=65520; implicit is pasta forwarding the ports it sees (same number on both sides).",
 		"Namespace → host: iperf3 inside connects to the gateway (10.0.2.2; 10.0.2.1 for gvisor-tap-vsock), which the driver maps to the host's loopback, where the server listens.",
-		"Physical references are measured in the same run: iperf3 over host loopback, iperf3 over a veth pair between two network namespaces made by root, nginx on the host without a forwarder.",
+		"Physical references are measured in the same run: iperf3 over host loopback, iperf3 over a veth pair between two network namespaces made by root, nginx on the host without a forwarder. haproxy relaying between two host ports stands for other user-space relays.",
 		"Ratios are of medians. Memory and CPU count every process descended from the launcher except the workload (iperf3, nginx, shells); daemonizing helpers are kept in the tree because the harness is a child subreaper.",
 	}
 }

@@ -42,7 +42,8 @@ type Bench struct {
 // physical reference.
 type Row struct {
 	Label string
-	// Peer is "unroot", "rk3", "rk1" or "ref".
+	// Peer is "unroot", "rk3", "rk1", "other" (another kind of program
+	// doing the same job, for scale) or "ref".
 	Peer string
 	// Config names the configuration so rows of different peers can be
 	// compared (same Config, different Peer).
@@ -179,6 +180,7 @@ var PeerNames = map[string]string{
 	"unroot": "unroot",
 	"rk3":    "RootlessKit v3.3.0",
 	"rk1":    "RootlessKit 1.1.0",
+	"other":  "other relay",
 	"ref":    "reference",
 }
 
