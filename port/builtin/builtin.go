@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/unroot/unroot/api"
@@ -113,6 +114,8 @@ type Driver struct {
 	// localCC is the congestion control for connections from this host's
 	// loopback ("": the host's default will do); set with engine.
 	localCC string
+
+	udpFlows atomic.Int64 // open UDP flows, over every port
 }
 
 // relayThreads is how many epoll loops relay TCP: one per four CPUs, at

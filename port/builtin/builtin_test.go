@@ -424,3 +424,39 @@ func TestPoolRefillsWhenHalfEmpty(t *testing.T) {
 	takeN(8)
 	waitFull(20)
 }
+
+// TestUDPFlowCap: past UDPMaxFlows, a new client replaces the idlest flow:
+// new clients are still answered, the count stays at the cap, and a client
+// with traffic keeps its flow (the server sees the same child socket).
+func TestUDPFlowCap(t *testing.T) {
+	defer func(n int) { UDPMaxFlows = n }(UDPMaxFlows)
+	UDPMaxFlows = 4
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go serveWhoUDP(pc)
+	d := newDriver(t, hostSource{}, DefaultOptions)
+	pp := freePort(t, "udp")
+	if _, err := d.Add(context.Background(), port.Spec{Proto: "udp", ParentPort: pp, ChildPort: pc.LocalAddr().(*net.UDPAddr).Port}); err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(pp))
+	active := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: freePort(t, "udp")}
+	first := udpTalk(t, "udp", addr, active, "a")
+	for i := range 12 {
+		if got := udpTalk(t, "udp", addr, nil, "new"); !strings.HasSuffix(got, " new") {
+			t.Fatalf("new client %d: got %q", i, got)
+		}
+		if n := d.udpFlows.Load(); n > 4 {
+			t.Fatalf("%d flows open past a cap of 4", n)
+		}
+		if got := udpTalk(t, "udp", addr, active, "a"); got != first {
+			t.Fatalf("after new client %d the active client's datagrams came from %q, want %q: its flow was replaced", i, got, first)
+		}
+	}
+	if n := d.udpFlows.Load(); n != 4 {
+		t.Errorf("%d flows open, want the cap, 4", n)
+	}
+}

@@ -16,6 +16,16 @@ import (
 // without traffic in either direction, as in RootlessKit and docker-proxy.
 var UDPIdleTimeout = 90 * time.Second
 
+// UDPMaxFlows caps the flows of one published UDP port. A new client past
+// the cap takes the place of the flow idle the longest among a few picked
+// at random: a flood from many source addresses then mostly replaces its
+// own flows, not those with traffic, and the port's memory stays bounded
+// (a socket and about 6 KiB a flow) whatever the descriptor limit.
+var UDPMaxFlows = 4096
+
+// udpEvictSample is how many flows a new client past the cap looks at.
+const udpEvictSample = 8
+
 const udpBufSize = 65535
 
 // udpBufs lends the reply path a datagram buffer only while a datagram is
@@ -37,9 +47,10 @@ type udpFlow struct {
 // enablePktinfo).
 func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, v6sock bool, p *pool, target netip.AddrPort) {
 	var (
-		mu    sync.Mutex
-		flows = map[netip.AddrPort]*udpFlow{}
-		wg    sync.WaitGroup
+		mu     sync.Mutex
+		flows  = map[netip.AddrPort]*udpFlow{}
+		wg     sync.WaitGroup
+		capped bool // the cap was reached once: said so
 	)
 	defer func() {
 		mu.Lock()
@@ -48,6 +59,7 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, v6sock bool, p *
 		}
 		mu.Unlock()
 		wg.Wait()
+		// The reply goroutines removed their flows from the count.
 	}()
 	buf := make([]byte, udpBufSize)
 	oob := make([]byte, 128)
@@ -71,6 +83,15 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, v6sock bool, p *
 		f := flows[client]
 		mu.Unlock()
 		if f == nil {
+			mu.Lock()
+			if len(flows) >= UDPMaxFlows {
+				if !capped {
+					capped = true
+					d.log.Warn("udp port at its flow cap; new clients replace the idlest flows", "addr", pc.LocalAddr(), "flows", len(flows))
+				}
+				d.evictUDPFlow(flows)
+			}
+			mu.Unlock()
 			c, err := d.dialUDP(ctx, p, target, client)
 			if err != nil {
 				d.log.Debug("udp flow to the child failed; dropping the datagram", "client", client, "err", err)
@@ -80,6 +101,7 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, v6sock bool, p *
 			f.last.Store(time.Now().UnixNano())
 			mu.Lock()
 			flows[client] = f
+			d.udpFlows.Add(1)
 			mu.Unlock()
 			wg.Add(1)
 			go func() {
@@ -88,6 +110,7 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, v6sock bool, p *
 				mu.Lock()
 				if flows[client] == f {
 					delete(flows, client)
+					d.udpFlows.Add(-1)
 				}
 				mu.Unlock()
 				f.child.Close()
@@ -97,6 +120,30 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, v6sock bool, p *
 		if _, err := f.child.Write(buf[:n]); err != nil {
 			d.log.Debug("udp write to the child failed", "client", client, "err", err)
 		}
+	}
+}
+
+// evictUDPFlow closes the flow idle the longest among udpEvictSample of
+// flows (map order is random). Its reply goroutine then ends. The caller
+// holds the flows' lock.
+func (d *Driver) evictUDPFlow(flows map[netip.AddrPort]*udpFlow) {
+	var (
+		victim netip.AddrPort
+		vf     *udpFlow
+		n      int
+	)
+	for a, f := range flows {
+		if vf == nil || f.last.Load() < vf.last.Load() {
+			victim, vf = a, f
+		}
+		if n++; n == udpEvictSample {
+			break
+		}
+	}
+	if vf != nil {
+		delete(flows, victim)
+		d.udpFlows.Add(-1)
+		vf.child.Close()
 	}
 }
 
