@@ -121,7 +121,7 @@ func lookPathOrSbin(bin string) (path string, inPath bool) {
 }
 
 func checkIPTables(ctx context.Context, e *env) Result {
-	const lost = "the builtin port driver cannot keep client addresses (connections appear to come from inside the namespace)"
+	const lost = "the builtin port driver cannot keep client addresses for ports whose child IP is not loopback (connections appear to come from inside the namespace; ports to the child's loopback, the default, keep them without iptables)"
 	v4, in4 := lookPathOrSbin("iptables")
 	v6, in6 := lookPathOrSbin("ip6tables")
 	switch {
@@ -146,5 +146,5 @@ done`
 			Detail: fmt.Sprintf("iptables does not work inside a user+net namespace (%v: %s): %s", err, out, lost),
 			Fix:    "sudo modprobe -a iptable_mangle ip6table_mangle xt_connmark xt_addrtype xt_mark   (or install the nft variant: " + installHint(iptablesPkgs) + ")"}
 	}
-	return Result{Status: OK, Detail: v4 + " and " + v6 + " work inside a user+net namespace (mangle, addrtype, CONNMARK, MARK): client addresses can be kept"}
+	return Result{Status: OK, Detail: v4 + " and " + v6 + " work inside a user+net namespace (mangle, addrtype, CONNMARK, MARK): client addresses can be kept for any child IP"}
 }

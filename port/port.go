@@ -59,8 +59,12 @@ type SocketSource interface {
 	Socket(ctx context.Context, family, sotype int) (int, error)
 	// EnableTransparent prepares the child's netns so that sockets bound with
 	// IP_TRANSPARENT to a foreign (client) address get their replies
-	// delivered locally (policy routing + connmark). Idempotent.
-	EnableTransparent(ctx context.Context) error
+	// delivered locally. Policy routing is enough for replies sent from a
+	// loopback address; connmark, when set, also marks the connections so
+	// that replies from any other address come back (a server on the
+	// child's own address, or in a namespace behind it), which takes
+	// iptables. Idempotent.
+	EnableTransparent(ctx context.Context, connmark bool) error
 }
 
 // Env is what the launcher gives a port driver factory once the child's

@@ -34,6 +34,8 @@ type request struct {
 	Family int    `json:"family,omitempty"`
 	Type   int    `json:"type,omitempty"`
 	N      int    `json:"n,omitempty"`
+	// Connmark asks "transparent" for the connmark rules too.
+	Connmark bool `json:"connmark,omitempty"`
 }
 
 type reply struct {
@@ -71,8 +73,8 @@ type Server struct {
 	// NewSocket creates one socket in the current thread's netns and
 	// returns its descriptor.
 	NewSocket func(family, sotype int) (int, error)
-	// Transparent sets up policy routing and connmark rules.
-	Transparent func() error
+	// Transparent sets up policy routing, and connmark rules if asked.
+	Transparent func(connmark bool) error
 }
 
 // Serve answers requests until the parent closes its end or ctx ends.
@@ -104,7 +106,7 @@ func (s *Server) Serve(ctx context.Context, c *handshake.Conn) error {
 				return nil
 			})
 		case "transparent":
-			err = s.InNetNS(s.Transparent)
+			err = s.InNetNS(func() error { return s.Transparent(req.Connmark) })
 		}
 		rep := reply{}
 		if err != nil {
@@ -134,7 +136,8 @@ type Client struct {
 	c           *handshake.Conn
 	mu          sync.Mutex
 	pool        map[[2]int][]int
-	transparent bool
+	transparent bool // policy routing is set up
+	connmark    bool // and the connmark rules
 }
 
 var _ port.SocketSource = (*Client)(nil)
@@ -197,17 +200,19 @@ func (cl *Client) Socket(ctx context.Context, family, sotype int) (int, error) {
 	return fd, nil
 }
 
-// EnableTransparent asks the child to set up policy routing once.
-func (cl *Client) EnableTransparent(ctx context.Context) error {
+// EnableTransparent asks the child to set up policy routing, and the
+// connmark rules if connmark is set, once each.
+func (cl *Client) EnableTransparent(ctx context.Context, connmark bool) error {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	if cl.transparent {
+	if cl.connmark || (cl.transparent && !connmark) {
 		return nil
 	}
-	if _, err := cl.roundTrip(ctx, request{Op: "transparent"}); err != nil {
+	if _, err := cl.roundTrip(ctx, request{Op: "transparent", Connmark: connmark}); err != nil {
 		return fmt.Errorf("enable transparent sockets in the namespace: %w", err)
 	}
 	cl.transparent = true
+	cl.connmark = connmark
 	return nil
 }
 

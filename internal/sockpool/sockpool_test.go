@@ -31,7 +31,7 @@ func TestPool(t *testing.T) {
 	srv := &Server{
 		InNetNS:     func(fn func() error) error { calls.Add(1); return fn() },
 		NewSocket:   sys.Socket,
-		Transparent: func() error { return errors.New("no iptables here") },
+		Transparent: func(bool) error { return errors.New("no iptables here") },
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -56,7 +56,7 @@ func TestPool(t *testing.T) {
 	if calls.Load() != 2 {
 		t.Errorf("%d round trips for %d sockets, want 2", calls.Load(), Batch+1)
 	}
-	if err := cl.EnableTransparent(ctx); err == nil || cl.transparent {
+	if err := cl.EnableTransparent(ctx, false); err == nil || cl.transparent {
 		t.Errorf("EnableTransparent = %v, want the server's error", err)
 	}
 	if _, err := cl.Socket(ctx, 99, syscall.SOCK_STREAM); err == nil {
@@ -89,6 +89,7 @@ func TestSourceClosed(t *testing.T) {
 func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"op":"socket","family":2,"type":1,"n":16}`))
 	f.Add([]byte(`{"op":"transparent"}`))
+	f.Add([]byte(`{"op":"transparent","connmark":true}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeRequest(b)
 		if err == nil && r.Op == "socket" && (r.N < 1 || r.N > maxBatch) {
@@ -114,5 +115,45 @@ func TestIptablesHangs(t *testing.T) {
 	}
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("iptables returned after %v", d)
+	}
+}
+
+// The child prepares policy routing once and the connmark rules once: a
+// request for less than what is done costs no round trip.
+func TestEnableTransparentOnceEach(t *testing.T) {
+	a, bf, err := handshake.Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := handshake.FromFile(bf)
+	bf.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan bool, 10)
+	srv := &Server{
+		InNetNS:     func(fn func() error) error { return fn() },
+		NewSocket:   sys.Socket,
+		Transparent: func(connmark bool) error { seen <- connmark; return nil },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, b) }()
+	cl := NewClient(a)
+	for _, connmark := range []bool{false, false, true, true, false} {
+		if err := cl.EnableTransparent(ctx, connmark); err != nil {
+			t.Fatalf("EnableTransparent(%v): %v", connmark, err)
+		}
+	}
+	cl.Close()
+	cancel()
+	<-done
+	close(seen)
+	var got []bool
+	for c := range seen {
+		got = append(got, c)
+	}
+	if len(got) != 2 || got[0] || !got[1] {
+		t.Errorf("the child was asked %v, want [false true]", got)
 	}
 }

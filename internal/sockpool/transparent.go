@@ -19,11 +19,14 @@ const Mark = 100
 
 // SetupTransparent makes replies to connections from foreign (client)
 // source addresses come back to the local socket, in the current thread's
-// netns: fwmark 100 → table 100 → local default dev lo, v4 and v6;
-// tcp_fwmark_accept so accepted sockets inherit the mark; and connmark rules
-// that mark the replies of connections we originated from a foreign address.
-// iptables is the one program the namespace init runs.
-func SetupTransparent() error {
+// netns. Policy routing, over netlink: fwmark 100 → table 100 → local
+// default dev lo, v4 and v6, and replies sent from loopback look up table
+// 100 too, which is all a server on the child's loopback needs. With
+// connmark, for servers on other addresses: tcp_fwmark_accept so accepted
+// sockets inherit the mark, and connmark rules that mark the replies of
+// connections we originated from a foreign address. Those take iptables,
+// the one program the namespace init runs. It is idempotent.
+func SetupTransparent(connmark bool) error {
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {
 		return fmt.Errorf("find lo: %w", err)
@@ -58,6 +61,9 @@ func SetupTransparent() error {
 		if err := netlink.RuleAdd(from); err != nil && !os.IsExist(err) {
 			return fmt.Errorf("add rule from %s lookup %d: %w", from.Src, Mark, err)
 		}
+	}
+	if !connmark {
+		return nil
 	}
 	if err := os.WriteFile("/proc/sys/net/ipv4/tcp_fwmark_accept", []byte("1"), 0); err != nil {
 		return fmt.Errorf("set net.ipv4.tcp_fwmark_accept: %w", err)

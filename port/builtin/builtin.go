@@ -82,7 +82,7 @@ func NewFactory(o Options) port.Factory {
 			nextID: 1,
 			pools:  map[poolKey]*pool{},
 
-			transparentDone: make(chan struct{}),
+			prep: [2]prep{{done: make(chan struct{})}, {done: make(chan struct{})}},
 		}, nil
 	}
 }
@@ -101,13 +101,11 @@ type Driver struct {
 	pools  map[poolKey]*pool
 	closed bool
 
-	// The child is prepared for transparent sockets once, in the
-	// background, when the first client whose address can be kept comes;
-	// transparentOK is written before transparentDone closes.
-	transparentOnce sync.Once
-	transparentDone chan struct{}
-	transparentOK   bool
-	bg              sync.WaitGroup // the preparation and connections waiting for it
+	// The child is prepared for transparent sockets once per kind, in the
+	// background, when the first client whose address can be kept comes:
+	// prep[0] for targets on the child's loopback, prep[1] for the others.
+	prep [2]prep
+	bg   sync.WaitGroup // the preparations and connections waiting for them
 
 	// engine relays TCP connections; started with the first TCP port.
 	engine *relay.Engine
@@ -295,41 +293,68 @@ func (d *Driver) Close() error {
 	return nil
 }
 
-// prepareTransparent starts preparing the child for IP_TRANSPARENT binds,
-// once, in the background: the child runs iptables, which no accept loop
-// should wait for. It waits for the first client that needs it, so
-// launchers whose clients are all on this host never run iptables.
-func (d *Driver) prepareTransparent() {
+// prep is one preparation of the child for IP_TRANSPARENT binds; ok is
+// written before done closes.
+type prep struct {
+	once sync.Once
+	done chan struct{}
+	ok   bool
+}
+
+// prepFor is the preparation connections to target need. A server on the
+// child's loopback answers from loopback, which policy routing alone sends
+// back to the transparent socket; any other needs the connmark rules too,
+// which take iptables.
+func (d *Driver) prepFor(target netip.AddrPort) (*prep, bool) {
+	if target.Addr().IsLoopback() {
+		return &d.prep[0], false
+	}
+	return &d.prep[1], true
+}
+
+// prepareTransparent starts preparing the child for IP_TRANSPARENT binds to
+// target, once per kind, in the background: the child may run iptables,
+// which no accept loop should wait for. It waits for the first client that
+// needs it, so launchers whose clients are all on this host prepare
+// nothing, and those whose servers are on the child's loopback never run
+// iptables.
+func (d *Driver) prepareTransparent(target netip.AddrPort) {
 	if !d.opts.SourceIPTransparent {
 		return
 	}
-	d.transparentOnce.Do(func() {
+	p, connmark := d.prepFor(target)
+	p.once.Do(func() {
 		d.bg.Add(1)
 		go func() {
 			defer d.bg.Done()
-			defer close(d.transparentDone)
+			defer close(p.done)
 			t0 := time.Now()
-			if err := d.src.EnableTransparent(d.ctx); err != nil {
+			if err := d.src.EnableTransparent(d.ctx, connmark); err != nil {
 				if d.ctx.Err() == nil {
-					d.log.Warn("client addresses will not be kept: preparing the child for transparent sockets failed", "err", err)
+					hint := ""
+					if connmark {
+						hint = " (servers on the child's loopback, the default child IP, need no iptables)"
+					}
+					d.log.Warn("client addresses will not be kept: preparing the child for transparent sockets failed"+hint, "target", target, "err", err)
 				}
 				return
 			}
-			d.transparentOK = true
-			d.log.Debug("child prepared for transparent sockets", "took", time.Since(t0))
+			p.ok = true
+			d.log.Debug("child prepared for transparent sockets", "connmark", connmark, "took", time.Since(t0))
 		}()
 	})
 }
 
-// transparentSettled reports whether no connection need wait for the
-// child's preparation for IP_TRANSPARENT binds: it has ended, or client
+// transparentSettled reports whether no connection to target need wait for
+// the child's preparation for IP_TRANSPARENT binds: it has ended, or client
 // addresses are not kept at all.
-func (d *Driver) transparentSettled() bool {
+func (d *Driver) transparentSettled(target netip.AddrPort) bool {
 	if !d.opts.SourceIPTransparent {
 		return true
 	}
+	p, _ := d.prepFor(target)
 	select {
-	case <-d.transparentDone:
+	case <-p.done:
 		return true
 	default:
 		return false
@@ -337,15 +362,16 @@ func (d *Driver) transparentSettled() bool {
 }
 
 // transparent reports whether the child is prepared for IP_TRANSPARENT
-// binds, waiting for the preparation if it is still under way.
-func (d *Driver) transparent(ctx context.Context) bool {
+// binds to target, waiting for the preparation if it is still under way.
+func (d *Driver) transparent(ctx context.Context, target netip.AddrPort) bool {
 	if !d.opts.SourceIPTransparent {
 		return false
 	}
-	d.prepareTransparent()
+	d.prepareTransparent(target)
+	p, _ := d.prepFor(target)
 	select {
-	case <-d.transparentDone:
-		return d.transparentOK
+	case <-p.done:
+		return p.ok
 	case <-ctx.Done():
 		return false
 	}

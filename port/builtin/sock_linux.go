@@ -20,7 +20,7 @@ func (d *Driver) dialUDP(ctx context.Context, p *pool, target, client netip.Addr
 		return nil, err
 	}
 	family := p.key.family
-	if src, ok := d.transparentSource(client, target, true); ok && d.transparent(ctx) {
+	if src, ok := d.transparentSource(client, target, true); ok && d.transparent(ctx, target) {
 		if err := sys.BindTransparent(fd, family, src); err != nil {
 			d.log.Debug("keeping the client address failed; connecting plainly", "client", client, "err", err)
 		}

@@ -21,7 +21,7 @@ func (hostSource) Socket(ctx context.Context, family, sotype int) (int, error) {
 	return sys.Socket(family, sotype)
 }
 
-func (hostSource) EnableTransparent(ctx context.Context) error {
+func (hostSource) EnableTransparent(ctx context.Context, connmark bool) error {
 	return errors.New("host source: no namespace to prepare")
 }
 
@@ -92,8 +92,9 @@ func (s *nsSource) Socket(ctx context.Context, family, sotype int) (int, error) 
 // EnableTransparent routes every packet sent from a loopback address to
 // local delivery, so a server on 127.0.0.1/::1 answering a foreign
 // (client) address reaches the transparent socket instead of the default
-// route. Packets from loopback may never leave a host anyway.
-func (s *nsSource) EnableTransparent(ctx context.Context) error {
+// route. Packets from loopback may never leave a host anyway. It sets up no
+// connmark: the tests' servers listen on loopback.
+func (s *nsSource) EnableTransparent(ctx context.Context, connmark bool) error {
 	for _, args := range [][]string{
 		{"-4", "route", "add", "local", "default", "dev", "lo", "table", "100"},
 		{"-4", "rule", "add", "from", "127.0.0.0/8", "lookup", "100", "priority", "100"},

@@ -121,7 +121,7 @@ func (a *acceptor) accept(lfd int, add func(relay.Pair) error) bool {
 		a.child = -1
 		// src is valid only if the client's address can be kept.
 		src, keep := d.transparentSource(client, a.target, false)
-		if keep && !d.transparentSettled() {
+		if keep && !d.transparentSettled(a.target) {
 			// That goroutine is off the loop's thread: it adds as any
 			// other would.
 			d.startTCPPrepared(a.ctx, a.p, a.g.Add, fd, child, a.target, client, src)
@@ -143,11 +143,11 @@ func (a *acceptor) pause(err error) bool {
 // sockets: the first clients whose address can be kept wait for that off
 // the accept loop, in a goroutine that ends with the port.
 func (d *Driver) startTCPPrepared(ctx context.Context, p *pool, add func(relay.Pair) error, client, child int, target, from, src netip.AddrPort) {
-	d.prepareTransparent()
+	d.prepareTransparent(target)
 	d.bg.Add(1)
 	go func() {
 		defer d.bg.Done()
-		if d.transparent(ctx); ctx.Err() != nil {
+		if d.transparent(ctx, target); ctx.Err() != nil {
 			// The port is gone.
 			sys.Close(child)
 			sys.CloseReset(client)
@@ -176,7 +176,7 @@ func (d *Driver) startTCP(p *pool, add func(relay.Pair) error, client, child int
 	family := p.key.family
 	timeout := connectTimeout
 	var redial func() (int, time.Duration, error)
-	if src.IsValid() && d.transparent(d.ctx) {
+	if src.IsValid() && d.transparent(d.ctx, target) {
 		if err := sys.BindTransparent(child, family, src); err != nil {
 			d.log.Debug("keeping the client address failed; connecting plainly", "client", from, "err", err)
 		} else {

@@ -175,7 +175,7 @@ type gatedSource struct {
 	gate chan struct{}
 }
 
-func (g gatedSource) EnableTransparent(ctx context.Context) error {
+func (g gatedSource) EnableTransparent(ctx context.Context, connmark bool) error {
 	select {
 	case <-g.gate:
 		return nil

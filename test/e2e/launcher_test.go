@@ -614,7 +614,7 @@ func TestClientAddressThroughLauncher(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "setpriv", "--reuid", strconv.Itoa(uid), "--regid", strconv.Itoa(gid), "--clear-groups",
 		filepath.Join(Bin, "rootlesskit"), "--state-dir="+state, "--net=slirp4netns", "--disable-host-loopback", "--port-driver=builtin",
-		"-p", "0.0.0.0:8080:80/tcp", "busybox", "httpd", "-f", "-p", "80", "-h", filepath.Join(dir, "www"))
+		"-p", "0.0.0.0:8080:80/tcp", "-p", "0.0.0.0:8081:10.0.2.100:80/tcp", "busybox", "httpd", "-f", "-p", "80", "-h", filepath.Join(dir, "www"))
 	cmd.Env = []string{"PATH=" + Bin + ":/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + testUser.HomeDir, "TMPDIR=/tmp"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stderr strings.Builder
@@ -627,18 +627,42 @@ func TestClientAddressThroughLauncher(t *testing.T) {
 		cmd.Wait()
 	}()
 	WaitFile(t, filepath.Join(state, "child_pid"), 20*time.Second)
-	var got string
-	for range 50 {
-		out, err := exec.Command("ip", "netns", "exec", ns, "curl", "-fsS", "-m", "2", "--interface", "198.18.0.1", "http://198.18.0.1:8080/cgi-bin/who").CombinedOutput()
-		got = strings.TrimSpace(string(out))
-		if err == nil {
-			break
+	b, _ := os.ReadFile(filepath.Join(state, "child_pid"))
+	childPID := strings.TrimSpace(string(b))
+	who := func(port int) {
+		t.Helper()
+		var got string
+		for range 50 {
+			out, err := exec.Command("ip", "netns", "exec", ns, "curl", "-fsS", "-m", "2", "--interface", "198.18.0.1", fmt.Sprintf("http://198.18.0.1:%d/cgi-bin/who", port)).CombinedOutput()
+			got = strings.TrimSpace(string(out))
+			if err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
+		// busybox httpd listens on ::, so an IPv4 client shows as ::ffff:a.b.c.d.
+		if got != "198.18.0.1" && got != "[::ffff:198.18.0.1]" && got != "::ffff:198.18.0.1" {
+			t.Errorf("through port %d the command saw the client as %q, want 198.18.0.1 (stderr: %s)", port, got, stderr.String())
+		}
 	}
-	// busybox httpd listens on ::, so an IPv4 client shows as ::ffff:a.b.c.d.
-	if got != "198.18.0.1" && got != "[::ffff:198.18.0.1]" && got != "::ffff:198.18.0.1" {
-		t.Errorf("the command saw the client as %q, want 198.18.0.1 (stderr: %s)", got, stderr.String())
+	connmark := func() bool {
+		t.Helper()
+		out, err := exec.Command("nsenter", "-t", childPID, "-n", "iptables", "-w", "5", "-t", "mangle", "-S", "OUTPUT").CombinedOutput()
+		if err != nil {
+			t.Fatalf("iptables in the child's netns: %v: %s", err, out)
+		}
+		return strings.Contains(string(out), "CONNMARK")
+	}
+	// A server on the child's loopback (the default child IP) needs policy
+	// routing only: no iptables rule is added for it.
+	who(8080)
+	if connmark() {
+		t.Error("a port to the child's loopback added the connmark rules; only other child IPs need them")
+	}
+	// A server on the child's own address needs the connmark rules.
+	who(8081)
+	if !connmark() {
+		t.Error("a port to 10.0.2.100 kept the client's address without the connmark rules")
 	}
 }
 

@@ -610,7 +610,8 @@ docker rm -f web >/dev/null
 }
 
 // The first client whose address can be kept starts preparing the child
-// for transparent sockets (iptables, run by the namespace init). A command
+// for transparent sockets (iptables, run by the namespace init, when the
+// child IP is not loopback). A command
 // that ends just then ends while that runs: the helper must not outlive
 // the launcher, neither as a live orphan nor as a zombie nobody reaps.
 func TestPortsNoHelperOutlivesLauncher(t *testing.T) {
@@ -622,7 +623,7 @@ func TestPortsNoHelperOutlivesLauncher(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		state := filepath.Join(dir, fmt.Sprintf("state%d", i))
 		cmd := UserCmd(t, ctx, "rootlesskit", "--state-dir="+state, "--net=slirp4netns", "--disable-host-loopback",
-			"--port-driver=builtin", fmt.Sprintf("--publish=0.0.0.0:%d:80/tcp", port), "head", "-c1")
+			"--port-driver=builtin", fmt.Sprintf("--publish=0.0.0.0:%d:10.0.2.100:80/tcp", port), "head", "-c1")
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
 			t.Fatal(err)
