@@ -17,7 +17,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestPool(t *testing.T) {
+// serve connects a client to srv over a socketpair. stop closes the client
+// and waits for srv to end.
+func serve(t *testing.T, srv *Server) (cl *Client, ctx context.Context, stop func()) {
+	t.Helper()
 	a, bf, err := handshake.Pair()
 	if err != nil {
 		t.Fatal(err)
@@ -27,17 +30,24 @@ func TestPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var calls atomic.Int32
-	srv := &Server{
-		InNetNS:     func(fn func() error) error { calls.Add(1); return fn() },
-		NewSocket:   sys.Socket,
-		Transparent: func(bool) error { return errors.New("no iptables here") },
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, b) }()
+	cl = NewClient(a)
+	return cl, ctx, func() {
+		cl.Close()
+		cancel()
+		<-done
+	}
+}
 
-	cl := NewClient(a)
+func TestPool(t *testing.T) {
+	var calls atomic.Int32
+	cl, ctx, stop := serve(t, &Server{
+		InNetNS:     func(fn func() error) error { calls.Add(1); return fn() },
+		NewSocket:   sys.Socket,
+		Transparent: func(bool) error { return errors.New("no iptables here") },
+	})
 	for i := range Batch + 1 {
 		fd, err := cl.Socket(ctx, syscall.AF_INET, syscall.SOCK_STREAM)
 		if err != nil {
@@ -62,9 +72,7 @@ func TestPool(t *testing.T) {
 	if _, err := cl.Socket(ctx, 99, syscall.SOCK_STREAM); err == nil {
 		t.Error("bad family accepted")
 	}
-	cl.Close()
-	cancel()
-	<-done
+	stop()
 }
 
 // Once the namespace init has gone, the client says so in a way the port
@@ -121,33 +129,18 @@ func TestIptablesHangs(t *testing.T) {
 // The child prepares policy routing once and the connmark rules once: a
 // request for less than what is done costs no round trip.
 func TestEnableTransparentOnceEach(t *testing.T) {
-	a, bf, err := handshake.Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := handshake.FromFile(bf)
-	bf.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	seen := make(chan bool, 10)
-	srv := &Server{
+	cl, ctx, stop := serve(t, &Server{
 		InNetNS:     func(fn func() error) error { return fn() },
 		NewSocket:   sys.Socket,
 		Transparent: func(connmark bool) error { seen <- connmark; return nil },
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, b) }()
-	cl := NewClient(a)
+	})
 	for _, connmark := range []bool{false, false, true, true, false} {
 		if err := cl.EnableTransparent(ctx, connmark); err != nil {
 			t.Fatalf("EnableTransparent(%v): %v", connmark, err)
 		}
 	}
-	cl.Close()
-	cancel()
-	<-done
+	stop()
 	close(seen)
 	var got []bool
 	for c := range seen {

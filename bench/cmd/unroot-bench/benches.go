@@ -569,34 +569,19 @@ func (h *harness) httpGroup() *group {
 	}}
 	g.variants = append(g.variants, variant{label: "direct (nginx on the host)", peer: "ref", refKey: "direct", benches: ids,
 		run: func(ctx context.Context) (map[string]float64, error) {
-			dir, err := h.scratch()
+			port, _, err := h.hostNginx(ctx)
 			if err != nil {
-				return nil, err
-			}
-			port, err := freePort()
-			if err != nil {
-				return nil, err
-			}
-			conf := filepath.Join(dir, "nginx.conf")
-			if err := os.WriteFile(conf, []byte(nginxConf(dir, fmt.Sprintf("127.0.0.1:%d", port), false)), 0o644); err != nil {
-				return nil, err
-			}
-			if err := h.hostServer(ctx, "nginx", []string{"-c", conf, "-p", dir + "/"}, port); err != nil {
 				return nil, err
 			}
 			return h.wrkAll(ctx, port)
 		}})
-	// Another relay, for scale: haproxy, one thread splicing as unroot's
-	// builtin driver does, between two ports of the host's loopback. What
-	// it gets of a direct connection is what a relay in user space can get
-	// on this machine, namespaces aside.
-	hv := variant{label: "haproxy relay on the host (one thread, splice) → nginx on the host", peer: "other", config: "haproxy", refKey: "direct", benches: ids,
+	// Another relay, for scale: haproxy, one thread, between two ports of
+	// the host's loopback; it splices large transfers and copies small
+	// messages. What it gets of a direct connection is what a relay in
+	// user space can get on this machine, namespaces aside.
+	hv := variant{label: "haproxy relay on the host (one thread, splice-auto) → nginx on the host", peer: "other", config: "haproxy", refKey: "direct", benches: ids,
 		run: func(ctx context.Context) (map[string]float64, error) {
-			dir, err := h.scratch()
-			if err != nil {
-				return nil, err
-			}
-			np, err := freePort()
+			np, dir, err := h.hostNginx(ctx)
 			if err != nil {
 				return nil, err
 			}
@@ -604,15 +589,8 @@ func (h *harness) httpGroup() *group {
 			if err != nil {
 				return nil, err
 			}
-			conf := filepath.Join(dir, "nginx.conf")
-			if err := os.WriteFile(conf, []byte(nginxConf(dir, fmt.Sprintf("127.0.0.1:%d", np), false)), 0o644); err != nil {
-				return nil, err
-			}
 			hconf := filepath.Join(dir, "haproxy.cfg")
 			if err := os.WriteFile(hconf, []byte(haproxyConf(hp, np)), 0o644); err != nil {
-				return nil, err
-			}
-			if err := h.hostServer(ctx, "nginx", []string{"-c", conf, "-p", dir + "/"}, np); err != nil {
 				return nil, err
 			}
 			if err := h.hostServer(ctx, "haproxy", []string{"-db", "-f", hconf}, hp); err != nil {
@@ -642,6 +620,27 @@ func (h *harness) httpGroup() *group {
 		})...)
 	}
 	return g
+}
+
+// hostNginx starts nginx on a free port of the host's loopback, with its
+// files in a new scratch directory, and returns both.
+func (h *harness) hostNginx(ctx context.Context) (int, string, error) {
+	dir, err := h.scratch()
+	if err != nil {
+		return 0, "", err
+	}
+	port, err := freePort()
+	if err != nil {
+		return 0, "", err
+	}
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(nginxConf(dir, fmt.Sprintf("127.0.0.1:%d", port), false)), 0o644); err != nil {
+		return 0, "", err
+	}
+	if err := h.hostServer(ctx, "nginx", []string{"-c", conf, "-p", dir + "/"}, port); err != nil {
+		return 0, "", err
+	}
+	return port, dir, nil
 }
 
 // haproxyConf relays TCP from 127.0.0.1:listen to 127.0.0.1:server with one
