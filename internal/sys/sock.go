@@ -104,6 +104,10 @@ func ListenUnix(path string, perm uint32) (*os.File, error) {
 // EAGAIN is Accept's answer when no connection is waiting.
 const EAGAIN = unix.EAGAIN
 
+// ECONNABORTED is Accept's answer for a connection its client reset while
+// it waited in the backlog.
+const ECONNABORTED = unix.ECONNABORTED
+
 // ECONNREFUSED is a connect's answer when nothing listens.
 const ECONNREFUSED = unix.ECONNREFUSED
 

@@ -114,6 +114,9 @@ func (a *acceptor) accept(lfd int, add func(relay.Pair) error) bool {
 			if errors.Is(err, sys.EAGAIN) {
 				return true
 			}
+			if errors.Is(err, sys.ECONNABORTED) {
+				continue // the client gave up: nothing to report or wait for
+			}
 			return a.pause(err)
 		}
 		a.accepted = true
