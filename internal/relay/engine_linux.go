@@ -96,13 +96,25 @@ func (e *Engine) Close() {
 
 // Add starts relaying p. If the group is closed, p's sockets are closed
 // and an error is returned.
-func (g *Group) Add(p Pair) error {
+func (g *Group) Add(p Pair) error { return g.addFrom(nil, p) }
+
+// addFrom is Add called on the thread of loop from (nil: any other
+// thread). A pair that falls to that loop is registered at once, so its
+// first bytes are read in the same round.
+func (g *Group) addFrom(from *loop, p Pair) error {
 	// Pairs are spread over the loops in turn.
 	l := g.e.loops[g.e.next.Add(1)%uint32(len(g.e.loops))]
 	// Posting under g.mu queues the pair ahead of a concurrent Close's
-	// message to the same loop, so Close cannot miss it.
+	// message to the same loop, so Close cannot miss it. On that loop's
+	// own thread, a Close's message can only run after this returns.
 	g.mu.Lock()
-	ok := !g.closed && l.post(func() { l.add(g, p) })
+	ok := !g.closed
+	if ok && l == from {
+		g.mu.Unlock()
+		l.add(g, p)
+		return nil
+	}
+	ok = ok && l.post(func() { l.add(g, p) })
 	g.mu.Unlock()
 	if !ok {
 		unix.Close(p.Client)
@@ -292,8 +304,9 @@ func (l *loop) run() {
 			l.mu.Lock()
 			l.stopped = true
 			l.mu.Unlock()
-			l.shutdown()
-			return
+			// Back to the top: what was posted before runs (its callers
+			// may wait for it), then the loop shuts down.
+			continue
 		}
 		for i := range n {
 			l.event(events[i])

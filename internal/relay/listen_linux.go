@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"fmt"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,38 +41,40 @@ type Listener struct {
 func (g *Group) Listen(fd int, accept AcceptFunc) (*Listener, error) {
 	l := g.e.loops[g.e.next.Add(1)%uint32(len(g.e.loops))]
 	ln := &Listener{l: l, g: g, fd: fd, accept: accept, done: make(chan struct{}), idx: -1}
-	errc := make(chan error, 1)
 	g.mu.Lock()
-	ok := !g.closed && l.post(func() { errc <- l.listen(ln) })
+	ok := !g.closed && l.post(func() { l.listen(ln) })
 	g.mu.Unlock()
 	if !ok {
 		unix.Close(fd)
 		close(ln.done)
 		return nil, errors.New("relay: group closed")
 	}
-	if err := <-errc; err != nil {
-		return nil, err
-	}
 	return ln, nil
 }
 
 // Resume starts watching the listener again after its AcceptFunc returned
-// false (or for the first time).
-func (ln *Listener) Resume() {
+// false (or for the first time). An error (the kernel lacks memory for
+// the watch, or the engine has stopped) leaves it unwatched: call again
+// later.
+func (ln *Listener) Resume() error {
 	l := ln.l
-	l.post(func() {
-		if ln.idx < 0 || ln.armed {
-			return
-		}
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: listenerFd(ln.idx), Pad: ln.gen}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev); err != nil {
-			// Only a lack of kernel memory gets here; the owner's next
-			// Resume tries again.
-			l.log.Warn("relay: watching a listening socket failed", "err", err)
-			return
-		}
-		ln.armed = true
-	})
+	errc := make(chan error, 1)
+	if !l.post(func() { errc <- l.resume(ln) }) {
+		return errors.New("relay: engine stopped")
+	}
+	return <-errc
+}
+
+func (l *loop) resume(ln *Listener) error {
+	if ln.idx < 0 || ln.armed {
+		return nil
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: listenerFd(ln.idx), Pad: ln.gen}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, ln.fd, &ev); err != nil {
+		return fmt.Errorf("relay: watch the listening socket: %w", err)
+	}
+	ln.armed = true
+	return nil
 }
 
 // Close stops accepting, closes the listening socket and waits until it
@@ -89,7 +92,7 @@ func (ln *Listener) Close() {
 // be taken for a pair's slot, and below the eventfd's -1.
 func listenerFd(idx int32) int32 { return -2 - idx }
 
-func (l *loop) listen(ln *Listener) error {
+func (l *loop) listen(ln *Listener) {
 	idx := int32(-1)
 	for i, x := range l.listeners {
 		if x == nil {
@@ -104,7 +107,6 @@ func (l *loop) listen(ln *Listener) error {
 	l.gen++
 	ln.idx, ln.gen = idx, int32(l.gen&(1<<30-1))
 	l.listeners[idx] = ln
-	return nil
 }
 
 func (l *loop) closeListener(ln *Listener) {
@@ -137,24 +139,5 @@ func (l *loop) acceptEvent(ev unix.EpollEvent) {
 	ln.armed = false
 }
 
-// add starts relaying a connection the listener accepted. A pair that
-// falls to this loop is registered at once, so its first bytes are read
-// in the same round.
-func (ln *Listener) add(p Pair) error {
-	g, l := ln.g, ln.l
-	target := g.e.loops[g.e.next.Add(1)%uint32(len(g.e.loops))]
-	if target != l {
-		return g.Add(p)
-	}
-	g.mu.Lock()
-	closed := g.closed
-	g.mu.Unlock()
-	if closed {
-		// The group's closeGroup may already have run on this loop.
-		unix.Close(p.Client)
-		unix.Close(p.Child)
-		return errors.New("relay: group closed")
-	}
-	l.add(g, p)
-	return nil
-}
+// add starts relaying a connection the listener accepted.
+func (ln *Listener) add(p Pair) error { return ln.g.addFrom(ln.l, p) }

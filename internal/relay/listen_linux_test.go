@@ -82,7 +82,9 @@ func TestListenerPauseResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln.Resume()
+	if err := ln.Resume(); err != nil {
+		t.Fatal(err)
+	}
 
 	c1, err := net.DialTCP("tcp", nil, addr)
 	if err != nil {
@@ -105,7 +107,9 @@ func TestListenerPauseResume(t *testing.T) {
 	defer c2.Close()
 	<-paused
 	tokens = 1
-	ln.Resume()
+	if err := ln.Resume(); err != nil {
+		t.Fatal(err)
+	}
 	s2, err := backend.AcceptTCP()
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +127,8 @@ func TestListenerPauseResume(t *testing.T) {
 }
 
 // TestListenClosedGroup: Listen on a closed group fails and closes the
-// socket it was given; a listener of a closed engine closes at once.
+// socket it was given; a listener of a closed engine closes at once, and
+// Resume says it cannot watch it.
 func TestListenClosedGroup(t *testing.T) {
 	e := newEngine(t)
 	g := e.NewGroup()
@@ -145,8 +150,13 @@ func TestListenClosedGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln.Resume()
+	if err := ln.Resume(); err != nil {
+		t.Fatal(err)
+	}
 	e2.Close()
+	if err := ln.Resume(); err == nil {
+		t.Error("Resume on a closed engine succeeded; its caller would wait for connections that never come")
+	}
 	ln.Close()
 	if c, err := net.DialTCP("tcp", nil, addr); err == nil {
 		c.Close()

@@ -59,13 +59,16 @@ func (d *Driver) serveTCP(ctx context.Context, ln *tcpListener, p *pool, target 
 				bo.longest()
 			}
 			wait := bo.step()
-			d.log.Log(ctx, level, "accept failed; retrying", "addr", ln.addr, "err", err, "retry_in", wait)
+			d.log.Log(ctx, level, "accepting on a published port failed; retrying", "addr", ln.addr, "err", err, "retry_in", wait)
 			if !sleep(ctx, wait) {
 				return
 			}
 		}
 		a.accepted = false
-		rl.Resume()
+		if err := rl.Resume(); err != nil {
+			a.err = err
+			continue
+		}
 		select {
 		case <-a.paused:
 		case <-ctx.Done():
@@ -160,9 +163,11 @@ func (d *Driver) startTCPPrepared(ctx context.Context, p *pool, add func(relay.P
 	}()
 }
 
-// isTemporary reports errors that go away once descriptors or memory free up.
+// isTemporary reports errors that go away once descriptors or memory free
+// up. (accept's EAGAIN and ECONNABORTED never get here: the loop takes
+// them in its stride.)
 func isTemporary(err error) bool {
-	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EAGAIN} {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
 		if errors.Is(err, e) {
 			return true
 		}
