@@ -53,16 +53,19 @@ func (g *Group) Listen(fd int, accept AcceptFunc) (*Listener, error) {
 }
 
 // Resume starts watching the listener again after its AcceptFunc returned
-// false (or for the first time). An error (the kernel lacks memory for
-// the watch, or the engine has stopped) leaves it unwatched: call again
-// later.
-func (ln *Listener) Resume() error {
+// false (or for the first time). It does not wait. If the watch fails
+// (the kernel lacks memory for it, or the engine has stopped), failed is
+// called, on the loop's thread or this one, as a pause with that error
+// would be: the listener is not watched until the next Resume.
+func (ln *Listener) Resume(failed func(error)) {
 	l := ln.l
-	errc := make(chan error, 1)
-	if !l.post(func() { errc <- l.resume(ln) }) {
-		return errors.New("relay: engine stopped")
+	if !l.post(func() {
+		if err := l.resume(ln); err != nil {
+			failed(err)
+		}
+	}) {
+		failed(errors.New("relay: engine stopped"))
 	}
-	return <-errc
 }
 
 func (l *loop) resume(ln *Listener) error {

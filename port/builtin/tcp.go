@@ -65,10 +65,8 @@ func (d *Driver) serveTCP(ctx context.Context, ln *tcpListener, p *pool, target 
 			}
 		}
 		a.accepted = false
-		if err := rl.Resume(); err != nil {
-			a.err = err
-			continue
-		}
+		// A watch that fails comes back as a pause with its error.
+		rl.Resume(func(err error) { a.pause(err) })
 		select {
 		case <-a.paused:
 		case <-ctx.Done():
