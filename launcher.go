@@ -20,6 +20,7 @@ import (
 
 	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/doctor"
+	"github.com/unroot/unroot/internal/bypass"
 	"github.com/unroot/unroot/internal/cgroup"
 	"github.com/unroot/unroot/internal/childinit"
 	"github.com/unroot/unroot/internal/copyup"
@@ -139,6 +140,9 @@ type Launcher struct {
 	// ChildReportsExit makes the namespace init also print a line for a
 	// non-zero exit status, as RootlessKit's child does.
 	ChildReportsExit bool
+	// Bypass hands the namespace's sockets to the host kernel (see
+	// docs/bypass.md); the zero value is off.
+	Bypass Bypass
 
 	log      *slog.Logger
 	mu       sync.Mutex
@@ -159,15 +163,17 @@ type Launcher struct {
 	exited   chan struct{}
 	// startOK is closed when Start succeeds; until then the command's end
 	// is Start's business, not the early stop's.
-	startOK     chan struct{}
-	releaseOnce sync.Once
-	releaseErr  error
-	nsReady     chan struct{} // closed once Start has read NSReady from ctl
-	preTap      string        // the tap the child pre-creates, "" for none
-	tapDone     chan struct{} // closed once the child's TapCreated is read
-	tapOK       bool          // valid after tapDone: preTap exists
-	waitErr     error
-	wg          sync.WaitGroup
+	startOK      chan struct{}
+	releaseOnce  sync.Once
+	releaseErr   error
+	nsReady      chan struct{} // closed once Start has read NSReady from ctl
+	preTap       string        // the tap the child pre-creates, "" for none
+	tapDone      chan struct{} // closed once the child's TapCreated is read
+	tapOK        bool          // valid after tapDone: preTap exists
+	waitErr      error
+	wg           sync.WaitGroup
+	bypass       *bypass.Supervisor // nil unless --bypass runs
+	bypassWhyOff string             // why not, under --bypass=auto
 }
 
 // hostNetworker is implemented by drivers that share the host's network
@@ -232,6 +238,9 @@ func (l *Launcher) Validate() error {
 	}
 	if l.DetachNetNS && !l.privateNet() {
 		return errors.New("--detach-netns requires a network namespace: use --net=slirp4netns, pasta, netstack or none")
+	}
+	if err := l.validateBypass(); err != nil {
+		return err
 	}
 	if len(l.Publish) > 0 && l.Ports == nil {
 		return errors.New("publishing ports requires a port driver: add --port-driver=builtin")
@@ -441,6 +450,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 		Cgroup2:     l.EvacuateCgroup2 != "",
 		ErrPrefix:   prefix,
 		ReportExit:  l.ChildReportsExit,
+		Bypass:      l.childBypass(),
 	}
 	env := append(os.Environ(), l.Env...)
 	env = append(env,
@@ -658,10 +668,11 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if err := ctl.Send(handshake.Msg{Kind: handshake.Network, Setup: &setup}); err != nil {
 		return l.startErr(startCtx, err)
 	}
-	m, _, err := ctl.Expect(startCtx, handshake.Started)
+	m, startedFiles, err := ctl.Expect(startCtx, handshake.Started)
 	if err != nil {
 		return l.startErr(startCtx, err)
 	}
+	defer closeFiles(startedFiles) // startBypass takes what it keeps
 	mark("command started")
 	l.cmdPID = m.PID
 	close(cmdRunning)
@@ -690,6 +701,9 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 				return fmt.Errorf("publish %s: %w", specString(s), err)
 			}
 		}
+	}
+	if err := l.startBypass(startedFiles, m.Err, setup); err != nil {
+		return err
 	}
 	mark("ports published")
 	// api.sock is served before child_pid appears: scripts take child_pid
@@ -914,6 +928,9 @@ func (l *Launcher) release() error {
 		if l.api != nil {
 			errs = append(errs, l.api.Close())
 		}
+		if l.bypass != nil {
+			errs = append(errs, l.bypass.Close())
+		}
 		if l.portDrv != nil {
 			errs = append(errs, l.portDrv.Close())
 		}
@@ -964,6 +981,7 @@ func (l *Launcher) Info() api.Info {
 		pi := l.portDrv.Info()
 		info.PortDriver = &pi
 	}
+	info.Bypass = l.bypassInfo()
 	return info
 }
 

@@ -55,6 +55,8 @@ type opts struct {
 	subidSource string
 
 	ready string // unroot only: who sends systemd READY=1 (internal/notify)
+
+	bypass bypassOpts
 }
 
 const categoryKey = "category"
@@ -130,6 +132,7 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	for _, n := range []string{"pidns", "cgroupns", "utsns", "ipcns", "reaper", "evacuate-cgroup2"} {
 		add("Process", n)
 	}
+	registerBypass(fs, &o.bypass)
 	fs.StringVar(&o.subidSource, "subid-source", "auto", "source of the subids [auto, dynamic (getsubids), static (/etc/subuid)]")
 	add("SubID", "subid-source")
 	if p == asUnroot {

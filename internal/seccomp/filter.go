@@ -63,8 +63,8 @@ func Program(a Arch, rules []Rule) []unix.SockFilter {
 	ld := func(off uint32) { p = append(p, stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, off)) }
 	// Jumps are written with symbolic targets and resolved at the end.
 	type fix struct {
-		at        int
-		jt, jf    int // label ids; -1 = next instruction
+		at     int
+		jt, jf int // label ids; -1 = next instruction
 	}
 	var fixes []fix
 	labels := map[int]int{}
