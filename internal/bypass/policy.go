@@ -72,6 +72,25 @@ func hostBindAddr(family int, v6only bool, p Published) (netip.AddrPort, bool) {
 	return netip.AddrPort{}, false
 }
 
+// pickBind chooses among the published ports a bind matched the host
+// address that serves the most of them: a dual-stack socket takes the IPv6
+// wildcard when one of them is, which covers the IPv4 wildcard too.
+func pickBind(family int, v6only bool, match []Published) (netip.AddrPort, bool) {
+	if family == afInet6 {
+		for _, p := range match {
+			if !p.ParentIP.IsValid() || p.ParentIP.Is6() && !p.ParentIP.Is4In6() && p.ParentIP.IsUnspecified() {
+				return hostBindAddr(family, v6only, p)
+			}
+		}
+	}
+	for _, p := range match {
+		if a, ok := hostBindAddr(family, v6only, p); ok {
+			return a, true
+		}
+	}
+	return netip.AddrPort{}, false
+}
+
 // reachBound is the address a client socket of family connects to on the
 // host to reach a listener bound at bound. ok is false where it cannot.
 func reachBound(family int, bound netip.AddrPort, boundV6only bool) (netip.AddrPort, bool) {

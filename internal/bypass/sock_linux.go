@@ -51,7 +51,8 @@ func inspect(fd int) (sockInfo, bool) {
 	}
 	si.proto, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PROTOCOL)
 	switch {
-	case si.typ == unix.SOCK_STREAM && si.proto == unix.IPPROTO_TCP:
+	case si.typ == unix.SOCK_STREAM && (si.proto == unix.IPPROTO_TCP || si.proto == unix.IPPROTO_MPTCP):
+		// Go listens with MPTCP by default where the kernel has it.
 	case si.typ == unix.SOCK_DGRAM && si.proto == unix.IPPROTO_UDP:
 	default:
 		return si, false

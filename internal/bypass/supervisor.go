@@ -253,7 +253,7 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 		s.cont(n)
 		return
 	}
-	host, ok := hostBindAddr(si.family, si.v6only, match[0])
+	host, ok := pickBind(si.family, si.v6only, match)
 	if !ok {
 		s.warnOnce("family"+strconv.Itoa(match[0].ID), "bypass: the program's socket cannot serve the published address; the relay serves it", "port", match[0].ID, "bind", addr)
 		s.cont(n)
