@@ -137,7 +137,7 @@ func TestContract(t *testing.T) {
 		{"DELETE", "/v1/ports/99", "", 400, errCT, `{"message":"unknown id: 99"}` + "\n"},
 		{"DELETE", "/v1/ports/2", "", 200, "", ""},
 		{"GET", "/v1/ports", "", 200, jsonCT, `[{"id":1,"spec":{"proto":"tcp","parentIP":"127.0.0.1","parentPort":8080,"childPort":80}}]`},
-		{"GET", "/v1/info", "", 200, jsonCT, `{"apiVersion":"1.1.1","version":"test","stateDir":"/state","childPID":42,"networkDriver":{"driver":"slirp4netns","dns":["10.0.2.3"],"childIP":"10.0.2.100"},"portDriver":{"driver":"builtin","protos":["tcp","tcp4","tcp6","udp","udp4","udp6"]}}`},
+		{"GET", "/v1/info", "", 200, jsonCT, `{"apiVersion":"1.1.3","version":"test","stateDir":"/state","childPID":42,"networkDriver":{"driver":"slirp4netns","dns":["10.0.2.3"],"childIP":"10.0.2.100"},"portDriver":{"driver":"builtin","protos":["tcp","tcp4","tcp6","udp","udp4","udp6"]}}`},
 		{"PUT", "/v1/info", "", 405, "", ""},
 		{"DELETE", "/v1/ports", "", 405, "", ""},
 		{"GET", "/v1/ports/1", "", 405, "", ""},
@@ -214,7 +214,7 @@ func TestClient(t *testing.T) {
 	}
 	ctx := context.Background()
 	info, err := c.Info(ctx)
-	if err != nil || info.APIVersion != "1.1.1" || info.PortDriver == nil || info.NetworkDriver.ChildIP != "10.0.2.100" {
+	if err != nil || info.APIVersion != "1.1.3" || info.PortDriver == nil || info.NetworkDriver.ChildIP != "10.0.2.100" {
 		t.Fatalf("Info = %+v, %v", info, err)
 	}
 	if ps, err := c.ListPorts(ctx); err != nil || len(ps) != 0 {

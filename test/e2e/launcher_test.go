@@ -408,8 +408,8 @@ func TestAPIInfo(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Stdout), &info); err != nil {
 		t.Fatalf("info %q: %v (stderr %q)", r.Stdout, err, r.Stderr)
 	}
-	if info.APIVersion != "1.1.1" || info.StateDir != state || info.ChildPID != pid || info.NetworkDriver == nil || info.NetworkDriver.Driver != "none" {
-		t.Errorf("info = %+v; want 1.1.1, %s, %d, driver none", info, state, pid)
+	if info.APIVersion != "1.1.3" || info.StateDir != state || info.ChildPID != pid || info.NetworkDriver == nil || info.NetworkDriver.Driver != "none" {
+		t.Errorf("info = %+v; want 1.1.3, %s, %d, driver none", info, state, pid)
 	}
 	c := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return net.Dial("unix", filepath.Join(state, "api.sock"))
@@ -464,13 +464,13 @@ func TestBadInput(t *testing.T) {
 func TestCLI(t *testing.T) {
 	t.Parallel()
 	r := RunUser(t, 10*time.Second, "rootlesskit", "--help")
-	for _, want := range []string{"--detach-netns", "--source-ip-transparent", "--print-semver", "--publish, -p", "--subid-source", "--state-dir"} {
+	for _, want := range []string{"--detach-netns", "--source-ip-transparent", "--source-ip-transparent-backend", "--pesto-binary", "--print-semver", "--publish, -p", "--subid-source", "--state-dir"} {
 		if r.Code != 0 || !strings.Contains(r.Stdout, want) {
 			t.Errorf("rootlesskit --help lacks %q (exit %d)", want, r.Code)
 		}
 	}
 	r = RunUser(t, 10*time.Second, "rootlesskit", "--version")
-	if !strings.HasPrefix(r.Stdout, "rootlesskit version 3.") {
+	if r.Stdout != "rootlesskit version 3.3.0+unroot\n" {
 		t.Errorf("--version = %q", r.Stdout)
 	}
 	r = RunUser(t, 10*time.Second, "rootlesskit", "--print-semver=major")
