@@ -125,6 +125,10 @@ func buildPorts(o *opts, netName string, p personality, log *slog.Logger) (port.
 		specs = append(specs, sp)
 	}
 	switch o.portDriver {
+	case "pasta":
+		return nil, nil, errors.New(`unknown port driver "pasta": did you mean "pesto"?`)
+	case "pesto":
+		return nil, nil, pestoDriver(o, netName)
 	case "none", "":
 		if len(specs) > 0 {
 			return nil, nil, errors.New("--publish needs a port driver: add --port-driver=builtin")
@@ -144,6 +148,9 @@ func buildPorts(o *opts, netName string, p personality, log *slog.Logger) (port.
 		}
 		if p == asRootlesskit && netName == "pasta" {
 			return nil, nil, errors.New("--net=pasta supports only --port-driver=none or implicit")
+		}
+		if err := transparentBackend(o, log); err != nil {
+			return nil, nil, err
 		}
 		opt := builtin.DefaultOptions
 		opt.SourceIPTransparent = o.sourceIPTransparent

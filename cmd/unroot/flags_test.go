@@ -84,12 +84,12 @@ func TestHelpListsEveryFlag(t *testing.T) {
 }
 
 func TestSemverPart(t *testing.T) {
-	for part, want := range map[string]string{"major": "3", "minor": "0", "patch": "1"} {
-		if got, err := semverPart("3.0.1+unroot", part); err != nil || got != want {
+	for part, want := range map[string]string{"major": "3", "minor": "3", "patch": "0"} {
+		if got, err := semverPart("3.3.0+unroot", part); err != nil || got != want {
 			t.Errorf("semverPart(%s) = %q, %v; want %q", part, got, err, want)
 		}
 	}
-	if _, err := semverPart("3.0.1+unroot", "build"); err == nil {
+	if _, err := semverPart("3.3.0+unroot", "build"); err == nil {
 		t.Error("semverPart(build) = nil error")
 	}
 }
