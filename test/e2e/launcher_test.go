@@ -579,6 +579,27 @@ func TestSingleIDFallback(t *testing.T) {
 	if lines := strings.Split(strings.TrimSpace(r.Stderr), "\n"); len(lines) != 1 || !strings.Contains(r.Stderr, "usermod --add-subuids") {
 		t.Errorf("stderr %q, want one warning line with the usermod fix", r.Stderr)
 	}
+	// The suggested range is free: no entry of /etc/subuid or /etc/subgid
+	// overlaps it (other users' ranges are taken).
+	var lo, hi uint64
+	if i := strings.Index(r.Stderr, "--add-subuids "); i < 0 {
+		t.Fatalf("no range in %q", r.Stderr)
+	} else if _, err := fmt.Sscanf(r.Stderr[i:], "--add-subuids %d-%d", &lo, &hi); err != nil || hi-lo != 65535 {
+		t.Fatalf("range in %q: %v", r.Stderr, err)
+	}
+	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(string(b), "\n") {
+			var start, n uint64
+			if p := strings.Split(line, ":"); len(p) == 3 {
+				start, _ = strconv.ParseUint(p[1], 10, 64)
+				n, _ = strconv.ParseUint(p[2], 10, 64)
+			}
+			if n > 0 && start <= hi && lo < start+n {
+				t.Errorf("suggested %d-%d overlaps %s entry %q", lo, hi, f, line)
+			}
+		}
+	}
 }
 
 // A host without newuidmap fails before anything starts, naming the package.
