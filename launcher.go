@@ -35,7 +35,7 @@ import (
 // Version is what /v1/info and `rootlesskit --version` report: the
 // RootlessKit release whose contract unroot implements, as a semantic
 // version with unroot as build metadata, so `--print-semver` still works.
-const Version = "3.0.1+unroot"
+const Version = "3.3.0+unroot"
 
 // ReaperMode selects RootlessKit's --reaper behaviour: whether the command
 // starts in a new session (setsid), as a PID-1 reaper's command does, or

@@ -113,6 +113,7 @@ func (d *Driver) Info() *api.NetworkDriverInfo {
 	}
 	if d.plan.gateway6.IsValid() {
 		info.DNS = append(info.DNS, d.plan.gateway6.String())
+		info.IPv6 = true
 	}
 	return info
 }
