@@ -118,6 +118,9 @@ func buildNetwork(o *opts, p personality, log *slog.Logger) (network.Driver, err
 func buildPorts(o *opts, netName string, p personality, log *slog.Logger) (port.Factory, []port.Spec, error) {
 	var specs []port.Spec
 	for _, s := range o.publish {
+		if strings.TrimSpace(s) == "" {
+			return nil, nil, errors.New("--publish: empty value (an unset variable or a stray comma?): give a port like 127.0.0.1:8080:80/tcp, or leave out -p")
+		}
 		sp, err := port.ParseSpec(s, port.ParseOptions{Lenient: p == asUnroot})
 		if err != nil {
 			return nil, nil, fmt.Errorf("--publish: %w", err)

@@ -119,7 +119,7 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	}
 
 	fs.StringVar(&o.portDriver, "port-driver", def("none", "builtin"), "port driver for non-host network [none, implicit (for pasta), builtin, slirp4netns]")
-	fs.StringSliceVarP(&o.publish, "publish", "p", nil, "publish ports, e.g. \"127.0.0.1:8080:80/tcp\""+map[bool]string{true: " or \"8080:80\"", false: " (ignored for --port-driver=implicit)"}[p == asUnroot])
+	fs.VarP((*specList)(&o.publish), "publish", "p", "publish ports, e.g. \"127.0.0.1:8080:80/tcp\""+map[bool]string{true: " or \"8080:80\"", false: " (ignored for --port-driver=implicit)"}[p == asUnroot])
 	fs.BoolVar(&o.sourceIPTransparent, "source-ip-transparent", true, "enable source IP transparency for the builtin port driver (TCP only)")
 	fs.StringVar(&o.sourceIPTransparentBackend, "source-ip-transparent-backend", "auto", "firewall backend for --source-ip-transparent (builtin port driver) [auto, nft, iptables]")
 	for _, n := range []string{"port-driver", "publish", "source-ip-transparent", "source-ip-transparent-backend"} {
@@ -232,4 +232,16 @@ func formatHelp(fs *pflag.FlagSet) string {
 		b.WriteString(strings.Join(lines, "\n") + "\n")
 	}
 	return b.String()
+}
+
+// specList is a comma-separated, repeatable flag like pflag's StringSlice, but
+// it keeps empty items (`-p ""`, `-p 80:80,`) so that they are refused rather
+// than silently publish nothing; RootlessKit's urfave/cli splits the same way.
+type specList []string
+
+func (l *specList) String() string { return "[" + strings.Join(*l, ",") + "]" }
+func (l *specList) Type() string   { return "stringSlice" }
+func (l *specList) Set(v string) error {
+	*l = append(*l, strings.Split(v, ",")...)
+	return nil
 }

@@ -139,3 +139,36 @@ func FuzzNormalize(f *testing.F) {
 		parse(fs, args) // must not panic
 	})
 }
+
+// An empty --publish value is a mistake (an unset shell variable, a stray
+// comma), not a request to publish nothing.
+func TestEmptyPublishRefused(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for _, p := range []personality{asRootlesskit, asUnroot} {
+		for _, args := range [][]string{
+			{"-p", "", "true"},
+			{"--publish=", "true"},
+			{"-p", "127.0.0.1:8080:80/tcp,", "true"},
+			{"-p", ",127.0.0.1:8080:80/tcp", "true"},
+			{"--port-driver=builtin", "--net=slirp4netns", "-p", "", "-p", "127.0.0.1:8080:80/tcp", "true"},
+		} {
+			fs, o := newFS(p)
+			if _, err := parse(fs, args); err != nil {
+				t.Fatalf("parse %q: %v", args, err)
+			}
+			o.portDriver, o.net = "builtin", "slirp4netns"
+			_, _, err := buildPorts(o, "slirp4netns", p, log)
+			if err == nil || !strings.Contains(err.Error(), "--publish: empty") {
+				t.Errorf("personality %d, args %q: err = %v, want a refusal of the empty value", p, args, err)
+			}
+		}
+		fs, o := newFS(p)
+		if _, err := parse(fs, []string{"-p", "127.0.0.1:8080:80/tcp,127.0.0.1:8081:81/tcp", "true"}); err != nil {
+			t.Fatal(err)
+		}
+		o.portDriver = "builtin"
+		if _, specs, err := buildPorts(o, "slirp4netns", p, log); err != nil || len(specs) != 2 {
+			t.Errorf("two specs in one value: %v, %v", specs, err)
+		}
+	}
+}
