@@ -101,7 +101,7 @@ func (d *Driver) Name() string { return "pasta" }
 
 // Info describes the network for GET /v1/info.
 func (d *Driver) Info() *api.NetworkDriverInfo {
-	return &api.NetworkDriverInfo{Driver: "pasta", DNS: []string{d.dns.String()}, ChildIP: d.childIP.String()}
+	return &api.NetworkDriverInfo{Driver: "pasta", DNS: []string{d.dns.String()}, ChildIP: d.childIP.String(), IPv6: d.cfg.IPv6}
 }
 
 // Start runs pasta against the child's network namespace and returns once

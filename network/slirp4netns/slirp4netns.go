@@ -146,6 +146,7 @@ func (d *Driver) Info() *api.NetworkDriverInfo {
 		Driver:  "slirp4netns",
 		DNS:     addrStrings(d.dnsServers()),
 		ChildIP: d.childIP.String(),
+		IPv6:    d.cfg.IPv6,
 	}
 }
 

@@ -134,7 +134,13 @@ type forward struct {
 
 // Info reports the driver as RootlessKit's builtin driver does.
 func (d *Driver) Info() api.PortDriverInfo {
-	return api.PortDriverInfo{Driver: "builtin", Protos: slices.Clone(Protos)}
+	info := api.PortDriverInfo{Driver: "builtin", Protos: slices.Clone(Protos)}
+	if d.opts.SourceIPTransparent {
+		// As RootlessKit 3.3 reports it: unroot's connmark rules are
+		// iptables ones.
+		info.Extra = map[string]string{"sourceIPTransparentBackend": "iptables"}
+	}
+	return info
 }
 
 // Add validates s, listens on the parent side and starts forwarding.
