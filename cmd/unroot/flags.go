@@ -235,7 +235,7 @@ func formatHelp(fs *pflag.FlagSet) string {
 }
 
 // specList is a comma-separated, repeatable flag like pflag's StringSlice, but
-// it keeps empty items (`-p ”`, `-p 80:80,`) so that they are refused rather
+// it keeps empty items (`-p ""`, `-p 80:80,`) so that they are refused rather
 // than silently publish nothing; RootlessKit's urfave/cli splits the same way.
 type specList []string
 

@@ -55,7 +55,12 @@ func New(c Config) http.Handler {
 // keeps one, and a close racing its next POST would fail that request.
 var ReadHeaderTimeout = 10 * time.Second
 
-// NewHTTPServer serves h with ReadHeaderTimeout, logging the server's own
+// RequestTimeout bounds a whole request, header and body: a client whose
+// body never arrives, or trickles in, is closed. The time between requests
+// on a kept-alive connection is not counted.
+var RequestTimeout = 30 * time.Second
+
+// NewHTTPServer serves h with ReadHeaderTimeout and RequestTimeout, logging the server's own
 // errors (a client gone mid-request) to log at debug level.
 func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	if log == nil {
@@ -64,7 +69,10 @@ func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           refuseGuard{h},
 		ReadHeaderTimeout: ReadHeaderTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ReadTimeout:       RequestTimeout,
+		// Negative: no idle timeout (zero would reuse ReadTimeout).
+		IdleTimeout: -1,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if rc, ok := c.(*refusedConn); ok {
 				return context.WithValue(ctx, refusedKey{}, rc.reason)

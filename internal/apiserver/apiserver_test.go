@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -183,6 +184,71 @@ func TestStalledClientClosed(t *testing.T) {
 	_, err = io.ReadAll(c)
 	if err != nil {
 		t.Errorf("the server held a client with half a request header: %v", err)
+	}
+}
+
+// A client whose request body never arrives (or trickles in) is closed once
+// the whole request has taken RequestTimeout, not held for the launcher's life.
+func TestStalledBodyClosed(t *testing.T) {
+	defer func(d time.Duration) { RequestTimeout = d }(RequestTimeout)
+	RequestTimeout = 200 * time.Millisecond
+	path := serve(t, &memDriver{})
+	for _, method := range []string{"POST /v1/ports", "GET /v1/info"} {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "%s HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{", method)
+		// Trickle: a byte now and then keeps any per-read timeout from firing.
+		stop := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+					if _, err := c.Write([]byte(" ")); err != nil {
+						return
+					}
+				}
+			}
+		}()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.ReadAll(c)
+		close(stop)
+		if err != nil {
+			t.Errorf("%s: the server held a client whose body never came: %v", method, err)
+		}
+	}
+}
+
+// An idle keep-alive connection (dockerd keeps one) outlives RequestTimeout.
+func TestIdleKeepAliveKept(t *testing.T) {
+	defer func(d time.Duration) { RequestTimeout = d }(RequestTimeout)
+	RequestTimeout = 100 * time.Millisecond
+	path := serve(t, &memDriver{})
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		if i > 0 {
+			time.Sleep(4 * RequestTimeout)
+		}
+		fmt.Fprint(c, "GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d on a kept-alive connection: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: %s", i, resp.Status)
+		}
 	}
 }
 

@@ -113,7 +113,8 @@ type Driver struct {
 	// loopback ("": the host's default will do); set with engine.
 	localCC string
 
-	udpFlows atomic.Int64 // open UDP flows, over every port
+	udpFlows     atomic.Int64 // open UDP flows, over every port
+	udpTruncated atomic.Int64 // datagrams dropped for want of buffer
 }
 
 // relayThreads is how many epoll loops relay TCP: one per four CPUs, at

@@ -362,7 +362,11 @@ func emfileHelper() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if _, err := d.Add(context.Background(), port.Spec{Proto: "tcp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: pp, ChildPort: cp}); err != nil {
+	proto := "tcp"
+	if os.Getenv("UNROOT_HELPER_PROTO") == "udp" {
+		proto = "udp"
+	}
+	if _, err := d.Add(context.Background(), port.Spec{Proto: proto, ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: pp, ChildPort: cp}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
