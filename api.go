@@ -11,8 +11,9 @@ import (
 )
 
 // apiServer serves the RootlessKit REST API on STATE/api.sock, to
-// processes of our own uid only (apiserver.Listen checks SO_PEERCRED;
-// root inside the namespace is our uid as seen from here).
+// processes of our own uid and root, as RootlessKit does (apiserver.Listen
+// checks SO_PEERCRED; root inside the namespace is our uid as seen from
+// here); others get 403.
 type apiServer struct {
 	srv  *http.Server
 	ln   net.Listener

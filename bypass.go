@@ -185,12 +185,7 @@ func (b bypassPorts) Published(ctx context.Context) []bypass.Published {
 	for _, st := range sts {
 		s := st.Spec
 		p := bypass.Published{ID: st.ID, Transport: port.Transport(s.Proto), ParentPort: uint16(s.ParentPort), ChildPort: uint16(s.ChildPort)}
-		if a, err := netip.ParseAddr(s.ParentIP); err == nil {
-			p.ParentIP = a
-		}
-		if a, err := netip.ParseAddr(s.ChildIP); err == nil {
-			p.ChildIP = a
-		}
+		p.ParentIP, p.ChildIP = s.ParentIP, s.ChildIP
 		if p.Transport == "tcp" || p.Transport == "udp" {
 			out = append(out, p)
 		}

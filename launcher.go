@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -24,14 +21,13 @@ import (
 	"github.com/unroot/unroot/internal/cgroup"
 	"github.com/unroot/unroot/internal/childinit"
 	"github.com/unroot/unroot/internal/copyup"
+	"github.com/unroot/unroot/internal/future"
 	"github.com/unroot/unroot/internal/handshake"
 	"github.com/unroot/unroot/internal/idmap"
 	"github.com/unroot/unroot/internal/notify"
 	"github.com/unroot/unroot/internal/sigproxy"
 	"github.com/unroot/unroot/internal/sockpool"
-	"github.com/unroot/unroot/internal/spawn"
 	"github.com/unroot/unroot/internal/statedir"
-	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/network"
 	"github.com/unroot/unroot/port"
 )
@@ -39,7 +35,7 @@ import (
 // Version is what /v1/info and `rootlesskit --version` report: the
 // RootlessKit release whose contract unroot implements, as a semantic
 // version with unroot as build metadata, so `--print-semver` still works.
-const Version = "3.0.1+unroot"
+const Version = "3.3.0+unroot"
 
 // ReaperMode selects RootlessKit's --reaper behaviour: whether the command
 // starts in a new session (setsid), as a PID-1 reaper's command does, or
@@ -166,10 +162,9 @@ type Launcher struct {
 	startOK      chan struct{}
 	releaseOnce  sync.Once
 	releaseErr   error
-	nsReady      chan struct{} // closed once Start has read NSReady from ctl
-	preTap       string        // the tap the child pre-creates, "" for none
-	tapDone      chan struct{} // closed once the child's TapCreated is read
-	tapOK        bool          // valid after tapDone: preTap exists
+	nsReady      chan struct{}        // closed once Start has read NSReady from ctl
+	preTap       string               // the tap the child pre-creates, "" for none
+	tap          *future.Future[bool] // the child's TapCreated report: preTap exists
 	waitErr      error
 	wg           sync.WaitGroup
 	bypass       *bypass.Supervisor // nil unless --bypass runs
@@ -276,8 +271,6 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
-	t0 := time.Now()
-	mark := func(stage string) { l.log.Debug("start: "+stage, "elapsed", time.Since(t0)) }
 	if err := l.Validate(); err != nil {
 		return err
 	}
@@ -291,456 +284,12 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	if err := checkUserNS(); err != nil {
 		return err
 	}
-	// Signals are caught while the init is cloned (catching costs a thread
-	// and a round trip per signal) and reach the command once it runs. One
-	// that comes sooner has its default effect: it ends the launcher, and
-	// the init dies with it.
-	caught := make(chan *sigproxy.Forwarder, 1)
-	go func() { caught <- sigproxy.Catch() }()
-	defer func() {
-		if l.sigs == nil {
-			// Start failed before taking them: release them again.
-			go func() { (<-caught).Stop() }()
-		}
-	}()
-	// The init is cloned first: it and newuidmap need the better part of
-	// the start-up, and the subordinate id lookup, the state directory's
-	// lock and wipe and the API socket run alongside on the other CPU. The
-	// init touches nothing in the directory before the launcher, holding
-	// the lock, tells it the network is up.
-	statePath, createdDir, err := statedir.Resolve(l.StateDir)
-	if err != nil {
-		return err
-	}
-	type prepared struct {
-		plan  idmap.Plan
-		dir   *statedir.Dir
-		apiLn *apiListener
-		err   error
-	}
-	prepDone := make(chan prepared, 1)
-	go func() {
-		var p prepared
-		defer func() { prepDone <- p }()
-		p.plan, p.err = idmap.Lookup(ctx, idmap.Source(l.SubIDSource), identity())
-		if p.err == nil {
-			p.err = p.plan.CheckHelpers()
-		}
-		if p.err != nil {
-			return
-		}
-		if p.plan.Warning != "" {
-			l.log.Warn(p.plan.Warning)
-		}
-		mark("subordinate ids looked up")
-		if p.dir, p.err = statedir.Open(statePath); p.err != nil {
-			return
-		}
-		mark("state directory locked")
-		p.apiLn = l.listenAPI(p.dir.Join(statedir.APISock))
-	}()
-	var plan idmap.Plan
-	var apiLn *apiListener
-	joined := false
-	join := func() error {
-		if joined {
-			return nil
-		}
-		joined = true
-		p := <-prepDone
-		if p.err != nil {
-			if createdDir {
-				os.Remove(statePath)
-			}
-			return p.err
-		}
-		plan, l.dir, apiLn = p.plan, p.dir, p.apiLn
-		return nil
-	}
 	l.exited = make(chan struct{})
 	l.nsReady = make(chan struct{})
-	defer func() {
-		if err != nil {
-			l.teardown()
-		}
-	}()
-	// Runs before the teardown above (deferred calls run last first), so
-	// that it releases a directory the lookup locked; the socket is closed
-	// first, so it cannot reappear in a removed state directory.
-	defer func() {
-		if jerr := join(); err == nil {
-			err = jerr
-		}
-		if l.api == nil && apiLn != nil {
-			apiLn.close()
-		}
-	}()
-	if up := notify.Upstream(); up != "" {
-		// The relay's socket lives in the directory and the command's
-		// environment names it, so under systemd the clone waits for it.
-		if err := join(); err != nil {
-			return err
-		}
-		mode, _ := notify.ParseMode(l.Ready) // checked by Validate
-		r, err := notify.New(notify.Config{Path: l.dir.Join("notify.sock"), Upstream: up, Mode: mode, Logger: l.log})
-		if err == nil {
-			err = r.Start(ctx)
-		}
-		if err != nil {
-			// Not fatal: the command keeps systemd's own NOTIFY_SOCKET,
-			// which works when the unit has NotifyAccess=all.
-			l.log.Warn(err.Error() + "; the command notifies systemd directly, which needs NotifyAccess=all")
-		} else {
-			l.notify = r
-		}
-	}
-	startCtx, cancelStart := context.WithCancelCause(ctx)
-	defer cancelStart(nil)
-
-	ctl, ctlChild, err := handshake.Pair()
-	if err != nil {
-		return err
-	}
-	l.ctl = ctl
-	sock, sockChild, err := handshake.Pair()
-	if err != nil {
-		ctlChild.Close()
-		return err
-	}
-	// The init writes a byte here once the command has ended, before its
-	// own exit (tearing down its namespaces) takes the better part of a
-	// millisecond: the drivers stop and the state directory goes meanwhile.
-	doneR, doneW, err := os.Pipe()
-	if err != nil {
-		ctlChild.Close()
-		sockChild.Close()
-		return err
-	}
-	l.sockets = sockpool.NewClient(sock)
-	prefix := l.ChildErrorPrefix
-	if prefix == "" {
-		prefix = "unroot: "
-	}
-	// A driver whose helper attaches to a tap by name gets it pre-created by
-	// the child before the id mapping; a driver that needs nothing from the
-	// mapping then starts right after the clone, alongside newuidmap.
-	var pre network.PreTap
-	if tp, ok := l.Network.(network.TapPrecreator); ok && l.privateNet() && !l.DetachNetNS {
-		pre = tp.PreTap()
-		l.preTap = pre.Name
-	}
-	cfg := childinit.Config{
-		Stage:       1,
-		ListenFDs:   len(l.ListenFDs),
-		CtlFD:       3 + len(l.ListenFDs),
-		SockFD:      4 + len(l.ListenFDs),
-		DoneFD:      5 + len(l.ListenFDs),
-		Activation:  l.ActivationPID && len(l.ListenFDs) > 0,
-		ParentPID:   os.Getpid(),
-		Command:     l.Command,
-		StateDir:    statePath,
-		PIDNS:       l.PIDNS,
-		Reaper:      l.reaper(),
-		PrivateNet:  l.privateNet(),
-		DetachNetNS: l.DetachNetNS,
-		PreTap:      l.preTap,
-		PreSetup:    pre.Setup,
-		Propagation: l.Propagation,
-		CopyUp:      l.CopyUp,
-		Cgroup2:     l.EvacuateCgroup2 != "",
-		ErrPrefix:   prefix,
-		ReportExit:  l.ChildReportsExit,
-		Bypass:      l.childBypass(),
-	}
-	env := append(os.Environ(), l.Env...)
-	env = append(env,
-		"ROOTLESSKIT_STATE_DIR="+statePath,
-		"ROOTLESSKIT_PARENT_EUID="+strconv.Itoa(os.Geteuid()),
-		"ROOTLESSKIT_PARENT_EGID="+strconv.Itoa(os.Getegid()),
-		childinit.EnvConfig+"="+cfg.Encode(),
-	)
-	if l.notify != nil {
-		env = l.notify.CommandEnv(env)
-	}
-	files := append(append([]*os.File{}, l.ListenFDs...), ctlChild, sockChild, doneW)
-	so := spawn.Options{
-		Env:        env,
-		ExtraFiles: files,
-		Stdin:      l.Stdin, Stdout: l.Stdout, Stderr: l.Stderr,
-		Cloneflags:  l.cloneflags(),
-		AmbientCaps: sys.AllCaps(),
-	}
-	// With ambient capabilities the init needs no re-exec to regain them
-	// (one Go start-up less); a kernel that refuses them gets the re-exec.
-	l.cmd, err = spawn.Start(so)
-	if err != nil {
-		so.AmbientCaps = nil
-		l.cmd, err = spawn.Start(so)
-	}
-	// The child holds its ends now; ours must go so its death reads as EOF.
-	ctlChild.Close()
-	sockChild.Close()
-	doneW.Close()
-	if err != nil {
-		doneR.Close()
-		return err
-	}
-	mark("namespace init spawned")
-	l.childPID = l.cmd.Process.Pid
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		l.waitErr = l.cmd.Wait()
-		close(l.exited)
-		cancelStart(errChildExited)
-	}()
 	l.startOK = make(chan struct{})
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		defer doneR.Close()
-		// EOF (the init died or Start failed) needs nothing: teardown
-		// releases everything once the init is gone.
-		if n, _ := doneR.Read(make([]byte, 1)); n == 1 {
-			select {
-			case <-l.startOK:
-				l.release()
-			case <-l.exited:
-			}
-		}
-	}()
-	if err := join(); err != nil {
-		return err
-	}
-	l.sigs = <-caught
-	// resolv.conf and hosts for the namespace: written here rather than by
-	// the init, from the driver's prediction while its helper starts, or
-	// else once the set-up is known.
-	var predictedDNS []netip.Addr
-	netFiles := make(chan error, 1)
-	if l.Network != nil && l.privateNet() && pre.Setup != nil && len(pre.Setup.DNS) > 0 {
-		predictedDNS = pre.Setup.DNS
-		go func() { netFiles <- l.dir.WriteNetFiles(predictedDNS) }()
-		// The state directory must not be removed under the writer.
-		defer func() {
-			if predictedDNS != nil {
-				<-netFiles
-			}
-		}()
-	}
-	sigCtx, stopSigs := context.WithCancel(context.Background())
-	l.stopSigs = stopSigs
-	cmdRunning := make(chan struct{})
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		// Until the command runs, a signal could reach an init that has no
-		// handler yet (PID 1 drops those): hold them, except that a
-		// terminating one aborts the start.
-		var held []os.Signal
-		for {
-			select {
-			case <-sigCtx.Done():
-				return
-			case <-cmdRunning:
-				for _, sig := range held {
-					_ = syscall.Kill(l.childPID, sig.(syscall.Signal))
-				}
-				l.sigs.Forward(sigCtx, l.childPID)
-				return
-			case sig := <-l.sigs.C():
-				select {
-				case <-cmdRunning:
-					// The command runs already (select picks at random
-					// among ready cases): the signal is the command's.
-					held = append(held, sig)
-					continue
-				default:
-				}
-				switch sig {
-				case syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
-					cancelStart(&interruptedError{sig})
-				default:
-					held = append(held, sig)
-				}
-			}
-		}
-	}()
-
-	if l.preTap != "" {
-		l.tapDone = make(chan struct{})
-		// Reads ctl until the child's first message; Start reads ctl again
-		// only after this goroutine has ended.
-		go func() {
-			defer close(l.tapDone)
-			m, _, err := ctl.Expect(startCtx, handshake.TapCreated)
-			if err == nil && m.Err != "" {
-				err = errors.New(m.Err)
-			}
-			if err != nil {
-				l.log.Debug("tap not pre-created; the network driver makes its own", "tap", l.preTap, "err", err)
-				return
-			}
-			l.tapOK = true
-			mark("tap pre-created")
-		}()
-	}
-	// The network namespace exists from the clone on, so the network
-	// driver can start while the ids are mapped (when it needs nothing from
-	// the mapping) or else while the init mounts /proc. A detached netns is
-	// made by the init, and cgroup evacuation must come first, so those
-	// start after NSReady.
-	type netResult struct {
-		setup network.Setup
-		err   error
-	}
-	netDone := make(chan netResult, 1)
-	startNet := func() {
-		l.netUp = true
-		go func() {
-			s, err := l.Network.Start(startCtx, l.networkChild())
-			netDone <- netResult{s, err}
-		}()
-	}
-	early := l.Network != nil && l.privateNet() && !l.DetachNetNS && l.EvacuateCgroup2 == ""
-	if early && pre.BeforeIDMap {
-		startNet()
-	}
-	if err := plan.Apply(startCtx, l.childPID); err != nil {
-		if l.netUp {
-			cancelStart(err)
-			<-netDone
-		}
-		return l.startErr(startCtx, err)
-	}
-	mark("ids mapped")
-	if err := ctl.Send(handshake.Msg{Kind: handshake.IDMapped}); err != nil {
-		return l.startErr(startCtx, err)
-	}
-	if early && !l.netUp {
-		startNet()
-	}
-	if l.tapDone != nil {
-		<-l.tapDone
-	}
-	_, _, err = ctl.Expect(startCtx, handshake.NSReady)
-	// The driver may ask for a tap over ctl only from now on: until NSReady
-	// this goroutine was the one reading it.
-	close(l.nsReady)
-	if err != nil {
-		if l.netUp {
-			cancelStart(err)
-			<-netDone
-		}
-		return l.startErr(startCtx, err)
-	}
-	mark("namespaces ready")
-	if l.EvacuateCgroup2 != "" {
-		if err := cgroup.Evacuate(l.EvacuateCgroup2); errors.Is(err, cgroup.ErrNoCgroup2) {
-			l.log.Warn(err.Error())
-		} else if err != nil {
-			return err
-		}
-	}
-	setup := network.Setup{}
-	if l.Network != nil {
-		if !l.netUp {
-			startNet()
-		}
-		r := <-netDone
-		setup = r.setup
-		if r.err != nil {
-			return l.startErr(startCtx, fmt.Errorf("start network driver %s: %w", l.Network.Name(), r.err))
-		}
-	}
-	mark("network driver started")
-	// resolv.conf and hosts must name the servers the driver ended up with.
-	written := false
-	if predictedDNS != nil {
-		written = <-netFiles == nil && slices.Equal(predictedDNS, setup.DNS)
-		predictedDNS = nil // drained
-	}
-	if !written && l.Network != nil && l.privateNet() && len(setup.DNS) > 0 {
-		if err := l.dir.WriteNetFiles(setup.DNS); err != nil {
-			return err
-		}
-	}
-	if err := ctl.Send(handshake.Msg{Kind: handshake.Network, Setup: &setup}); err != nil {
-		return l.startErr(startCtx, err)
-	}
-	m, startedFiles, err := ctl.Expect(startCtx, handshake.Started)
-	if err != nil {
-		return l.startErr(startCtx, err)
-	}
-	defer closeFiles(startedFiles) // startBypass takes what it keeps
-	mark("command started")
-	l.cmdPID = m.PID
-	close(cmdRunning)
-	// From here the command's end, and so the init's, is no set-up
-	// failure: Wait reports it. The rest of the set-up runs under the
-	// caller's ctx, which the init's exit does not end.
-	if l.Ports != nil {
-		env := port.Env{
-			StateDir: l.dir.Path(),
-			Opaque:   setup.Opaque,
-			Logger:   l.log.With("component", "port"),
-		}
-		if l.privateNet() {
-			env.Sockets = l.sockets
-			env.NetworkDriver = l.Network.Name()
-			if setup.Addr.IsValid() {
-				env.ChildIP = setup.Addr.Addr()
-			}
-		}
-		l.portDrv, err = l.Ports(ctx, env)
-		if err != nil {
-			return err
-		}
-		for _, s := range l.Publish {
-			if _, err := l.portDrv.Add(ctx, s); err != nil {
-				return fmt.Errorf("publish %s: %w", specString(s), err)
-			}
-		}
-	}
-	if err := l.startBypass(startedFiles, m.Err, setup); err != nil {
-		return err
-	}
-	mark("ports published")
-	// api.sock is served before child_pid appears: scripts take child_pid
-	// as the signal that everything, the API included, is ready.
-	ln, err := apiLn.take()
-	if err != nil {
-		return err
-	}
-	l.api, err = l.serveAPI(ln)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	if err := l.dir.WriteChildPID(l.childPID); err != nil {
-		return err
-	}
-	if l.Ready == string(notify.ModePorts) {
-		var err error
-		if l.notify != nil {
-			err = l.notify.Ready("namespaces, network and ports are up")
-		} else {
-			_, err = notify.Ready()
-		}
-		if err != nil {
-			l.log.Warn(err.Error())
-		}
-	}
-	// A terminating signal that came between the command's start and
-	// cmdRunning cancelled a start that no longer waited on anything.
-	var ie *interruptedError
-	if errors.As(context.Cause(startCtx), &ie) {
-		return ie
-	}
-	close(l.startOK)
-	mark("api.sock served, child_pid written")
-	l.log.Debug("started", "childPID", l.childPID, "commandPID", l.cmdPID, "stateDir", l.dir.Path())
-	return nil
+	s := &startup{l: l, ctx: ctx, t0: time.Now()}
+	defer s.end(&err)
+	return s.run()
 }
 
 var errChildExited = errors.New("namespace init exited")
@@ -813,12 +362,13 @@ func (l *Launcher) networkChild() network.Child {
 // waitPreTap waits for the child's report on the tap it pre-creates and
 // tells whether name is that tap and exists.
 func (l *Launcher) waitPreTap(ctx context.Context, name string) bool {
-	if l.tapDone == nil || name != l.preTap {
+	if l.tap == nil || name != l.preTap {
 		return false
 	}
 	select {
-	case <-l.tapDone:
-		return l.tapOK
+	case <-l.tap.Done():
+		ok, _ := l.tap.Wait()
+		return ok
 	case <-ctx.Done():
 		return false
 	}
@@ -1005,12 +555,4 @@ func checkUserNS() error {
 		}
 	}
 	return nil
-}
-
-func specString(s port.Spec) string {
-	ip := s.ParentIP
-	if ip != "" && net.ParseIP(ip).To4() == nil {
-		ip = "[" + ip + "]"
-	}
-	return fmt.Sprintf("%s:%d:%d/%s", ip, s.ParentPort, s.ChildPort, s.Proto)
 }

@@ -4,8 +4,9 @@
 // them unchanged. It imports nothing else from unroot.
 package api
 
-// Version is the REST API version RootlessKit 1.1.0 through v3 report.
-const Version = "1.1.1"
+// Version is the REST API version RootlessKit v3.3.0 reports (1.1.3: the
+// network driver's ipv6 and the port driver's extra fields).
+const Version = "1.1.3"
 
 // Info is the body of GET /v1/info.
 type Info struct {
@@ -35,6 +36,8 @@ type NetworkDriverInfo struct {
 	DNS            []string `json:"dns,omitempty"`
 	ChildIP        string   `json:"childIP,omitempty"`
 	DynamicChildIP bool     `json:"dynamicChildIP,omitempty"`
+	// IPv6 says the namespace has IPv6 routing (API 1.1.2).
+	IPv6 bool `json:"ipv6,omitempty"`
 }
 
 // PortDriverInfo describes the port driver. It is omitted for port drivers
@@ -43,6 +46,9 @@ type PortDriverInfo struct {
 	Driver                  string   `json:"driver"`
 	Protos                  []string `json:"protos"`
 	DisallowLoopbackChildIP bool     `json:"disallowLoopbackChildIP,omitempty"`
+	// Extra holds driver-specific details (API 1.1.3), e.g.
+	// {"sourceIPTransparentBackend":"iptables"} for the builtin driver.
+	Extra map[string]string `json:"extra,omitempty"`
 }
 
 // ErrorJSON is the body of every error response.

@@ -22,7 +22,13 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s (%v)", e.Result.Detail, e.Err)
+	inner := e.Err.Error()
+	if e.Result.Fix != "" {
+		// The check's fix is printed below; one the error carried (a
+		// driver's own "; fix: …") would say it a second time.
+		inner = withoutFixes(inner)
+	}
+	fmt.Fprintf(&b, "%s (%s)", e.Result.Detail, inner)
 	if e.Result.Fix != "" {
 		for i, l := range strings.Split(strings.TrimRight(e.Result.Fix, "\n"), "\n") {
 			if i == 0 {
@@ -36,6 +42,39 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// fixMark starts a fix inside an error message ("open /dev/net/tun:
+// permission denied; fix: sudo chmod 0666 /dev/net/tun").
+const fixMark = "; fix: "
+
+// withoutFixes removes every "; fix: …" from msg: each runs to the end of
+// the message or to the parenthesis that closes the part it sits in.
+func withoutFixes(msg string) string {
+	for {
+		i := strings.Index(msg, fixMark)
+		if i < 0 {
+			return msg
+		}
+		end, depth := len(msg), 0
+	scan:
+		for j := i + len(fixMark); j < len(msg); j++ {
+			switch msg[j] {
+			case '(':
+				depth++
+			case ')':
+				if depth == 0 {
+					end = j
+					break scan
+				}
+				depth--
+			case '\n':
+				end = j
+				break scan
+			}
+		}
+		msg = msg[:i] + msg[end:]
+	}
+}
 
 // Explain runs the checks that bear on a failed start and, when one of them
 // fails, returns an *Error whose message is that check's cause and fix,

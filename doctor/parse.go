@@ -82,20 +82,16 @@ func toIDRanges(rs []procfs.Range) []idRange {
 }
 
 // freeSubIDStart picks the start of a 65536-id range above every range in
-// use, aligned to 65536, the way useradd allocates them (never below 100000).
+// use (procfs.FreeSubIDStart, which the launcher's warning uses too).
 func freeSubIDStart(used ...[]idRange) uint64 {
-	next := uint64(100000)
-	for _, rs := range used {
-		for _, r := range rs {
-			if r.end() > next {
-				next = r.end()
-			}
+	var rs []procfs.Range
+	for _, u := range used {
+		for _, r := range u {
+			// Both come from procfs.Range, so they fit 32 bits.
+			rs = append(rs, procfs.Range{Start: uint32(r.Start), Count: uint32(r.Count)})
 		}
 	}
-	if next != 100000 && next%65536 != 0 {
-		next = (next/65536 + 1) * 65536
-	}
-	return next
+	return procfs.FreeSubIDStart(rs)
 }
 
 // parseProcCgroup returns the cgroup v2 path from /proc/self/cgroup (the

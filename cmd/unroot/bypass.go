@@ -13,12 +13,20 @@ type bypassOpts struct {
 	ignore []string
 }
 
-func registerBypass(fs *pflag.FlagSet, o *bypassOpts) {
+// unrootExtensions are flags the rootlesskit personality accepts beyond
+// RootlessKit's own, hidden from its --help so that scripts parsing it see
+// RootlessKit's list.
+var unrootExtensions = []string{"bypass", "bypass-ignore"}
+
+func registerBypass(fs *pflag.FlagSet, o *bypassOpts, p personality) {
 	fs.StringVar(&o.mode, "bypass", "false", "hand the namespace's sockets to the host kernel: published ports and outbound connections skip the relay (see docs/bypass.md) [true, false, auto (warn and relay where the kernel refuses)]")
 	fs.Lookup("bypass").NoOptDefVal = "true"
 	fs.StringSliceVar(&o.ignore, "bypass-ignore", nil, "destinations (CIDR,...) that --bypass never hands to the host, besides the namespace's own networks and loopback")
-	for _, n := range []string{"bypass", "bypass-ignore"} {
+	for _, n := range unrootExtensions {
 		fs.SetAnnotation(n, categoryKey, []string{"Network"})
+		if p == asRootlesskit {
+			fs.MarkHidden(n)
+		}
 	}
 }
 

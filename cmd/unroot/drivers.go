@@ -118,6 +118,9 @@ func buildNetwork(o *opts, p personality, log *slog.Logger) (network.Driver, err
 func buildPorts(o *opts, netName string, p personality, log *slog.Logger) (port.Factory, []port.Spec, error) {
 	var specs []port.Spec
 	for _, s := range o.publish {
+		if strings.TrimSpace(s) == "" {
+			return nil, nil, errors.New("--publish: empty value (an unset variable or a stray comma?): give a port like 127.0.0.1:8080:80/tcp, or leave out -p")
+		}
 		sp, err := port.ParseSpec(s, port.ParseOptions{Lenient: p == asUnroot})
 		if err != nil {
 			return nil, nil, fmt.Errorf("--publish: %w", err)
@@ -125,6 +128,10 @@ func buildPorts(o *opts, netName string, p personality, log *slog.Logger) (port.
 		specs = append(specs, sp)
 	}
 	switch o.portDriver {
+	case "pasta":
+		return nil, nil, errors.New(`unknown port driver "pasta": did you mean "pesto"?`)
+	case "pesto":
+		return nil, nil, pestoDriver(o, netName)
 	case "none", "":
 		if len(specs) > 0 {
 			return nil, nil, errors.New("--publish needs a port driver: add --port-driver=builtin")
@@ -144,6 +151,9 @@ func buildPorts(o *opts, netName string, p personality, log *slog.Logger) (port.
 		}
 		if p == asRootlesskit && netName == "pasta" {
 			return nil, nil, errors.New("--net=pasta supports only --port-driver=none or implicit")
+		}
+		if err := transparentBackend(o, log); err != nil {
+			return nil, nil, err
 		}
 		opt := builtin.DefaultOptions
 		opt.SourceIPTransparent = o.sourceIPTransparent

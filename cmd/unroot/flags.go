@@ -31,6 +31,7 @@ type opts struct {
 	ipv6                bool
 	detachNetNS         bool
 	pastaBinary         string
+	pestoBinary         string
 	slirpBinary         string
 	slirpSandbox        string
 	slirpSeccomp        string
@@ -45,6 +46,8 @@ type opts struct {
 	portDriver          string
 	publish             []string
 	sourceIPTransparent bool
+	// sourceIPTransparentBackend: auto, nft or iptables (RootlessKit 3.3).
+	sourceIPTransparentBackend string
 	// unroot only: keep UDP clients' addresses too (see port/builtin.Options).
 	sourceIPTransparentUDP bool
 
@@ -89,18 +92,19 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	fs.BoolVar(&o.ipv6, "ipv6", false, "enable IPv6 routing; for pasta, slirp4netns and netstack (experimental)")
 	fs.BoolVar(&o.detachNetNS, "detach-netns", false, "detach network namespaces: the command stays in the host network namespace and $ROOTLESSKIT_STATE_DIR/netns holds the new one")
 	fs.StringVar(&o.pastaBinary, "pasta-binary", "pasta", "path of pasta binary for --net=pasta")
+	fs.StringVar(&o.pestoBinary, "pesto-binary", "pesto", "path of pesto binary for --port-driver=pesto (not supported by unroot)")
 	fs.StringVar(&o.slirpBinary, "slirp4netns-binary", "slirp4netns", "path of slirp4netns binary for --net=slirp4netns")
 	fs.StringVar(&o.slirpSandbox, "slirp4netns-sandbox", "false", "enable slirp4netns sandbox (experimental) [auto, true, false] (the default is planned to be \"auto\" in future)")
 	fs.StringVar(&o.slirpSeccomp, "slirp4netns-seccomp", "false", "enable slirp4netns seccomp (experimental) [auto, true, false] (the default is planned to be \"auto\" in future)")
 	fs.StringVar(&o.vpnkitBinary, "vpnkit-binary", "vpnkit", "path of VPNKit binary for --net=vpnkit (not supported by unroot)")
 	fs.StringVar(&o.lxcUserNicBinary, "lxc-user-nic-binary", "/usr/lib/x86_64-linux-gnu/lxc/lxc-user-nic", "path of lxc-user-nic binary for --net=lxc-user-nic (not supported by unroot)")
 	fs.StringVar(&o.lxcUserNicBridge, "lxc-user-nic-bridge", "lxcbr0", "lxc-user-nic bridge name (not supported by unroot)")
-	for _, n := range []string{"net", "mtu", "cidr", "ifname", "disable-host-loopback", "ipv6", "detach-netns", "pasta-binary", "slirp4netns-binary", "slirp4netns-sandbox", "slirp4netns-seccomp", "vpnkit-binary", "lxc-user-nic-binary", "lxc-user-nic-bridge"} {
+	for _, n := range []string{"net", "mtu", "cidr", "ifname", "disable-host-loopback", "ipv6", "detach-netns", "pasta-binary", "pesto-binary", "slirp4netns-binary", "slirp4netns-sandbox", "slirp4netns-seccomp", "vpnkit-binary", "lxc-user-nic-binary", "lxc-user-nic-bridge"} {
 		add("Network", n)
 	}
 	if p == asUnroot {
 		// Accepted for RootlessKit command lines, but there is no such driver.
-		for _, n := range []string{"vpnkit-binary", "lxc-user-nic-binary", "lxc-user-nic-bridge"} {
+		for _, n := range []string{"vpnkit-binary", "lxc-user-nic-binary", "lxc-user-nic-bridge", "pesto-binary"} {
 			fs.MarkHidden(n)
 		}
 	}
@@ -117,9 +121,10 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	}
 
 	fs.StringVar(&o.portDriver, "port-driver", def("none", "builtin"), "port driver for non-host network [none, implicit (for pasta), builtin, slirp4netns]")
-	fs.StringSliceVarP(&o.publish, "publish", "p", nil, "publish ports, e.g. \"127.0.0.1:8080:80/tcp\""+map[bool]string{true: " or \"8080:80\"", false: " (ignored for --port-driver=implicit)"}[p == asUnroot])
+	fs.VarP((*specList)(&o.publish), "publish", "p", "publish ports, e.g. \"127.0.0.1:8080:80/tcp\""+map[bool]string{true: " or \"8080:80\"", false: " (ignored for --port-driver=implicit)"}[p == asUnroot])
 	fs.BoolVar(&o.sourceIPTransparent, "source-ip-transparent", true, "enable source IP transparency for the builtin port driver (TCP only)")
-	for _, n := range []string{"port-driver", "publish", "source-ip-transparent"} {
+	fs.StringVar(&o.sourceIPTransparentBackend, "source-ip-transparent-backend", "auto", "firewall backend for --source-ip-transparent (builtin port driver) [auto, nft, iptables]")
+	for _, n := range []string{"port-driver", "publish", "source-ip-transparent", "source-ip-transparent-backend"} {
 		add("Port", n)
 	}
 
@@ -132,7 +137,7 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	for _, n := range []string{"pidns", "cgroupns", "utsns", "ipcns", "reaper", "evacuate-cgroup2"} {
 		add("Process", n)
 	}
-	registerBypass(fs, &o.bypass)
+	registerBypass(fs, &o.bypass, p)
 	fs.StringVar(&o.subidSource, "subid-source", "auto", "source of the subids [auto, dynamic (getsubids), static (/etc/subuid)]")
 	add("SubID", "subid-source")
 	if p == asUnroot {
@@ -203,7 +208,7 @@ func formatHelp(fs *pflag.FlagSet) string {
 	for _, cat := range categories {
 		var lines []string
 		fs.VisitAll(func(f *pflag.Flag) {
-			if c := f.Annotations[categoryKey]; len(c) == 0 || c[0] != cat {
+			if c := f.Annotations[categoryKey]; len(c) == 0 || c[0] != cat || f.Hidden {
 				return
 			}
 			name := "--" + f.Name
@@ -230,4 +235,16 @@ func formatHelp(fs *pflag.FlagSet) string {
 		b.WriteString(strings.Join(lines, "\n") + "\n")
 	}
 	return b.String()
+}
+
+// specList is a comma-separated, repeatable flag like pflag's StringSlice, but
+// it keeps empty items (`-p ""`, `-p 80:80,`) so that they are refused rather
+// than silently publish nothing; RootlessKit's urfave/cli splits the same way.
+type specList []string
+
+func (l *specList) String() string { return "[" + strings.Join(*l, ",") + "]" }
+func (l *specList) Type() string   { return "stringSlice" }
+func (l *specList) Set(v string) error {
+	*l = append(*l, strings.Split(v, ",")...)
+	return nil
 }

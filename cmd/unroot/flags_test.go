@@ -77,19 +77,28 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	fs, _ := newFS(asRootlesskit)
 	help := formatHelp(fs)
 	fs.VisitAll(func(f *pflag.Flag) {
-		if !strings.Contains(help, "--"+f.Name+" ") && !strings.Contains(help, "--"+f.Name+",") {
+		has := strings.Contains(help, "--"+f.Name+" ") || strings.Contains(help, "--"+f.Name+",")
+		if f.Hidden && has {
+			t.Errorf("help lists the hidden --%s", f.Name)
+		}
+		if !f.Hidden && !has {
 			t.Errorf("help lacks --%s", f.Name)
 		}
 	})
+	// unroot run lists its own flags.
+	fs, _ = newFS(asUnroot)
+	if help := formatHelp(fs); !strings.Contains(help, "--bypass ") {
+		t.Errorf("unroot run's help lacks --bypass")
+	}
 }
 
 func TestSemverPart(t *testing.T) {
-	for part, want := range map[string]string{"major": "3", "minor": "0", "patch": "1"} {
-		if got, err := semverPart("3.0.1+unroot", part); err != nil || got != want {
+	for part, want := range map[string]string{"major": "3", "minor": "3", "patch": "0"} {
+		if got, err := semverPart("3.3.0+unroot", part); err != nil || got != want {
 			t.Errorf("semverPart(%s) = %q, %v; want %q", part, got, err, want)
 		}
 	}
-	if _, err := semverPart("3.0.1+unroot", "build"); err == nil {
+	if _, err := semverPart("3.3.0+unroot", "build"); err == nil {
 		t.Error("semverPart(build) = nil error")
 	}
 }
@@ -138,4 +147,37 @@ func FuzzNormalize(f *testing.F) {
 		}
 		parse(fs, args) // must not panic
 	})
+}
+
+// An empty --publish value is a mistake (an unset shell variable, a stray
+// comma), not a request to publish nothing.
+func TestEmptyPublishRefused(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for _, p := range []personality{asRootlesskit, asUnroot} {
+		for _, args := range [][]string{
+			{"-p", "", "true"},
+			{"--publish=", "true"},
+			{"-p", "127.0.0.1:8080:80/tcp,", "true"},
+			{"-p", ",127.0.0.1:8080:80/tcp", "true"},
+			{"--port-driver=builtin", "--net=slirp4netns", "-p", "", "-p", "127.0.0.1:8080:80/tcp", "true"},
+		} {
+			fs, o := newFS(p)
+			if _, err := parse(fs, args); err != nil {
+				t.Fatalf("parse %q: %v", args, err)
+			}
+			o.portDriver, o.net = "builtin", "slirp4netns"
+			_, _, err := buildPorts(o, "slirp4netns", p, log)
+			if err == nil || !strings.Contains(err.Error(), "--publish: empty") {
+				t.Errorf("personality %d, args %q: err = %v, want a refusal of the empty value", p, args, err)
+			}
+		}
+		fs, o := newFS(p)
+		if _, err := parse(fs, []string{"-p", "127.0.0.1:8080:80/tcp,127.0.0.1:8081:81/tcp", "true"}); err != nil {
+			t.Fatal(err)
+		}
+		o.portDriver = "builtin"
+		if _, specs, err := buildPorts(o, "slirp4netns", p, log); err != nil || len(specs) != 2 {
+			t.Errorf("two specs in one value: %v, %v", specs, err)
+		}
+	}
 }

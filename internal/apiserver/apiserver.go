@@ -6,11 +6,13 @@
 package apiserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -53,17 +55,49 @@ func New(c Config) http.Handler {
 // keeps one, and a close racing its next POST would fail that request.
 var ReadHeaderTimeout = 10 * time.Second
 
-// NewHTTPServer serves h with ReadHeaderTimeout, logging the server's own
+// RequestTimeout bounds a whole request, header and body: a client whose
+// body never arrives, or trickles in, is closed. The time between requests
+// on a kept-alive connection is not counted.
+var RequestTimeout = 30 * time.Second
+
+// NewHTTPServer serves h with ReadHeaderTimeout and RequestTimeout, logging the server's own
 // errors (a client gone mid-request) to log at debug level.
 func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &http.Server{
-		Handler:           h,
+		Handler:           refuseGuard{h},
 		ReadHeaderTimeout: ReadHeaderTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ReadTimeout:       RequestTimeout,
+		// Negative: no idle timeout (zero would reuse ReadTimeout).
+		IdleTimeout: -1,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if rc, ok := c.(*refusedConn); ok {
+				return context.WithValue(ctx, refusedKey{}, rc.reason)
+			}
+			return ctx
+		},
 	}
+}
+
+type refusedKey struct{}
+
+// refuseGuard answers 403 on connections the listener marked refused, and
+// closes them after the answer.
+type refuseGuard struct{ h http.Handler }
+
+func (g refuseGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reason, ok := r.Context().Value(refusedKey{}).(string)
+	if !ok {
+		g.h.ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Connection", "close")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusForbidden)
+	json.NewEncoder(w).Encode(api.ErrorJSON{Message: reason})
 }
 
 type server struct {
@@ -168,6 +202,9 @@ func DecodePortSpec(r io.Reader) (port.Spec, error) {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return spec, fmt.Errorf("request body larger than %d bytes", mbe.Limit)
+		}
+		if errors.Is(err, port.ErrInvalidSpec) {
+			return spec, err // names the field and what it wants
 		}
 		// RootlessKit's message comes first, as clients may look for it.
 		hint := "send a port spec as JSON"

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -137,7 +138,7 @@ func TestContract(t *testing.T) {
 		{"DELETE", "/v1/ports/99", "", 400, errCT, `{"message":"unknown id: 99"}` + "\n"},
 		{"DELETE", "/v1/ports/2", "", 200, "", ""},
 		{"GET", "/v1/ports", "", 200, jsonCT, `[{"id":1,"spec":{"proto":"tcp","parentIP":"127.0.0.1","parentPort":8080,"childPort":80}}]`},
-		{"GET", "/v1/info", "", 200, jsonCT, `{"apiVersion":"1.1.1","version":"test","stateDir":"/state","childPID":42,"networkDriver":{"driver":"slirp4netns","dns":["10.0.2.3"],"childIP":"10.0.2.100"},"portDriver":{"driver":"builtin","protos":["tcp","tcp4","tcp6","udp","udp4","udp6"]}}`},
+		{"GET", "/v1/info", "", 200, jsonCT, `{"apiVersion":"1.1.3","version":"test","stateDir":"/state","childPID":42,"networkDriver":{"driver":"slirp4netns","dns":["10.0.2.3"],"childIP":"10.0.2.100"},"portDriver":{"driver":"builtin","protos":["tcp","tcp4","tcp6","udp","udp4","udp6"]}}`},
 		{"PUT", "/v1/info", "", 405, "", ""},
 		{"DELETE", "/v1/ports", "", 405, "", ""},
 		{"GET", "/v1/ports/1", "", 405, "", ""},
@@ -186,6 +187,71 @@ func TestStalledClientClosed(t *testing.T) {
 	}
 }
 
+// A client whose request body never arrives (or trickles in) is closed once
+// the whole request has taken RequestTimeout, not held for the launcher's life.
+func TestStalledBodyClosed(t *testing.T) {
+	defer func(d time.Duration) { RequestTimeout = d }(RequestTimeout)
+	RequestTimeout = 200 * time.Millisecond
+	path := serve(t, &memDriver{})
+	for _, method := range []string{"POST /v1/ports", "GET /v1/info"} {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "%s HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{", method)
+		// Trickle: a byte now and then keeps any per-read timeout from firing.
+		stop := make(chan struct{})
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+					if _, err := c.Write([]byte(" ")); err != nil {
+						return
+					}
+				}
+			}
+		}()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.ReadAll(c)
+		close(stop)
+		if err != nil {
+			t.Errorf("%s: the server held a client whose body never came: %v", method, err)
+		}
+	}
+}
+
+// An idle keep-alive connection (dockerd keeps one) outlives RequestTimeout.
+func TestIdleKeepAliveKept(t *testing.T) {
+	defer func(d time.Duration) { RequestTimeout = d }(RequestTimeout)
+	RequestTimeout = 100 * time.Millisecond
+	path := serve(t, &memDriver{})
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range 2 {
+		if i > 0 {
+			time.Sleep(4 * RequestTimeout)
+		}
+		fmt.Fprint(c, "GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d on a kept-alive connection: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: %s", i, resp.Status)
+		}
+	}
+}
+
 func TestNoPortDriver(t *testing.T) {
 	h := New(Config{Info: testInfo})
 	for _, r := range []*http.Request{
@@ -214,7 +280,7 @@ func TestClient(t *testing.T) {
 	}
 	ctx := context.Background()
 	info, err := c.Info(ctx)
-	if err != nil || info.APIVersion != "1.1.1" || info.PortDriver == nil || info.NetworkDriver.ChildIP != "10.0.2.100" {
+	if err != nil || info.APIVersion != "1.1.3" || info.PortDriver == nil || info.NetworkDriver.ChildIP != "10.0.2.100" {
 		t.Fatalf("Info = %+v, %v", info, err)
 	}
 	if ps, err := c.ListPorts(ctx); err != nil || len(ps) != 0 {
@@ -240,31 +306,55 @@ func TestClient(t *testing.T) {
 	}
 }
 
-// A peer with another uid is refused even if it can open the socket.
+// The owner and root are served; a peer with another uid that can open the
+// socket gets a 403 that says why (RootlessKit serves root too; a closed
+// connection made rootlessctl print a broken pipe).
 func TestPeerCredentials(t *testing.T) {
 	if os.Getuid() != 0 {
 		if os.Getenv("CI") != "" {
 			t.Fatal("CI must run this test as root")
 		}
-		t.Skip("skipping: needs root to connect as another uid")
+		t.Skip("skipping: needs root to connect as other uids")
 	}
-	path := serve(t, &memDriver{})
+	const owner = 65533
+	path := filepath.Join(t.TempDir(), "api.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*ownerListener).uid = owner // as if a user other than root launched
+	srv := NewHTTPServer(New(Config{Info: testInfo, Ports: &memDriver{}}), nil)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
 	os.Chmod(filepath.Dir(path), 0o755)
-	os.Chmod(path, 0o666) // let the other uid reach the credential check
-	cmd := exec.Command("curl", "-sS", "--max-time", "5", "--unix-socket", path, "http://rootlesskit/v1/info")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	if err == nil || strings.Contains(string(out), "apiVersion") {
-		t.Fatalf("uid 65534 got an answer: %s", out)
+	os.Chmod(filepath.Dir(filepath.Dir(path)), 0o755)
+	os.Chmod(path, 0o666) // let the other uids reach the credential check
+	curlAs := func(uid uint32) (code, body string) {
+		t.Helper()
+		cmd := exec.Command("curl", "-sS", "--max-time", "5", "-w", "\n%{http_code}", "--unix-socket", path, "http://rootlesskit/v1/info")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl as uid %d: %v: %s", uid, err, out)
+		}
+		o := strings.TrimSpace(string(out))
+		i := strings.LastIndex(o, "\n")
+		return o[i+1:], strings.TrimSpace(o[:max(i, 0)])
 	}
-	// The owner still gets answers afterwards.
+	if code, body := curlAs(65534); code != "403" || !strings.Contains(body, `"message":"api.sock serves only uid 65533 (its owner) and root, not uid 65534`) {
+		t.Errorf("uid 65534: status %s, body %s; want 403 with the reason", code, body)
+	}
+	if code, body := curlAs(owner); code != "200" || !strings.Contains(body, "apiVersion") {
+		t.Errorf("owner: status %s, body %s; want 200 with info", code, body)
+	}
+	// Root (this test) is served too, after a refused peer as before.
 	resp, err := rawClient(path).Get("http://rootlesskit/v1/info")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		t.Fatalf("owner after a refused peer: status %d", resp.StatusCode)
+		t.Fatalf("root: status %d, want 200", resp.StatusCode)
 	}
 }
 

@@ -12,10 +12,11 @@ import (
 )
 
 // Listen creates the API socket at path, replacing a stale one, with mode
-// 0600 from its creation, so no other user ever gets to connect. Accept
-// refuses peers whose uid (SO_PEERCRED) is not this process's euid;
-// processes inside the child's user namespace appear as the owner. Close
-// removes the socket.
+// 0600 from its creation, so no other user ever gets to connect. Peers
+// whose uid (SO_PEERCRED) is this process's euid or root are served, as
+// RootlessKit serves them; processes inside the child's user namespace
+// appear as the owner. Any other peer (one that got past the mode) is
+// answered 403 with a message that says why. Close removes the socket.
 func Listen(path string) (net.Listener, error) {
 	return ListenLogged(path, nil)
 }
@@ -43,6 +44,13 @@ func ListenLogged(path string, log *slog.Logger) (net.Listener, error) {
 	return &ownerListener{UnixListener: ln, path: path, uid: os.Geteuid(), log: log}, nil
 }
 
+// refusedConn is a connection from a peer that may not use the API; the
+// server answers its requests 403 (see NewHTTPServer).
+type refusedConn struct {
+	net.Conn
+	reason string
+}
+
 type ownerListener struct {
 	*net.UnixListener
 	path      string
@@ -58,15 +66,18 @@ func (l *ownerListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		uid, err := peerUID(c)
-		if err == nil && uid == l.uid {
+		if err == nil && (uid == l.uid || uid == 0) {
 			return c, nil
 		}
+		var reason string
 		if err != nil {
 			l.log.Warn("refused an api.sock client whose uid could not be read", "err", err)
+			reason = fmt.Sprintf("api.sock serves only uid %d (its owner) and root, and could not read this client's uid: %v", l.uid, err)
 		} else {
-			l.log.Warn("refused an api.sock client that is not the owner", "peer_uid", uid, "owner_uid", l.uid)
+			l.log.Warn("refused an api.sock client that is neither the owner nor root", "peer_uid", uid, "owner_uid", l.uid)
+			reason = fmt.Sprintf("api.sock serves only uid %d (its owner) and root, not uid %d: run the client as uid %d or as root", l.uid, uid, l.uid)
 		}
-		c.Close()
+		return &refusedConn{Conn: c, reason: reason}, nil
 	}
 }
 

@@ -1,7 +1,6 @@
 package childinit
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,17 +12,14 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 
-	"github.com/unroot/unroot/internal/copyup"
 	"github.com/unroot/unroot/internal/handshake"
 	"github.com/unroot/unroot/internal/netconf"
 	"github.com/unroot/unroot/internal/sigproxy"
 	"github.com/unroot/unroot/internal/sockpool"
 	"github.com/unroot/unroot/internal/statedir"
 	"github.com/unroot/unroot/internal/sys"
-	"github.com/unroot/unroot/internal/wire"
 	"github.com/unroot/unroot/network"
 )
 
@@ -131,55 +127,17 @@ func stage1(cfg Config) int {
 // stage2 returns the process exit status. ctl is the control connection
 // when stage 1 already holds it, nil after a re-exec. preconfigured is the
 // index of the tap to which stage 1 applied cfg.PreSetup, 0 for none.
+//
+// Its steps: watch the parent, catch signals, set up the mount and PID
+// namespaces (and the detached netns), report NSReady, mount in the
+// background while serving tap requests until the network set-up comes,
+// configure the devices and bind the network files, start the command,
+// reap until it ends.
 func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
-	// The clone's death signal does not survive a re-exec; set it again,
-	// then make sure the parent did not die in between. As PID 1, SIGKILL takes
-	// the whole PID namespace with us. Without a PID namespace that would
-	// leave the command's descendants running, so we watch the parent with
-	// a pidfd instead, become the command's subreaper (orphans stay under
-	// us, where we can find them) and kill the whole tree when it dies.
-	if cfg.PIDNS {
-		if err := sys.SetPdeathsig(sys.SIGKILL); err != nil {
-			return 1
-		}
-	} else {
-		parentGone, err := sys.WatchExit(cfg.ParentPID)
-		if err != nil {
-			// No pidfd (Linux < 5.3): the command itself still dies with us.
-			if err := sys.SetPdeathsig(sys.SIGKILL); err != nil {
-				return 1
-			}
-		} else {
-			if err := sys.SetChildSubreaper(); err != nil {
-				return 1
-			}
-			// Without a re-exec the clone's SIGKILL death signal is still
-			// set; it would kill us before we could kill the tree.
-			if err := sys.SetPdeathsig(0); err != nil {
-				return 1
-			}
-			go func() {
-				<-parentGone
-				killTree()
-				os.Exit(137)
-			}()
-		}
-		if sys.Getppid() != cfg.ParentPID {
-			return 1
-		}
+	if err := watchParent(cfg); err != nil {
+		return 1
 	}
-	// Catch signals (as PID 1 we would otherwise ignore them) while the
-	// set-up runs: Go enables each with a round trip to its signal thread.
-	// Until then Go's own handler makes a terminating signal end us, which
-	// is what relaySignals does too before the command runs.
-	caught := make(chan *sigproxy.Forwarder, 1)
-	var cmdPID atomic.Int64
-	go func() {
-		f := sigproxy.Catch()
-		caught <- f
-		relaySignals(f, &cmdPID)
-	}()
-
+	signals, cmdStarted := catchSignals()
 	if ctl == nil {
 		ctlF := os.NewFile(uintptr(cfg.CtlFD), "ctl")
 		var err error
@@ -221,8 +179,9 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	if err := ctl.Send(handshake.Msg{Kind: handshake.NSReady}); err != nil {
 		return 1
 	}
-	// Mounts do not depend on the network set-up, so they run while the
-	// parent starts the network driver (which may ask us for a tap).
+	// Overlap: mounts do not depend on the network set-up, so they run
+	// while the parent starts the network driver (which may ask us for a
+	// tap); joined before the network files are bound over /etc.
 	mounted := make(chan error, 1)
 	go func() { mounted <- prepareMounts(cfg) }()
 	// Whatever ends the set-up, let the mounts finish first: their scratch
@@ -233,32 +192,11 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 			<-mounted
 		}
 	}()
-	ctx := context.Background()
-	var setup network.Setup
-	for {
-		m, _, err := ctl.Recv(ctx)
-		if err != nil {
-			return 1 // the parent is gone or failed; it reports why
-		}
-		if m.Kind == handshake.OpenTap {
-			var tap *os.File
-			err := worker.Do(func() (err error) { tap, err = sys.OpenTap(m.TapName, m.VnetHdr); return })
-			if err != nil {
-				ctl.Send(handshake.Msg{Kind: handshake.Error, Err: err.Error()})
-				continue
-			}
-			err = ctl.Send(handshake.Msg{Kind: handshake.Tap}, tap)
-			tap.Close()
-			if err != nil {
-				return 1
-			}
-			continue
-		}
-		if m.Kind != handshake.Network {
-			return fail(fmt.Errorf("child: unexpected %s message", m.Kind))
-		}
-		setup = *m.Setup
-		break
+	setup, err := serveUntilNetwork(ctl, worker)
+	if errors.Is(err, errParentGone) {
+		return 1 // the parent is gone or failed; it reports why
+	} else if err != nil {
+		return fail(err)
 	}
 	// Devices and the state-dir files while the mounts finish; the binds
 	// over /etc need those.
@@ -275,19 +213,19 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 		return fail(err)
 	}
 	srv := &sockpool.Server{InNetNS: worker.Do, NewSocket: sys.Socket, Transparent: sockpool.SetupTransparent}
-	go srv.Serve(ctx, sock)
+	go srv.Serve(context.Background(), sock)
 
 	// Reap every child: as PID 1 orphans of the namespace come to us, and
 	// as subreaper so do orphans of the command.
 	chld := make(chan os.Signal, 16)
 	signal.Notify(chld, syscall.SIGCHLD)
 	// Every signal must reach the command from its first instruction.
-	(<-caught).Ready()
+	(<-signals).Ready()
 	pid, bypass, err := startCommand(cfg)
 	if err != nil {
 		return fail(err)
 	}
-	cmdPID.Store(int64(pid))
+	cmdStarted <- pid
 	if err := sendStarted(ctl, pid, bypass); err != nil {
 		return 1
 	}
@@ -305,6 +243,12 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	if done != nil {
 		done.Write([]byte{0})
 	}
+	return exitStatus(cfg, ws)
+}
+
+// exitStatus is the init's exit status for the command's wait status,
+// reported on stderr as RootlessKit's child does.
+func exitStatus(cfg Config, ws syscall.WaitStatus) int {
 	switch {
 	case ws.Exited():
 		if ws.ExitStatus() != 0 && cfg.ReportExit {
@@ -318,204 +262,58 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	return 255
 }
 
-// relaySignals forwards caught signals to the command once it runs. Before
-// that, a terminating signal ends the set-up.
-func relaySignals(f *sigproxy.Forwarder, cmdPID *atomic.Int64) {
-	for s := range f.C() {
-		sig := s.(syscall.Signal)
-		if pid := cmdPID.Load(); pid != 0 {
-			_ = syscall.Kill(int(pid), sig)
-			continue
-		}
-		switch sig {
-		case syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
-			os.Exit(128 + int(sig))
-		}
-	}
+// catchSignals catches signals (as PID 1 we would otherwise ignore them)
+// while the set-up runs: Go enables each with a round trip to its signal
+// thread. Until then Go's own handler makes a terminating signal end us,
+// which is what the relay does too before the command runs; other signals
+// that come before the command are dropped. Send the command's PID on
+// cmdStarted to have every signal forwarded to it from then on.
+func catchSignals() (signals <-chan *sigproxy.Forwarder, cmdStarted chan<- int) {
+	caught := make(chan *sigproxy.Forwarder, 1)
+	started := make(chan int, 1)
+	go func() {
+		f := sigproxy.Catch()
+		caught <- f
+		f.Relay(context.Background(), started, func(s os.Signal) bool {
+			if sigproxy.IsTerminating(s) {
+				os.Exit(128 + int(s.(syscall.Signal)))
+			}
+			return false
+		})
+	}()
+	return caught, started
 }
 
-// reap waits for every child that ends up with us (as PID 1) and returns
-// the command's status.
-func reap(pid int, chld <-chan os.Signal) syscall.WaitStatus {
+// errParentGone: the control connection ended; the parent reports why.
+var errParentGone = errors.New("parent gone")
+
+// serveUntilNetwork opens taps for the parent's in-process drivers until
+// the parent sends the network set-up.
+func serveUntilNetwork(ctl *handshake.Conn, worker *netnsWorker) (network.Setup, error) {
 	for {
-		sockpool.ExecMu.Lock() // leave helpers run by os/exec to their Wait
-		for {
-			var ws syscall.WaitStatus
-			got, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-			if err == syscall.EINTR {
+		m, _, err := ctl.Recv(context.Background())
+		if err != nil {
+			return network.Setup{}, errParentGone
+		}
+		switch m.Kind {
+		case handshake.OpenTap:
+			var tap *os.File
+			err := worker.Do(func() (err error) { tap, err = sys.OpenTap(m.TapName, m.VnetHdr); return })
+			if err != nil {
+				ctl.Send(handshake.Msg{Kind: handshake.Error, Err: err.Error()})
 				continue
 			}
-			if err != nil || got <= 0 {
-				break
+			err = ctl.Send(handshake.Msg{Kind: handshake.Tap}, tap)
+			tap.Close()
+			if err != nil {
+				return network.Setup{}, errParentGone
 			}
-			if got == pid {
-				sockpool.ExecMu.Unlock()
-				return ws
-			}
-		}
-		sockpool.ExecMu.Unlock()
-		<-chld
-	}
-}
-
-func setupNamespaces(cfg Config) error {
-	flags, err := PropagationFlags(cfg.Propagation)
-	if err != nil {
-		return err
-	}
-	if err := sys.Mount("none", "/", "", flags, ""); err != nil {
-		return fmt.Errorf("set propagation of / to %s: %w", cfg.Propagation, err)
-	}
-	if cfg.PIDNS {
-		const fl = sys.MS_NOSUID | sys.MS_NODEV | sys.MS_NOEXEC
-		if err := sys.Mount("proc", "/proc", "proc", fl, ""); err != nil {
-			if err2 := sys.Mount("proc", "/proc", "proc", fl|sys.MS_RDONLY, ""); err2 != nil {
-				return fmt.Errorf("mount /proc for the new PID namespace: %w (a host /proc with masked or read-only sub-mounts blocks it; run without --pidns)", err)
-			}
+		case handshake.Network:
+			return *m.Setup, nil
+		default:
+			return network.Setup{}, fmt.Errorf("child: unexpected %s message", m.Kind)
 		}
 	}
-	return nil
-}
-
-// prepareMounts copies up directories and mounts a fresh /sys (or cgroup2).
-func prepareMounts(cfg Config) error {
-	scratch := scratchDir(cfg)
-	for _, d := range cfg.CopyUp {
-		if err := copyup.Do(d, scratch); err != nil {
-			return err
-		}
-	}
-	if cfg.PrivateNet && !cfg.DetachNetNS {
-		return mountSysfs(cfg.Cgroup2, scratch)
-	}
-	if cfg.Cgroup2 {
-		if err := sys.Mount("none", "/sys/fs/cgroup", "cgroup2", 0, ""); err != nil {
-			return fmt.Errorf("mount cgroup2 on /sys/fs/cgroup: %w (--evacuate-cgroup2 needs --cgroupns)", err)
-		}
-	}
-	return nil
-}
-
-// scratchDir is where mounts are staged for a moment: the state directory,
-// which the launcher removes even after a kill, unless a copy-up covers it
-// (dockerd-rootless.sh keeps it in $XDG_RUNTIME_DIR and copies up /run), in
-// which case the tmpfs would hide it half-way and /tmp is used instead.
-func scratchDir(cfg Config) string {
-	for _, d := range cfg.CopyUp {
-		d = filepath.Clean(d)
-		if cfg.StateDir == d || strings.HasPrefix(cfg.StateDir, d+"/") {
-			return "/tmp"
-		}
-	}
-	return cfg.StateDir
-}
-
-// configureNet brings the devices up as the driver's Setup says (unless
-// stage 1 addressed them already); the launcher writes resolv.conf and
-// hosts in STATE.
-func configureNet(cfg Config, s network.Setup, w *netnsWorker, addressed bool) error {
-	if cfg.PrivateNet && !addressed {
-		if err := w.Do(func() error {
-			_, err := netconf.Up(s)
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// publishNetFiles binds STATE's resolv.conf and hosts over /etc's. It runs
-// after prepareMounts: the binds land on the copied-up /etc.
-func publishNetFiles(cfg Config, s network.Setup) error {
-	if !cfg.PrivateNet || len(s.DNS) == 0 || cfg.DetachNetNS {
-		// No DNS to publish, or the command is not in the detached netns
-		// (the files are for nsenter users).
-		return nil
-	}
-	etcCopied := slices.ContainsFunc(cfg.CopyUp, func(d string) bool { return filepath.Clean(d) == "/etc" })
-	for _, name := range []string{statedir.ResolvConf, statedir.Hosts} {
-		if err := bindNetFile(filepath.Join(cfg.StateDir, name), "/etc/"+name, etcCopied); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// sameLink reports whether the device name still has index idx.
-func sameLink(w *netnsWorker, name string, idx int) bool {
-	var now int
-	err := w.Do(func() (err error) { now, err = sys.IfIndex(name); return })
-	return err == nil && now == idx
-}
-
-// sameSetup reports whether two set-ups configure the devices alike.
-func sameSetup(a, b network.Setup) bool {
-	var ea, eb wire.Encoder
-	a.EncodeWire(&ea)
-	b.EncodeWire(&eb)
-	return bytes.Equal(ea.Bytes(), eb.Bytes())
-}
-
-// bindNetFile mounts the state-dir copy over /etc/NAME. In a copied-up /etc
-// the entry is a symlink to the host's file; it is replaced by an empty file
-// first so the bind mount lands on our tmpfs, not on the host file.
-func bindNetFile(src, dst string, etcCopied bool) error {
-	if etcCopied {
-		os.Remove(dst)
-		if err := os.WriteFile(dst, nil, 0o644); err != nil {
-			return fmt.Errorf("create %s in the copied-up /etc: %w", dst, err)
-		}
-	} else if _, err := os.Stat(dst); err != nil {
-		return nil // nothing to cover; the host has no such file
-	}
-	if err := sys.Mount(src, dst, "", sys.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind %s on %s: %w", src, dst, err)
-	}
-	return nil
-}
-
-// mountSysfs puts a sysfs of the new network namespace on /sys, so
-// /sys/class/net lists our devices, and keeps the cgroup mount (or mounts a
-// fresh cgroup2 for --evacuate-cgroup2).
-func mountSysfs(cgroup2 bool, scratch string) error {
-	// The cgroup tree is held detached while sysfs covers /sys (parked on a
-	// scratch directory where open_tree is missing), then put back.
-	var restore func() error
-	if !cgroup2 {
-		if _, err := os.Stat("/sys/fs/cgroup"); err == nil {
-			if tree, err := sys.CloneTree("/sys/fs/cgroup"); err == nil {
-				defer tree.Close()
-				restore = func() error { return tree.Attach("/sys/fs/cgroup") }
-			} else {
-				tmp, err := os.MkdirTemp(scratch, ".sys-")
-				if err != nil {
-					return fmt.Errorf("mount /sys: %w", err)
-				}
-				defer os.Remove(tmp)
-				if err := sys.Mount("/sys/fs/cgroup", tmp, "", sys.MS_BIND|sys.MS_REC, ""); err != nil {
-					return fmt.Errorf("keep /sys/fs/cgroup: %w", err)
-				}
-				defer sys.Unmount(tmp, syscall.MNT_DETACH) // a no-op once moved
-				restore = func() error { return sys.Mount(tmp, "/sys/fs/cgroup", "", sys.MS_MOVE, "") }
-			}
-		}
-	}
-	if err := sys.Mount("none", "/sys", "sysfs", 0, ""); err != nil {
-		if err2 := sys.Mount("none", "/sys", "sysfs", sys.MS_RDONLY, ""); err2 != nil {
-			return fmt.Errorf("mount sysfs on /sys for the new network namespace: %w", err)
-		}
-	}
-	if cgroup2 {
-		if err := sys.Mount("none", "/sys/fs/cgroup", "cgroup2", 0, ""); err != nil {
-			return fmt.Errorf("mount cgroup2 on /sys/fs/cgroup: %w (--evacuate-cgroup2 needs --cgroupns)", err)
-		}
-	} else if restore != nil {
-		if err := restore(); err != nil {
-			return fmt.Errorf("move cgroup mount back to /sys/fs/cgroup: %w", err)
-		}
-	}
-	return nil
 }
 
 func startCommand(cfg Config) (int, bypassResult, error) {
@@ -555,104 +353,4 @@ func startCommand(cfg Config) (int, bypassResult, error) {
 		return 0, bypassResult{}, fmt.Errorf("start command %s: %w", argv[0], err)
 	}
 	return pid, bypass, nil
-}
-
-// netnsWorker runs functions in the namespace init's network namespace. For
-// a detached netns that is a dedicated OS thread moved into it; otherwise
-// the whole process is already there and functions run in place.
-type netnsWorker struct {
-	ch chan func()
-}
-
-// Do runs fn in the netns and returns its error.
-func (w *netnsWorker) Do(fn func() error) error {
-	if w.ch == nil {
-		return fn()
-	}
-	errc := make(chan error, 1)
-	w.ch <- func() { errc <- fn() }
-	return <-errc
-}
-
-// startDetachedNetNS creates a network namespace on a locked thread and
-// bind-mounts it on path, where drivers and `nsenter -n` find it. The
-// thread stays in that netns and is never unlocked, so Go never schedules
-// other goroutines on it.
-func startDetachedNetNS(path string) (*netnsWorker, error) {
-	w := &netnsWorker{ch: make(chan func())}
-	ready := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := sys.Unshare(sys.CLONE_NEWNET); err != nil {
-			ready <- fmt.Errorf("create detached network namespace: %w", err)
-			return // the locked thread exits with the goroutine
-		}
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o400)
-		if err != nil {
-			ready <- fmt.Errorf("create %s: %w", path, err)
-			return
-		}
-		f.Close()
-		src := fmt.Sprintf("/proc/self/task/%d/ns/net", sys.Gettid())
-		if err := sys.Mount(src, path, "", sys.MS_BIND, ""); err != nil {
-			ready <- fmt.Errorf("bind network namespace on %s: %w", path, err)
-			return
-		}
-		ready <- nil
-		for fn := range w.ch {
-			fn()
-		}
-	}()
-	if err := <-ready; err != nil {
-		return nil, err
-	}
-	return w, nil
-}
-
-// killTree kills every descendant. Orphans reparent to us (subreaper) as
-// their parents die, so it repeats until none is left.
-func killTree() {
-	for range 100 {
-		// The common case, nothing left, costs one syscall instead of a
-		// walk through /proc (about a millisecond on the exit path).
-		if !sys.HasChildren() {
-			return
-		}
-		pids := descendants(os.Getpid())
-		if len(pids) == 0 {
-			return
-		}
-		for _, p := range pids {
-			syscall.Kill(p, syscall.SIGKILL)
-		}
-		for {
-			got, err := syscall.Wait4(-1, nil, syscall.WNOHANG, nil)
-			if err != nil || got <= 0 {
-				break
-			}
-		}
-	}
-}
-
-// descendants lists the live descendants of pid from /proc's per-thread
-// children lists.
-func descendants(pid int) []int {
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", p))
-		for _, t := range tasks {
-			b, _ := os.ReadFile(t)
-			for _, f := range strings.Fields(string(b)) {
-				var c int
-				if _, err := fmt.Sscan(f, &c); err == nil {
-					out = append(out, c)
-					queue = append(queue, c)
-				}
-			}
-		}
-	}
-	return out
 }

@@ -110,8 +110,10 @@ func Lookup(ctx context.Context, src Source, self Identity) (Plan, error) {
 			who = strconv.FormatUint(uint64(self.UID), 10)
 		}
 		p.UIDRanges, p.GIDRanges = nil, nil
-		p.Warning = fmt.Sprintf("no subordinate ids for %s in %s and %s: only uid/gid 0 is mapped inside, so chown to other ids, apt and most images will fail; add ranges with `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s`",
-			who, SubUIDFile, SubGIDFile, who)
+		start := freeStart()
+		r := fmt.Sprintf("%d-%d", start, start+65535)
+		p.Warning = fmt.Sprintf("no subordinate ids for %s in %s and %s: only uid/gid 0 is mapped inside, so chown to other ids, apt and most images will fail; add ranges with `sudo usermod --add-subuids %s --add-subgids %s %s`",
+			who, SubUIDFile, SubGIDFile, r, r, who)
 	}
 	return p, nil
 }
@@ -152,6 +154,26 @@ func static(self Identity) (uids, gids []procfs.Range, err error) {
 	}
 	gids, err = readSubID(SubGIDFile, self.Name, self.UID)
 	return uids, gids, err
+}
+
+// freeStart is the start of a 65536-id range that no entry of SubUIDFile or
+// SubGIDFile holds, for the usermod hint (what `unroot doctor` suggests).
+func freeStart() uint64 {
+	var used [][]procfs.Range
+	for _, path := range []string{SubUIDFile, SubGIDFile} {
+		f, err := os.Open(path)
+		if err != nil {
+			continue
+		}
+		entries, _ := procfs.ParseSubIDFile(f)
+		f.Close()
+		var rs []procfs.Range
+		for _, e := range entries {
+			rs = append(rs, e.Range)
+		}
+		used = append(used, rs)
+	}
+	return procfs.FreeSubIDStart(used...)
 }
 
 func readSubID(path, name string, id uint32) ([]procfs.Range, error) {

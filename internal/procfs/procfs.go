@@ -161,3 +161,21 @@ func appendUnique(rs []Range, r Range) []Range {
 	}
 	return append(rs, r)
 }
+
+// FreeSubIDStart picks the start of a 65536-id range above every range in
+// use, aligned to 65536, the way useradd allocates them (never below
+// 100000). Both `unroot doctor` and the launcher's warning suggest it.
+func FreeSubIDStart(used ...[]Range) uint64 {
+	next := uint64(100000)
+	for _, rs := range used {
+		for _, r := range rs {
+			if end := uint64(r.Start) + uint64(r.Count); end > next {
+				next = end
+			}
+		}
+	}
+	if next != 100000 && next%65536 != 0 {
+		next = (next/65536 + 1) * 65536
+	}
+	return next
+}

@@ -168,3 +168,20 @@ func FuzzParseIDMap(f *testing.F) {
 		}
 	})
 }
+
+func TestFreeSubIDStart(t *testing.T) {
+	for _, tc := range []struct {
+		used [][]Range
+		want uint64
+	}{
+		{nil, 100000},
+		{[][]Range{{{100000, 65536}}}, 196608},
+		{[][]Range{{{100000, 65536}}, {{200000, 65536}}}, 327680},
+		{[][]Range{{{10, 10}}}, 100000},
+		{[][]Range{{{4294901760, 65535}}}, 4294967296},
+	} {
+		if got := FreeSubIDStart(tc.used...); got != tc.want {
+			t.Errorf("FreeSubIDStart(%v) = %d, want %d", tc.used, got, tc.want)
+		}
+	}
+}

@@ -21,6 +21,9 @@ const (
 	// the gateway address, as in RootlessKit's gvisor-tap-vsock driver.
 	childHost   = 100
 	gatewayHost = 1
+	// dnsHost is slirp4netns' DNS address (10.0.2.3), answered too: users
+	// and images coming from slirp4netns hard-code it.
+	dnsHost = 3
 	// childHost6 reads as "::100" so the IPv6 address mirrors the IPv4 one.
 	childHost6 = 0x100
 )
@@ -31,6 +34,7 @@ type plan struct {
 	mtu      int
 	addr     netip.Prefix // child address with the CIDR's length
 	gateway  netip.Addr
+	dns      netip.Addr // slirp4netns' DNS address; resolv.conf names the gateway
 	addr6    netip.Prefix
 	gateway6 netip.Addr
 }
@@ -50,6 +54,7 @@ func makePlan(cfg network.Config) (plan, error) {
 	p := plan{ifName: c.IfName, mtu: c.MTU}
 	p.addr = netip.PrefixFrom(nth(cidr.Addr(), childHost), cidr.Bits())
 	p.gateway = nth(cidr.Addr(), gatewayHost)
+	p.dns = nth(cidr.Addr(), dnsHost)
 	if c.IPv6 {
 		p.addr6 = netip.PrefixFrom(nth(ula6.Addr(), childHost6), ula6.Bits())
 		p.gateway6 = nth(ula6.Addr(), gatewayHost)

@@ -19,13 +19,13 @@ func TestMakePlan(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", want: plan{ifName: "tap0", mtu: 65520,
-			addr: netip.MustParsePrefix("10.0.2.100/24"), gateway: netip.MustParseAddr("10.0.2.1")}},
+			addr: netip.MustParsePrefix("10.0.2.100/24"), gateway: netip.MustParseAddr("10.0.2.1"), dns: netip.MustParseAddr("10.0.2.3")}},
 		{name: "custom cidr", cidr: "192.168.7.0/24", mtu: 1500, ifName: "eth0", want: plan{ifName: "eth0", mtu: 1500,
-			addr: netip.MustParsePrefix("192.168.7.100/24"), gateway: netip.MustParseAddr("192.168.7.1")}},
+			addr: netip.MustParsePrefix("192.168.7.100/24"), gateway: netip.MustParseAddr("192.168.7.1"), dns: netip.MustParseAddr("192.168.7.3")}},
 		{name: "wide cidr", cidr: "10.10.0.0/16", want: plan{ifName: "tap0", mtu: 65520,
-			addr: netip.MustParsePrefix("10.10.0.100/16"), gateway: netip.MustParseAddr("10.10.0.1")}},
+			addr: netip.MustParsePrefix("10.10.0.100/16"), gateway: netip.MustParseAddr("10.10.0.1"), dns: netip.MustParseAddr("10.10.0.3")}},
 		{name: "ipv6", ipv6: true, want: plan{ifName: "tap0", mtu: 65520,
-			addr: netip.MustParsePrefix("10.0.2.100/24"), gateway: netip.MustParseAddr("10.0.2.1"),
+			addr: netip.MustParsePrefix("10.0.2.100/24"), gateway: netip.MustParseAddr("10.0.2.1"), dns: netip.MustParseAddr("10.0.2.3"),
 			addr6: netip.MustParsePrefix("fd00:756e:726f:6f74::100/64"), gateway6: netip.MustParseAddr("fd00:756e:726f:6f74::1")}},
 		{name: "not network address", cidr: "10.0.2.5/24", wantErr: "cidr must be like 10.0.2.0/24, not like 10.0.2.5/24"},
 		{name: "too narrow", cidr: "10.0.2.0/26", wantErr: "too small"},
@@ -84,6 +84,10 @@ func TestRoute(t *testing.T) {
 		{"0.0.0.0:22", false, "0.0.0.0:22", refuse},
 		{"224.0.0.251:5353", false, "224.0.0.251:5353", refuse},
 		{"10.0.2.7:80", false, "10.0.2.7:80", refuse},
+		// slirp4netns' DNS address answers DNS and nothing else.
+		{"10.0.2.3:53", true, "10.0.2.3:53", toDNS},
+		{"10.0.2.3:53", false, "10.0.2.3:53", toDNS},
+		{"10.0.2.3:80", false, "10.0.2.3:80", refuse},
 	}
 	for _, tt := range tests {
 		got, v := p.route(netip.MustParseAddrPort(tt.dst), tt.disable)

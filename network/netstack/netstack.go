@@ -113,6 +113,7 @@ func (d *Driver) Info() *api.NetworkDriverInfo {
 	}
 	if d.plan.gateway6.IsValid() {
 		info.DNS = append(info.DNS, d.plan.gateway6.String())
+		info.IPv6 = true
 	}
 	return info
 }
@@ -213,6 +214,12 @@ func (d *Driver) run(fd int) error {
 	if e := s.AddProtocolAddress(nicID, gw, stack.AddressProperties{}); e != nil {
 		return fail("add gateway address", e)
 	}
+	// So is slirp4netns' DNS address, which answers DNS only.
+	dnsAddr := tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: tcpip.AddressWithPrefix{
+		Address: tcpip.AddrFrom4(d.plan.dns.As4()), PrefixLen: d.plan.addr.Bits()}}
+	if e := s.AddProtocolAddress(nicID, dnsAddr, stack.AddressProperties{}); e != nil {
+		return fail("add dns address", e)
+	}
 	routes := []tcpip.Route{{Destination: header4Any(), NIC: nicID}}
 	if d.plan.gateway6.IsValid() {
 		gw6 := tcpip.ProtocolAddress{Protocol: ipv6.ProtocolNumber, AddressWithPrefix: tcpip.AddressWithPrefix{
@@ -229,9 +236,12 @@ func (d *Driver) run(fd int) error {
 	uf := udp.NewForwarder(s, d.handleUDP)
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, uf.HandlePacket)
 
-	// DNS listens on the gateway addresses; it must exist before the
-	// child's first query.
-	dns := []tcpip.FullAddress{{NIC: nicID, Addr: tcpip.AddrFrom4(d.plan.gateway.As4()), Port: 53}}
+	// DNS listens on the gateway addresses (resolv.conf names them) and on
+	// slirp4netns' .3; it must exist before the child's first query.
+	dns := []tcpip.FullAddress{
+		{NIC: nicID, Addr: tcpip.AddrFrom4(d.plan.gateway.As4()), Port: 53},
+		{NIC: nicID, Addr: tcpip.AddrFrom4(d.plan.dns.As4()), Port: 53},
+	}
 	if d.plan.gateway6.IsValid() {
 		dns = append(dns, tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom16(d.plan.gateway6.As16()), Port: 53})
 	}

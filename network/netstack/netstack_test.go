@@ -477,15 +477,42 @@ func TestDNSForwarding(t *testing.T) {
 		// A dead resolver first: the forwarder must fall through to the next.
 		d.upstreams = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9"), up}
 	})
-	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return ns.dial(network, "10.0.2.1:53")
-	}}
-	for _, name := range []string{"service.unroot.test", "tc.unroot.test"} {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		addrs, err := r.LookupHost(ctx, name)
-		cancel()
-		if err != nil || len(addrs) != 1 || addrs[0] != "192.0.2.123" {
-			t.Fatalf("lookup %s through the namespace's DNS = %v, %v; want [192.0.2.123]", name, addrs, err)
+	// The address resolv.conf names (the gateway) and slirp4netns' .3.
+	for _, server := range []string{"10.0.2.1:53", "10.0.2.3:53"} {
+		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return ns.dial(network, server)
+		}}
+		for _, name := range []string{"service.unroot.test", "tc.unroot.test"} {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			addrs, err := r.LookupHost(ctx, name)
+			cancel()
+			if err != nil || len(addrs) != 1 || addrs[0] != "192.0.2.123" {
+				t.Fatalf("lookup %s through the namespace's DNS at %s = %v, %v; want [192.0.2.123]", name, server, addrs, err)
+			}
+		}
+	}
+}
+
+// With no upstream answering, a query gets SERVFAIL rather than silence
+// (the client would wait out its timeout on every lookup).
+func TestDNSNoUpstream(t *testing.T) {
+	requireRoot(t)
+	_, ns := startDriver(t, network.Config{}, func(d *Driver) {
+		d.upstreams = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:9")}
+	})
+	for _, server := range []string{"10.0.2.1:53", "10.0.2.3:53"} {
+		c, err := ns.dial("udp", server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := query(0x1234, "nothing.unroot.test")
+		c.Write(q)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 512)
+		n, err := c.Read(b)
+		c.Close()
+		if err != nil || n < 12 || b[0] != 0x12 || b[1] != 0x34 || b[3]&0x0f != rcodeServFail {
+			t.Errorf("query to %s with no upstream: % x, %v; want SERVFAIL", server, b[:n], err)
 		}
 	}
 }

@@ -39,7 +39,7 @@ func (p plan) route(dst netip.AddrPort, disableHostLoopback bool) (netip.AddrPor
 	a := dst.Addr().Unmap()
 	isGW := a == p.gateway || (p.gateway6.IsValid() && a == p.gateway6)
 	switch {
-	case isGW && dst.Port() == 53:
+	case (isGW || a == p.dns) && dst.Port() == 53:
 		return dst, toDNS
 	case isGW && disableHostLoopback:
 		return dst, refuse

@@ -220,6 +220,11 @@ func (d *Driver) serveDNS(conn *gonet.UDPConn) {
 		select {
 		case sem <- struct{}{}:
 		default:
+			// Too many in flight: say so rather than leave the client
+			// waiting for its timeout.
+			if r := dnsFailure(buf[:n], rcodeServFail); r != nil {
+				conn.WriteTo(r, from)
+			}
 			continue
 		}
 		if !d.track() {
@@ -233,6 +238,10 @@ func (d *Driver) serveDNS(conn *gonet.UDPConn) {
 			defer dnsBufs.Put(bp)
 			if m := d.askUpstreams(q, *bp); m > 0 {
 				conn.WriteTo((*bp)[:m], from)
+			} else if r := dnsFailure(q, rcodeServFail); r != nil && d.ctx.Err() == nil {
+				// No upstream answered: SERVFAIL, so the client moves on
+				// now instead of after its own timeout.
+				conn.WriteTo(r, from)
 			}
 		}()
 	}

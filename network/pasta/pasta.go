@@ -101,7 +101,7 @@ func (d *Driver) Name() string { return "pasta" }
 
 // Info describes the network for GET /v1/info.
 func (d *Driver) Info() *api.NetworkDriverInfo {
-	return &api.NetworkDriverInfo{Driver: "pasta", DNS: []string{d.dns.String()}, ChildIP: d.childIP.String()}
+	return &api.NetworkDriverInfo{Driver: "pasta", DNS: []string{d.dns.String()}, ChildIP: d.childIP.String(), IPv6: d.cfg.IPv6}
 }
 
 // Start runs pasta against the child's network namespace and returns once
@@ -114,7 +114,7 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 	}
 	flags, err := d.probe.Flags(ctx)
 	if err != nil {
-		return network.Setup{}, fmt.Errorf("start pasta: probe %s --help: %w", d.path, err)
+		return network.Setup{}, fmt.Errorf("start pasta: %w", err)
 	}
 	f, warnings, err := d.features(flags, c)
 	if err != nil {

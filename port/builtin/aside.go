@@ -40,11 +40,7 @@ func (d *Driver) StepBack(ctx context.Context, id int) error {
 	if !f.aside {
 		return nil
 	}
-	target, err := childTarget(f.status.Spec)
-	if err != nil {
-		return err
-	}
-	if err := d.listenLocked(f, target); err != nil {
+	if err := d.listenLocked(f, f.status.Spec.ChildTarget()); err != nil {
 		return fmt.Errorf("step back port %d: %w", id, err)
 	}
 	f.aside = false

@@ -113,7 +113,8 @@ type Driver struct {
 	// loopback ("": the host's default will do); set with engine.
 	localCC string
 
-	udpFlows atomic.Int64 // open UDP flows, over every port
+	udpFlows     atomic.Int64 // open UDP flows, over every port
+	udpTruncated atomic.Int64 // datagrams dropped for want of buffer
 }
 
 // relayThreads is how many epoll loops relay TCP: one per four CPUs, at
@@ -134,7 +135,13 @@ type forward struct {
 
 // Info reports the driver as RootlessKit's builtin driver does.
 func (d *Driver) Info() api.PortDriverInfo {
-	return api.PortDriverInfo{Driver: "builtin", Protos: slices.Clone(Protos)}
+	info := api.PortDriverInfo{Driver: "builtin", Protos: slices.Clone(Protos)}
+	if d.opts.SourceIPTransparent {
+		// As RootlessKit 3.3 reports it: unroot's connmark rules are
+		// iptables ones.
+		info.Extra = map[string]string{"sourceIPTransparentBackend": "iptables"}
+	}
+	return info
 }
 
 // Add validates s, listens on the parent side and starts forwarding.
@@ -145,10 +152,7 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 	if port.Transport(s.Proto) == "sctp" {
 		return port.Status{}, fmt.Errorf("add port %s: %w by the builtin port driver: use tcp or udp", s.Proto, port.ErrUnsupportedProto)
 	}
-	target, err := childTarget(s)
-	if err != nil {
-		return port.Status{}, err
-	}
+	target := s.ChildTarget()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -218,24 +222,6 @@ func (d *Driver) listenLocked(f *forward, target netip.AddrPort) error {
 		}()
 	}
 	return nil
-}
-
-// childTarget is where connections go inside the child: the spec's child
-// IP, or loopback of the proto's family (127.0.0.1 unless the proto is tcp6
-// or udp6), as RootlessKit dials.
-func childTarget(s port.Spec) (netip.AddrPort, error) {
-	ip := netip.AddrFrom4([4]byte{127, 0, 0, 1})
-	if s.Proto[len(s.Proto)-1] == '6' {
-		ip = netip.IPv6Loopback()
-	}
-	if s.ChildIP != "" {
-		var err error
-		if ip, err = netip.ParseAddr(s.ChildIP); err != nil {
-			return netip.AddrPort{}, fmt.Errorf("invalid childIP %q: %w", s.ChildIP, err)
-		}
-		ip = ip.Unmap()
-	}
-	return netip.AddrPortFrom(ip, uint16(s.ChildPort)), nil
 }
 
 // List returns the published ports ordered by ID.

@@ -57,6 +57,14 @@ func listenUDP(s port.Spec) (*net.UDPConn, error) {
 	if err != nil {
 		return nil, listenError(s, err)
 	}
+	// Big buffers and no DF for what it sends back; GRO so a run of
+	// datagrams from one client is read at once (serveUDP).
+	if rc, err := pc.(*net.UDPConn).SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			sys.SetUDPForwarding(int(fd), udpSockBuf)
+			sys.EnableUDPGRO(int(fd))
+		})
+	}
 	return pc.(*net.UDPConn), nil
 }
 

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
+	"github.com/unroot/unroot/internal/lograte"
 	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/port"
 )
@@ -23,11 +26,16 @@ type poolKey struct{ family, sotype int }
 // Sockets are raw descriptors: TCP ones go to the relay engine's epoll
 // loop as they are, and only UDP flows wrap theirs for the runtime poller.
 type pool struct {
-	key    poolKey
-	ready  chan int
-	low    chan struct{} // the pool is half empty
-	cancel context.CancelFunc
-	done   chan struct{}
+	key   poolKey
+	ready chan int
+	low   chan struct{} // the pool is half empty
+	kick  chan struct{} // a descriptor was freed: retry a failing refill now
+	// starved is set while the refill fails (descriptors run out), so a
+	// UDP port can free one of its own flows for a new client.
+	starved atomic.Bool
+	warn    lograte.Limiter // the refill's retry warning
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 func (d *Driver) poolLocked(target netip.AddrPort, transport string) *pool {
@@ -42,7 +50,7 @@ func (d *Driver) poolLocked(target netip.AddrPort, transport string) *pool {
 		return p
 	}
 	ctx, cancel := context.WithCancel(d.ctx)
-	p := &pool{key: k, ready: make(chan int, d.opts.PoolSize), low: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	p := &pool{key: k, ready: make(chan int, d.opts.PoolSize), low: make(chan struct{}, 1), kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 	d.pools[k] = p
 	go p.refill(ctx, d)
 	return p
@@ -66,14 +74,23 @@ func (p *pool) refill(ctx context.Context, d *Driver) {
 				}
 				// EMFILE and friends: wait and retry, never give up while
 				// the driver lives.
+				p.starved.Store(true)
 				wait := bo.step()
-				d.log.Warn("getting a socket from the child failed; retrying", "err", err, "retry_in", wait)
-				if !sleep(ctx, wait) {
+				p.warn.Log(ctx, d.log, slog.LevelWarn, "getting a socket from the child failed; retrying", "err", err, "retry_in", wait)
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
 					return
+				case <-p.kick:
+					bo.reset()
+				case <-t.C:
 				}
+				t.Stop()
 				continue
 			}
 			bo.reset()
+			p.starved.Store(false)
 			p.ready <- fd
 		}
 		select {
@@ -96,6 +113,14 @@ func (p *pool) take() (int, bool) {
 	default:
 		p.wantMore()
 		return -1, false
+	}
+}
+
+// freed tells a failing refill that a descriptor was just closed for it.
+func (p *pool) freed() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
 	}
 }
 

@@ -3,12 +3,15 @@ package builtin
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/unroot/unroot/internal/lograte"
 	"github.com/unroot/unroot/internal/sys"
 )
 
@@ -33,11 +36,52 @@ const udpBufSize = 65535
 // thousand flows (DNS clients use a new port per query) do not hold 640 MB.
 var udpBufs = sync.Pool{New: func() any { b := make([]byte, udpBufSize); return &b }}
 
+// Forwarding to the child is batched: one recvmmsg reads up to udpBatch
+// datagrams (with UDP GRO, runs of equal datagrams arrive as one buffer),
+// and consecutive datagrams of one client that UDP_SEGMENT can carry (equal
+// sizes, the last one no larger) leave for the child in one sendmsg. A
+// VXLAN or WireGuard stream, a run of full-size datagrams from one peer,
+// thus costs a few system calls per 64 KiB, not two per datagram.
+const (
+	udpBatch = 32
+	// udpSockBuf is asked for both buffers of the listener and of each
+	// flow's socket; the kernel caps it at net.core.[rw]mem_max.
+	udpSockBuf = 4 << 20
+	// udpMaxRun bounds the bytes of one segmented send: an IPv4 datagram
+	// holds 65,507 bytes, all of a UDP_SEGMENT send must fit one.
+	udpMaxRun = 65000
+	// udpSocketWait bounds how long a new client's datagram waits for a
+	// socket from the child while the listener's other clients wait too.
+	udpSocketWait = 2 * time.Second
+)
+
 // udpFlow relays between one client address and the child.
 type udpFlow struct {
 	child *net.UDPConn
+	rc    syscall.RawConn
 	oob   []byte       // control message replying from the address the client wrote to
 	last  atomic.Int64 // unix nanoseconds of the last packet either way
+
+	// The send under way, touched only by the serve loop: send is bound
+	// once so a send allocates nothing.
+	noGSO bool // the kernel refused UDP_SEGMENT on this socket
+	iov   []sys.Iovec
+	ctl   []byte
+	serr  error
+	send  func(fd uintptr) bool
+}
+
+func (f *udpFlow) sendNow(fd uintptr) bool {
+	f.serr = sys.SendIovecs(int(fd), f.iov, f.ctl)
+	return f.serr != sys.EAGAIN
+}
+
+// udpSlot is what the serve loop learned of one datagram of a batch.
+type udpSlot struct {
+	b      []byte
+	client netip.AddrPort
+	dst    netip.Addr
+	seg    int // size of its datagrams: the GRO size, or its length
 }
 
 // serveUDP reads datagrams from the listener and hands each to its client's
@@ -51,6 +95,7 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, v6sock bool, p *
 		flows  = map[netip.AddrPort]*udpFlow{}
 		wg     sync.WaitGroup
 		capped bool // the cap was reached once: said so
+		cut    bool // a truncated datagram was seen: said so
 	)
 	defer func() {
 		mu.Lock()
@@ -61,72 +106,221 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, v6sock bool, p *
 		wg.Wait()
 		// The reply goroutines removed their flows from the count.
 	}()
-	buf := make([]byte, udpBufSize)
-	oob := make([]byte, 128)
+	lrc, err := pc.SyscallConn()
+	if err != nil {
+		d.log.Warn("udp port stopped: no raw access to its socket", "addr", pc.LocalAddr(), "err", err)
+		return
+	}
+	batch := sys.NewUDPBatch(udpBatch, udpBufSize)
+	var (
+		n     int
+		rerr  error
+		slots [udpBatch]udpSlot
+		iov   [sys.UDPMaxSegments]sys.Iovec
+		ctl   = make([]byte, 64)
+	)
+	recv := func(fd uintptr) bool {
+		n, rerr = batch.Recv(int(fd))
+		return rerr != sys.EAGAIN
+	}
+	newFlow := func(client netip.AddrPort, dst netip.Addr) *udpFlow {
+		mu.Lock()
+		if len(flows) >= UDPMaxFlows {
+			if !capped {
+				capped = true
+				d.log.Warn("udp port at its flow cap; new clients replace the idlest flows", "addr", pc.LocalAddr(), "flows", len(flows))
+			}
+			d.evictUDPFlow(flows)
+		}
+		mu.Unlock()
+		// Descriptors ran out: the idlest flow gives way rather than every
+		// new client waiting for idle flows to expire.
+		free := func() bool {
+			mu.Lock()
+			evicted := d.evictUDPFlow(flows)
+			mu.Unlock()
+			return evicted
+		}
+		fd, ok := p.take()
+		if !ok && p.starved.Load() && free() {
+			p.freed()
+		}
+		if !ok {
+			var err error
+			if fd, err = p.getTimeout(ctx, udpSocketWait); err != nil {
+				d.log.Debug("no socket for a new udp flow; dropping the datagram", "client", client, "err", err)
+				return nil
+			}
+		}
+		c, err := d.dialUDP(ctx, fd, p.key.family, target, client, free)
+		if err != nil {
+			d.log.Debug("udp flow to the child failed; dropping the datagram", "client", client, "err", err)
+			return nil
+		}
+		f := &udpFlow{child: c, oob: sys.PktinfoSrc(v6sock, dst)}
+		if f.rc, err = c.SyscallConn(); err != nil {
+			c.Close()
+			return nil
+		}
+		f.send = f.sendNow
+		f.last.Store(time.Now().UnixNano())
+		mu.Lock()
+		flows[client] = f
+		d.udpFlows.Add(1)
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.udpReplies(pc, f, client)
+			mu.Lock()
+			if flows[client] == f {
+				delete(flows, client)
+				d.udpFlows.Add(-1)
+			}
+			mu.Unlock()
+			f.child.Close()
+		}()
+		return f
+	}
 	var bo backoff
+	var warn lograte.Limiter
 	for {
-		n, oobn, _, client, err := pc.ReadMsgUDPAddrPort(buf, oob)
+		err := lrc.Read(recv)
+		if err == nil {
+			err = rerr
+		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			wait := bo.step()
-			d.log.Warn("udp read failed; retrying", "addr", pc.LocalAddr(), "err", err, "retry_in", wait)
+			warn.Log(ctx, d.log, slog.LevelWarn, "udp read failed; retrying", "addr", pc.LocalAddr(), "err", err, "retry_in", wait)
 			if !sleep(ctx, wait) {
 				return
 			}
 			continue
 		}
 		bo.reset()
-		client = netip.AddrPortFrom(client.Addr().Unmap(), client.Port())
-		mu.Lock()
-		f := flows[client]
-		mu.Unlock()
-		if f == nil {
-			mu.Lock()
-			if len(flows) >= UDPMaxFlows {
-				if !capped {
-					capped = true
-					d.log.Warn("udp port at its flow cap; new clients replace the idlest flows", "addr", pc.LocalAddr(), "flows", len(flows))
+		now := time.Now().UnixNano()
+		m := 0
+		for i := range n {
+			b, client, oob, flags := batch.Datagram(i)
+			if flags&sys.MSG_TRUNC != 0 {
+				// Cannot happen with 64 KiB buffers; if it does, say so
+				// rather than pass on a cut datagram.
+				d.udpTruncated.Add(1)
+				if !cut {
+					cut = true
+					d.log.Warn("udp datagram larger than the relay's buffer dropped", "addr", pc.LocalAddr(), "client", client, "buffer", udpBufSize)
 				}
-				d.evictUDPFlow(flows)
-			}
-			mu.Unlock()
-			c, err := d.dialUDP(ctx, p, target, client)
-			if err != nil {
-				d.log.Debug("udp flow to the child failed; dropping the datagram", "client", client, "err", err)
 				continue
 			}
-			f = &udpFlow{child: c, oob: sys.PktinfoSrc(v6sock, sys.PktinfoDst(oob[:oobn]))}
-			f.last.Store(time.Now().UnixNano())
-			mu.Lock()
-			flows[client] = f
-			d.udpFlows.Add(1)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				d.udpReplies(pc, f, client)
-				mu.Lock()
-				if flows[client] == f {
-					delete(flows, client)
-					d.udpFlows.Add(-1)
-				}
-				mu.Unlock()
-				f.child.Close()
-			}()
+			dst, gso := sys.ParseUDPControl(oob)
+			seg := len(b)
+			if gso > 0 && gso < len(b) {
+				seg = gso
+			}
+			slots[m] = udpSlot{b: b, client: client, dst: dst, seg: seg}
+			m++
 		}
-		f.last.Store(time.Now().UnixNano())
-		if _, err := f.child.Write(buf[:n]); err != nil {
-			d.log.Debug("udp write to the child failed", "client", client, "err", err)
+		for i := 0; i < m; {
+			s := &slots[i]
+			mu.Lock()
+			f := flows[s.client]
+			mu.Unlock()
+			if f == nil {
+				if f = newFlow(s.client, s.dst); f == nil {
+					i++
+					continue
+				}
+			}
+			f.last.Store(now)
+			// The run: datagrams of this client one UDP_SEGMENT send can
+			// carry, each full but the last.
+			j, segs, bytes := i+1, udpSegs(s), len(s.b)
+			for ; j < m && s.seg > 0 && !f.noGSO; j++ {
+				t, prev := &slots[j], &slots[j-1]
+				ts := udpSegs(t)
+				if t.client != s.client || len(prev.b)%s.seg != 0 || t.seg != s.seg && !(t.seg < s.seg && len(t.b) == t.seg) ||
+					segs+ts > sys.UDPMaxSegments || bytes+len(t.b) > udpMaxRun {
+					break
+				}
+				segs += ts
+				bytes += len(t.b)
+			}
+			d.sendRun(f, slots[i:j], segs, iov[:], ctl)
+			i = j
 		}
 	}
 }
 
+// udpSegs is how many datagrams s carries.
+func udpSegs(s *udpSlot) int {
+	if s.seg == 0 {
+		return 1
+	}
+	return (len(s.b) + s.seg - 1) / s.seg
+}
+
+// sendRun sends run, segs datagrams of one client, to its flow: in one
+// segmented send where the kernel allows, else one by one.
+func (d *Driver) sendRun(f *udpFlow, run []udpSlot, segs int, iov []sys.Iovec, ctl []byte) {
+	if segs > 1 && !f.noGSO {
+		f.iov = iov[:len(run)]
+		for k := range run {
+			sys.SetIovec(&f.iov[k], run[k].b)
+		}
+		f.ctl = sys.UDPSegmentControl(ctl, run[0].seg)
+		err := f.write()
+		if err == nil || errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.EIO) && !errors.Is(err, syscall.ENOPROTOOPT) && !errors.Is(err, syscall.EOPNOTSUPP) {
+			d.log.Debug("udp write to the child failed", "err", err)
+			return
+		}
+		// No UDP_SEGMENT here (an old kernel, a device without checksum
+		// offload, a path MTU below the datagrams): one by one from now.
+		f.noGSO = true
+		d.log.Debug("udp flow sends datagrams one by one: segmented send refused", "err", err)
+	}
+	f.ctl = nil
+	f.iov = iov[:1]
+	for k := range run {
+		b, seg := run[k].b, run[k].seg
+		if seg == 0 {
+			seg = len(b)
+		}
+		for {
+			one := b[:min(seg, len(b))]
+			sys.SetIovec(&f.iov[0], one)
+			if err := f.write(); err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				d.log.Debug("udp write to the child failed", "len", len(one), "err", err)
+			}
+			b = b[len(one):]
+			if len(b) == 0 {
+				break
+			}
+		}
+	}
+}
+
+// write sends f.iov with f.ctl, waiting while the socket's buffer is full.
+func (f *udpFlow) write() error {
+	f.serr = nil
+	if err := f.rc.Write(f.send); err != nil {
+		return err
+	}
+	return f.serr
+}
+
 // evictUDPFlow closes the flow idle the longest among udpEvictSample of
-// flows (map order is random). Its reply goroutine then ends. The caller
-// holds the flows' lock.
-func (d *Driver) evictUDPFlow(flows map[netip.AddrPort]*udpFlow) {
+// flows (map order is random) and reports whether there was one. Its reply
+// goroutine then ends. The caller holds the flows' lock.
+func (d *Driver) evictUDPFlow(flows map[netip.AddrPort]*udpFlow) bool {
 	var (
 		victim netip.AddrPort
 		vf     *udpFlow
@@ -145,6 +339,7 @@ func (d *Driver) evictUDPFlow(flows map[netip.AddrPort]*udpFlow) {
 		d.udpFlows.Add(-1)
 		vf.child.Close()
 	}
+	return vf != nil
 }
 
 // udpReplies copies the child's datagrams back to client until the flow is

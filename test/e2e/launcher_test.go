@@ -394,7 +394,6 @@ func TestEnvironment(t *testing.T) {
 func TestAPIInfo(t *testing.T) {
 	t.Parallel()
 	state, pid, _, _ := lcStart(t, "rootlesskit", "--net=none", "sleep", "infinity")
-	// As root we are another user: the socket must refuse us.
 	if fi, err := os.Stat(filepath.Join(state, "api.sock")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("api.sock mode %v, %v; want 0600", fi.Mode().Perm(), err)
 	}
@@ -408,15 +407,33 @@ func TestAPIInfo(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Stdout), &info); err != nil {
 		t.Fatalf("info %q: %v (stderr %q)", r.Stdout, err, r.Stderr)
 	}
-	if info.APIVersion != "1.1.1" || info.StateDir != state || info.ChildPID != pid || info.NetworkDriver == nil || info.NetworkDriver.Driver != "none" {
-		t.Errorf("info = %+v; want 1.1.1, %s, %d, driver none", info, state, pid)
+	if info.APIVersion != "1.1.3" || info.StateDir != state || info.ChildPID != pid || info.NetworkDriver == nil || info.NetworkDriver.Driver != "none" {
+		t.Errorf("info = %+v; want 1.1.3, %s, %d, driver none", info, state, pid)
 	}
+	// Root is served, as RootlessKit serves it (rootlessctl run by root).
 	c := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return net.Dial("unix", filepath.Join(state, "api.sock"))
 	}}, Timeout: 2 * time.Second}
-	if resp, err := c.Get("http://rootlesskit/v1/info"); err == nil {
-		resp.Body.Close()
-		t.Errorf("root (another uid) got an answer from api.sock: %s", resp.Status)
+	resp, err := c.Get("http://rootlesskit/v1/info")
+	if err != nil {
+		t.Fatalf("root: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("root got %s from api.sock, want 200", resp.Status)
+	}
+	// A third user that can reach the socket gets 403 and the reason.
+	sock := filepath.Join(state, "api.sock")
+	for d := sock; d != "/"; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil {
+			os.Chmod(d, fi.Mode().Perm()|0o005|map[bool]os.FileMode{true: 0o002}[d == sock])
+		}
+	}
+	cmd := exec.Command("curl", "-sS", "--max-time", "5", "-w", "\n%{http_code}", "--unix-socket", sock, "http://rootlesskit/v1/info")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.HasSuffix(strings.TrimSpace(string(out)), "\n403") || !strings.Contains(string(out), "and root, not uid 65534") {
+		t.Errorf("uid 65534 on api.sock: %v, %s; want 403 saying why", err, out)
 	}
 }
 
@@ -464,13 +481,13 @@ func TestBadInput(t *testing.T) {
 func TestCLI(t *testing.T) {
 	t.Parallel()
 	r := RunUser(t, 10*time.Second, "rootlesskit", "--help")
-	for _, want := range []string{"--detach-netns", "--source-ip-transparent", "--print-semver", "--publish, -p", "--subid-source", "--state-dir"} {
+	for _, want := range []string{"--detach-netns", "--source-ip-transparent", "--source-ip-transparent-backend", "--pesto-binary", "--print-semver", "--publish, -p", "--subid-source", "--state-dir"} {
 		if r.Code != 0 || !strings.Contains(r.Stdout, want) {
 			t.Errorf("rootlesskit --help lacks %q (exit %d)", want, r.Code)
 		}
 	}
 	r = RunUser(t, 10*time.Second, "rootlesskit", "--version")
-	if !strings.HasPrefix(r.Stdout, "rootlesskit version 3.") {
+	if r.Stdout != "rootlesskit version 3.3.0+unroot\n" {
 		t.Errorf("--version = %q", r.Stdout)
 	}
 	r = RunUser(t, 10*time.Second, "rootlesskit", "--print-semver=major")
@@ -561,6 +578,27 @@ func TestSingleIDFallback(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSpace(r.Stderr), "\n"); len(lines) != 1 || !strings.Contains(r.Stderr, "usermod --add-subuids") {
 		t.Errorf("stderr %q, want one warning line with the usermod fix", r.Stderr)
+	}
+	// The suggested range is free: no entry of /etc/subuid or /etc/subgid
+	// overlaps it (other users' ranges are taken).
+	var lo, hi uint64
+	if i := strings.Index(r.Stderr, "--add-subuids "); i < 0 {
+		t.Fatalf("no range in %q", r.Stderr)
+	} else if _, err := fmt.Sscanf(r.Stderr[i:], "--add-subuids %d-%d", &lo, &hi); err != nil || hi-lo != 65535 {
+		t.Fatalf("range in %q: %v", r.Stderr, err)
+	}
+	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(string(b), "\n") {
+			var start, n uint64
+			if p := strings.Split(line, ":"); len(p) == 3 {
+				start, _ = strconv.ParseUint(p[1], 10, 64)
+				n, _ = strconv.ParseUint(p[2], 10, 64)
+			}
+			if n > 0 && start <= hi && lo < start+n {
+				t.Errorf("suggested %d-%d overlaps %s entry %q", lo, hi, f, line)
+			}
+		}
 	}
 }
 

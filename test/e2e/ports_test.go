@@ -334,7 +334,7 @@ func TestPortsBuiltin(t *testing.T) {
 			}
 		}
 		r := RunUser(t, 10*time.Second, "rootlessctl", "--socket", sock, "info")
-		if r.Code != 0 || !strings.Contains(r.Stdout, "- REST API version: 1.1.1") || !strings.Contains(r.Stdout, "- Port Driver: builtin") {
+		if r.Code != 0 || !strings.Contains(r.Stdout, "- REST API version: 1.1.3") || !strings.Contains(r.Stdout, "- Port Driver: builtin") {
 			t.Errorf("rootlessctl info: %q %q", r.Stdout, r.Stderr)
 		}
 		r = RunUser(t, 10*time.Second, v3, "--socket", sock, "info", "--json")

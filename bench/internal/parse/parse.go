@@ -243,6 +243,9 @@ func ParsePss(s string) (int64, error) {
 			if err != nil || n < 0 {
 				return 0, fmt.Errorf("parse smaps_rollup %q: not a size", line)
 			}
+			if n > math.MaxInt64/1024 {
+				return 0, fmt.Errorf("parse smaps_rollup %q: too large for bytes in 64 bits", line)
+			}
 			return n * 1024, nil
 		}
 	}

@@ -168,6 +168,8 @@ func TestParsePss(t *testing.T) {
 		{"rollup", "5599232c9000-7ffc7f408000 ---p 00000000 00:00 0  [rollup]\nRss:  1728 kB\nPss:  318 kB\nPss_Dirty:  112 kB\n", 318 * 1024, ""},
 		{"missing", "Rss: 1 kB\n", 0, "no \"Pss"},
 		{"bad", "Pss: x kB\n", 0, "not a size"},
+		{"overflow", "Pss: 10000000000000000 kB\n", 0, "too large"},
+		{"largest", "Pss: 9007199254740991 kB\n", 9007199254740991 * 1024, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

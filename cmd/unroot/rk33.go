@@ -1,0 +1,48 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+)
+
+// RootlessKit 3.3 added the pesto port driver (pasta's own port
+// forwarding, driven by the pesto tool) and a choice of firewall for
+// source-IP transparency. unroot accepts both flags and answers as
+// RootlessKit does where a requirement is missing.
+
+// pestoDriver checks --port-driver=pesto the way RootlessKit 3.3 does and
+// then refuses it: unroot has no pesto driver.
+func pestoDriver(o *opts, netName string) error {
+	if netName != "pasta" {
+		return errors.New(`port driver "pesto" requires --net=pasta`)
+	}
+	if _, err := exec.LookPath(o.pestoBinary); err != nil {
+		// RootlessKit returns exec's error unchanged.
+		return err
+	}
+	return errors.New(`port driver "pesto" is not supported by unroot: use --port-driver=implicit (pasta forwards every port the command binds) or, with unroot run, --port-driver=builtin`)
+}
+
+// transparentBackend checks --source-ip-transparent-backend. unroot's
+// rules are iptables ones (the policy routing is netlink); "nft" works
+// where nft is installed (the nft variant of iptables drives the same
+// kernel tables) and, as in RootlessKit, turns transparency off with a
+// warning where it is not.
+func transparentBackend(o *opts, log *slog.Logger) error {
+	switch o.sourceIPTransparentBackend {
+	case "", "auto", "iptables":
+		return nil
+	case "nft":
+		if !o.sourceIPTransparent {
+			return nil
+		}
+		if _, err := exec.LookPath("nft"); err != nil {
+			log.Warn(fmt.Sprintf("source IP transparent (nft): nft not found, disabling: %v", err))
+			o.sourceIPTransparent = false
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown source-ip-transparent-backend: %s", o.sourceIPTransparentBackend)
+}

@@ -1,0 +1,74 @@
+package sigproxy
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Before the target is known a terminating signal goes to early and is not
+// held; another one is held and reaches the target once it is known.
+func TestRelayHoldsUntilTarget(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "trap 'exit 7' USR1; while :; do sleep 0.01; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	time.Sleep(100 * time.Millisecond) // let sh install the trap
+	f := <-CatchAsync()
+	f.Ready()
+	defer f.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	target := make(chan int, 1)
+	early := make(chan os.Signal, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Relay(ctx, target, func(s os.Signal) bool {
+			early <- s
+			return !IsTerminating(s)
+		})
+	}()
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+	for _, want := range []os.Signal{syscall.SIGHUP, syscall.SIGUSR1} {
+		select {
+		case got := <-early:
+			if got != want {
+				t.Errorf("early got %v, want %v", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("early never got %v", want)
+		}
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		t.Fatalf("target ended before it was named: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	target <- cmd.Process.Pid
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("held SIGUSR1 never reached the target")
+	}
+	cancel()
+	<-done
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
+		t.Errorf("target exit = %v, want status 7 from the held USR1", err)
+	}
+}
+
+func TestIsTerminating(t *testing.T) {
+	for s, want := range map[os.Signal]bool{syscall.SIGTERM: true, syscall.SIGINT: true, syscall.SIGHUP: true, syscall.SIGQUIT: true, syscall.SIGUSR1: false, syscall.SIGWINCH: false} {
+		if got := IsTerminating(s); got != want {
+			t.Errorf("IsTerminating(%v) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -1,0 +1,243 @@
+package builtin
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/unroot/unroot/internal/sys"
+	"github.com/unroot/unroot/port"
+)
+
+// echoUDP answers every datagram with the same bytes.
+func echoUDP(pc net.PacketConn) {
+	buf := make([]byte, 70000)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteTo(buf[:n], from)
+	}
+}
+
+// forwardUDP publishes a fresh port to a server on 127.0.0.1 run by serve
+// and returns the published address and the server's socket.
+func forwardUDP(t *testing.T, serve func(net.PacketConn)) (string, net.PacketConn) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go serve(pc)
+	d := newDriver(t, hostSource{}, DefaultOptions)
+	pp := freePort(t, "udp")
+	if _, err := d.Add(context.Background(), port.Spec{Proto: "udp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: pp, ChildPort: pc.LocalAddr().(*net.UDPAddr).Port}); err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(pp)), pc
+}
+
+// Datagrams of every size, above a 1500-byte MTU (VXLAN's 1550) up to the
+// largest IPv4 datagram, cross the forward both ways intact.
+func TestUDPLargeDatagrams(t *testing.T) {
+	addr, _ := forwardUDP(t, echoUDP)
+	c, err := net.Dial("udp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 70000)
+	for _, size := range []int{0, 1, 1400, 1550, 9000, 65000, 65507} {
+		msg := bytes.Repeat([]byte{byte(size)}, size)
+		binary.BigEndian.PutUint32(append(msg, 0, 0, 0, 0)[max(size-4, 0):], uint32(size))
+		msg = msg[:size]
+		var got []byte
+		for try := 0; try < 20 && got == nil; try++ {
+			if _, err := c.Write(msg); err != nil {
+				t.Fatalf("write %d bytes: %v", size, err)
+			}
+			c.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
+			if n, err := c.Read(buf); err == nil {
+				got = buf[:n]
+			}
+		}
+		if got == nil {
+			t.Fatalf("no answer to a %d-byte datagram", size)
+		}
+		if !bytes.Equal(got, msg) {
+			t.Errorf("a %d-byte datagram came back as %d bytes, changed", size, len(got))
+		}
+	}
+}
+
+// A client that sends with UDP_SEGMENT (one GSO buffer, many datagrams)
+// hits the listener's GRO path; the server must see each datagram on its
+// own, in order, with its own size, never glued to the next.
+func TestUDPSegmentedBurst(t *testing.T) {
+	type dgram struct{ n, seq int }
+	got := make(chan dgram, 4096)
+	addr, _ := forwardUDP(t, func(pc net.PacketConn) {
+		buf := make([]byte, 70000)
+		for {
+			n, _, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			seq := -1
+			if n >= 4 {
+				seq = int(binary.BigEndian.Uint32(buf[:4]))
+			}
+			got <- dgram{n, seq}
+		}
+	})
+	raddr, _ := net.ResolveUDPAddr("udp4", addr)
+	c, err := net.DialUDP("udp4", nil, raddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const seg, full = 1400, 40
+	for round := 0; round < 5; round++ {
+		// 40 full datagrams and a short one, numbered.
+		payload := make([]byte, full*seg+100)
+		for i := 0; i <= full; i++ {
+			binary.BigEndian.PutUint32(payload[i*seg:], uint32(round*1000+i))
+		}
+		ctl := sys.UDPSegmentControl(make([]byte, 64), seg)
+		if _, _, err := c.WriteMsgUDP(payload, ctl, nil); err != nil {
+			t.Fatalf("segmented send: %v", err)
+		}
+		for i := 0; i <= full; i++ {
+			want := dgram{seg, round*1000 + i}
+			if i == full {
+				want.n = 100
+			}
+			select {
+			case d := <-got:
+				if d != want {
+					t.Fatalf("round %d datagram %d: got %d bytes #%d, want %d bytes #%d", round, i, d.n, d.seq, want.n, want.seq)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("round %d: datagram %d of %d never arrived", round, i, full+1)
+			}
+		}
+	}
+}
+
+// The driver in a helper process with a 64-descriptor limit: a spray from
+// many source ports takes every descriptor for flows that then go idle; a
+// new client must still be answered (the idlest flow gives way), not
+// starve until idle flows expire 90 s later.
+func TestUDPDescriptorExhaustion(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go serveWhoUDP(pc)
+	pp := freePort(t, "udp")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMain$")
+	cmd.Env = append(os.Environ(), "UNROOT_BUILTIN_HELPER=emfile", "UNROOT_HELPER_PROTO=udp",
+		fmt.Sprintf("UNROOT_HELPER_PORTS=%d:%d", pp, pc.LocalAddr().(*net.UDPAddr).Port))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("helper log:\n%s", stderr.String())
+		}
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		t.Fatalf("helper said %q, %v", line, err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(pp))
+	raddr, _ := net.ResolveUDPAddr("udp4", addr)
+	for i := 0; i < 200; i++ {
+		c, err := net.DialUDP("udp4", nil, raddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("spray"))
+		c.Close()
+	}
+	time.Sleep(300 * time.Millisecond)
+	for i := range 3 {
+		if got := udpTalk(t, "udp4", addr, nil, "new"); !strings.HasSuffix(got, " new") {
+			t.Fatalf("new client %d after the spray: got %q; helper log:\n%s", i, got, stderr.String())
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if !strings.Contains(stderr.String(), "too many open files") {
+		t.Errorf("the spray never exhausted the helper's descriptors; its log:\n%s", stderr.String())
+	}
+}
+
+// BenchmarkUDPForward measures datagrams of 1400 bytes through a forward to
+// a server that drains them; allocs/op must stay 0 (no allocation per
+// datagram).
+func BenchmarkUDPForward(b *testing.B) {
+	srv, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := srv.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	d, err := New(context.Background(), port.Env{Sockets: hostSource{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	pl, _ := net.ListenPacket("udp4", "127.0.0.1:0")
+	pp := pl.LocalAddr().(*net.UDPAddr).Port
+	pl.Close()
+	if _, err := d.Add(context.Background(), port.Spec{Proto: "udp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: pp, ChildPort: srv.LocalAddr().(*net.UDPAddr).Port}); err != nil {
+		b.Fatal(err)
+	}
+	c, err := net.Dial("udp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(pp)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	msg := make([]byte, 1400)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.Write(msg); err != nil && !errorsIsRefused(err) {
+			b.Fatal(err)
+		}
+	}
+}
+
+func errorsIsRefused(err error) bool {
+	return strings.Contains(err.Error(), syscall.ECONNREFUSED.Error())
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs every go fuzz target (func FuzzX in a _test.go file) for a short time, so a
+# target that finds a crasher fails CI. Go writes each crasher to
+# PKG/testdata/fuzz/FuzzX/<hash>: commit it with the fix, and it stays a seed
+# that plain `go test` runs every time.
+#
+#   scripts/fuzz.sh [-t DURATION] [PKG_DIR...]
+#
+# DURATION is per target (default 1s; UNROOT_FUZZTIME overrides). Each package's
+# test binary is built once with the fuzzing instrumentation, then run per target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+
+fuzztime=${UNROOT_FUZZTIME:-1s}
+if [ "${1:-}" = "-t" ]; then fuzztime=$2; shift 2; fi
+
+if [ $# -gt 0 ]; then
+  dirs=("$@")
+else
+  mapfile -t dirs < <(grep -rl --include='*_test.go' '^func Fuzz[A-Z0-9_a-z]*(f \*testing.F)' . |
+    xargs -n1 dirname | sort -u)
+fi
+
+bin=$(mktemp -d)
+trap 'rm -rf "$bin"' EXIT
+failed=()
+total=0
+start=$SECONDS
+for d in "${dirs[@]}"; do
+  mapfile -t targets < <(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(f \*testing\.F).*/\1/p' "$d"/*_test.go | sort -u)
+  [ ${#targets[@]} -gt 0 ] || continue
+  exe=$bin/$(echo "$d" | tr '/.' '__').test
+  # -fuzz at build time turns the coverage instrumentation on; the pattern only has to match.
+  go test -c -o "$exe" -fuzz="^${targets[0]}\$" "$d"
+  for t in "${targets[@]}"; do
+    total=$((total + 1))
+    # The binary runs in the package directory, as go test does: the seeds live in
+    # its testdata/fuzz, and so will a new crasher.
+    if ! (cd "$d" && "$exe" -test.run='^$' -test.fuzz="^$t\$" -test.fuzztime="$fuzztime" \
+      -test.fuzzcachedir="$bin/cache" >"$bin/out" 2>&1); then
+      cat "$bin/out"
+      failed+=("$d $t")
+    fi
+  done
+done
+echo "fuzz: $total targets, ${fuzztime} each, $((SECONDS - start))s"
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'fuzz: FAILED %s (the crasher is in its testdata/fuzz; commit it with the fix)\n' "${failed[@]}"
+  exit 1
+fi
