@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -543,12 +542,4 @@ func checkUserNS() error {
 		}
 	}
 	return nil
-}
-
-func specString(s port.Spec) string {
-	ip := s.ParentIP
-	if ip != "" && net.ParseIP(ip).To4() == nil {
-		ip = "[" + ip + "]"
-	}
-	return fmt.Sprintf("%s:%d:%d/%s", ip, s.ParentPort, s.ChildPort, s.Proto)
 }

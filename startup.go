@@ -550,7 +550,7 @@ func (s *startup) publish(setup network.Setup) error {
 		}
 		for _, p := range l.Publish {
 			if _, err := l.portDrv.Add(s.ctx, p); err != nil {
-				return fmt.Errorf("publish %s: %w", specString(p), err)
+				return fmt.Errorf("publish %s: %w", p, err)
 			}
 		}
 	}

@@ -12,13 +12,21 @@ import (
 	"github.com/unroot/unroot/api"
 )
 
-// Spec is one published port, with RootlessKit's JSON names and order.
+// Spec is one published port, with RootlessKit's JSON names and order. It
+// is parsed once, where it enters (ParseSpec for flags, UnmarshalJSON for
+// the API), and every later user takes the typed fields; String formats it
+// back in RootlessKit's grammar.
 type Spec struct {
-	Proto      string `json:"proto,omitempty"`
-	ParentIP   string `json:"parentIP,omitempty"`
-	ParentPort int    `json:"parentPort,omitempty"`
-	ChildPort  int    `json:"childPort,omitempty"`
-	ChildIP    string `json:"childIP,omitempty"`
+	Proto string `json:"proto,omitempty"`
+	// ParentIP is the host address to listen on; the zero Addr means all
+	// addresses.
+	ParentIP   netip.Addr `json:"parentIP,omitzero"`
+	ParentPort int        `json:"parentPort,omitempty"`
+	ChildPort  int        `json:"childPort,omitempty"`
+	// ChildIP is the address inside the namespace to connect to; the zero
+	// Addr means the driver's default (loopback of the proto's family for
+	// builtin).
+	ChildIP netip.Addr `json:"childIP,omitzero"`
 }
 
 // Status is a published port and its ID.

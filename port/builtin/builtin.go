@@ -151,10 +151,7 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 	if port.Transport(s.Proto) == "sctp" {
 		return port.Status{}, fmt.Errorf("add port %s: %w by the builtin port driver: use tcp or udp", s.Proto, port.ErrUnsupportedProto)
 	}
-	target, err := childTarget(s)
-	if err != nil {
-		return port.Status{}, err
-	}
+	target := s.ChildTarget()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -214,24 +211,6 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 	d.nextID++
 	d.log.Debug("port added", "id", f.status.ID, "spec", s)
 	return f.status, nil
-}
-
-// childTarget is where connections go inside the child: the spec's child
-// IP, or loopback of the proto's family (127.0.0.1 unless the proto is tcp6
-// or udp6), as RootlessKit dials.
-func childTarget(s port.Spec) (netip.AddrPort, error) {
-	ip := netip.AddrFrom4([4]byte{127, 0, 0, 1})
-	if s.Proto[len(s.Proto)-1] == '6' {
-		ip = netip.IPv6Loopback()
-	}
-	if s.ChildIP != "" {
-		var err error
-		if ip, err = netip.ParseAddr(s.ChildIP); err != nil {
-			return netip.AddrPort{}, fmt.Errorf("invalid childIP %q: %w", s.ChildIP, err)
-		}
-		ip = ip.Unmap()
-	}
-	return netip.AddrPortFrom(ip, uint16(s.ChildPort)), nil
 }
 
 // List returns the published ports ordered by ID.

@@ -121,16 +121,16 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 		return port.Status{}, fmt.Errorf("unsupported protocol %q: %w by the slirp4netns port driver (IPv4 tcp and udp only); use --port-driver=builtin for %s", s.Proto, port.ErrUnsupportedProto, s.Proto)
 	}
 	hostAddr := "0.0.0.0"
-	if s.ParentIP != "" {
-		ip := netip.MustParseAddr(s.ParentIP).Unmap()
+	if s.ParentIP.IsValid() {
+		ip := s.ParentIP.Unmap()
 		if !ip.Is4() {
 			return port.Status{}, fmt.Errorf("parentIP %s: the slirp4netns port driver listens on IPv4 only", s.ParentIP)
 		}
 		hostAddr = ip.String()
 	}
 	guest := d.childIP
-	if s.ChildIP != "" {
-		guest = netip.MustParseAddr(s.ChildIP).Unmap()
+	if s.ChildIP.IsValid() {
+		guest = s.ChildIP.Unmap()
 		if guest.IsLoopback() {
 			return port.Status{}, fmt.Errorf("childIP %s: the slirp4netns port driver cannot reach the child's loopback; use the child's address %s or leave childIP empty", s.ChildIP, d.childIP)
 		}
