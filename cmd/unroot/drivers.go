@@ -78,7 +78,7 @@ func buildNetwork(o *opts, p personality, log *slog.Logger) (network.Driver, err
 		return nil, err
 	}
 	if name == "host" || name == "none" {
-		if o.cidr != "" {
+		if o.cidr != "" || (o.cidrSet && p == asUnroot) {
 			return nil, fmt.Errorf("--cidr cannot be used with --net=%s: it sets the address of a user-mode network (slirp4netns, pasta, netstack)", name)
 		}
 		if o.ifname != "" {
@@ -94,7 +94,9 @@ func buildNetwork(o *opts, p personality, log *slog.Logger) (network.Driver, err
 		return d, nil
 	}
 	cfg := network.Config{MTU: o.mtu, IfName: o.ifname, DisableHostLoopback: o.disableHostLoopback, IPv6: o.ipv6, Logger: log.With("component", "network")}
-	if o.cidr != "" {
+	// RootlessKit takes an empty --cidr= as the default; unroot run says
+	// it is empty.
+	if o.cidr != "" || (o.cidrSet && p == asUnroot) {
 		c, err := network.ParseCIDR(o.cidr)
 		if err != nil {
 			return nil, err

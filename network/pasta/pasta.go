@@ -108,7 +108,7 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 	}
 	flags, err := d.probe.Flags(ctx)
 	if err != nil {
-		return network.Setup{}, fmt.Errorf("start pasta: probe %s --help: %w", d.path, err)
+		return network.Setup{}, fmt.Errorf("start pasta: %w", err)
 	}
 	f, warnings, err := d.features(flags, c)
 	if err != nil {

@@ -240,7 +240,11 @@ func TestDriverUnprivileged(t *testing.T) {
 			if !s.Setup.ConfiguredByDriver || s.Setup.Addr.String() != "10.0.2.100/24" || len(s.Setup.DNS) != 1 || s.Setup.DNS[0].String() != "10.0.2.3" {
 				t.Errorf("Setup = %+v", s.Setup)
 			}
-			if want := `{"driver":"pasta","dns":["10.0.2.3"],"childIP":"10.0.2.100"}`; string(s.Info) != want {
+			want := `{"driver":"pasta","dns":["10.0.2.3"],"childIP":"10.0.2.100"}`
+			if tc.ipv6 {
+				want = `{"driver":"pasta","dns":["10.0.2.3"],"childIP":"10.0.2.100","ipv6":true}`
+			}
+			if string(s.Info) != want {
 				t.Errorf("Info = %s, want %s", s.Info, want)
 			}
 			// pasta configured the interface itself, before Start returned.

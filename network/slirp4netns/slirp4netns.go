@@ -169,7 +169,14 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 	// An older slirp4netns rejects an option it lacks: find out what it
 	// has, then retry without what is optional or name what is missing.
 	flags, perr := helper.ProbeHelp(d.path).Flags(ctx)
-	if perr != nil || hasAll(flags, assumed) {
+	if perr != nil {
+		if ctx.Err() != nil {
+			return network.Setup{}, err
+		}
+		// It failed and cannot say what it supports: both halves matter.
+		return network.Setup{}, fmt.Errorf("%w; %w", err, perr)
+	}
+	if hasAll(flags, assumed) {
 		return network.Setup{}, err
 	}
 	opts, rerr := d.resolve(flags, c)

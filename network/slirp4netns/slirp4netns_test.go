@@ -310,7 +310,7 @@ func TestDriverIPv6(t *testing.T) {
 	if s.Err != "" {
 		t.Fatalf("Start: %s", s.Err)
 	}
-	if want := `{"driver":"slirp4netns","dns":["10.0.2.3","fd00::3"],"childIP":"10.0.2.100"}`; string(s.Info) != want {
+	if want := `{"driver":"slirp4netns","dns":["10.0.2.3","fd00::3"],"childIP":"10.0.2.100","ipv6":true}`; string(s.Info) != want {
 		t.Errorf("Info = %s, want %s", s.Info, want)
 	}
 	if s.Setup.Addr6.String() != "fd00::100/64" || s.Setup.Gateway6.String() != "fd00::2" {

@@ -331,7 +331,8 @@ func TestDescriptorExhaustion(t *testing.T) {
 		}
 		flood = append(flood, c)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Held a while: the retries repeat, their warnings must not.
+	time.Sleep(2 * time.Second)
 	for _, c := range flood {
 		c.Close()
 	}
@@ -343,6 +344,20 @@ func TestDescriptorExhaustion(t *testing.T) {
 	cmd.Wait()
 	if !strings.Contains(stderr.String(), "too many open files") {
 		t.Errorf("the flood never exhausted the helper's descriptors; its log:\n%s", stderr.String())
+	}
+	// Each kind of warning: the first, then a count every few seconds
+	// (internal/lograte), not one line per retry.
+	counts := map[string]int{}
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(l, "level=WARN") {
+			msg, _, _ := strings.Cut(l[strings.Index(l, "msg="):], " err=")
+			counts[msg]++
+		}
+	}
+	for msg, n := range counts {
+		if n > 2 {
+			t.Errorf("%d warnings %s in about 2 s of exhaustion, want a few (rate-limited)", n, msg)
+		}
 	}
 }
 

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync/atomic"
 	"time"
 
+	"github.com/unroot/unroot/internal/lograte"
 	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/port"
 )
@@ -24,15 +26,16 @@ type poolKey struct{ family, sotype int }
 // Sockets are raw descriptors: TCP ones go to the relay engine's epoll
 // loop as they are, and only UDP flows wrap theirs for the runtime poller.
 type pool struct {
-	key    poolKey
-	ready  chan int
-	low    chan struct{} // the pool is half empty
-	kick   chan struct{} // a descriptor was freed: retry a failing refill now
+	key   poolKey
+	ready chan int
+	low   chan struct{} // the pool is half empty
+	kick  chan struct{} // a descriptor was freed: retry a failing refill now
 	// starved is set while the refill fails (descriptors run out), so a
 	// UDP port can free one of its own flows for a new client.
 	starved atomic.Bool
-	cancel context.CancelFunc
-	done   chan struct{}
+	warn    lograte.Limiter // the refill's retry warning
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 func (d *Driver) poolLocked(target netip.AddrPort, transport string) *pool {
@@ -73,7 +76,7 @@ func (p *pool) refill(ctx context.Context, d *Driver) {
 				// the driver lives.
 				p.starved.Store(true)
 				wait := bo.step()
-				d.log.Warn("getting a socket from the child failed; retrying", "err", err, "retry_in", wait)
+				p.warn.Log(ctx, d.log, slog.LevelWarn, "getting a socket from the child failed; retrying", "err", err, "retry_in", wait)
 				t := time.NewTimer(wait)
 				select {
 				case <-ctx.Done():
