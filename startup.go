@@ -530,12 +530,11 @@ func (s *startup) publish(setup network.Setup) error {
 	if l.Ports != nil {
 		env := port.Env{
 			StateDir: l.dir.Path(),
-			Opaque:   setup.Opaque,
 			Logger:   l.log.With("component", "port"),
 		}
 		if l.privateNet() {
 			env.Sockets = l.sockets
-			env.NetworkDriver = l.Network.Name()
+			env.Network = l.Network
 			if setup.Addr.IsValid() {
 				env.ChildIP = setup.Addr.Addr()
 			}
