@@ -259,7 +259,9 @@ func (l *Launcher) Validate() error {
 // From Start to Close this process catches every catchable signal except
 // SIGCHLD, SIGPIPE and SIGURG and forwards it to the command, as
 // RootlessKit does; SIGTERM, SIGINT, SIGHUP or SIGQUIT before the command
-// runs abort Start instead. ctx bounds Start only, not the run.
+// runs abort Start instead, and any other signal before then is dropped
+// with a warning (never held for the command: it would arrive before the
+// command's handler, or not, by chance). ctx bounds Start only, not the run.
 func (l *Launcher) Start(ctx context.Context) (err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

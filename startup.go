@@ -368,9 +368,10 @@ func (l *Launcher) releaseWhenDone(done *os.File) {
 }
 
 // relaySignals takes the caught signals and relays them until Close. Until
-// the command runs, a signal could reach an init that has no handler yet
-// (PID 1 drops those): they are held, except that a terminating one aborts
-// the start.
+// the command runs, a terminating signal aborts the start and any other is
+// dropped with a warning (sigproxy.StartupPolicy): delivered right after
+// the exec, it would kill or reach the command at random, before or after
+// the command's handler exists.
 func (s *startup) relaySignals() {
 	l := s.l
 	l.sigs = <-s.signals
@@ -380,13 +381,9 @@ func (s *startup) relaySignals() {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		l.sigs.Relay(sigCtx, s.cmdRunning, func(sig os.Signal) bool {
-			if sigproxy.IsTerminating(sig) {
-				s.cancel(&interruptedError{sig})
-				return false
-			}
-			return true
-		})
+		l.sigs.Relay(sigCtx, s.cmdRunning, sigproxy.StartupPolicy(l.log, func(sig os.Signal) {
+			s.cancel(&interruptedError{sig})
+		}))
 	}()
 }
 
@@ -545,12 +542,11 @@ func (s *startup) publish(setup network.Setup) error {
 	if l.Ports != nil {
 		env := port.Env{
 			StateDir: l.dir.Path(),
-			Opaque:   setup.Opaque,
 			Logger:   l.log.With("component", "port"),
 		}
 		if l.privateNet() {
 			env.Sockets = l.sockets
-			env.NetworkDriver = l.Network.Name()
+			env.Network = l.Network
 			if setup.Addr.IsValid() {
 				env.ChildIP = setup.Addr.Addr()
 			}

@@ -26,6 +26,7 @@ type opts struct {
 	net                 string
 	mtu                 int
 	cidr                string
+	cidrSet             bool // --cidr was given, even empty
 	ifname              string
 	disableHostLoopback bool
 	ipv6                bool
@@ -86,7 +87,7 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 
 	fs.StringVar(&o.net, "net", def("host", "auto"), "network driver [host, none, pasta, slirp4netns, netstack"+map[bool]string{true: ", auto (pasta, then slirp4netns, then netstack)", false: ""}[p == asUnroot]+"]")
 	fs.IntVar(&o.mtu, "mtu", 0, "MTU for non-host network (default: 65520 for pasta, slirp4netns and netstack)")
-	fs.StringVar(&o.cidr, "cidr", "", "CIDR for pasta, slirp4netns and netstack networks (default: 10.0.2.0/24)")
+	fs.Var(&setString{v: &o.cidr, set: &o.cidrSet}, "cidr", "CIDR for pasta, slirp4netns and netstack networks (default: 10.0.2.0/24)")
 	fs.StringVar(&o.ifname, "ifname", "", "network interface name (default: tap0)")
 	fs.BoolVar(&o.disableHostLoopback, "disable-host-loopback", p == asUnroot, "prohibit connecting to 127.0.0.1:* on the host namespace")
 	fs.BoolVar(&o.ipv6, "ipv6", false, "enable IPv6 routing; for pasta, slirp4netns and netstack (experimental)")
@@ -147,6 +148,22 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 		add("Port", "source-ip-transparent-udp")
 	}
 }
+
+// setString is a string flag that also records that it was given, so
+// "--cidr=" can be told from no --cidr.
+type setString struct {
+	v   *string
+	set *bool
+}
+
+func (s *setString) String() string {
+	if s.v == nil {
+		return ""
+	}
+	return *s.v
+}
+func (s *setString) Set(v string) error { *s.v, *s.set = v, true; return nil }
+func (s *setString) Type() string       { return "string" }
 
 // normalize rewrites RootlessKit's (Go flag package) grammar into pflag's:
 // a single-dash long flag ("-pidns", "-state-dir=x") becomes "--pidns".
