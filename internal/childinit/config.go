@@ -73,6 +73,8 @@ type Config struct {
 	// ReportExit prints a line for a non-zero exit status too, as
 	// RootlessKit's child does (a signal death is always reported).
 	ReportExit bool
+	// Bypass installs the socket filter on the command (see bypass.go).
+	Bypass BypassMode
 }
 
 // Encode returns the value for EnvConfig.
@@ -95,6 +97,7 @@ func (c Config) Encode() string {
 	e.String(c.Propagation)
 	e.Strings(c.CopyUp)
 	e.String(c.ErrPrefix)
+	e.Int(int(c.Bypass))
 	// The environment holds no NUL bytes.
 	return base64.RawStdEncoding.EncodeToString(e.Bytes())
 }
@@ -120,6 +123,7 @@ func DecodeConfig(s string) (Config, error) {
 	c.Propagation = d.String()
 	c.CopyUp = d.Strings()
 	c.ErrPrefix = d.String()
+	c.Bypass = BypassMode(d.Int())
 	if err := d.Finish(); err != nil {
 		return Config{}, fmt.Errorf("decode %s: %w (the launcher and the init are different binaries? do not replace the binary while it runs)", EnvConfig, err)
 	}
