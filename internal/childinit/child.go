@@ -33,6 +33,9 @@ const (
 // Run is the namespace init's main. It never returns.
 func Run(encoded string) {
 	cfg, err := DecodeConfig(encoded)
+	if err == nil && cfg.CmdFD != 0 {
+		cfg.Command, err = readCommand(cfg.CmdFD)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "unroot: child: %v\n", err)
 		os.Exit(1)
@@ -147,6 +150,9 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 			fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
 			return 1
 		}
+	}
+	if cfg.CmdFD != 0 {
+		syscall.Close(cfg.CmdFD) // read in Run; the command must not inherit it
 	}
 	var done *os.File
 	if cfg.DoneFD != 0 {
