@@ -52,6 +52,10 @@ type startup struct {
 	netFiles     *future.Future[struct{}]      // resolv.conf and hosts from the prediction
 	netSetup     *future.Future[network.Setup] // the network driver's start
 	cmdRunning   chan int                      // the signal relay's target, once the command runs
+	// The seccomp listener that came with Started (--bypass), or why none
+	// did; startBypass keeps a copy, end closes these.
+	bypassFiles  []*os.File
+	bypassWhyOff string
 }
 
 // prepared is what the state directory's preparation hands on.
@@ -108,6 +112,11 @@ func (s *startup) run() error {
 	if err := s.publish(setup); err != nil {
 		return err
 	}
+	// Notifications of binds the command made meanwhile wait in the
+	// filter's queue: the ports they may match are published now.
+	if err := s.l.startBypass(s.bypassFiles, s.bypassWhyOff, setup); err != nil {
+		return err
+	}
 	return s.serveAPI()
 }
 
@@ -122,6 +131,7 @@ func (s *startup) mark(stage string) {
 // cannot reappear in a removed state directory.
 func (s *startup) end(err *error) {
 	l := s.l
+	closeFiles(s.bypassFiles)
 	s.netFiles.Wait()
 	if s.cancel != nil {
 		s.cancel(*err)
@@ -327,6 +337,7 @@ func (s *startup) initEnv() []string {
 		Cgroup2:     l.EvacuateCgroup2 != "",
 		ErrPrefix:   prefix,
 		ReportExit:  l.ChildReportsExit,
+		Bypass:      l.childBypass(),
 	}
 	env := append(os.Environ(), l.Env...)
 	env = append(env,
@@ -357,9 +368,10 @@ func (l *Launcher) releaseWhenDone(done *os.File) {
 }
 
 // relaySignals takes the caught signals and relays them until Close. Until
-// the command runs, a signal could reach an init that has no handler yet
-// (PID 1 drops those): they are held, except that a terminating one aborts
-// the start.
+// the command runs, a terminating signal aborts the start and any other is
+// dropped with a warning (sigproxy.StartupPolicy): delivered right after
+// the exec, it would kill or reach the command at random, before or after
+// the command's handler exists.
 func (s *startup) relaySignals() {
 	l := s.l
 	l.sigs = <-s.signals
@@ -369,13 +381,9 @@ func (s *startup) relaySignals() {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		l.sigs.Relay(sigCtx, s.cmdRunning, func(sig os.Signal) bool {
-			if sigproxy.IsTerminating(sig) {
-				s.cancel(&interruptedError{sig})
-				return false
-			}
-			return true
-		})
+		l.sigs.Relay(sigCtx, s.cmdRunning, sigproxy.StartupPolicy(l.log, func(sig os.Signal) {
+			s.cancel(&interruptedError{sig})
+		}))
 	}()
 }
 
@@ -514,10 +522,11 @@ func (s *startup) startCommand(setup network.Setup) error {
 	if err := l.ctl.Send(handshake.Msg{Kind: handshake.Network, Setup: &setup}); err != nil {
 		return s.fail(err)
 	}
-	m, _, err := l.ctl.Expect(s.initCtx, handshake.Started)
+	m, files, err := l.ctl.Expect(s.initCtx, handshake.Started)
 	if err != nil {
 		return s.fail(err)
 	}
+	s.bypassFiles, s.bypassWhyOff = files, m.Err
 	s.mark("command started")
 	l.cmdPID = m.PID
 	s.cmdRunning <- l.childPID
@@ -533,12 +542,11 @@ func (s *startup) publish(setup network.Setup) error {
 	if l.Ports != nil {
 		env := port.Env{
 			StateDir: l.dir.Path(),
-			Opaque:   setup.Opaque,
 			Logger:   l.log.With("component", "port"),
 		}
 		if l.privateNet() {
 			env.Sockets = l.sockets
-			env.NetworkDriver = l.Network.Name()
+			env.Network = l.Network
 			if setup.Addr.IsValid() {
 				env.ChildIP = setup.Addr.Addr()
 			}

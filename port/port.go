@@ -10,6 +10,7 @@ import (
 	"net/netip"
 
 	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/network"
 )
 
 // Spec is one published port, with RootlessKit's JSON names and order. It
@@ -81,12 +82,11 @@ type Env struct {
 	Sockets  SocketSource // nil for --net=host
 	ChildIP  netip.Addr   // the child's address on the network driver's device, if any
 	StateDir string
-	// NetworkDriver is the name of the active network driver ("slirp4netns", ...).
-	NetworkDriver string
-	// Opaque carries network-driver-specific values a port driver needs,
-	// e.g. "slirp4netns.api-socket" for the slirp4netns port driver.
-	Opaque map[string]string
-	Logger *slog.Logger
+	// Network is the active network driver, nil for --net=host. A port
+	// driver that works through it asserts the interface it needs (the
+	// slirp4netns port driver: APISocket() string).
+	Network network.Driver
+	Logger  *slog.Logger
 }
 
 // Factory makes a port driver for a running child.

@@ -25,21 +25,23 @@ var netDrivers = map[string]func(cfg network.Config, o *opts) (network.Driver, e
 		if cfg.Binary == "slirp4netns" {
 			cfg.Binary = ""
 		}
-		cfg.Options = map[string]string{slirp4netns.OptSandbox: o.slirpSandbox, slirp4netns.OptSeccomp: o.slirpSeccomp}
-		if o.portDriver == "slirp4netns" {
-			cfg.Options[slirp4netns.OptAPISocket] = "true"
+		var so slirp4netns.Options
+		var err error
+		if so.Sandbox, err = network.ParseTriState("--slirp4netns-sandbox", o.slirpSandbox); err != nil {
+			return nil, err
 		}
-		return slirp4netns.New(cfg)
+		if so.Seccomp, err = network.ParseTriState("--slirp4netns-seccomp", o.slirpSeccomp); err != nil {
+			return nil, err
+		}
+		so.APISocket = o.portDriver == "slirp4netns"
+		return slirp4netns.New(cfg, so)
 	},
 	"pasta": func(cfg network.Config, o *opts) (network.Driver, error) {
 		cfg.Binary = o.pastaBinary
 		if cfg.Binary == "pasta" {
 			cfg.Binary = ""
 		}
-		if o.portDriver == "implicit" {
-			cfg.Options = map[string]string{pasta.OptImplicitPorts: "true"}
-		}
-		return pasta.New(cfg)
+		return pasta.New(cfg, pasta.Options{ImplicitPorts: o.portDriver == "implicit"})
 	},
 }
 

@@ -221,12 +221,12 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	signal.Notify(chld, syscall.SIGCHLD)
 	// Every signal must reach the command from its first instruction.
 	(<-signals).Ready()
-	pid, err := startCommand(cfg)
+	pid, bypass, err := startCommand(cfg)
 	if err != nil {
 		return fail(err)
 	}
 	cmdStarted <- pid
-	if err := ctl.Send(handshake.Msg{Kind: handshake.Started, PID: pid}); err != nil {
+	if err := sendStarted(ctl, pid, bypass); err != nil {
 		return 1
 	}
 	ws := reap(pid, chld)
@@ -316,12 +316,12 @@ func serveUntilNetwork(ctl *handshake.Conn, worker *netnsWorker) (network.Setup,
 	}
 }
 
-func startCommand(cfg Config) (int, error) {
+func startCommand(cfg Config) (int, bypassResult, error) {
 	env := envWithout(os.Environ(), EnvConfig)
 	argv := cfg.Command
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
-		return 0, fmt.Errorf("start command: %w", err)
+		return 0, bypassResult{}, fmt.Errorf("start command: %w", err)
 	}
 	if cfg.Activation {
 		path = "/proc/self/exe"
@@ -333,7 +333,11 @@ func startCommand(cfg Config) (int, error) {
 	// for good: the command's Pdeathsig fires when its forking thread ends.
 	runtime.LockOSThread()
 	if err := sys.DropInheritable(); err != nil {
-		return 0, fmt.Errorf("start command: %w", err)
+		return 0, bypassResult{}, fmt.Errorf("start command: %w", err)
+	}
+	bypass, err := installBypass(cfg.Bypass)
+	if err != nil {
+		return 0, bypassResult{}, err
 	}
 	files := []uintptr{0, 1, 2}
 	for i := range cfg.ListenFDs {
@@ -345,7 +349,8 @@ func startCommand(cfg Config) (int, error) {
 		Sys:   &syscall.SysProcAttr{Setsid: cfg.Reaper, Pdeathsig: syscall.SIGKILL},
 	})
 	if err != nil {
-		return 0, fmt.Errorf("start command %s: %w", argv[0], err)
+		bypass.close()
+		return 0, bypassResult{}, fmt.Errorf("start command %s: %w", argv[0], err)
 	}
-	return pid, nil
+	return pid, bypass, nil
 }

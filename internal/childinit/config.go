@@ -70,6 +70,8 @@ type Config struct {
 	// ReportExit prints a line for a non-zero exit status too, as
 	// RootlessKit's child does (a signal death is always reported).
 	ReportExit bool
+	// Bypass installs the socket filter on the command (see bypass.go).
+	Bypass BypassMode
 }
 
 // Encode returns the value for EnvConfig.
@@ -84,10 +86,11 @@ func (c Config) Encode() string {
 	e.Strings(c.Command)
 	e.String(c.StateDir)
 	e.String(c.PreTap)
-	network.EncodeSetupWire(&e, c.PreSetup)
+	e.Setup(c.PreSetup)
 	e.String(c.Propagation)
 	e.Strings(c.CopyUp)
 	e.String(c.ErrPrefix)
+	e.Int(int(c.Bypass))
 	// The environment holds no NUL bytes.
 	return base64.RawStdEncoding.EncodeToString(e.Bytes())
 }
@@ -109,10 +112,11 @@ func DecodeConfig(s string) (Config, error) {
 	c.Command = d.Strings()
 	c.StateDir = d.String()
 	c.PreTap = d.String()
-	c.PreSetup = network.DecodeOptionalSetupWire(d)
+	c.PreSetup = d.Setup()
 	c.Propagation = d.String()
 	c.CopyUp = d.Strings()
 	c.ErrPrefix = d.String()
+	c.Bypass = BypassMode(d.Int())
 	if err := d.Finish(); err != nil {
 		return Config{}, fmt.Errorf("decode %s: %w (the launcher and the init are different binaries? do not replace the binary while it runs)", EnvConfig, err)
 	}

@@ -73,7 +73,7 @@ func Encode(m Msg) []byte {
 	e.String(m.Err)
 	e.String(m.TapName)
 	e.Bool(m.VnetHdr)
-	network.EncodeSetupWire(&e, m.Setup)
+	e.Setup(m.Setup)
 	e.Int(m.PID)
 	return e.Bytes()
 }
@@ -90,7 +90,7 @@ func Decode(b []byte) (Msg, error) {
 	m.Err = d.String()
 	m.TapName = d.String()
 	m.VnetHdr = d.Bool()
-	m.Setup = network.DecodeOptionalSetupWire(d)
+	m.Setup = d.Setup()
 	m.PID = d.Int()
 	if err := d.Finish(); err != nil {
 		return Msg{}, fmt.Errorf("decode handshake message: %w", err)

@@ -111,7 +111,7 @@ func TestQueuedBeforeCancel(t *testing.T) {
 func TestDecode(t *testing.T) {
 	full := Msg{V: Version, Kind: Network, Setup: &network.Setup{
 		IfName: "tap0", Addr: netip.MustParsePrefix("10.0.2.100/24"), Gateway: netip.MustParseAddr("10.0.2.2"),
-		DNS: []netip.Addr{netip.MustParseAddr("10.0.2.3")}, MTU: 65520, Opaque: map[string]string{"a": "b"},
+		DNS: []netip.Addr{netip.MustParseAddr("10.0.2.3")}, MTU: 65520, ConfiguredByDriver: true,
 	}}
 	good := Encode(full)
 	bad := map[string][]byte{

@@ -22,16 +22,23 @@ import (
 	"github.com/unroot/unroot/port"
 )
 
-// OpaqueAPISocket is the port.Env.Opaque key holding the path of
-// slirp4netns's --api-socket.
-const OpaqueAPISocket = "slirp4netns.api-socket"
+// APISocketer is the network driver this port driver works through: the
+// slirp4netns network driver started with its API socket
+// (network/slirp4netns.Options.APISocket).
+type APISocketer interface {
+	// APISocket is the path of slirp4netns's --api-socket, "" without one.
+	APISocket() string
+}
 
 // Protos are what slirp4netns forwards.
 var Protos = []string{"tcp", "tcp4", "udp", "udp4"}
 
 // New is a port.Factory.
 func New(ctx context.Context, env port.Env) (port.Driver, error) {
-	sock := env.Opaque[OpaqueAPISocket]
+	var sock string
+	if a, ok := env.Network.(APISocketer); ok {
+		sock = a.APISocket()
+	}
 	if sock == "" {
 		return nil, errors.New("start slirp4netns port driver: no slirp4netns API socket: use --net=slirp4netns (it starts slirp4netns with --api-socket)")
 	}

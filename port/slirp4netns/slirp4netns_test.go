@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/network"
 	"github.com/unroot/unroot/port"
 )
 
@@ -108,7 +110,7 @@ func TestSlirp4netnsPorts(t *testing.T) {
 	if _, err := New(ctx, port.Env{}); err == nil || !strings.Contains(err.Error(), "--net=slirp4netns") {
 		t.Errorf("New without a socket = %v", err)
 	}
-	drv, err := New(ctx, port.Env{Opaque: map[string]string{OpaqueAPISocket: sock}})
+	drv, err := New(ctx, port.Env{Network: apiSocket(sock)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,3 +164,14 @@ func TestSlirp4netnsPorts(t *testing.T) {
 		t.Error("dial after Remove succeeded")
 	}
 }
+
+// apiSocket is a network driver with slirp4netns's API socket.
+type apiSocket string
+
+func (a apiSocket) APISocket() string { return string(a) }
+func (apiSocket) Name() string        { return "slirp4netns" }
+func (apiSocket) Start(context.Context, network.Child) (network.Setup, error) {
+	return network.Setup{}, nil
+}
+func (apiSocket) Info() *api.NetworkDriverInfo { return nil }
+func (apiSocket) Close() error                 { return nil }

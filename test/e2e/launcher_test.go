@@ -191,6 +191,39 @@ func TestSignalExit(t *testing.T) {
 	}
 }
 
+// A catchable, non-terminating signal sent to unroot while it is still
+// starting (here while slirp4netns comes up) is dropped, every time, with a
+// line that says so: it never kills the command before the command could
+// install its handler. One sent once the command runs reaches it.
+func TestSignalDuringStartupDropped(t *testing.T) {
+	dir := TempDir(t)
+	marker := filepath.Join(dir, "helper-starting")
+	slow := filepath.Join(dir, "slow-slirp4netns")
+	script := "#!/bin/sh\ncase \"$1\" in --help) exec slirp4netns --help;; esac\ntouch " + marker + "\nsleep 1\nexec slirp4netns \"$@\"\n"
+	if err := os.WriteFile(slow, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		os.Remove(marker)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cmd := UserCmd(t, ctx, "unroot", "run", "--net=slirp4netns", "--slirp4netns-binary="+slow, "--",
+			"sh", "-c", "trap 'echo got-usr1' USR1; sleep 0.5; echo end")
+		var so, se strings.Builder
+		cmd.Stdout, cmd.Stderr = &so, &se
+		if err := cmd.Start(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		WaitFile(t, marker, 10*time.Second)
+		cmd.Process.Signal(syscall.SIGUSR1)
+		err := cmd.Wait()
+		cancel()
+		if err != nil || so.String() != "end\n" || !strings.Contains(se.String(), "dropped") {
+			t.Fatalf("run %d: %v, stdout %q, stderr %q; want the command to run to its end, the signal dropped and said so", i, err, so.String(), se.String())
+		}
+	}
+}
+
 // SIGTERM to unroot itself is forwarded to the command (the benchmarks
 // `kill $rkpid`), which here traps it and exits 7.
 func TestSignalForwarding(t *testing.T) {
