@@ -59,6 +59,8 @@ type opts struct {
 	subidSource string
 
 	ready string // unroot only: who sends systemd READY=1 (internal/notify)
+
+	bypass bypassOpts
 }
 
 const categoryKey = "category"
@@ -136,6 +138,7 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	for _, n := range []string{"pidns", "cgroupns", "utsns", "ipcns", "reaper", "evacuate-cgroup2"} {
 		add("Process", n)
 	}
+	registerBypass(fs, &o.bypass, p)
 	fs.StringVar(&o.subidSource, "subid-source", "auto", "source of the subids [auto, dynamic (getsubids), static (/etc/subuid)]")
 	add("SubID", "subid-source")
 	if p == asUnroot {
@@ -222,7 +225,7 @@ func formatHelp(fs *pflag.FlagSet) string {
 	for _, cat := range categories {
 		var lines []string
 		fs.VisitAll(func(f *pflag.Flag) {
-			if c := f.Annotations[categoryKey]; len(c) == 0 || c[0] != cat {
+			if c := f.Annotations[categoryKey]; len(c) == 0 || c[0] != cat || f.Hidden {
 				return
 			}
 			name := "--" + f.Name

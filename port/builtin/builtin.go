@@ -130,6 +130,7 @@ type forward struct {
 	closer io.Closer // nil for TCP, whose listener serveTCP closes
 	cancel context.CancelFunc
 	done   chan struct{}
+	aside  bool // StepAside closed the listener; stop has run
 }
 
 // Info reports the driver as RootlessKit's builtin driver does.
@@ -160,15 +161,28 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 	if err := port.Conflict(d.listLocked(), s); err != nil {
 		return port.Status{}, err
 	}
+	f := &forward{status: port.Status{ID: d.nextID, Spec: s}}
+	if err := d.listenLocked(f, target); err != nil {
+		return port.Status{}, err
+	}
+	d.ports[f.status.ID] = f
+	d.nextID++
+	d.log.Debug("port added", "id", f.status.ID, "spec", s)
+	return f.status, nil
+}
+
+// listenLocked opens f's host listener and starts serving it.
+func (d *Driver) listenLocked(f *forward, target netip.AddrPort) error {
+	s := f.status.Spec
 	fctx, cancel := context.WithCancel(d.ctx)
-	f := &forward{status: port.Status{ID: d.nextID, Spec: s}, cancel: cancel, done: make(chan struct{})}
+	f.cancel, f.done, f.closer = cancel, make(chan struct{}), nil
 	switch port.Transport(s.Proto) {
 	case "tcp":
 		if d.engine == nil {
 			e, err := relay.NewEngine(relayThreads(), d.log)
 			if err != nil {
 				cancel()
-				return port.Status{}, fmt.Errorf("add port: %w", err)
+				return fmt.Errorf("add port: %w", err)
 			}
 			d.engine = e
 			d.localCC = sys.LocalCongestionControl()
@@ -176,7 +190,7 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 		ln, err := listenTCP(s)
 		if err != nil {
 			cancel()
-			return port.Status{}, err
+			return err
 		}
 		// The pool comes after the listener, so a port that cannot listen
 		// leaves no refill behind.
@@ -192,7 +206,7 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 		pc, err := listenUDP(s)
 		if err != nil {
 			cancel()
-			return port.Status{}, err
+			return err
 		}
 		f.closer = pc
 		// Set here rather than in serveUDP, which may start after a quick
@@ -207,10 +221,7 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 			d.serveUDP(fctx, pc, v6sock, p, target)
 		}()
 	}
-	d.ports[f.status.ID] = f
-	d.nextID++
-	d.log.Debug("port added", "id", f.status.ID, "spec", s)
-	return f.status, nil
+	return nil
 }
 
 // List returns the published ports ordered by ID.
@@ -244,6 +255,9 @@ func (d *Driver) Remove(ctx context.Context, id int) error {
 }
 
 func (f *forward) stop() {
+	if f.done == nil {
+		return
+	}
 	f.cancel()
 	if f.closer != nil {
 		f.closer.Close()
