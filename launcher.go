@@ -292,7 +292,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			err = doctor.Explain(ctx, err, doctor.Options{Net: l.networkName(), Logger: l.log})
 		}
 	}()
-	if err := checkUserNS(); err != nil {
+	if err := doctor.UserNSSettings(); err != nil {
 		return err
 	}
 	l.exited = make(chan struct{})
@@ -555,18 +555,4 @@ func identity() idmap.Identity {
 		id.Name = u.Username
 	}
 	return id
-}
-
-// checkUserNS reports the two host settings that make every start fail,
-// before anything is created.
-func checkUserNS() error {
-	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && string(b) == "0\n" {
-		return errors.New("user namespaces are disabled (user.max_user_namespaces = 0); enable them: sudo sysctl -w user.max_user_namespaces=28633")
-	}
-	if os.Geteuid() != 0 {
-		if b, err := os.ReadFile("/proc/sys/kernel/unprivileged_userns_clone"); err == nil && string(b) == "0\n" {
-			return errors.New("unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0); enable them: sudo sysctl -w kernel.unprivileged_userns_clone=1")
-		}
-	}
-	return nil
 }

@@ -264,6 +264,16 @@ func (s *startup) spawn() error {
 		sockChild.Close()
 		return err
 	}
+	// The command goes in a file of its own: in the environment it would
+	// be one string, which Linux limits to 128 KiB.
+	cmdFile, err := childinit.CommandFile(l.Command)
+	if err != nil {
+		ctlChild.Close()
+		sockChild.Close()
+		doneR.Close()
+		doneW.Close()
+		return err
+	}
 	l.sockets = sockpool.NewClient(sock)
 	// A driver whose helper attaches to a tap by name gets it pre-created by
 	// the child before the id mapping; a driver that needs nothing from the
@@ -272,8 +282,9 @@ func (s *startup) spawn() error {
 		s.pre = tp.PreTap()
 		l.preTap = s.pre.Name
 	}
-	files := append(append([]*os.File{}, l.ListenFDs...), ctlChild, sockChild, doneW)
+	files := append(append([]*os.File{}, l.ListenFDs...), ctlChild, sockChild, doneW, cmdFile)
 	so := spawn.Options{
+		Args:       initArgs(),
 		Env:        s.initEnv(),
 		ExtraFiles: files,
 		Stdin:      l.Stdin, Stdout: l.Stdout, Stderr: l.Stderr,
@@ -291,6 +302,7 @@ func (s *startup) spawn() error {
 	ctlChild.Close()
 	sockChild.Close()
 	doneW.Close()
+	cmdFile.Close()
 	if err != nil {
 		doneR.Close()
 		return err
@@ -325,6 +337,7 @@ func (s *startup) initEnv() []string {
 		CtlFD:       3 + len(l.ListenFDs),
 		SockFD:      4 + len(l.ListenFDs),
 		DoneFD:      5 + len(l.ListenFDs),
+		CmdFD:       6 + len(l.ListenFDs),
 		Activation:  l.ActivationPID && len(l.ListenFDs) > 0,
 		ParentPID:   os.Getpid(),
 		Command:     l.Command,
@@ -353,6 +366,22 @@ func (s *startup) initEnv() []string {
 		env = l.notify.CommandEnv(env)
 	}
 	return env
+}
+
+// initArgs is the namespace init's argv: this process's, so that ps shows
+// the init as the launcher, unless it is long. The command is in it too,
+// and the init's exec counts argv and environment together against one
+// limit; the kernel accepted that command line once, for the launcher, but
+// need not accept it again with the init's configuration added.
+func initArgs() []string {
+	n := 0
+	for _, a := range os.Args {
+		n += len(a) + 1
+	}
+	if n > 16<<10 {
+		return os.Args[:1]
+	}
+	return os.Args
 }
 
 // releaseWhenDone releases the drivers and the state directory once the

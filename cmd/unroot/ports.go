@@ -250,5 +250,6 @@ func printInfo(w io.Writer, info *api.Info) error {
 	} else {
 		fmt.Fprintf(tw, "Port driver\tnone\n")
 	}
+	fmt.Fprintf(tw, "Bypass\t%s\n", bypassLine(info.Bypass))
 	return tw.Flush()
 }

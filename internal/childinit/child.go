@@ -16,6 +16,7 @@ import (
 
 	"github.com/unroot/unroot/internal/handshake"
 	"github.com/unroot/unroot/internal/netconf"
+	"github.com/unroot/unroot/internal/operr"
 	"github.com/unroot/unroot/internal/sigproxy"
 	"github.com/unroot/unroot/internal/sockpool"
 	"github.com/unroot/unroot/internal/statedir"
@@ -33,6 +34,9 @@ const (
 // Run is the namespace init's main. It never returns.
 func Run(encoded string) {
 	cfg, err := DecodeConfig(encoded)
+	if err == nil && cfg.CmdFD != 0 {
+		cfg.Command, err = readCommand(cfg.CmdFD)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "unroot: child: %v\n", err)
 		os.Exit(1)
@@ -120,7 +124,7 @@ func stage1(cfg Config) int {
 	env := append(envWithout(os.Environ(), EnvConfig), EnvConfig+"="+cfg.Encode())
 	err = syscall.Exec("/proc/self/exe", os.Args, env)
 	runtime.KeepAlive(f)
-	c.Send(handshake.Msg{Kind: handshake.Error, Err: fmt.Sprintf("re-exec /proc/self/exe in the user namespace: %v", err)})
+	c.Send(handshake.ErrorMsg(operr.Errorf(operr.UserNS, "/proc/self/exe", "re-exec /proc/self/exe in the user namespace: %w", err)))
 	return 1
 }
 
@@ -148,6 +152,9 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 			return 1
 		}
 	}
+	if cfg.CmdFD != 0 {
+		syscall.Close(cfg.CmdFD) // read in Run; the command must not inherit it
+	}
 	var done *os.File
 	if cfg.DoneFD != 0 {
 		// Kept from the command: its copy would hold the pipe open.
@@ -158,7 +165,7 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	sock, err := handshake.FromFile(sockF)
 	sockF.Close()
 	fail := func(err error) int {
-		if ctl.Send(handshake.Msg{Kind: handshake.Error, Err: err.Error()}) != nil {
+		if ctl.Send(handshake.ErrorMsg(err)) != nil {
 			fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
 		}
 		return 1
@@ -300,7 +307,7 @@ func serveUntilNetwork(ctl *handshake.Conn, worker *netnsWorker) (network.Setup,
 			var tap *os.File
 			err := worker.Do(func() (err error) { tap, err = sys.OpenTap(m.TapName, m.VnetHdr); return })
 			if err != nil {
-				ctl.Send(handshake.Msg{Kind: handshake.Error, Err: err.Error()})
+				ctl.Send(handshake.ErrorMsg(operr.Wrap(operr.Tun, m.TapName, err)))
 				continue
 			}
 			err = ctl.Send(handshake.Msg{Kind: handshake.Tap}, tap)

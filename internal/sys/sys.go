@@ -293,3 +293,13 @@ const WNOHANG = unix.WNOHANG
 
 // ECHILD means no children are left to wait for.
 const ECHILD = unix.ECHILD
+
+// MemFile returns an anonymous file in memory (memfd_create), close-on-exec
+// in this process; a child gets it through exec.Cmd.ExtraFiles.
+func MemFile(name string) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}

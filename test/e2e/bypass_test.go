@@ -7,12 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unroot/unroot/internal/seccomp"
 )
 
 // The --bypass tests run the launcher inside a network namespace of the
@@ -203,6 +206,12 @@ wait
 		}
 	}()
 	WaitFile(t, filepath.Join(dir, "ready"), 30*time.Second)
+	if r := RunUser(t, 10*time.Second, "unroot", "info", "--state-dir="+state, "--json"); !strings.Contains(r.Stdout, `"bypass": {`) || !strings.Contains(r.Stdout, `"enabled": true`) {
+		t.Errorf("unroot info does not report bypass on: %s%s", r.Stdout, r.Stderr)
+	}
+	if r := RunUser(t, 10*time.Second, "unroot", "info", "--state-dir="+state); !strings.Contains(r.Stdout, "Bypass") || !strings.Contains(r.Stdout, "on (") {
+		t.Errorf("unroot info does not report bypass on: %s%s", r.Stdout, r.Stderr)
+	}
 	read := func(name string) string {
 		b, _ := os.ReadFile(filepath.Join(dir, name))
 		return strings.TrimSpace(string(b))
@@ -332,6 +341,80 @@ func bpNoLeft(t *testing.T, mark string) {
 		if lcAlive(atoiOr0(filepath.Base(filepath.Dir(e)))) {
 			cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(e), "cmdline"))
 			t.Errorf("left running: %s %q", filepath.Dir(e), strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+}
+
+// startUnderListener starts cmd under a seccomp filter with a listener that
+// traps nothing, as an outer supervisor (a container runtime, another
+// --bypass) would leave it: a second listener cannot be installed below it.
+func startUnderListener(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	arch, err := seccomp.NativeArch()
+	if err != nil {
+		t.Skip(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the filtered thread ends with us
+		prog := seccomp.Program(arch, []seccomp.Rule{{Nr: 49, LenArg: 2, Lens: []uint32{0xffffffff}, NonZeroArg: -1}})
+		fd, err := seccomp.Install(prog)
+		if err != nil {
+			errc <- err
+			return
+		}
+		err = cmd.Start()
+		// Held until the test ends: a closed listener no longer counts.
+		l := seccomp.NewListener(fd)
+		t.Cleanup(func() { l.Close() })
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBypassRefused: where the kernel refuses the filter, --bypass fails at
+// once with the reason and the fix, --bypass=auto warns and relays, and
+// info says which.
+func TestBypassRefused(t *testing.T) {
+	t.Parallel()
+	dir := TempDir(t)
+	for _, tc := range []struct {
+		mode string
+		code int
+		want []string
+	}{
+		{"true", 1, []string{"install seccomp filter", "run the inner one without --bypass"}},
+		{"auto", 0, []string{"--bypass=auto", "ports are relayed", `"mode": "auto"`, `"enabled": false`}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		state := filepath.Join(dir, "state-"+tc.mode)
+		pub := "127.0.0.1:" + strconv.Itoa(ptPorts(t, 1)[0]) + ":80/tcp"
+		cmd := UserCmd(t, ctx, "unroot", "run", "--state-dir="+state, "--net=slirp4netns", "--bypass="+tc.mode, "-p", pub, "--",
+			"sh", "-c", `i=0; until unroot info --json; do i=$((i+1)); [ $i -gt 50 ] && exit 3; sleep 0.1; done`)
+		var so, se strings.Builder
+		cmd.Stdout, cmd.Stderr = &so, &se
+		startUnderListener(t, cmd)
+		err := cmd.Wait()
+		cancel()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("--bypass=%s: %v", tc.mode, err)
+		}
+		all := so.String() + se.String()
+		if code != tc.code {
+			t.Errorf("--bypass=%s under an outer listener: exit %d, want %d\n%s", tc.mode, code, tc.code, all)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(all, w) {
+				t.Errorf("--bypass=%s: output lacks %q:\n%s", tc.mode, w, all)
+			}
+		}
+		if strings.Contains(all, "goroutine ") {
+			t.Errorf("--bypass=%s printed a Go stack trace:\n%s", tc.mode, all)
 		}
 	}
 }

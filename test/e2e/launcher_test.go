@@ -224,6 +224,41 @@ func TestSignalDuringStartupDropped(t *testing.T) {
 	}
 }
 
+// A command line the kernel takes for a direct exec starts under unroot
+// and rootlesskit too: one argument of 100,000 bytes, 200 of 1,000 bytes
+// (each past the 128 KiB that one environment string may hold, once
+// encoded), and a 1 MB total.
+func TestLongCommandLine(t *testing.T) {
+	t.Parallel()
+	many := []string{"sh", "-c", `n=0; for a; do n=$((n + ${#a})); done; echo "$# $n"`, "sh"}
+	for range 200 {
+		many = append(many, strings.Repeat("m", 1000))
+	}
+	huge := []string{"sh", "-c", `n=0; for a; do n=$((n + ${#a})); done; echo "$# $n"`, "sh"}
+	for range 8 {
+		huge = append(huge, strings.Repeat("h", 125_000))
+	}
+	for _, tc := range []struct {
+		cmd  []string
+		want string
+	}{
+		{[]string{"sh", "-c", `echo "${#1}"`, "sh", strings.Repeat("a", 100_000)}, "100000"},
+		{many, "200 200000"},
+		{huge, "8 1000000"},
+	} {
+		for _, name := range []string{"unroot", "rootlesskit"} {
+			args := append([]string{"--net=none", "--"}, tc.cmd...)
+			if name == "unroot" {
+				args = append([]string{"run"}, args...)
+			}
+			r := RunUser(t, 30*time.Second, name, args...)
+			if r.Code != 0 || strings.TrimSpace(r.Stdout) != tc.want {
+				t.Errorf("%s with %d arguments: exit %d, stdout %q, stderr %.300q; want %q", name, len(tc.cmd), r.Code, r.Stdout, r.Stderr, tc.want)
+			}
+		}
+	}
+}
+
 // SIGTERM to unroot itself is forwarded to the command (the benchmarks
 // `kill $rkpid`), which here traps it and exits 7.
 func TestSignalForwarding(t *testing.T) {
