@@ -24,15 +24,15 @@ type poolKey struct{ family, sotype int }
 // Sockets are raw descriptors: TCP ones go to the relay engine's epoll
 // loop as they are, and only UDP flows wrap theirs for the runtime poller.
 type pool struct {
-	key    poolKey
-	ready  chan int
-	low    chan struct{} // the pool is half empty
-	kick   chan struct{} // a descriptor was freed: retry a failing refill now
+	key   poolKey
+	ready chan int
+	low   chan struct{} // the pool is half empty
+	kick  chan struct{} // a descriptor was freed: retry a failing refill now
 	// starved is set while the refill fails (descriptors run out), so a
 	// UDP port can free one of its own flows for a new client.
 	starved atomic.Bool
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 func (d *Driver) poolLocked(target netip.AddrPort, transport string) *pool {

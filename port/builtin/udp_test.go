@@ -237,4 +237,6 @@ func BenchmarkUDPForward(b *testing.B) {
 	}
 }
 
-func errorsIsRefused(err error) bool { return strings.Contains(err.Error(), syscall.ECONNREFUSED.Error()) }
+func errorsIsRefused(err error) bool {
+	return strings.Contains(err.Error(), syscall.ECONNREFUSED.Error())
+}
