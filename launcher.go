@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/doctor"
+	"github.com/unroot/unroot/internal/bypass"
 	"github.com/unroot/unroot/internal/cgroup"
 	"github.com/unroot/unroot/internal/childinit"
 	"github.com/unroot/unroot/internal/copyup"
@@ -136,6 +136,9 @@ type Launcher struct {
 	// ChildReportsExit makes the namespace init also print a line for a
 	// non-zero exit status, as RootlessKit's child does.
 	ChildReportsExit bool
+	// Bypass hands the namespace's sockets to the host kernel (see
+	// docs/bypass.md); the zero value is off.
+	Bypass Bypass
 
 	log      *slog.Logger
 	mu       sync.Mutex
@@ -156,14 +159,16 @@ type Launcher struct {
 	exited   chan struct{}
 	// startOK is closed when Start succeeds; until then the command's end
 	// is Start's business, not the early stop's.
-	startOK     chan struct{}
-	releaseOnce sync.Once
-	releaseErr  error
-	nsReady     chan struct{}        // closed once Start has read NSReady from ctl
-	preTap      string               // the tap the child pre-creates, "" for none
-	tap         *future.Future[bool] // the child's TapCreated report: preTap exists
-	waitErr     error
-	wg          sync.WaitGroup
+	startOK      chan struct{}
+	releaseOnce  sync.Once
+	releaseErr   error
+	nsReady      chan struct{}        // closed once Start has read NSReady from ctl
+	preTap       string               // the tap the child pre-creates, "" for none
+	tap          *future.Future[bool] // the child's TapCreated report: preTap exists
+	waitErr      error
+	wg           sync.WaitGroup
+	bypass       *bypass.Supervisor // nil unless --bypass runs
+	bypassWhyOff string             // why not, under --bypass=auto
 }
 
 // hostNetworker is implemented by drivers that share the host's network
@@ -229,6 +234,9 @@ func (l *Launcher) Validate() error {
 	if l.DetachNetNS && !l.privateNet() {
 		return errors.New("--detach-netns requires a network namespace: use --net=slirp4netns, pasta, netstack or none")
 	}
+	if err := l.validateBypass(); err != nil {
+		return err
+	}
 	if len(l.Publish) > 0 && l.Ports == nil {
 		return errors.New("publishing ports requires a port driver: add --port-driver=builtin")
 	}
@@ -251,7 +259,9 @@ func (l *Launcher) Validate() error {
 // From Start to Close this process catches every catchable signal except
 // SIGCHLD, SIGPIPE and SIGURG and forwards it to the command, as
 // RootlessKit does; SIGTERM, SIGINT, SIGHUP or SIGQUIT before the command
-// runs abort Start instead. ctx bounds Start only, not the run.
+// runs abort Start instead, and any other signal before then is dropped
+// with a warning (never held for the command: it would arrive before the
+// command's handler, or not, by chance). ctx bounds Start only, not the run.
 func (l *Launcher) Start(ctx context.Context) (err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -273,7 +283,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			err = doctor.Explain(ctx, err, doctor.Options{Net: l.networkName(), Logger: l.log})
 		}
 	}()
-	if err := checkUserNS(); err != nil {
+	if err := doctor.UserNSSettings(); err != nil {
 		return err
 	}
 	l.exited = make(chan struct{})
@@ -470,6 +480,9 @@ func (l *Launcher) release() error {
 		if l.api != nil {
 			errs = append(errs, l.api.Close())
 		}
+		if l.bypass != nil {
+			errs = append(errs, l.bypass.Close())
+		}
 		if l.portDrv != nil {
 			errs = append(errs, l.portDrv.Close())
 		}
@@ -520,6 +533,7 @@ func (l *Launcher) Info() api.Info {
 		pi := l.portDrv.Info()
 		info.PortDriver = &pi
 	}
+	info.Bypass = l.bypassInfo()
 	return info
 }
 
@@ -529,26 +543,4 @@ func identity() idmap.Identity {
 		id.Name = u.Username
 	}
 	return id
-}
-
-// checkUserNS reports the two host settings that make every start fail,
-// before anything is created.
-func checkUserNS() error {
-	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && string(b) == "0\n" {
-		return errors.New("user namespaces are disabled (user.max_user_namespaces = 0); enable them: sudo sysctl -w user.max_user_namespaces=28633")
-	}
-	if os.Geteuid() != 0 {
-		if b, err := os.ReadFile("/proc/sys/kernel/unprivileged_userns_clone"); err == nil && string(b) == "0\n" {
-			return errors.New("unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0); enable them: sudo sysctl -w kernel.unprivileged_userns_clone=1")
-		}
-	}
-	return nil
-}
-
-func specString(s port.Spec) string {
-	ip := s.ParentIP
-	if ip != "" && net.ParseIP(ip).To4() == nil {
-		ip = "[" + ip + "]"
-	}
-	return fmt.Sprintf("%s:%d:%d/%s", ip, s.ParentPort, s.ChildPort, s.Proto)
 }

@@ -52,6 +52,10 @@ type startup struct {
 	netFiles     *future.Future[struct{}]      // resolv.conf and hosts from the prediction
 	netSetup     *future.Future[network.Setup] // the network driver's start
 	cmdRunning   chan int                      // the signal relay's target, once the command runs
+	// The seccomp listener that came with Started (--bypass), or why none
+	// did; startBypass keeps a copy, end closes these.
+	bypassFiles  []*os.File
+	bypassWhyOff string
 }
 
 // prepared is what the state directory's preparation hands on.
@@ -108,6 +112,11 @@ func (s *startup) run() error {
 	if err := s.publish(setup); err != nil {
 		return err
 	}
+	// Notifications of binds the command made meanwhile wait in the
+	// filter's queue: the ports they may match are published now.
+	if err := s.l.startBypass(s.bypassFiles, s.bypassWhyOff, setup); err != nil {
+		return err
+	}
 	return s.serveAPI()
 }
 
@@ -122,6 +131,7 @@ func (s *startup) mark(stage string) {
 // cannot reappear in a removed state directory.
 func (s *startup) end(err *error) {
 	l := s.l
+	closeFiles(s.bypassFiles)
 	s.netFiles.Wait()
 	if s.cancel != nil {
 		s.cancel(*err)
@@ -251,6 +261,16 @@ func (s *startup) spawn() error {
 		sockChild.Close()
 		return err
 	}
+	// The command goes in a file of its own: in the environment it would
+	// be one string, which Linux limits to 128 KiB.
+	cmdFile, err := childinit.CommandFile(l.Command)
+	if err != nil {
+		ctlChild.Close()
+		sockChild.Close()
+		doneR.Close()
+		doneW.Close()
+		return err
+	}
 	l.sockets = sockpool.NewClient(sock)
 	// A driver whose helper attaches to a tap by name gets it pre-created by
 	// the child before the id mapping; a driver that needs nothing from the
@@ -259,8 +279,9 @@ func (s *startup) spawn() error {
 		s.pre = tp.PreTap()
 		l.preTap = s.pre.Name
 	}
-	files := append(append([]*os.File{}, l.ListenFDs...), ctlChild, sockChild, doneW)
+	files := append(append([]*os.File{}, l.ListenFDs...), ctlChild, sockChild, doneW, cmdFile)
 	so := spawn.Options{
+		Args:       initArgs(),
 		Env:        s.initEnv(),
 		ExtraFiles: files,
 		Stdin:      l.Stdin, Stdout: l.Stdout, Stderr: l.Stderr,
@@ -278,6 +299,7 @@ func (s *startup) spawn() error {
 	ctlChild.Close()
 	sockChild.Close()
 	doneW.Close()
+	cmdFile.Close()
 	if err != nil {
 		doneR.Close()
 		return err
@@ -312,6 +334,7 @@ func (s *startup) initEnv() []string {
 		CtlFD:       3 + len(l.ListenFDs),
 		SockFD:      4 + len(l.ListenFDs),
 		DoneFD:      5 + len(l.ListenFDs),
+		CmdFD:       6 + len(l.ListenFDs),
 		Activation:  l.ActivationPID && len(l.ListenFDs) > 0,
 		ParentPID:   os.Getpid(),
 		Command:     l.Command,
@@ -327,6 +350,7 @@ func (s *startup) initEnv() []string {
 		Cgroup2:     l.EvacuateCgroup2 != "",
 		ErrPrefix:   prefix,
 		ReportExit:  l.ChildReportsExit,
+		Bypass:      l.childBypass(),
 	}
 	env := append(os.Environ(), l.Env...)
 	env = append(env,
@@ -339,6 +363,22 @@ func (s *startup) initEnv() []string {
 		env = l.notify.CommandEnv(env)
 	}
 	return env
+}
+
+// initArgs is the namespace init's argv: this process's, so that ps shows
+// the init as the launcher, unless it is long. The command is in it too,
+// and the init's exec counts argv and environment together against one
+// limit; the kernel accepted that command line once, for the launcher, but
+// need not accept it again with the init's configuration added.
+func initArgs() []string {
+	n := 0
+	for _, a := range os.Args {
+		n += len(a) + 1
+	}
+	if n > 16<<10 {
+		return os.Args[:1]
+	}
+	return os.Args
 }
 
 // releaseWhenDone releases the drivers and the state directory once the
@@ -357,9 +397,10 @@ func (l *Launcher) releaseWhenDone(done *os.File) {
 }
 
 // relaySignals takes the caught signals and relays them until Close. Until
-// the command runs, a signal could reach an init that has no handler yet
-// (PID 1 drops those): they are held, except that a terminating one aborts
-// the start.
+// the command runs, a terminating signal aborts the start and any other is
+// dropped with a warning (sigproxy.StartupPolicy): delivered right after
+// the exec, it would kill or reach the command at random, before or after
+// the command's handler exists.
 func (s *startup) relaySignals() {
 	l := s.l
 	l.sigs = <-s.signals
@@ -369,13 +410,9 @@ func (s *startup) relaySignals() {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		l.sigs.Relay(sigCtx, s.cmdRunning, func(sig os.Signal) bool {
-			if sigproxy.IsTerminating(sig) {
-				s.cancel(&interruptedError{sig})
-				return false
-			}
-			return true
-		})
+		l.sigs.Relay(sigCtx, s.cmdRunning, sigproxy.StartupPolicy(l.log, func(sig os.Signal) {
+			s.cancel(&interruptedError{sig})
+		}))
 	}()
 }
 
@@ -514,10 +551,11 @@ func (s *startup) startCommand(setup network.Setup) error {
 	if err := l.ctl.Send(handshake.Msg{Kind: handshake.Network, Setup: &setup}); err != nil {
 		return s.fail(err)
 	}
-	m, _, err := l.ctl.Expect(s.initCtx, handshake.Started)
+	m, files, err := l.ctl.Expect(s.initCtx, handshake.Started)
 	if err != nil {
 		return s.fail(err)
 	}
+	s.bypassFiles, s.bypassWhyOff = files, m.Err
 	s.mark("command started")
 	l.cmdPID = m.PID
 	s.cmdRunning <- l.childPID
@@ -533,12 +571,11 @@ func (s *startup) publish(setup network.Setup) error {
 	if l.Ports != nil {
 		env := port.Env{
 			StateDir: l.dir.Path(),
-			Opaque:   setup.Opaque,
 			Logger:   l.log.With("component", "port"),
 		}
 		if l.privateNet() {
 			env.Sockets = l.sockets
-			env.NetworkDriver = l.Network.Name()
+			env.Network = l.Network
 			if setup.Addr.IsValid() {
 				env.ChildIP = setup.Addr.Addr()
 			}
@@ -550,7 +587,7 @@ func (s *startup) publish(setup network.Setup) error {
 		}
 		for _, p := range l.Publish {
 			if _, err := l.portDrv.Add(s.ctx, p); err != nil {
-				return fmt.Errorf("publish %s: %w", specString(p), err)
+				return fmt.Errorf("publish %s: %w", p, err)
 			}
 		}
 	}

@@ -16,6 +16,18 @@ type Info struct {
 	ChildPID      int                `json:"childPID"`
 	NetworkDriver *NetworkDriverInfo `json:"networkDriver,omitempty"`
 	PortDriver    *PortDriverInfo    `json:"portDriver,omitempty"`
+	// Bypass is unroot's own (RootlessKit has no such field): present when
+	// --bypass was asked for.
+	Bypass *BypassInfo `json:"bypass,omitempty"`
+}
+
+// BypassInfo reports --bypass: whether the namespace's sockets are handed
+// to the host kernel.
+type BypassInfo struct {
+	Mode    string `json:"mode"`
+	Enabled bool   `json:"enabled"`
+	// Reason says why it is off under mode auto.
+	Reason string `json:"reason,omitempty"`
 }
 
 // NetworkDriverInfo describes the network driver. It is omitted for --net=host.

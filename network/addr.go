@@ -38,11 +38,12 @@ const (
 )
 
 // ParseCIDR parses the --cidr value: an IPv4 network address (host bits zero)
-// with room for the child's .100 address.
+// with room for the child's .100 address, and an ordinary unicast network
+// (see CheckCIDR).
 func ParseCIDR(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return netip.Prefix{}, errors.New("cidr is empty: give a network like 10.0.2.0/24")
+		return netip.Prefix{}, errors.New("cidr is empty: give a network like 10.0.2.0/24, or leave --cidr out for the default")
 	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
@@ -54,11 +55,37 @@ func ParseCIDR(s string) (netip.Prefix, error) {
 	if m := p.Masked(); m != p {
 		return netip.Prefix{}, fmt.Errorf("cidr must be like %s, not like %s", m, p)
 	}
+	return p, CheckCIDR(p)
+}
+
+// special are the networks a namespace's own network must not contain:
+// the host's loopback would be shadowed, and multicast or unspecified
+// addresses cannot be a host's (slirp4netns and pasta fail on them, or
+// quietly pick another network).
+var special = []struct {
+	net  netip.Prefix
+	what string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "unspecified"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
+}
+
+// CheckCIDR checks a network address for every driver: not the
+// unspecified, loopback or multicast network (nor one that contains them),
+// and long enough a prefix to hold the child's .100 (1 to 25 bits, which
+// is slirp4netns' own range).
+func CheckCIDR(p netip.Prefix) error {
+	for _, sp := range special {
+		if p.Overlaps(sp.net) {
+			return fmt.Errorf("cidr %s contains %s addresses (%s): use a private network like 10.0.2.0/24", p, sp.what, sp.net)
+		}
+	}
 	if p.Bits() > maxPrefixBits {
-		return netip.Prefix{}, fmt.Errorf("cidr %s is too small: the child gets host .%d, so use a /%d or shorter prefix (like %s)",
+		return fmt.Errorf("cidr %s is too small: the child gets host .%d, so use a /%d or shorter prefix (like %s)",
 			p, childOffset, maxPrefixBits, netip.PrefixFrom(p.Addr(), 24).Masked())
 	}
-	return p, nil
+	return nil
 }
 
 // Addresses returns the child's address, the gateway and the DNS forwarder

@@ -23,6 +23,15 @@ func TestParseCIDR(t *testing.T) {
 		{in: "fd00::/64", wantErr: "not IPv4"},
 		{in: "::ffff:10.0.2.0/120", wantErr: "not IPv4"},
 		{in: "10.0.2.0/33", wantErr: "not an address/length pair"},
+		// Networks no namespace may have (#19): each refused in one line.
+		{in: "0.0.0.0/0", wantErr: "cidr 0.0.0.0/0 contains unspecified addresses (0.0.0.0/8): use a private network like 10.0.2.0/24"},
+		{in: "0.0.0.0/8", wantErr: "unspecified"},
+		{in: "127.0.0.0/8", wantErr: "loopback"},
+		{in: "64.0.0.0/2", wantErr: "loopback"},
+		{in: "224.0.0.0/4", wantErr: "multicast"},
+		{in: "239.1.0.0/16", wantErr: "multicast"},
+		{in: "128.0.0.0/1", wantErr: "multicast"},
+		{in: "128.0.0.0/2", want: "128.0.0.0/2"},
 	}
 	for _, tt := range tests {
 		got, err := ParseCIDR(tt.in)
@@ -121,7 +130,7 @@ func TestConfigWithDefaults(t *testing.T) {
 }
 
 func FuzzParseCIDR(f *testing.F) {
-	for _, s := range []string{"10.0.2.0/24", "10.0.2.100/24", "fd00::/64", "", "1.2.3.4/0", "255.255.255.128/25"} {
+	for _, s := range []string{"10.0.2.0/24", "10.0.2.100/24", "fd00::/64", "", "1.2.3.4/0", "255.255.255.128/25", "0.0.0.0/0", "127.0.0.0/8"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -137,8 +146,8 @@ func FuzzParseCIDR(f *testing.F) {
 		}
 		c, g, d := Addresses(p)
 		for _, a := range []netip.Addr{c, g, d} {
-			if !p.Contains(a) {
-				t.Errorf("Addresses(%s) gave %s outside the network", p, a)
+			if !p.Contains(a) || a.IsLoopback() || a.IsMulticast() || a.IsUnspecified() {
+				t.Errorf("Addresses(%s) gave %s, outside the network or unusable", p, a)
 			}
 		}
 	})

@@ -22,9 +22,9 @@ type Config struct {
 	IPv6                bool
 	// Binary overrides the helper binary (slirp4netns, pasta); "" means look it up in PATH.
 	Binary string
-	// Options holds driver-specific settings, e.g. "sandbox"="true" for slirp4netns.
-	Options map[string]string
-	Logger  *slog.Logger
+	// Logger receives the driver's progress; nil discards it. Settings
+	// that only one driver has are that driver's Options, passed to its New.
+	Logger *slog.Logger
 }
 
 // Child is the running namespace init a driver attaches to.
@@ -83,8 +83,6 @@ type Setup struct {
 	Addr6              netip.Prefix // optional, with IPv6
 	Gateway6           netip.Addr
 	ConfiguredByDriver bool
-	// Opaque carries values for port drivers (see port.Env.Opaque).
-	Opaque map[string]string
 }
 
 // Driver is the parent half of a network driver. Start is called once the

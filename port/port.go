@@ -10,15 +10,24 @@ import (
 	"net/netip"
 
 	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/network"
 )
 
-// Spec is one published port, with RootlessKit's JSON names and order.
+// Spec is one published port, with RootlessKit's JSON names and order. It
+// is parsed once, where it enters (ParseSpec for flags, UnmarshalJSON for
+// the API), and every later user takes the typed fields; String formats it
+// back in RootlessKit's grammar.
 type Spec struct {
-	Proto      string `json:"proto,omitempty"`
-	ParentIP   string `json:"parentIP,omitempty"`
-	ParentPort int    `json:"parentPort,omitempty"`
-	ChildPort  int    `json:"childPort,omitempty"`
-	ChildIP    string `json:"childIP,omitempty"`
+	Proto string `json:"proto,omitempty"`
+	// ParentIP is the host address to listen on; the zero Addr means all
+	// addresses.
+	ParentIP   netip.Addr `json:"parentIP,omitzero"`
+	ParentPort int        `json:"parentPort,omitempty"`
+	ChildPort  int        `json:"childPort,omitempty"`
+	// ChildIP is the address inside the namespace to connect to; the zero
+	// Addr means the driver's default (loopback of the proto's family for
+	// builtin).
+	ChildIP netip.Addr `json:"childIP,omitzero"`
 }
 
 // Status is a published port and its ID.
@@ -73,12 +82,11 @@ type Env struct {
 	Sockets  SocketSource // nil for --net=host
 	ChildIP  netip.Addr   // the child's address on the network driver's device, if any
 	StateDir string
-	// NetworkDriver is the name of the active network driver ("slirp4netns", ...).
-	NetworkDriver string
-	// Opaque carries network-driver-specific values a port driver needs,
-	// e.g. "slirp4netns.api-socket" for the slirp4netns port driver.
-	Opaque map[string]string
-	Logger *slog.Logger
+	// Network is the active network driver, nil for --net=host. A port
+	// driver that works through it asserts the interface it needs (the
+	// slirp4netns port driver: APISocket() string).
+	Network network.Driver
+	Logger  *slog.Logger
 }
 
 // Factory makes a port driver for a running child.

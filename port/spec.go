@@ -1,9 +1,11 @@
 package port
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 )
@@ -67,7 +69,12 @@ func ParseSpec(s string, opts ParseOptions) (Spec, error) {
 	default:
 		return sp, fmt.Errorf("parse port spec %q: too many fields: want PARENTIP:PARENTPORT[:CHILDIP]:CHILDPORT/PROTO; put IPv6 addresses in [brackets]", s)
 	}
-	sp.ParentIP, sp.ChildIP = parentIP, childIP
+	if sp.ParentIP, err = parseAddr("parentIP", parentIP); err != nil {
+		return sp, fmt.Errorf("parse port spec %q: %w", s, err)
+	}
+	if sp.ChildIP, err = parseAddr("childIP", childIP); err != nil {
+		return sp, fmt.Errorf("parse port spec %q: %w", s, err)
+	}
 	if sp.ParentPort, err = parsePort(parentPort); err != nil {
 		return sp, fmt.Errorf("parse port spec %q: parent port: %w", s, err)
 	}
@@ -151,8 +158,25 @@ func Transport(proto string) string {
 	return strings.TrimRight(proto, "46")
 }
 
+// parseAddr parses an address field of a spec; "" is the zero Addr.
+func parseAddr(field, s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.Addr{}, nil
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, &invalidSpecError{fmt.Sprintf("invalid %s %q: %s", field, s, addrWant[field])}
+	}
+	return ip, nil
+}
+
+var addrWant = map[string]string{
+	"parentIP": "want an IPv4 or IPv6 address without zone, or empty for all addresses",
+	"childIP":  "want an IPv4 or IPv6 address, or empty for 127.0.0.1",
+}
+
 // Validate checks a spec as the API receives it: a known proto, ports in
-// 1..65535, IP addresses that parse and match the proto's family.
+// 1..65535, addresses without zone that match the proto's family.
 func Validate(s Spec) error {
 	known := false
 	for _, p := range Protos {
@@ -169,22 +193,20 @@ func Validate(s Spec) error {
 	if s.ChildPort < 1 || s.ChildPort > 65535 {
 		return fmt.Errorf("invalid childPort %d: want 1 to 65535", s.ChildPort)
 	}
-	if s.ParentIP != "" {
-		ip, err := netip.ParseAddr(s.ParentIP)
-		if err != nil || ip.Zone() != "" {
-			return fmt.Errorf("invalid parentIP %q: want an IPv4 or IPv6 address without zone, or empty for all addresses", s.ParentIP)
+	if ip := s.ParentIP; ip.IsValid() {
+		if ip.Zone() != "" {
+			return fmt.Errorf("invalid parentIP %q: %s", ip, addrWant["parentIP"])
 		}
 		if err := familyMatches(s.Proto, ip); err != nil {
-			return fmt.Errorf("parentIP %q: %w", s.ParentIP, err)
+			return fmt.Errorf("parentIP %q: %w", ip, err)
 		}
 	}
-	if s.ChildIP != "" {
-		ip, err := netip.ParseAddr(s.ChildIP)
-		if err != nil || ip.Zone() != "" {
-			return fmt.Errorf("invalid childIP %q: want an IPv4 or IPv6 address, or empty for 127.0.0.1", s.ChildIP)
+	if ip := s.ChildIP; ip.IsValid() {
+		if ip.Zone() != "" {
+			return fmt.Errorf("invalid childIP %q: %s", ip, addrWant["childIP"])
 		}
 		if ip.IsUnspecified() || ip.IsMulticast() {
-			return fmt.Errorf("invalid childIP %q: want a unicast address the child listens on", s.ChildIP)
+			return fmt.Errorf("invalid childIP %q: want a unicast address the child listens on", ip)
 		}
 	}
 	return nil
@@ -210,9 +232,9 @@ type binding struct {
 // bindings returns what a spec's listener occupies. tcp/udp on an empty or
 // 0.0.0.0 address is dual-stack, as RootlessKit's Go listener is.
 func bindings(s Spec) []binding {
-	ip, err := netip.ParseAddr(s.ParentIP)
+	ip := s.ParentIP
 	family := s.Proto[len(s.Proto)-1]
-	if err != nil || ip.IsUnspecified() {
+	if !ip.IsValid() || ip.IsUnspecified() {
 		switch {
 		case family == '4':
 			return []binding{{any: true}}
@@ -237,7 +259,7 @@ func Conflict(existing []Status, s Spec) error {
 		for _, a := range bindings(e.Spec) {
 			for _, b := range bindings(s) {
 				if a.v6 == b.v6 && (a.any || b.any || a.ip == b.ip) {
-					return fmt.Errorf("conflict with ID %d (%s %s:%d): remove it first or pick another parent port", e.ID, e.Spec.Proto, displayIP(e.Spec.ParentIP), e.Spec.ParentPort)
+					return fmt.Errorf("conflict with ID %d (%s %s): remove it first or pick another parent port", e.ID, e.Spec.Proto, e.Spec.ParentString())
 				}
 			}
 		}
@@ -245,25 +267,98 @@ func Conflict(existing []Status, s Spec) error {
 	return nil
 }
 
-func displayIP(ip string) string {
-	if ip == "" {
-		return "*"
+// hostString is ip for a host:port, bracketed when IPv6; def for the zero
+// Addr.
+func hostString(ip netip.Addr, def string) string {
+	switch {
+	case !ip.IsValid():
+		return def
+	case ip.Is6():
+		return "[" + ip.String() + "]"
 	}
-	if strings.Contains(ip, ":") {
-		return "[" + ip + "]"
+	return ip.String()
+}
+
+// String formats s in RootlessKit's grammar,
+// PARENTIP:PARENTPORT[:CHILDIP]:CHILDPORT/PROTO, which ParseSpec reads
+// back; an empty parent IP (all addresses) gives ":8080:80/tcp".
+func (s Spec) String() string {
+	out := hostString(s.ParentIP, "") + ":" + strconv.Itoa(s.ParentPort) + ":"
+	if s.ChildIP.IsValid() {
+		out += hostString(s.ChildIP, "") + ":"
 	}
-	return ip
+	return out + strconv.Itoa(s.ChildPort) + "/" + s.Proto
+}
+
+// ParentString is the listening side for display: "*:8080" for all
+// addresses, "[::1]:8080", "127.0.0.1:8080".
+func (s Spec) ParentString() string {
+	return hostString(s.ParentIP, "*") + ":" + strconv.Itoa(s.ParentPort)
+}
+
+// ChildTarget is where connections go inside the child: ChildIP, or
+// loopback of the proto's family (127.0.0.1 unless the proto is tcp6 or
+// udp6), as RootlessKit dials.
+func (s Spec) ChildTarget() netip.AddrPort {
+	ip := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	if s.Proto != "" && s.Proto[len(s.Proto)-1] == '6' {
+		ip = netip.IPv6Loopback()
+	}
+	if s.ChildIP.IsValid() {
+		ip = s.ChildIP.Unmap()
+	}
+	return netip.AddrPortFrom(ip, uint16(s.ChildPort))
 }
 
 // ListenAddr returns the host:port to listen on for s, and the Go network
 // name ("tcp", "tcp4", ...). An empty parent IP means all addresses.
 func ListenAddr(s Spec) (network, addr string) {
-	return s.Proto, joinHostPort(s.ParentIP, s.ParentPort)
+	return s.Proto, hostString(s.ParentIP, "") + ":" + strconv.Itoa(s.ParentPort)
 }
 
-func joinHostPort(ip string, port int) string {
-	if strings.Contains(ip, ":") {
-		return "[" + ip + "]:" + strconv.Itoa(port)
-	}
-	return ip + ":" + strconv.Itoa(port)
+// specJSON is Spec as RootlessKit's JSON has it, addresses as strings.
+type specJSON struct {
+	Proto      string `json:"proto,omitempty"`
+	ParentIP   string `json:"parentIP,omitempty"`
+	ParentPort int    `json:"parentPort,omitempty"`
+	ChildPort  int    `json:"childPort,omitempty"`
+	ChildIP    string `json:"childIP,omitempty"`
 }
+
+// UnmarshalJSON reads RootlessKit's JSON. A bad address is reported with
+// the field's JSON name and what it wants, wrapping ErrInvalidSpec.
+func (s *Spec) UnmarshalJSON(b []byte) error {
+	var j specJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		// Name the public type, as decoding straight into Spec would.
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			if ute.Type == reflect.TypeFor[specJSON]() {
+				ute.Type = reflect.TypeFor[Spec]()
+			}
+			if ute.Struct == "specJSON" {
+				ute.Struct = "Spec"
+			}
+		}
+		return err
+	}
+	parent, err := parseAddr("parentIP", j.ParentIP)
+	if err != nil {
+		return err
+	}
+	child, err := parseAddr("childIP", j.ChildIP)
+	if err != nil {
+		return err
+	}
+	*s = Spec{Proto: j.Proto, ParentIP: parent, ParentPort: j.ParentPort, ChildPort: j.ChildPort, ChildIP: child}
+	return nil
+}
+
+// ErrInvalidSpec matches UnmarshalJSON's errors about a field's value (as
+// opposed to malformed JSON).
+var ErrInvalidSpec = errors.New("invalid port spec")
+
+type invalidSpecError struct{ msg string }
+
+func (e *invalidSpecError) Error() string        { return e.msg }
+func (e *invalidSpecError) Is(target error) bool { return target == ErrInvalidSpec }

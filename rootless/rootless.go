@@ -248,6 +248,13 @@ func (p Profile) Launcher(stateDir string) (*unroot.Launcher, error) {
 		CopyUp:   s.CopyUp,
 		Logger:   log,
 	}
+	if s.Bypass != "" && s.Bypass != "false" {
+		mode, err := unroot.ParseBypassMode(s.Bypass)
+		if err != nil {
+			return nil, err
+		}
+		l.Bypass = unroot.Bypass{Mode: mode, HostLoopback: !s.DisableHostLoopback}
+	}
 	if p.EvacuateCgroup2 != "" {
 		evac, warn := planCgroup(hostCgroup(), p.EvacuateCgroup2, p.name())
 		if warn != "" {
@@ -263,13 +270,14 @@ func (p Profile) Launcher(stateDir string) (*unroot.Launcher, error) {
 		IPv6:                s.IPv6,
 		Logger:              log.With("component", "network"),
 	}
+	var so slirp4netns.Options
 	if s.PortDriver == PortDriverSlirp4netns {
-		cfg.Options = map[string]string{slirp4netns.OptAPISocket: "true"}
+		so.APISocket = true
 		l.Ports = portslirp.New
 	} else {
 		l.Ports = builtin.NewFactory(builtin.DefaultOptions)
 	}
-	if l.Network, err = slirp4netns.New(cfg); err != nil {
+	if l.Network, err = slirp4netns.New(cfg, so); err != nil {
 		return nil, fmt.Errorf("rootless %s: %w", p.name(), err)
 	}
 	if stateDir == "" {

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -19,7 +20,7 @@ func Example() {
 		return
 	}
 	ctx := context.Background()
-	st, err := c.AddPort(ctx, port.Spec{Proto: "tcp", ParentIP: "127.0.0.1", ParentPort: 8080, ChildPort: 80})
+	st, err := c.AddPort(ctx, port.Spec{Proto: "tcp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: 8080, ChildPort: 80})
 	if err != nil {
 		fmt.Println(err) // e.g. "conflict with ID 1 ..." or "unknown proto ..."
 		return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -169,7 +170,7 @@ func ctlRun(args []string, out io.Writer) error {
 		w := tabwriter.NewWriter(out, 4, 8, 4, ' ', 0)
 		fmt.Fprintln(w, "ID\tPROTO\tPARENTIP\tPARENTPORT\tCHILDIP\tCHILDPORT\t")
 		for _, p := range ports {
-			fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\t%d\t\n", p.ID, p.Spec.Proto, p.Spec.ParentIP, p.Spec.ParentPort, p.Spec.ChildIP, p.Spec.ChildPort)
+			fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\t%d\t\n", p.ID, p.Spec.Proto, addrOrEmpty(p.Spec.ParentIP), p.Spec.ParentPort, addrOrEmpty(p.Spec.ChildIP), p.Spec.ChildPort)
 		}
 		return w.Flush()
 	case "add-ports":
@@ -264,4 +265,12 @@ func ctlPrintInfo(w io.Writer, info *api.Info) {
 		fmt.Fprintf(w, "- Port Driver: %s\n", pd.Driver)
 		fmt.Fprintf(w, "  - Supported protocols: %v\n", pd.Protos)
 	}
+}
+
+// addrOrEmpty prints an address as rootlessctl does: "" for none.
+func addrOrEmpty(ip netip.Addr) string {
+	if !ip.IsValid() {
+		return ""
+	}
+	return ip.String()
 }

@@ -30,9 +30,10 @@ func init() { dockerProxyMain = dockerProxy }
 const realDockerProxy = "docker-proxy"
 
 type proxyArgs struct {
-	containerIP, hostIP, proto string
-	containerPort, hostPort    int
-	useListenFD                bool
+	containerIP, proto      string
+	hostIP                  netip.Addr // the zero Addr: all addresses
+	containerPort, hostPort int
+	useListenFD             bool
 }
 
 // parseProxyArgs reads docker-proxy's Go-flag style arguments.
@@ -61,7 +62,11 @@ func parseProxyArgs(args []string) (proxyArgs, error) {
 		case "container-ip":
 			a.containerIP = val
 		case "host-ip":
-			a.hostIP = val
+			if val == "" {
+				a.hostIP = netip.Addr{}
+			} else if a.hostIP, err = netip.ParseAddr(val); err != nil {
+				return a, fmt.Errorf("invalid value %q for -host-ip: want an IP address", val)
+			}
 		case "proto":
 			a.proto = val
 		case "container-port":
@@ -78,10 +83,7 @@ func parseProxyArgs(args []string) (proxyArgs, error) {
 	return a, nil
 }
 
-func isIPv6(s string) bool {
-	ip, err := netip.ParseAddr(s)
-	return err == nil && ip.Is6() && !ip.Is4In6()
-}
+func isIPv6(ip netip.Addr) bool { return ip.Is6() && !ip.Is4In6() }
 
 func dockerProxy(args []string) int {
 	status := statusPipe()
@@ -136,7 +138,7 @@ func dockerProxyRun(args []string, status *os.File) error {
 		}
 	}
 	if !slices.Contains(info.PortDriver.Protos, apiProto) {
-		fmt.Fprintf(os.Stderr, "rootlesskit-docker-proxy: protocol %q is not supported by the port driver %q; not publishing %s on the host\n", apiProto, info.PortDriver.Driver, netip.AddrPortFrom(netip.MustParseAddr(orUnspec(a.hostIP)), uint16(a.hostPort)))
+		fmt.Fprintf(os.Stderr, "rootlesskit-docker-proxy: protocol %q is not supported by the port driver %q; not publishing %s on the host\n", apiProto, info.PortDriver.Driver, netip.AddrPortFrom(orUnspec(a.hostIP), uint16(a.hostPort)))
 		if status != nil {
 			fmt.Fprint(status, "0\n")
 			status.Close()
@@ -144,17 +146,21 @@ func dockerProxyRun(args []string, status *os.File) error {
 		<-ctx.Done()
 		return nil
 	}
-	childIP := "127.0.0.1"
+	childIP := netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	if isIPv6(a.hostIP) {
-		childIP = "::1"
+		childIP = netip.IPv6Loopback()
 	}
 	if info.PortDriver.DisallowLoopbackChildIP && info.NetworkDriver != nil && info.NetworkDriver.ChildIP != "" {
-		childIP = info.NetworkDriver.ChildIP
+		ip, err := netip.ParseAddr(info.NetworkDriver.ChildIP)
+		if err != nil {
+			return fmt.Errorf("the info API's childIP %q: %w", info.NetworkDriver.ChildIP, err)
+		}
+		childIP = ip
 	}
-	parentIP := a.hostIP
-	st, err := c.AddPort(ctx, port.Spec{Proto: apiProto, ParentIP: parentIP, ParentPort: a.hostPort, ChildIP: childIP, ChildPort: a.hostPort})
+	spec := port.Spec{Proto: apiProto, ParentIP: a.hostIP, ParentPort: a.hostPort, ChildIP: childIP, ChildPort: a.hostPort}
+	st, err := c.AddPort(ctx, spec)
 	if err != nil {
-		return fmt.Errorf("publish %s %s:%d: %w", apiProto, orUnspec(parentIP), a.hostPort, err)
+		return fmt.Errorf("publish %s %s: %w", apiProto, netip.AddrPortFrom(orUnspec(a.hostIP), uint16(a.hostPort)), err)
 	}
 	defer func() {
 		// The request context may be done (a signal); removal must still run.
@@ -165,7 +171,7 @@ func dockerProxyRun(args []string, status *os.File) error {
 	if lookErr != nil {
 		return fmt.Errorf("find %s: %w (install docker's docker-proxy)", realDockerProxy, lookErr)
 	}
-	realArgs := replaceFlag(args, "host-ip", childIP)
+	realArgs := replaceFlag(args, "host-ip", childIP.String())
 	cmd := exec.Command(real, realArgs...)
 	cmd.Args[0] = realDockerProxy
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
@@ -212,9 +218,9 @@ func statusPipe() *os.File {
 // exitError makes dockerProxy exit 1 without writing to fd 3 again.
 type exitError struct{ error }
 
-func orUnspec(ip string) string {
-	if ip == "" {
-		return "0.0.0.0"
+func orUnspec(ip netip.Addr) netip.Addr {
+	if !ip.IsValid() {
+		return netip.IPv4Unspecified()
 	}
 	return ip
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -13,9 +14,9 @@ func TestParseProxyArgs(t *testing.T) {
 		wantErr string
 	}{
 		{"-proto tcp -host-ip 0.0.0.0 -host-port 8080 -container-ip 172.17.0.2 -container-port 80",
-			proxyArgs{proto: "tcp", hostIP: "0.0.0.0", hostPort: 8080, containerIP: "172.17.0.2", containerPort: 80}, ""},
+			proxyArgs{proto: "tcp", hostIP: netip.MustParseAddr("0.0.0.0"), hostPort: 8080, containerIP: "172.17.0.2", containerPort: 80}, ""},
 		{"--proto=udp --host-ip=:: --host-port=53 --container-ip=172.17.0.2 --container-port=53 -use-listen-fd",
-			proxyArgs{proto: "udp", hostIP: "::", hostPort: 53, containerIP: "172.17.0.2", containerPort: 53, useListenFD: true}, ""},
+			proxyArgs{proto: "udp", hostIP: netip.MustParseAddr("::"), hostPort: 53, containerIP: "172.17.0.2", containerPort: 53, useListenFD: true}, ""},
 		{"-host-port 8080 -container-ip 172.17.0.2 -container-port 80 -some-new-flag x",
 			proxyArgs{proto: "tcp", hostPort: 8080, containerIP: "172.17.0.2", containerPort: 80}, ""},
 		{"-host-port eighty", proxyArgs{}, "want a port number"},
@@ -76,7 +77,7 @@ func FuzzParseProxyArgs(f *testing.F) {
 		}
 		out := replaceFlag(args, "host-ip", "::1")
 		a, err := parseProxyArgs(out)
-		if err != nil || a.hostIP != "::1" || !slices.Contains(out, "::1") {
+		if err != nil || a.hostIP != netip.IPv6Loopback() || !slices.Contains(out, "::1") {
 			t.Fatalf("after replaceFlag(%q): %+v, %v", out, a, err)
 		}
 	})

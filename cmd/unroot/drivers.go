@@ -25,21 +25,23 @@ var netDrivers = map[string]func(cfg network.Config, o *opts) (network.Driver, e
 		if cfg.Binary == "slirp4netns" {
 			cfg.Binary = ""
 		}
-		cfg.Options = map[string]string{slirp4netns.OptSandbox: o.slirpSandbox, slirp4netns.OptSeccomp: o.slirpSeccomp}
-		if o.portDriver == "slirp4netns" {
-			cfg.Options[slirp4netns.OptAPISocket] = "true"
+		var so slirp4netns.Options
+		var err error
+		if so.Sandbox, err = network.ParseTriState("--slirp4netns-sandbox", o.slirpSandbox); err != nil {
+			return nil, err
 		}
-		return slirp4netns.New(cfg)
+		if so.Seccomp, err = network.ParseTriState("--slirp4netns-seccomp", o.slirpSeccomp); err != nil {
+			return nil, err
+		}
+		so.APISocket = o.portDriver == "slirp4netns"
+		return slirp4netns.New(cfg, so)
 	},
 	"pasta": func(cfg network.Config, o *opts) (network.Driver, error) {
 		cfg.Binary = o.pastaBinary
 		if cfg.Binary == "pasta" {
 			cfg.Binary = ""
 		}
-		if o.portDriver == "implicit" {
-			cfg.Options = map[string]string{pasta.OptImplicitPorts: "true"}
-		}
-		return pasta.New(cfg)
+		return pasta.New(cfg, pasta.Options{ImplicitPorts: o.portDriver == "implicit"})
 	},
 }
 
@@ -76,7 +78,7 @@ func buildNetwork(o *opts, p personality, log *slog.Logger) (network.Driver, err
 		return nil, err
 	}
 	if name == "host" || name == "none" {
-		if o.cidr != "" {
+		if o.cidr != "" || (o.cidrSet && p == asUnroot) {
 			return nil, fmt.Errorf("--cidr cannot be used with --net=%s: it sets the address of a user-mode network (slirp4netns, pasta, netstack)", name)
 		}
 		if o.ifname != "" {
@@ -92,7 +94,9 @@ func buildNetwork(o *opts, p personality, log *slog.Logger) (network.Driver, err
 		return d, nil
 	}
 	cfg := network.Config{MTU: o.mtu, IfName: o.ifname, DisableHostLoopback: o.disableHostLoopback, IPv6: o.ipv6, Logger: log.With("component", "network")}
-	if o.cidr != "" {
+	// RootlessKit takes an empty --cidr= as the default; unroot run says
+	// it is empty.
+	if o.cidr != "" || (o.cidrSet && p == asUnroot) {
 		c, err := network.ParseCIDR(o.cidr)
 		if err != nil {
 			return nil, err

@@ -26,6 +26,7 @@ type opts struct {
 	net                 string
 	mtu                 int
 	cidr                string
+	cidrSet             bool // --cidr was given, even empty
 	ifname              string
 	disableHostLoopback bool
 	ipv6                bool
@@ -58,6 +59,8 @@ type opts struct {
 	subidSource string
 
 	ready string // unroot only: who sends systemd READY=1 (internal/notify)
+
+	bypass bypassOpts
 }
 
 const categoryKey = "category"
@@ -84,7 +87,7 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 
 	fs.StringVar(&o.net, "net", def("host", "auto"), "network driver [host, none, pasta, slirp4netns, netstack"+map[bool]string{true: ", auto (pasta, then slirp4netns, then netstack)", false: ""}[p == asUnroot]+"]")
 	fs.IntVar(&o.mtu, "mtu", 0, "MTU for non-host network (default: 65520 for pasta, slirp4netns and netstack)")
-	fs.StringVar(&o.cidr, "cidr", "", "CIDR for pasta, slirp4netns and netstack networks (default: 10.0.2.0/24)")
+	fs.Var(&setString{v: &o.cidr, set: &o.cidrSet}, "cidr", "CIDR for pasta, slirp4netns and netstack networks (default: 10.0.2.0/24)")
 	fs.StringVar(&o.ifname, "ifname", "", "network interface name (default: tap0)")
 	fs.BoolVar(&o.disableHostLoopback, "disable-host-loopback", p == asUnroot, "prohibit connecting to 127.0.0.1:* on the host namespace")
 	fs.BoolVar(&o.ipv6, "ipv6", false, "enable IPv6 routing; for pasta, slirp4netns and netstack (experimental)")
@@ -135,6 +138,7 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	for _, n := range []string{"pidns", "cgroupns", "utsns", "ipcns", "reaper", "evacuate-cgroup2"} {
 		add("Process", n)
 	}
+	registerBypass(fs, &o.bypass, p)
 	fs.StringVar(&o.subidSource, "subid-source", "auto", "source of the subids [auto, dynamic (getsubids), static (/etc/subuid)]")
 	add("SubID", "subid-source")
 	if p == asUnroot {
@@ -144,6 +148,22 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 		add("Port", "source-ip-transparent-udp")
 	}
 }
+
+// setString is a string flag that also records that it was given, so
+// "--cidr=" can be told from no --cidr.
+type setString struct {
+	v   *string
+	set *bool
+}
+
+func (s *setString) String() string {
+	if s.v == nil {
+		return ""
+	}
+	return *s.v
+}
+func (s *setString) Set(v string) error { *s.v, *s.set = v, true; return nil }
+func (s *setString) Type() string       { return "string" }
 
 // normalize rewrites RootlessKit's (Go flag package) grammar into pflag's:
 // a single-dash long flag ("-pidns", "-state-dir=x") becomes "--pidns".
@@ -205,7 +225,7 @@ func formatHelp(fs *pflag.FlagSet) string {
 	for _, cat := range categories {
 		var lines []string
 		fs.VisitAll(func(f *pflag.Flag) {
-			if c := f.Annotations[categoryKey]; len(c) == 0 || c[0] != cat {
+			if c := f.Annotations[categoryKey]; len(c) == 0 || c[0] != cat || f.Hidden {
 				return
 			}
 			name := "--" + f.Name

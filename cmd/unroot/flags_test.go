@@ -77,10 +77,19 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	fs, _ := newFS(asRootlesskit)
 	help := formatHelp(fs)
 	fs.VisitAll(func(f *pflag.Flag) {
-		if !strings.Contains(help, "--"+f.Name+" ") && !strings.Contains(help, "--"+f.Name+",") {
+		has := strings.Contains(help, "--"+f.Name+" ") || strings.Contains(help, "--"+f.Name+",")
+		if f.Hidden && has {
+			t.Errorf("help lists the hidden --%s", f.Name)
+		}
+		if !f.Hidden && !has {
 			t.Errorf("help lacks --%s", f.Name)
 		}
 	})
+	// unroot run lists its own flags.
+	fs, _ = newFS(asUnroot)
+	if help := formatHelp(fs); !strings.Contains(help, "--bypass ") {
+		t.Errorf("unroot run's help lacks --bypass")
+	}
 }
 
 func TestSemverPart(t *testing.T) {

@@ -173,29 +173,16 @@ func parseIDs(args []string) ([]int, error) {
 	return ids, nil
 }
 
+// specString shows a spec as `unroot ports` does: "tcp *:8080 -> 127.0.0.1:80".
 func specString(s port.Spec) string {
-	host := func(ip, def string) string {
-		if ip == "" {
-			ip = def
-		}
-		if strings.Contains(ip, ":") {
-			return "[" + ip + "]"
-		}
-		return ip
-	}
-	child := "127.0.0.1"
-	if strings.HasSuffix(s.Proto, "6") {
-		child = "::1"
-	}
-	return fmt.Sprintf("%s %s:%d -> %s:%d", s.Proto, host(s.ParentIP, "*"), s.ParentPort, host(s.ChildIP, child), s.ChildPort)
+	return fmt.Sprintf("%s %s -> %s", s.Proto, s.ParentString(), s.ChildTarget())
 }
 
 func printPorts(w io.Writer, ports []port.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tPROTO\tPARENT\tCHILD")
 	for _, p := range ports {
-		f := strings.Fields(specString(p.Spec)) // proto parent -> child
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", p.ID, f[0], f[1], f[3])
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", p.ID, p.Spec.Proto, p.Spec.ParentString(), p.Spec.ChildTarget())
 	}
 	return tw.Flush()
 }
@@ -263,5 +250,6 @@ func printInfo(w io.Writer, info *api.Info) error {
 	} else {
 		fmt.Fprintf(tw, "Port driver\tnone\n")
 	}
+	fmt.Fprintf(tw, "Bypass\t%s\n", bypassLine(info.Bypass))
 	return tw.Flush()
 }

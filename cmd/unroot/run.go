@@ -63,6 +63,10 @@ func buildLauncher(o *opts, command []string, p personality, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	bypass, err := bypassConfig(o)
+	if err != nil {
+		return nil, err
+	}
 	nd, err := buildNetwork(o, p, log)
 	if err != nil {
 		return nil, err
@@ -90,6 +94,7 @@ func buildLauncher(o *opts, command []string, p personality, log *slog.Logger) (
 		SubIDSource:     unroot.SubIDSource(src),
 		Ready:           o.ready,
 		Logger:          log,
+		Bypass:          bypass,
 	}
 	if p == asRootlesskit {
 		l.ChildErrorPrefix = "[rootlesskit:child ] error: "

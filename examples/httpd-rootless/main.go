@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -104,7 +105,7 @@ func serve(d rootless.Daemon, listen, publish int) error {
 		if err != nil {
 			return err
 		}
-		st, err := c.AddPort(ctx, port.Spec{Proto: "tcp", ParentIP: "127.0.0.1", ParentPort: publish, ChildPort: listen})
+		st, err := c.AddPort(ctx, port.Spec{Proto: "tcp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: publish, ChildPort: listen})
 		if err != nil {
 			return fmt.Errorf("publish 127.0.0.1:%d: %w", publish, err)
 		}

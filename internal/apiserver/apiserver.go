@@ -203,6 +203,9 @@ func DecodePortSpec(r io.Reader) (port.Spec, error) {
 		if errors.As(err, &mbe) {
 			return spec, fmt.Errorf("request body larger than %d bytes", mbe.Limit)
 		}
+		if errors.Is(err, port.ErrInvalidSpec) {
+			return spec, err // names the field and what it wants
+		}
 		// RootlessKit's message comes first, as clients may look for it.
 		hint := "send a port spec as JSON"
 		if errors.Is(err, io.EOF) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/unroot/unroot/internal/handshake"
 	"github.com/unroot/unroot/internal/netconf"
+	"github.com/unroot/unroot/internal/operr"
 	"github.com/unroot/unroot/internal/sigproxy"
 	"github.com/unroot/unroot/internal/sockpool"
 	"github.com/unroot/unroot/internal/statedir"
@@ -33,6 +34,9 @@ const (
 // Run is the namespace init's main. It never returns.
 func Run(encoded string) {
 	cfg, err := DecodeConfig(encoded)
+	if err == nil && cfg.CmdFD != 0 {
+		cfg.Command, err = readCommand(cfg.CmdFD)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "unroot: child: %v\n", err)
 		os.Exit(1)
@@ -120,7 +124,7 @@ func stage1(cfg Config) int {
 	env := append(envWithout(os.Environ(), EnvConfig), EnvConfig+"="+cfg.Encode())
 	err = syscall.Exec("/proc/self/exe", os.Args, env)
 	runtime.KeepAlive(f)
-	c.Send(handshake.Msg{Kind: handshake.Error, Err: fmt.Sprintf("re-exec /proc/self/exe in the user namespace: %v", err)})
+	c.Send(handshake.ErrorMsg(operr.Errorf(operr.UserNS, "/proc/self/exe", "re-exec /proc/self/exe in the user namespace: %w", err)))
 	return 1
 }
 
@@ -148,6 +152,9 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 			return 1
 		}
 	}
+	if cfg.CmdFD != 0 {
+		syscall.Close(cfg.CmdFD) // read in Run; the command must not inherit it
+	}
 	var done *os.File
 	if cfg.DoneFD != 0 {
 		// Kept from the command: its copy would hold the pipe open.
@@ -158,7 +165,7 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	sock, err := handshake.FromFile(sockF)
 	sockF.Close()
 	fail := func(err error) int {
-		if ctl.Send(handshake.Msg{Kind: handshake.Error, Err: err.Error()}) != nil {
+		if ctl.Send(handshake.ErrorMsg(err)) != nil {
 			fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
 		}
 		return 1
@@ -221,12 +228,12 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	signal.Notify(chld, syscall.SIGCHLD)
 	// Every signal must reach the command from its first instruction.
 	(<-signals).Ready()
-	pid, err := startCommand(cfg)
+	pid, bypass, err := startCommand(cfg)
 	if err != nil {
 		return fail(err)
 	}
 	cmdStarted <- pid
-	if err := ctl.Send(handshake.Msg{Kind: handshake.Started, PID: pid}); err != nil {
+	if err := sendStarted(ctl, pid, bypass); err != nil {
 		return 1
 	}
 	ws := reap(pid, chld)
@@ -300,7 +307,7 @@ func serveUntilNetwork(ctl *handshake.Conn, worker *netnsWorker) (network.Setup,
 			var tap *os.File
 			err := worker.Do(func() (err error) { tap, err = sys.OpenTap(m.TapName, m.VnetHdr); return })
 			if err != nil {
-				ctl.Send(handshake.Msg{Kind: handshake.Error, Err: err.Error()})
+				ctl.Send(handshake.ErrorMsg(operr.Wrap(operr.Tun, m.TapName, err)))
 				continue
 			}
 			err = ctl.Send(handshake.Msg{Kind: handshake.Tap}, tap)
@@ -316,12 +323,12 @@ func serveUntilNetwork(ctl *handshake.Conn, worker *netnsWorker) (network.Setup,
 	}
 }
 
-func startCommand(cfg Config) (int, error) {
+func startCommand(cfg Config) (int, bypassResult, error) {
 	env := envWithout(os.Environ(), EnvConfig)
 	argv := cfg.Command
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
-		return 0, fmt.Errorf("start command: %w", err)
+		return 0, bypassResult{}, fmt.Errorf("start command: %w", err)
 	}
 	if cfg.Activation {
 		path = "/proc/self/exe"
@@ -333,7 +340,11 @@ func startCommand(cfg Config) (int, error) {
 	// for good: the command's Pdeathsig fires when its forking thread ends.
 	runtime.LockOSThread()
 	if err := sys.DropInheritable(); err != nil {
-		return 0, fmt.Errorf("start command: %w", err)
+		return 0, bypassResult{}, fmt.Errorf("start command: %w", err)
+	}
+	bypass, err := installBypass(cfg.Bypass)
+	if err != nil {
+		return 0, bypassResult{}, err
 	}
 	files := []uintptr{0, 1, 2}
 	for i := range cfg.ListenFDs {
@@ -345,7 +356,8 @@ func startCommand(cfg Config) (int, error) {
 		Sys:   &syscall.SysProcAttr{Setsid: cfg.Reaper, Pdeathsig: syscall.SIGKILL},
 	})
 	if err != nil {
-		return 0, fmt.Errorf("start command %s: %w", argv[0], err)
+		bypass.close()
+		return 0, bypassResult{}, fmt.Errorf("start command %s: %w", argv[0], err)
 	}
-	return pid, nil
+	return pid, bypass, nil
 }

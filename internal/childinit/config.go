@@ -39,6 +39,9 @@ type Config struct {
 	// DoneFD, when not 0, is a pipe the child writes a byte to once the
 	// command has ended, before it exits itself.
 	DoneFD int
+	// CmdFD, when not 0, holds Command (see CommandFile): Encode leaves
+	// it out, and Run reads it from there.
+	CmdFD int
 	// ListenFDs is the number of socket-activation fds at 3.. to pass on.
 	ListenFDs int
 	// Activation runs the command through the LISTEN_PID helper.
@@ -70,24 +73,31 @@ type Config struct {
 	// ReportExit prints a line for a non-zero exit status too, as
 	// RootlessKit's child does (a signal death is always reported).
 	ReportExit bool
+	// Bypass installs the socket filter on the command (see bypass.go).
+	Bypass BypassMode
 }
 
 // Encode returns the value for EnvConfig.
 func (c Config) Encode() string {
 	var e wire.Encoder
-	for _, v := range []int{c.Stage, c.CtlFD, c.SockFD, c.DoneFD, c.ListenFDs, c.ParentPID} {
+	for _, v := range []int{c.Stage, c.CtlFD, c.SockFD, c.DoneFD, c.CmdFD, c.ListenFDs, c.ParentPID} {
 		e.Int(v)
 	}
 	for _, v := range []bool{c.Activation, c.PIDNS, c.Reaper, c.PrivateNet, c.DetachNetNS, c.Cgroup2, c.ReportExit} {
 		e.Bool(v)
 	}
-	e.Strings(c.Command)
+	if c.CmdFD == 0 {
+		e.Strings(c.Command)
+	} else {
+		e.Strings(nil)
+	}
 	e.String(c.StateDir)
 	e.String(c.PreTap)
-	network.EncodeSetupWire(&e, c.PreSetup)
+	e.Setup(c.PreSetup)
 	e.String(c.Propagation)
 	e.Strings(c.CopyUp)
 	e.String(c.ErrPrefix)
+	e.Int(int(c.Bypass))
 	// The environment holds no NUL bytes.
 	return base64.RawStdEncoding.EncodeToString(e.Bytes())
 }
@@ -100,7 +110,7 @@ func DecodeConfig(s string) (Config, error) {
 		return c, fmt.Errorf("decode %s: %w", EnvConfig, err)
 	}
 	d := wire.NewDecoder(b)
-	for _, v := range []*int{&c.Stage, &c.CtlFD, &c.SockFD, &c.DoneFD, &c.ListenFDs, &c.ParentPID} {
+	for _, v := range []*int{&c.Stage, &c.CtlFD, &c.SockFD, &c.DoneFD, &c.CmdFD, &c.ListenFDs, &c.ParentPID} {
 		*v = d.Int()
 	}
 	for _, v := range []*bool{&c.Activation, &c.PIDNS, &c.Reaper, &c.PrivateNet, &c.DetachNetNS, &c.Cgroup2, &c.ReportExit} {
@@ -109,10 +119,11 @@ func DecodeConfig(s string) (Config, error) {
 	c.Command = d.Strings()
 	c.StateDir = d.String()
 	c.PreTap = d.String()
-	c.PreSetup = network.DecodeOptionalSetupWire(d)
+	c.PreSetup = d.Setup()
 	c.Propagation = d.String()
 	c.CopyUp = d.Strings()
 	c.ErrPrefix = d.String()
+	c.Bypass = BypassMode(d.Int())
 	if err := d.Finish(); err != nil {
 		return Config{}, fmt.Errorf("decode %s: %w (the launcher and the init are different binaries? do not replace the binary while it runs)", EnvConfig, err)
 	}
@@ -122,8 +133,11 @@ func DecodeConfig(s string) (Config, error) {
 	if c.CtlFD < 3 || c.SockFD < 3 || c.CtlFD == c.SockFD {
 		return c, fmt.Errorf("decode %s: bad fds %d, %d", EnvConfig, c.CtlFD, c.SockFD)
 	}
-	if len(c.Command) == 0 {
-		return c, fmt.Errorf("decode %s: no command", EnvConfig)
+	if c.CmdFD != 0 && (c.CmdFD < 3 || c.CmdFD == c.CtlFD || c.CmdFD == c.SockFD) {
+		return c, fmt.Errorf("decode %s: bad command fd %d", EnvConfig, c.CmdFD)
+	}
+	if (len(c.Command) == 0) == (c.CmdFD == 0) {
+		return c, fmt.Errorf("decode %s: no command, or two", EnvConfig)
 	}
 	return c, nil
 }

@@ -18,7 +18,7 @@ func TestConfigRoundTrip(t *testing.T) {
 			Gateway: netip.MustParseAddr("10.0.2.2"), DNS: []netip.Addr{netip.MustParseAddr("10.0.2.3")}, MTU: 65520},
 		Propagation: "rslave", CopyUp: []string{"/etc", "/run"}, Cgroup2: true, ErrPrefix: "[rootlesskit:child] ", ReportExit: true,
 	}
-	for _, c := range []Config{full, {Stage: 2, CtlFD: 3, SockFD: 4, Command: []string{"id"}}} {
+	for _, c := range []Config{full, {Stage: 2, CtlFD: 3, SockFD: 4, Command: []string{"id"}}, {Stage: 1, CtlFD: 3, SockFD: 4, CmdFD: 6}} {
 		enc := c.Encode()
 		if strings.ContainsAny(enc, "\x00=") {
 			t.Errorf("Encode = %q: not fit for an environment variable's value", enc)
@@ -36,6 +36,7 @@ func TestConfigRoundTrip(t *testing.T) {
 		"stage 3":    Config{Stage: 3, CtlFD: 3, SockFD: 4, Command: []string{"x"}}.Encode(),
 		"same fds":   Config{Stage: 1, CtlFD: 3, SockFD: 3, Command: []string{"x"}}.Encode(),
 		"no command": Config{Stage: 1, CtlFD: 3, SockFD: 4}.Encode(),
+		"cmd fd 2":   Config{Stage: 1, CtlFD: 3, SockFD: 4, CmdFD: 2}.Encode(),
 		"truncated":  enc[:len(enc)-2],
 		"trailing":   enc + "AA",
 	}
@@ -89,5 +90,36 @@ func TestScratchDir(t *testing.T) {
 		if got := scratchDir(Config{StateDir: tt.state, CopyUp: tt.copyUp}); got != tt.want {
 			t.Errorf("scratchDir(%s, %v) = %s, want %s", tt.state, tt.copyUp, got, tt.want)
 		}
+	}
+}
+
+// The command file holds any command line, however long, and reads back
+// the same from offset 0 as often as asked (stage 1, then a re-exec).
+func TestCommandFile(t *testing.T) {
+	long := strings.Repeat("x", 300_000) // past the 128 KiB of one env string
+	many := make([]string, 200)
+	for i := range many {
+		many[i] = strings.Repeat(string(rune('a'+i%26)), 1000)
+	}
+	for _, cmd := range [][]string{{"id"}, {"sh", "-c", "echo \"$1\"", "", "a\x00b"}, {"echo", long}, append([]string{"echo"}, many...)} {
+		f, err := CommandFile(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			got, err := readCommand(int(f.Fd()))
+			if err != nil || !reflect.DeepEqual(got, cmd) {
+				t.Fatalf("readCommand = %d args, %v; want %d args back", len(got), err, len(cmd))
+			}
+		}
+		f.Close()
+	}
+	// A config with the command in a file stays small, whatever the command.
+	c := Config{Stage: 1, CtlFD: 3, SockFD: 4, CmdFD: 6, Command: []string{"echo", long}}
+	if n := len(c.Encode()); n > 100 {
+		t.Errorf("EnvConfig with CmdFD is %d bytes, want the command left out", n)
+	}
+	if _, err := readCommand(999); err == nil {
+		t.Error("readCommand of a closed fd: nil error")
 	}
 }

@@ -5,7 +5,6 @@ package childinit
 // over /etc's.
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"github.com/unroot/unroot/internal/netconf"
 	"github.com/unroot/unroot/internal/statedir"
 	"github.com/unroot/unroot/internal/sys"
-	"github.com/unroot/unroot/internal/wire"
 	"github.com/unroot/unroot/network"
 )
 
@@ -59,10 +57,9 @@ func sameLink(w *netnsWorker, name string, idx int) bool {
 
 // sameSetup reports whether two set-ups configure the devices alike.
 func sameSetup(a, b network.Setup) bool {
-	var ea, eb wire.Encoder
-	a.EncodeWire(&ea)
-	b.EncodeWire(&eb)
-	return bytes.Equal(ea.Bytes(), eb.Bytes())
+	return a.IfName == b.IfName && a.Addr == b.Addr && a.Gateway == b.Gateway &&
+		slices.Equal(a.DNS, b.DNS) && a.MTU == b.MTU && a.Addr6 == b.Addr6 &&
+		a.Gateway6 == b.Gateway6 && a.ConfiguredByDriver == b.ConfiguredByDriver
 }
 
 // bindNetFile mounts the state-dir copy over /etc/NAME. In a copied-up /etc

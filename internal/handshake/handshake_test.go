@@ -3,14 +3,17 @@ package handshake
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/unroot/unroot/internal/operr"
 	"github.com/unroot/unroot/network"
 )
 
@@ -69,6 +72,16 @@ func TestRoundTrip(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Msg != "mount /proc: permission denied" {
 		t.Errorf("Recv error = %v, want the peer's message", err)
 	}
+	// A typed error arrives with its operation and errno.
+	sent := operr.Errorf(operr.Tun, "tap0", "open tap tap0: %w", syscall.EACCES)
+	if err := b.Send(ErrorMsg(fmt.Errorf("serve: %w", sent))); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = a.Recv(context.Background())
+	var oe *operr.Error
+	if !errors.As(err, &oe) || oe.Op != operr.Tun || oe.Subject != "tap0" || !errors.Is(err, syscall.EACCES) || err.Error() != "serve: open tap tap0: permission denied" {
+		t.Errorf("Recv error = %v (%#v), want the typed tun error", err, err)
+	}
 
 	if err := a.Send(Msg{Kind: Error, Err: strings.Repeat("x", MaxMsg)}); err == nil {
 		t.Error("Send of a message over MaxMsg = nil error; the reader would see it truncated")
@@ -111,7 +124,7 @@ func TestQueuedBeforeCancel(t *testing.T) {
 func TestDecode(t *testing.T) {
 	full := Msg{V: Version, Kind: Network, Setup: &network.Setup{
 		IfName: "tap0", Addr: netip.MustParsePrefix("10.0.2.100/24"), Gateway: netip.MustParseAddr("10.0.2.2"),
-		DNS: []netip.Addr{netip.MustParseAddr("10.0.2.3")}, MTU: 65520, Opaque: map[string]string{"a": "b"},
+		DNS: []netip.Addr{netip.MustParseAddr("10.0.2.3")}, MTU: 65520, ConfiguredByDriver: true,
 	}}
 	good := Encode(full)
 	bad := map[string][]byte{

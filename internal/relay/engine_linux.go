@@ -7,6 +7,7 @@ package relay
 
 import (
 	"container/heap"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/unroot/unroot/internal/lograte"
 	"golang.org/x/sys/unix"
 )
 
@@ -153,9 +155,10 @@ const (
 )
 
 type loop struct {
-	log  *slog.Logger
-	epfd int
-	evfd int
+	log      *slog.Logger
+	pipeWarn lograte.Limiter // "no pipe" repeats once per connection under exhaustion
+	epfd     int
+	evfd     int
 
 	mu       sync.Mutex
 	queue    []func()
@@ -427,7 +430,7 @@ func (l *loop) pump(p *link, side int) bool {
 		if !d.hasP {
 			pp, err := l.getPipe()
 			if err != nil {
-				l.log.Warn("relay: no pipe for a connection, closing it; if this repeats, raise the open-file limit (ulimit -n, LimitNOFILE=)", "err", err)
+				l.pipeWarn.Log(context.Background(), l.log, slog.LevelWarn, "relay: no pipe for a connection, closing it; if this repeats, raise the open-file limit (ulimit -n, LimitNOFILE=)", "err", err)
 				l.close(p, false)
 				return false
 			}

@@ -2,9 +2,13 @@ package sigproxy
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"syscall"
+
+	"github.com/unroot/unroot/internal/lograte"
 )
 
 // CatchAsync runs Catch in the background, where its round trips to Go's
@@ -59,5 +63,23 @@ func (f *Forwarder) Relay(ctx context.Context, target <-chan int, early func(os.
 				held = append(held, s)
 			}
 		}
+	}
+}
+
+// StartupPolicy is the early function for Relay while a command starts:
+// a terminating signal calls abort; any other signal is dropped, with a
+// warning on log (rate-limited). Holding it for the command instead would
+// deliver it right after the exec, before the program could install a
+// handler: whether it killed the command or reached its handler would be
+// chance. Dropping makes the outcome the same every time.
+func StartupPolicy(log *slog.Logger, abort func(os.Signal)) func(os.Signal) bool {
+	var warn lograte.Limiter
+	return func(s os.Signal) bool {
+		if IsTerminating(s) {
+			abort(s)
+			return false
+		}
+		warn.Log(context.Background(), log, slog.LevelWarn, fmt.Sprintf("signal %q dropped: it came before the command started; during start-up only SIGHUP, SIGINT, SIGQUIT and SIGTERM act (they abort it)", s), "signal", int(s.(syscall.Signal)))
+		return false
 	}
 }

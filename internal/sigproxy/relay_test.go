@@ -1,9 +1,12 @@
 package sigproxy
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -70,5 +73,24 @@ func TestIsTerminating(t *testing.T) {
 		if got := IsTerminating(s); got != want {
 			t.Errorf("IsTerminating(%v) = %v, want %v", s, got, want)
 		}
+	}
+}
+
+// Before the command runs a terminating signal aborts and anything else is
+// dropped with one warning line per interval: nothing is held.
+func TestStartupPolicy(t *testing.T) {
+	var buf bytes.Buffer
+	var aborted []os.Signal
+	early := StartupPolicy(slog.New(slog.NewTextHandler(&buf, nil)), func(s os.Signal) { aborted = append(aborted, s) })
+	for _, s := range []os.Signal{syscall.SIGUSR1, syscall.SIGUSR1, syscall.SIGWINCH, syscall.SIGTERM} {
+		if early(s) {
+			t.Errorf("%v held for the command, want dropped or aborting", s)
+		}
+	}
+	if len(aborted) != 1 || aborted[0] != syscall.SIGTERM {
+		t.Errorf("aborted by %v, want SIGTERM alone", aborted)
+	}
+	if n := strings.Count(buf.String(), "dropped"); n != 1 || !strings.Contains(buf.String(), "user defined signal 1") {
+		t.Errorf("log %q: want one line naming the first dropped signal", buf.String())
 	}
 }

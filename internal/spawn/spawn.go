@@ -4,14 +4,17 @@ package spawn
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"syscall"
+
+	"github.com/unroot/unroot/internal/operr"
 )
 
 // Options for Start.
 type Options struct {
+	// Args is the init's argv; nil means this process's.
+	Args       []string
 	Env        []string
 	ExtraFiles []*os.File // become fds 3..
 	// Stdin, Stdout, Stderr; nil means this process's.
@@ -22,7 +25,8 @@ type Options struct {
 	AmbientCaps []uintptr
 }
 
-// Start re-executes /proc/self/exe with the same argv in new namespaces.
+// Start re-executes /proc/self/exe (with Args, or else the same argv) in
+// new namespaces.
 // It must be called from a goroutine that is not locked to its thread:
 // Pdeathsig fires when the creating thread exits, and Go only ends threads
 // whose goroutine exits while locked. The runtime may later lend that
@@ -36,7 +40,7 @@ func Start(o Options) (*exec.Cmd, error) {
 		cmd, err = start(o, 0)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create namespaces (clone /proc/self/exe): %w", err)
+		return nil, operr.Errorf(operr.UserNS, "/proc/self/exe", "create namespaces (clone /proc/self/exe): %w", err)
 	}
 	return cmd, nil
 }
@@ -50,7 +54,7 @@ func Start(o Options) (*exec.Cmd, error) {
 func start(o Options, extra uintptr) (*exec.Cmd, error) {
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
-		Args:       os.Args,
+		Args:       orArgs(o.Args),
 		Env:        o.Env,
 		ExtraFiles: o.ExtraFiles,
 		Stdin:      orStd(o.Stdin, os.Stdin),
@@ -73,4 +77,11 @@ func orStd(f, def *os.File) *os.File {
 		return def
 	}
 	return f
+}
+
+func orArgs(a []string) []string {
+	if a == nil {
+		return os.Args
+	}
+	return a
 }

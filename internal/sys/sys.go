@@ -126,13 +126,23 @@ func WatchExit(pid int) (<-chan struct{}, error) {
 // SIGKILL for SetPdeathsig callers that do not import syscall.
 const SIGKILL = unix.SIGKILL
 
+// TunFix is the fix for a failed open of /dev/net/tun: load the module
+// when it is missing, open up its mode when it is not ours to use. Errors
+// that carry it end with "; fix: <it>" (doctor prints it once).
+func TunFix(err error) string {
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+		return "sudo chmod 0666 /dev/net/tun (in a container: pass --device /dev/net/tun)"
+	}
+	return "sudo modprobe tun (in a container: pass --device /dev/net/tun)"
+}
+
 // OpenTap creates (or attaches to) the TAP device name in the calling
 // thread's network namespace and returns its fd, non-blocking and
 // close-on-exec. vnetHdr asks for IFF_VNET_HDR (virtio-net header per frame).
 func OpenTap(name string, vnetHdr bool) (*os.File, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun: %w (load the tun module: modprobe tun)", err)
+		return nil, fmt.Errorf("open /dev/net/tun: %w; fix: %s", err, TunFix(err))
 	}
 	ifr, err := unix.NewIfreq(name)
 	if err != nil {
@@ -283,3 +293,13 @@ const WNOHANG = unix.WNOHANG
 
 // ECHILD means no children are left to wait for.
 const ECHILD = unix.ECHILD
+
+// MemFile returns an anonymous file in memory (memfd_create), close-on-exec
+// in this process; a child gets it through exec.Cmd.ExtraFiles.
+func MemFile(name string) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}

@@ -30,7 +30,7 @@ func TestMakePlan(t *testing.T) {
 		{name: "not network address", cidr: "10.0.2.5/24", wantErr: "cidr must be like 10.0.2.0/24, not like 10.0.2.5/24"},
 		{name: "too narrow", cidr: "10.0.2.0/26", wantErr: "too small"},
 		{name: "ipv6 cidr", cidr: "fd00::/64", wantErr: "is not IPv4"},
-		{name: "loopback cidr", cidr: "127.0.0.0/8", wantErr: "private unicast"},
+		{name: "loopback cidr", cidr: "127.0.0.0/8", wantErr: "loopback addresses"},
 		{name: "mtu too big", mtu: 65522, wantErr: "mtu must be <= 65521"},
 		{name: "mtu too small for ipv6", mtu: 1000, ipv6: true, wantErr: "too small for IPv6"},
 		{name: "bad ifname", ifName: "a/b", wantErr: "ifname"},

@@ -37,10 +37,14 @@ import (
 	"github.com/unroot/unroot/network/internal/helper"
 )
 
-// OptImplicitPorts is the network.Config.Options key that turns on pasta's
-// own port forwarding ("true" with --port-driver=implicit): every port the
-// child binds is forwarded from the host.
-const OptImplicitPorts = "implicit-ports"
+// Options are the settings only this driver has; the zero value forwards
+// no ports by itself.
+type Options struct {
+	// ImplicitPorts turns on pasta's own port forwarding (with
+	// --port-driver=implicit): every port the child binds is forwarded
+	// from the host.
+	ImplicitPorts bool
+}
 
 // Driver is the pasta network driver. Start it once.
 type Driver struct {
@@ -59,7 +63,7 @@ type Driver struct {
 var _ network.Driver = (*Driver)(nil)
 
 // New validates cfg, finds the pasta binary and starts probing its options.
-func New(cfg network.Config) (*Driver, error) {
+func New(cfg network.Config, o Options) (*Driver, error) {
 	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return nil, err
@@ -68,17 +72,7 @@ func New(cfg network.Config) (*Driver, error) {
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
-	for k, v := range cfg.Options {
-		switch k {
-		case OptImplicitPorts:
-			d.implicit, err = strconv.ParseBool(v)
-			if err != nil {
-				return nil, fmt.Errorf("pasta option %s must be true or false, not %q", k, v)
-			}
-		default:
-			return nil, fmt.Errorf("pasta: unknown option %q (known: %s)", k, OptImplicitPorts)
-		}
-	}
+	d.implicit = o.ImplicitPorts
 	d.path, err = lookPath(cfg.Binary)
 	if err != nil {
 		return nil, err
@@ -114,7 +108,7 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 	}
 	flags, err := d.probe.Flags(ctx)
 	if err != nil {
-		return network.Setup{}, fmt.Errorf("start pasta: probe %s --help: %w", d.path, err)
+		return network.Setup{}, fmt.Errorf("start pasta: %w", err)
 	}
 	f, warnings, err := d.features(flags, c)
 	if err != nil {
@@ -176,7 +170,7 @@ var geteuid = os.Geteuid
 // features is what the installed pasta can do, of what this driver uses.
 type features struct {
 	stderr, dnsForward, hostLoToNsLo bool
-	// implicit is OptImplicitPorts, carried here so buildArgs stays pure.
+	// implicit is Options.ImplicitPorts, carried here so buildArgs stays pure.
 	implicit bool
 	// nsNone: pasta can be told not to mirror the host's loopback ports.
 	nsNone bool

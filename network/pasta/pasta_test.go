@@ -1,6 +1,7 @@
 package pasta
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +18,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	nstest.Main(m, func(c network.Config) (network.Driver, error) { return New(c) })
+	nstest.Main(m, func(c network.Config, opts json.RawMessage) (network.Driver, error) {
+		var o Options
+		if len(opts) > 0 {
+			if err := json.Unmarshal(opts, &o); err != nil {
+				return nil, err
+			}
+		}
+		return New(c, o)
+	})
 }
 
 // The long options pasta 2023_03_09 (Debian 12) lists, of those the driver asks about.
@@ -88,19 +97,20 @@ func TestFeatures(t *testing.T) {
 	old := geteuid
 	defer func() { geteuid = old }()
 	geteuid = func() int { return 1000 }
-	mk := func(mod func(*network.Config)) *Driver {
+	mk := func(mod func(*network.Config, *Options)) *Driver {
 		cfg := network.Config{Binary: "/bin/true"}
+		var o Options
 		if mod != nil {
-			mod(&cfg)
+			mod(&cfg, &o)
 		}
-		d, err := New(cfg)
+		d, err := New(cfg, o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return d
 	}
-	implicit := mk(func(c *network.Config) { c.Options = map[string]string{OptImplicitPorts: "true"} })
-	noLoop := mk(func(c *network.Config) { c.DisableHostLoopback = true })
+	implicit := mk(func(_ *network.Config, o *Options) { o.ImplicitPorts = true })
+	noLoop := mk(func(c *network.Config, _ *Options) { c.DisableHostLoopback = true })
 	tests := []struct {
 		name     string
 		d        *Driver
@@ -116,9 +126,9 @@ func TestFeatures(t *testing.T) {
 			features{stderr: true, dnsForward: true, hostLoToNsLo: true, implicit: true, nsNone: true}, nil, ""},
 		{"no dns-forward", mk(nil), without(debian12, "--dns-forward"), network.Child{PID: 1}, features{stderr: true, nsNone: true},
 			[]string{"lacks --dns-forward: DNS at 10.0.2.3 will not answer"}, ""},
-		{"implicit without host loopback", mk(func(c *network.Config) {
+		{"implicit without host loopback", mk(func(c *network.Config, o *Options) {
 			c.DisableHostLoopback = true
-			c.Options = map[string]string{OptImplicitPorts: "true"}
+			o.ImplicitPorts = true
 		}), with(debian12, "--host-lo-to-ns-lo"), network.Child{PID: 1},
 			features{stderr: true, dnsForward: true, hostLoToNsLo: true, implicit: true, nsNone: true},
 			[]string{"--disable-host-loopback only closes the gateway address"}, ""},
@@ -155,7 +165,7 @@ func TestFeaturesAsRoot(t *testing.T) {
 	old := geteuid
 	defer func() { geteuid = old }()
 	geteuid = func() int { return 0 }
-	d, err := New(network.Config{Binary: "/bin/true"})
+	d, err := New(network.Config{Binary: "/bin/true"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,23 +177,22 @@ func TestFeaturesAsRoot(t *testing.T) {
 
 func TestNewErrors(t *testing.T) {
 	for cfg, want := range map[*network.Config]string{
-		{Binary: "/nonexistent/pasta"}:                                       "pasta binary /nonexistent/pasta: ",
-		{Binary: "/bin/true", Options: map[string]string{"sandbox": "true"}}: `pasta: unknown option "sandbox"`,
-		{Binary: "/bin/true", IfName: "a/b"}:                                 "must not contain '/'",
+		{Binary: "/nonexistent/pasta"}:       "pasta binary /nonexistent/pasta: ",
+		{Binary: "/bin/true", IfName: "a/b"}: "must not contain '/'",
 	} {
-		if _, err := New(*cfg); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := New(*cfg, Options{}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("New(%+v) = %v, want %q", *cfg, err, want)
 		}
 	}
 	t.Setenv("PATH", t.TempDir())
-	_, err := New(network.Config{})
+	_, err := New(network.Config{}, Options{})
 	if err == nil || !strings.HasPrefix(err.Error(), "pasta not found in PATH: install it (apt-get install passt), or use --net=slirp4netns") {
 		t.Errorf("New without pasta in PATH: %v", err)
 	}
 }
 
 func TestStartRefusesPastaWithoutOptions(t *testing.T) {
-	d, err := New(network.Config{Binary: "/bin/true", Options: map[string]string{OptImplicitPorts: "true"}})
+	d, err := New(network.Config{Binary: "/bin/true"}, Options{ImplicitPorts: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,10 +231,8 @@ func TestDriverUnprivileged(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			port := hostServer(t)
 			cfg := network.Config{DisableHostLoopback: tc.noLoop, IPv6: tc.ipv6}
-			if tc.implicit {
-				cfg.Options = map[string]string{OptImplicitPorts: "true"}
-			}
-			s := nstest.Start(t, nstest.Spec{Detached: tc.detached, Config: cfg})
+			opts, _ := json.Marshal(Options{ImplicitPorts: tc.implicit})
+			s := nstest.Start(t, nstest.Spec{Detached: tc.detached, Config: cfg, Options: opts})
 			if s.Err != "" {
 				t.Fatalf("Start: %s", s.Err)
 			}
@@ -233,7 +240,11 @@ func TestDriverUnprivileged(t *testing.T) {
 			if !s.Setup.ConfiguredByDriver || s.Setup.Addr.String() != "10.0.2.100/24" || len(s.Setup.DNS) != 1 || s.Setup.DNS[0].String() != "10.0.2.3" {
 				t.Errorf("Setup = %+v", s.Setup)
 			}
-			if want := `{"driver":"pasta","dns":["10.0.2.3"],"childIP":"10.0.2.100"}`; string(s.Info) != want {
+			want := `{"driver":"pasta","dns":["10.0.2.3"],"childIP":"10.0.2.100"}`
+			if tc.ipv6 {
+				want = `{"driver":"pasta","dns":["10.0.2.3"],"childIP":"10.0.2.100","ipv6":true}`
+			}
+			if string(s.Info) != want {
 				t.Errorf("Info = %s, want %s", s.Info, want)
 			}
 			// pasta configured the interface itself, before Start returned.
@@ -333,7 +344,7 @@ func TestHelperDiesWithParent(t *testing.T) {
 }
 
 func TestStartFailureSaysWhy(t *testing.T) {
-	d, err := New(network.Config{})
+	d, err := New(network.Config{}, Options{})
 	if err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("pasta must be installed in CI (scripts/test.sh does): %v", err)
@@ -374,7 +385,7 @@ func TestDriverAsRoot(t *testing.T) {
 			t.Fatal("namespace holder did not unshare")
 		}
 	}
-	d, err := New(network.Config{})
+	d, err := New(network.Config{}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

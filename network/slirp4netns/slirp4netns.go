@@ -30,21 +30,20 @@ import (
 	"github.com/unroot/unroot/network/internal/helper"
 )
 
-// Keys of network.Config.Options this driver reads.
-const (
-	// OptSandbox is --slirp4netns-sandbox: true, false or auto (supported and
-	// not --detach-netns).
-	OptSandbox = "sandbox"
-	// OptSeccomp is --slirp4netns-seccomp: true, false or auto (supported and
-	// the kernel filters syscalls).
-	OptSeccomp = "seccomp"
-	// OptAPISocket "true" starts slirp4netns with its API socket, for the
-	// slirp4netns port driver.
-	OptAPISocket = "api-socket"
-)
-
-// OpaqueAPISocket is the Setup.Opaque key holding the API socket's path.
-const OpaqueAPISocket = "slirp4netns.api-socket"
+// Options are the settings only this driver has. The zero value runs
+// slirp4netns without sandbox, seccomp filter or API socket, as
+// RootlessKit does by default.
+type Options struct {
+	// Sandbox is --slirp4netns-sandbox: Auto means when supported and not
+	// with a detached netns.
+	Sandbox network.TriState
+	// Seccomp is --slirp4netns-seccomp: Auto means when supported and the
+	// kernel filters syscalls.
+	Seccomp network.TriState
+	// APISocket starts slirp4netns with its API socket, for the slirp4netns
+	// port driver (which finds it through Driver.APISocket).
+	APISocket bool
+}
 
 // slirp4netns's fixed IPv6 network (--enable-ipv6): fd00::/64 with the host
 // at fd00::2 and DNS at fd00::3; the child takes ::100 like its IPv4 .100.
@@ -77,7 +76,7 @@ var _ network.Driver = (*Driver)(nil)
 // New validates cfg, finds the slirp4netns binary and starts probing its
 // features, so that a bad flag or a missing package fails before any
 // namespace exists.
-func New(cfg network.Config) (*Driver, error) {
+func New(cfg network.Config, o Options) (*Driver, error) {
 	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return nil, err
@@ -86,24 +85,10 @@ func New(cfg network.Config) (*Driver, error) {
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
-	for k, v := range cfg.Options {
-		switch k {
-		case OptSandbox:
-			d.sandbox, err = network.ParseTriState("--slirp4netns-sandbox", v)
-		case OptSeccomp:
-			d.seccomp, err = network.ParseTriState("--slirp4netns-seccomp", v)
-		case OptAPISocket:
-			d.apiSocket, err = strconv.ParseBool(v)
-			if err != nil {
-				err = fmt.Errorf("slirp4netns option %s must be true or false, not %q", k, v)
-			}
-		default:
-			err = fmt.Errorf("slirp4netns: unknown option %q (known: %s, %s, %s)", k, OptSandbox, OptSeccomp, OptAPISocket)
-		}
-		if err != nil {
-			return nil, err
-		}
+	if o.Sandbox > network.Auto || o.Seccomp > network.Auto || o.Sandbox < 0 || o.Seccomp < 0 {
+		return nil, fmt.Errorf("slirp4netns: Options.Sandbox %d or Options.Seccomp %d is not a network.TriState", o.Sandbox, o.Seccomp)
 	}
+	d.sandbox, d.seccomp, d.apiSocket = o.Sandbox, o.Seccomp, o.APISocket
 	d.path, err = lookPath(cfg.Binary)
 	if err != nil {
 		return nil, err
@@ -184,7 +169,14 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 	// An older slirp4netns rejects an option it lacks: find out what it
 	// has, then retry without what is optional or name what is missing.
 	flags, perr := helper.ProbeHelp(d.path).Flags(ctx)
-	if perr != nil || hasAll(flags, assumed) {
+	if perr != nil {
+		if ctx.Err() != nil {
+			return network.Setup{}, err
+		}
+		// It failed and cannot say what it supports: both halves matter.
+		return network.Setup{}, fmt.Errorf("%w; %w", err, perr)
+	}
+	if hasAll(flags, assumed) {
 		return network.Setup{}, err
 	}
 	opts, rerr := d.resolve(flags, c)
@@ -259,11 +251,15 @@ func (d *Driver) start(ctx context.Context, c network.Child, flags map[string]bo
 	d.proc, d.sockPath = helper.Keep(p, "slirp4netns", restart, d.log), opts.apiSocket
 	d.log.Debug("slirp4netns ready", "pid", p.PID(), "took", time.Since(begin), "persistent-tap", persistent)
 
-	s := d.setup()
-	if opts.apiSocket != "" {
-		s.Opaque = map[string]string{OpaqueAPISocket: opts.apiSocket}
-	}
-	return s, nil
+	return d.setup(), nil
+}
+
+// APISocket is the path of slirp4netns's API socket once Start has
+// returned, "" without Options.APISocket.
+func (d *Driver) APISocket() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.sockPath
 }
 
 // setup is how the child addresses the tap, which the configuration alone

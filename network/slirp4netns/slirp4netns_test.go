@@ -1,6 +1,7 @@
 package slirp4netns
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +18,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	nstest.Main(m, func(c network.Config) (network.Driver, error) { return New(c) })
+	nstest.Main(m, func(c network.Config, opts json.RawMessage) (network.Driver, error) {
+		var o Options
+		if len(opts) > 0 {
+			if err := json.Unmarshal(opts, &o); err != nil {
+				return nil, err
+			}
+		}
+		return New(c, o)
+	})
 }
 
 var allFlags = map[string]bool{
@@ -66,12 +75,12 @@ func TestResolve(t *testing.T) {
 	old := seccompFilter
 	defer func() { seccompFilter = old }()
 	seccompFilter = func() bool { return true }
-	mk := func(opts map[string]string, mod func(*network.Config)) *Driver {
-		cfg := network.Config{Options: opts, Binary: "/bin/true"}
+	mk := func(opts Options, mod func(*network.Config)) *Driver {
+		cfg := network.Config{Binary: "/bin/true"}
 		if mod != nil {
 			mod(&cfg)
 		}
-		d, err := New(cfg)
+		d, err := New(cfg, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,15 +95,15 @@ func TestResolve(t *testing.T) {
 		want    startOpts
 		wantErr string
 	}{
-		{"default off", mk(nil, nil), allFlags, attached, startOpts{exitFD: true}, ""},
-		{"auto attached", mk(map[string]string{"sandbox": "auto", "seccomp": "auto"}, nil), allFlags, attached, startOpts{sandbox: true, seccomp: true, exitFD: true}, ""},
-		{"auto detached", mk(map[string]string{"sandbox": "auto", "seccomp": "auto"}, nil), allFlags, detached, startOpts{seccomp: true, exitFD: true}, ""},
-		{"auto unsupported", mk(map[string]string{"sandbox": "auto", "seccomp": "auto"}, nil), map[string]bool{}, attached, startOpts{}, ""},
-		{"sandbox true detached", mk(map[string]string{"sandbox": "true"}, nil), allFlags, detached, startOpts{},
+		{"default off", mk(Options{}, nil), allFlags, attached, startOpts{exitFD: true}, ""},
+		{"auto attached", mk(Options{Sandbox: network.Auto, Seccomp: network.Auto}, nil), allFlags, attached, startOpts{sandbox: true, seccomp: true, exitFD: true}, ""},
+		{"auto detached", mk(Options{Sandbox: network.Auto, Seccomp: network.Auto}, nil), allFlags, detached, startOpts{seccomp: true, exitFD: true}, ""},
+		{"auto unsupported", mk(Options{Sandbox: network.Auto, Seccomp: network.Auto}, nil), map[string]bool{}, attached, startOpts{}, ""},
+		{"sandbox true detached", mk(Options{Sandbox: network.On}, nil), allFlags, detached, startOpts{},
 			"--slirp4netns-sandbox=true cannot be used with --detach-netns: use --slirp4netns-sandbox=auto or false"},
-		{"seccomp true unsupported", mk(map[string]string{"seccomp": "true"}, nil), map[string]bool{}, attached, startOpts{}, "does not support --enable-seccomp"},
-		{"detached old", mk(nil, nil), map[string]bool{}, detached, startOpts{}, "does not support --netns-type, needed for --detach-netns"},
-		{"loopback old", mk(nil, func(c *network.Config) { c.DisableHostLoopback = true }), map[string]bool{}, attached, startOpts{}, "does not support --disable-host-loopback"},
+		{"seccomp true unsupported", mk(Options{Seccomp: network.On}, nil), map[string]bool{}, attached, startOpts{}, "does not support --enable-seccomp"},
+		{"detached old", mk(Options{}, nil), map[string]bool{}, detached, startOpts{}, "does not support --netns-type, needed for --detach-netns"},
+		{"loopback old", mk(Options{}, func(c *network.Config) { c.DisableHostLoopback = true }), map[string]bool{}, attached, startOpts{}, "does not support --disable-host-loopback"},
 	}
 	for _, tt := range tests {
 		got, err := tt.d.resolve(tt.flags, tt.c)
@@ -113,22 +122,22 @@ func TestResolve(t *testing.T) {
 func TestNewErrors(t *testing.T) {
 	tests := []struct {
 		cfg  network.Config
+		opts Options
 		want string
 	}{
-		{network.Config{Binary: "/nonexistent/slirp4netns"}, "slirp4netns binary /nonexistent/slirp4netns: "},
-		{network.Config{Binary: "/bin/true", Options: map[string]string{"sandbox": "maybe"}}, `--slirp4netns-sandbox must be true, false or auto, not "maybe"`},
-		{network.Config{Binary: "/bin/true", Options: map[string]string{"sandboxx": "true"}}, `unknown option "sandboxx"`},
-		{network.Config{Binary: "/bin/true", CIDR: netip.MustParsePrefix("10.0.2.100/24")}, "cidr must be like 10.0.2.0/24, not like 10.0.2.100/24"},
-		{network.Config{Binary: "/bin/true", MTU: 65522}, "mtu must be <= 65521"},
+		{network.Config{Binary: "/nonexistent/slirp4netns"}, Options{}, "slirp4netns binary /nonexistent/slirp4netns: "},
+		{network.Config{Binary: "/bin/true"}, Options{Sandbox: 7}, `Options.Sandbox 7 or Options.Seccomp 0 is not a network.TriState`},
+		{network.Config{Binary: "/bin/true", CIDR: netip.MustParsePrefix("10.0.2.100/24")}, Options{}, "cidr must be like 10.0.2.0/24, not like 10.0.2.100/24"},
+		{network.Config{Binary: "/bin/true", MTU: 65522}, Options{}, "mtu must be <= 65521"},
 	}
 	for _, tt := range tests {
-		_, err := New(tt.cfg)
+		_, err := New(tt.cfg, tt.opts)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("New(%+v) error = %v, want %q", tt.cfg, err, tt.want)
+			t.Errorf("New(%+v, %+v) error = %v, want %q", tt.cfg, tt.opts, err, tt.want)
 		}
 	}
 	t.Setenv("PATH", t.TempDir())
-	_, err := New(network.Config{})
+	_, err := New(network.Config{}, Options{})
 	if err == nil || !strings.HasPrefix(err.Error(), "slirp4netns not found in PATH: install it (apt-get install slirp4netns), or use --net=pasta") {
 		t.Errorf("New without slirp4netns in PATH: %v", err)
 	}
@@ -138,8 +147,8 @@ func TestNewErrors(t *testing.T) {
 // fails until the ids are mapped: only without it may the driver start
 // before the mapping.
 func TestPreTapBeforeIDMap(t *testing.T) {
-	for sandbox, want := range map[string]bool{"": true, "false": true, "true": false, "auto": false} {
-		d, err := New(network.Config{Binary: "/bin/true", Options: map[string]string{OptSandbox: sandbox}})
+	for sandbox, want := range map[network.TriState]bool{network.Off: true, network.On: false, network.Auto: false} {
+		d, err := New(network.Config{Binary: "/bin/true"}, Options{Sandbox: sandbox})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +159,7 @@ func TestPreTapBeforeIDMap(t *testing.T) {
 }
 
 func TestInfo(t *testing.T) {
-	d, err := New(network.Config{Binary: "/bin/true", IPv6: true})
+	d, err := New(network.Config{Binary: "/bin/true", IPv6: true}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,14 +240,15 @@ func TestDriverUnprivileged(t *testing.T) {
 		name     string
 		detached bool
 		noLoop   bool
-		opts     map[string]string
+		opts     Options
 	}{
-		{name: "attached", opts: map[string]string{"sandbox": "auto", "seccomp": "auto", "api-socket": "true"}},
+		{name: "attached", opts: Options{Sandbox: network.Auto, Seccomp: network.Auto, APISocket: true}},
 		{name: "attached-no-host-loopback", noLoop: true},
-		{name: "detached", detached: true, opts: map[string]string{"sandbox": "auto", "seccomp": "auto"}},
+		{name: "detached", detached: true, opts: Options{Sandbox: network.Auto, Seccomp: network.Auto}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := nstest.Start(t, nstest.Spec{Detached: tc.detached, Config: network.Config{DisableHostLoopback: tc.noLoop, Options: tc.opts}})
+			opts, _ := json.Marshal(tc.opts)
+			s := nstest.Start(t, nstest.Spec{Detached: tc.detached, Config: network.Config{DisableHostLoopback: tc.noLoop}, Options: opts})
 			if s.Err != "" {
 				t.Fatalf("Start: %s", s.Err)
 			}
@@ -246,8 +256,8 @@ func TestDriverUnprivileged(t *testing.T) {
 			if s.Setup.Addr.String() != "10.0.2.100/24" || s.Setup.Gateway.String() != "10.0.2.2" || s.Setup.MTU != 65520 || s.Setup.IfName != "tap0" {
 				t.Errorf("Setup = %+v", s.Setup)
 			}
-			if tc.opts["api-socket"] == "true" {
-				sock := s.Setup.Opaque[OpaqueAPISocket]
+			if tc.opts.APISocket {
+				sock := s.APISocket
 				if fi, err := os.Stat(sock); err != nil || fi.Mode().Type() != os.ModeSocket {
 					t.Errorf("API socket %q: %v", sock, err)
 				}
@@ -277,7 +287,7 @@ func TestDriverUnprivileged(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkGone(t, s)
-			if sock := s.Setup.Opaque[OpaqueAPISocket]; sock != "" {
+			if sock := s.APISocket; sock != "" {
 				if _, err := os.Stat(sock); err == nil {
 					t.Errorf("API socket %s left behind", sock)
 				}
@@ -300,7 +310,7 @@ func TestDriverIPv6(t *testing.T) {
 	if s.Err != "" {
 		t.Fatalf("Start: %s", s.Err)
 	}
-	if want := `{"driver":"slirp4netns","dns":["10.0.2.3","fd00::3"],"childIP":"10.0.2.100"}`; string(s.Info) != want {
+	if want := `{"driver":"slirp4netns","dns":["10.0.2.3","fd00::3"],"childIP":"10.0.2.100","ipv6":true}`; string(s.Info) != want {
 		t.Errorf("Info = %s, want %s", s.Info, want)
 	}
 	if s.Setup.Addr6.String() != "fd00::100/64" || s.Setup.Gateway6.String() != "fd00::2" {
@@ -326,7 +336,7 @@ func TestHelperDiesWithParent(t *testing.T) {
 
 // A child that is not a process must fail fast with slirp4netns's reason.
 func TestStartFailureSaysWhy(t *testing.T) {
-	d, err := New(network.Config{})
+	d, err := New(network.Config{}, Options{})
 	if err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("slirp4netns must be installed in CI (scripts/test.sh does): %v", err)

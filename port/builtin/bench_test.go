@@ -3,6 +3,7 @@ package builtin
 import (
 	"context"
 	"net"
+	"net/netip"
 	"strconv"
 	"testing"
 
@@ -35,7 +36,7 @@ func BenchmarkConnect(b *testing.B) {
 	pl, _ := net.Listen("tcp", "127.0.0.1:0")
 	pp := pl.Addr().(*net.TCPAddr).Port
 	pl.Close()
-	if _, err := d.Add(context.Background(), port.Spec{Proto: "tcp", ParentIP: "127.0.0.1", ParentPort: pp, ChildPort: ln.Addr().(*net.TCPAddr).Port}); err != nil {
+	if _, err := d.Add(context.Background(), port.Spec{Proto: "tcp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: pp, ChildPort: ln.Addr().(*net.TCPAddr).Port}); err != nil {
 		b.Fatal(err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(pp))

@@ -130,6 +130,7 @@ type forward struct {
 	closer io.Closer // nil for TCP, whose listener serveTCP closes
 	cancel context.CancelFunc
 	done   chan struct{}
+	aside  bool // StepAside closed the listener; stop has run
 }
 
 // Info reports the driver as RootlessKit's builtin driver does.
@@ -151,10 +152,7 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 	if port.Transport(s.Proto) == "sctp" {
 		return port.Status{}, fmt.Errorf("add port %s: %w by the builtin port driver: use tcp or udp", s.Proto, port.ErrUnsupportedProto)
 	}
-	target, err := childTarget(s)
-	if err != nil {
-		return port.Status{}, err
-	}
+	target := s.ChildTarget()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -163,15 +161,28 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 	if err := port.Conflict(d.listLocked(), s); err != nil {
 		return port.Status{}, err
 	}
+	f := &forward{status: port.Status{ID: d.nextID, Spec: s}}
+	if err := d.listenLocked(f, target); err != nil {
+		return port.Status{}, err
+	}
+	d.ports[f.status.ID] = f
+	d.nextID++
+	d.log.Debug("port added", "id", f.status.ID, "spec", s)
+	return f.status, nil
+}
+
+// listenLocked opens f's host listener and starts serving it.
+func (d *Driver) listenLocked(f *forward, target netip.AddrPort) error {
+	s := f.status.Spec
 	fctx, cancel := context.WithCancel(d.ctx)
-	f := &forward{status: port.Status{ID: d.nextID, Spec: s}, cancel: cancel, done: make(chan struct{})}
+	f.cancel, f.done, f.closer = cancel, make(chan struct{}), nil
 	switch port.Transport(s.Proto) {
 	case "tcp":
 		if d.engine == nil {
 			e, err := relay.NewEngine(relayThreads(), d.log)
 			if err != nil {
 				cancel()
-				return port.Status{}, fmt.Errorf("add port: %w", err)
+				return fmt.Errorf("add port: %w", err)
 			}
 			d.engine = e
 			d.localCC = sys.LocalCongestionControl()
@@ -179,7 +190,7 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 		ln, err := listenTCP(s)
 		if err != nil {
 			cancel()
-			return port.Status{}, err
+			return err
 		}
 		// The pool comes after the listener, so a port that cannot listen
 		// leaves no refill behind.
@@ -195,7 +206,7 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 		pc, err := listenUDP(s)
 		if err != nil {
 			cancel()
-			return port.Status{}, err
+			return err
 		}
 		f.closer = pc
 		// Set here rather than in serveUDP, which may start after a quick
@@ -210,28 +221,7 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 			d.serveUDP(fctx, pc, v6sock, p, target)
 		}()
 	}
-	d.ports[f.status.ID] = f
-	d.nextID++
-	d.log.Debug("port added", "id", f.status.ID, "spec", s)
-	return f.status, nil
-}
-
-// childTarget is where connections go inside the child: the spec's child
-// IP, or loopback of the proto's family (127.0.0.1 unless the proto is tcp6
-// or udp6), as RootlessKit dials.
-func childTarget(s port.Spec) (netip.AddrPort, error) {
-	ip := netip.AddrFrom4([4]byte{127, 0, 0, 1})
-	if s.Proto[len(s.Proto)-1] == '6' {
-		ip = netip.IPv6Loopback()
-	}
-	if s.ChildIP != "" {
-		var err error
-		if ip, err = netip.ParseAddr(s.ChildIP); err != nil {
-			return netip.AddrPort{}, fmt.Errorf("invalid childIP %q: %w", s.ChildIP, err)
-		}
-		ip = ip.Unmap()
-	}
-	return netip.AddrPortFrom(ip, uint16(s.ChildPort)), nil
+	return nil
 }
 
 // List returns the published ports ordered by ID.
@@ -265,6 +255,9 @@ func (d *Driver) Remove(ctx context.Context, id int) error {
 }
 
 func (f *forward) stop() {
+	if f.done == nil {
+		return
+	}
 	f.cancel()
 	if f.closer != nil {
 		f.closer.Close()

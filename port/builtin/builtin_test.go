@@ -151,7 +151,7 @@ func TestTCPHostSource(t *testing.T) {
 	go serveWho(ln)
 	d := newDriver(t, hostSource{}, DefaultOptions)
 	pp := freePort(t, "tcp")
-	st, err := d.Add(context.Background(), port.Spec{Proto: "tcp", ParentIP: "127.0.0.1", ParentPort: pp, ChildPort: ln.Addr().(*net.TCPAddr).Port})
+	st, err := d.Add(context.Background(), port.Spec{Proto: "tcp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: pp, ChildPort: ln.Addr().(*net.TCPAddr).Port})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,14 +246,14 @@ func TestAddErrors(t *testing.T) {
 		spec port.Spec
 		want string
 	}{
-		{port.Spec{Proto: "tcp6", ParentIP: "::1", ParentPort: pp, ChildPort: 80}, "conflict with ID 1"},
-		{port.Spec{Proto: "sctp", ParentIP: "127.0.0.1", ParentPort: pp, ChildPort: 80}, "not supported"},
-		{port.Spec{Proto: "tcp", ParentIP: "127.0.0.1", ParentPort: 0, ChildPort: 80}, "invalid parentPort"},
-		{port.Spec{Proto: "tcp", ParentIP: "127.0.0.1", ParentPort: 1, ChildPort: 70000}, "invalid childPort"},
-		{port.Spec{Proto: "quic", ParentIP: "127.0.0.1", ParentPort: 1, ChildPort: 1}, "unknown proto"},
-		{port.Spec{Proto: "tcp", ParentIP: "localhost", ParentPort: 1, ChildPort: 1}, "invalid parentIP"},
-		{port.Spec{Proto: "tcp", ParentIP: "127.0.0.1", ParentPort: busy.Addr().(*net.TCPAddr).Port, ChildPort: 1}, fmt.Sprintf("listen tcp %s: bind: address already in use: another process", busy.Addr())},
-		{port.Spec{Proto: "tcp", ParentIP: "192.0.2.77", ParentPort: 1234, ChildPort: 1}, "not an address of this host"},
+		{port.Spec{Proto: "tcp6", ParentIP: netip.MustParseAddr("::1"), ParentPort: pp, ChildPort: 80}, "conflict with ID 1"},
+		{port.Spec{Proto: "sctp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: pp, ChildPort: 80}, "not supported"},
+		{port.Spec{Proto: "tcp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: 0, ChildPort: 80}, "invalid parentPort"},
+		{port.Spec{Proto: "tcp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: 1, ChildPort: 70000}, "invalid childPort"},
+		{port.Spec{Proto: "quic", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: 1, ChildPort: 1}, "unknown proto"},
+		{port.Spec{Proto: "tcp", ParentIP: netip.MustParseAddr("fe80::1%eth0"), ParentPort: 1, ChildPort: 1}, "invalid parentIP"},
+		{port.Spec{Proto: "tcp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: busy.Addr().(*net.TCPAddr).Port, ChildPort: 1}, fmt.Sprintf("listen tcp %s: bind: address already in use: another process", busy.Addr())},
+		{port.Spec{Proto: "tcp", ParentIP: netip.MustParseAddr("192.0.2.77"), ParentPort: 1234, ChildPort: 1}, "not an address of this host"},
 	}
 	for _, tt := range tests {
 		_, err := d.Add(ctx, tt.spec)
@@ -275,7 +275,7 @@ func TestAddErrors(t *testing.T) {
 }
 
 func TestListenErrorPrivileged(t *testing.T) {
-	err := listenError(port.Spec{Proto: "tcp", ParentIP: "0.0.0.0", ParentPort: 80, ChildPort: 80}, &net.OpError{Op: "listen", Net: "tcp", Err: os.NewSyscallError("bind", syscall.EACCES)})
+	err := listenError(port.Spec{Proto: "tcp", ParentIP: netip.MustParseAddr("0.0.0.0"), ParentPort: 80, ChildPort: 80}, &net.OpError{Op: "listen", Net: "tcp", Err: os.NewSyscallError("bind", syscall.EACCES)})
 	for _, want := range []string{"sudo sysctl net.ipv4.ip_unprivileged_port_start=80", "sudo setcap cap_net_bind_service=ep ", "permission denied"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("listenError = %q, want containing %q", err, want)
@@ -331,7 +331,8 @@ func TestDescriptorExhaustion(t *testing.T) {
 		}
 		flood = append(flood, c)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Held a while: the retries repeat, their warnings must not.
+	time.Sleep(2 * time.Second)
 	for _, c := range flood {
 		c.Close()
 	}
@@ -343,6 +344,20 @@ func TestDescriptorExhaustion(t *testing.T) {
 	cmd.Wait()
 	if !strings.Contains(stderr.String(), "too many open files") {
 		t.Errorf("the flood never exhausted the helper's descriptors; its log:\n%s", stderr.String())
+	}
+	// Each kind of warning: the first, then a count every few seconds
+	// (internal/lograte), not one line per retry.
+	counts := map[string]int{}
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(l, "level=WARN") {
+			msg, _, _ := strings.Cut(l[strings.Index(l, "msg="):], " err=")
+			counts[msg]++
+		}
+	}
+	for msg, n := range counts {
+		if n > 2 {
+			t.Errorf("%d warnings %s in about 2 s of exhaustion, want a few (rate-limited)", n, msg)
+		}
 	}
 }
 
@@ -366,7 +381,7 @@ func emfileHelper() {
 	if os.Getenv("UNROOT_HELPER_PROTO") == "udp" {
 		proto = "udp"
 	}
-	if _, err := d.Add(context.Background(), port.Spec{Proto: proto, ParentIP: "127.0.0.1", ParentPort: pp, ChildPort: cp}); err != nil {
+	if _, err := d.Add(context.Background(), port.Spec{Proto: proto, ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: pp, ChildPort: cp}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync/atomic"
 	"time"
 
+	"github.com/unroot/unroot/internal/lograte"
 	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/port"
 )
@@ -31,6 +33,7 @@ type pool struct {
 	// starved is set while the refill fails (descriptors run out), so a
 	// UDP port can free one of its own flows for a new client.
 	starved atomic.Bool
+	warn    lograte.Limiter // the refill's retry warning
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -73,7 +76,7 @@ func (p *pool) refill(ctx context.Context, d *Driver) {
 				// the driver lives.
 				p.starved.Store(true)
 				wait := bo.step()
-				d.log.Warn("getting a socket from the child failed; retrying", "err", err, "retry_in", wait)
+				p.warn.Log(ctx, d.log, slog.LevelWarn, "getting a socket from the child failed; retrying", "err", err, "retry_in", wait)
 				t := time.NewTimer(wait)
 				select {
 				case <-ctx.Done():

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/unroot/unroot/internal/lograte"
 	"github.com/unroot/unroot/internal/relay"
 	"github.com/unroot/unroot/internal/sys"
 )
@@ -39,6 +40,7 @@ func (d *Driver) serveTCP(ctx context.Context, ln *tcpListener, p *pool, target 
 		}
 	}()
 	var bo backoff
+	var warn lograte.Limiter
 	for {
 		if a.child < 0 {
 			fd, err := p.get(ctx)
@@ -59,7 +61,7 @@ func (d *Driver) serveTCP(ctx context.Context, ln *tcpListener, p *pool, target 
 				bo.longest()
 			}
 			wait := bo.step()
-			d.log.Log(ctx, level, "accepting on a published port failed; retrying", "addr", ln.addr, "err", err, "retry_in", wait)
+			warn.Log(ctx, d.log, level, "accepting on a published port failed; retrying", "addr", ln.addr, "err", err, "retry_in", wait)
 			if !sleep(ctx, wait) {
 				return
 			}

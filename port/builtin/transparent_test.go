@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -66,7 +67,7 @@ func TestClientAddressKept(t *testing.T) {
 			specs := []port.Spec{
 				{Proto: "tcp", ParentPort: base, ChildPort: cport(ln4.Addr())},
 				{Proto: "udp", ParentPort: base + 1, ChildPort: cport(pc4.LocalAddr())},
-				{Proto: "tcp6", ParentIP: "::", ParentPort: base + 2, ChildIP: "::1", ChildPort: cport(ln6.Addr())},
+				{Proto: "tcp6", ParentIP: netip.MustParseAddr("::"), ParentPort: base + 2, ChildIP: netip.MustParseAddr("::1"), ChildPort: cport(ln6.Addr())},
 				{Proto: "udp6", ParentPort: base + 3, ChildPort: cport(pc6.LocalAddr())},
 			}
 			for _, s := range specs {

@@ -3,6 +3,7 @@ package builtin
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/unroot/unroot/internal/lograte"
 	"github.com/unroot/unroot/internal/sys"
 )
 
@@ -181,6 +183,7 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, v6sock bool, p *
 		return f
 	}
 	var bo backoff
+	var warn lograte.Limiter
 	for {
 		err := lrc.Read(recv)
 		if err == nil {
@@ -191,7 +194,7 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, v6sock bool, p *
 				return
 			}
 			wait := bo.step()
-			d.log.Warn("udp read failed; retrying", "addr", pc.LocalAddr(), "err", err, "retry_in", wait)
+			warn.Log(ctx, d.log, slog.LevelWarn, "udp read failed; retrying", "addr", pc.LocalAddr(), "err", err, "retry_in", wait)
 			if !sleep(ctx, wait) {
 				return
 			}

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -43,7 +44,7 @@ func forwardUDP(t *testing.T, serve func(net.PacketConn)) (string, net.PacketCon
 	go serve(pc)
 	d := newDriver(t, hostSource{}, DefaultOptions)
 	pp := freePort(t, "udp")
-	if _, err := d.Add(context.Background(), port.Spec{Proto: "udp", ParentIP: "127.0.0.1", ParentPort: pp, ChildPort: pc.LocalAddr().(*net.UDPAddr).Port}); err != nil {
+	if _, err := d.Add(context.Background(), port.Spec{Proto: "udp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: pp, ChildPort: pc.LocalAddr().(*net.UDPAddr).Port}); err != nil {
 		t.Fatal(err)
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(pp)), pc
@@ -218,7 +219,7 @@ func BenchmarkUDPForward(b *testing.B) {
 	pl, _ := net.ListenPacket("udp4", "127.0.0.1:0")
 	pp := pl.LocalAddr().(*net.UDPAddr).Port
 	pl.Close()
-	if _, err := d.Add(context.Background(), port.Spec{Proto: "udp", ParentIP: "127.0.0.1", ParentPort: pp, ChildPort: srv.LocalAddr().(*net.UDPAddr).Port}); err != nil {
+	if _, err := d.Add(context.Background(), port.Spec{Proto: "udp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: pp, ChildPort: srv.LocalAddr().(*net.UDPAddr).Port}); err != nil {
 		b.Fatal(err)
 	}
 	c, err := net.Dial("udp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(pp)))

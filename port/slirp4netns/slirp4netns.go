@@ -22,16 +22,23 @@ import (
 	"github.com/unroot/unroot/port"
 )
 
-// OpaqueAPISocket is the port.Env.Opaque key holding the path of
-// slirp4netns's --api-socket.
-const OpaqueAPISocket = "slirp4netns.api-socket"
+// APISocketer is the network driver this port driver works through: the
+// slirp4netns network driver started with its API socket
+// (network/slirp4netns.Options.APISocket).
+type APISocketer interface {
+	// APISocket is the path of slirp4netns's --api-socket, "" without one.
+	APISocket() string
+}
 
 // Protos are what slirp4netns forwards.
 var Protos = []string{"tcp", "tcp4", "udp", "udp4"}
 
 // New is a port.Factory.
 func New(ctx context.Context, env port.Env) (port.Driver, error) {
-	sock := env.Opaque[OpaqueAPISocket]
+	var sock string
+	if a, ok := env.Network.(APISocketer); ok {
+		sock = a.APISocket()
+	}
 	if sock == "" {
 		return nil, errors.New("start slirp4netns port driver: no slirp4netns API socket: use --net=slirp4netns (it starts slirp4netns with --api-socket)")
 	}
@@ -121,16 +128,16 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 		return port.Status{}, fmt.Errorf("unsupported protocol %q: %w by the slirp4netns port driver (IPv4 tcp and udp only); use --port-driver=builtin for %s", s.Proto, port.ErrUnsupportedProto, s.Proto)
 	}
 	hostAddr := "0.0.0.0"
-	if s.ParentIP != "" {
-		ip := netip.MustParseAddr(s.ParentIP).Unmap()
+	if s.ParentIP.IsValid() {
+		ip := s.ParentIP.Unmap()
 		if !ip.Is4() {
 			return port.Status{}, fmt.Errorf("parentIP %s: the slirp4netns port driver listens on IPv4 only", s.ParentIP)
 		}
 		hostAddr = ip.String()
 	}
 	guest := d.childIP
-	if s.ChildIP != "" {
-		guest = netip.MustParseAddr(s.ChildIP).Unmap()
+	if s.ChildIP.IsValid() {
+		guest = s.ChildIP.Unmap()
 		if guest.IsLoopback() {
 			return port.Status{}, fmt.Errorf("childIP %s: the slirp4netns port driver cannot reach the child's loopback; use the child's address %s or leave childIP empty", s.ChildIP, d.childIP)
 		}

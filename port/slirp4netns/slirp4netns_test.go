@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unroot/unroot/port"
 	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/network"
+	"github.com/unroot/unroot/port"
 )
 
 // startSlirp makes a network namespace on a locked thread, runs a real
@@ -106,7 +110,7 @@ func TestSlirp4netnsPorts(t *testing.T) {
 	if _, err := New(ctx, port.Env{}); err == nil || !strings.Contains(err.Error(), "--net=slirp4netns") {
 		t.Errorf("New without a socket = %v", err)
 	}
-	drv, err := New(ctx, port.Env{Opaque: map[string]string{OpaqueAPISocket: sock}})
+	drv, err := New(ctx, port.Env{Network: apiSocket(sock)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +121,7 @@ func TestSlirp4netnsPorts(t *testing.T) {
 	pl, _ := net.Listen("tcp4", "127.0.0.1:0")
 	parentPort := pl.Addr().(*net.TCPAddr).Port
 	pl.Close()
-	st, err := drv.Add(ctx, port.Spec{Proto: "tcp", ParentIP: "127.0.0.1", ParentPort: parentPort, ChildPort: childPort})
+	st, err := drv.Add(ctx, port.Spec{Proto: "tcp", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: parentPort, ChildPort: childPort})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,9 +142,9 @@ func TestSlirp4netnsPorts(t *testing.T) {
 		want string
 	}{
 		{port.Spec{Proto: "tcp6", ParentPort: 1, ChildPort: 1}, `unsupported protocol "tcp6"`},
-		{port.Spec{Proto: "tcp", ParentPort: 2, ChildIP: "127.0.0.1", ChildPort: 1}, "cannot reach the child's loopback"},
-		{port.Spec{Proto: "tcp4", ParentIP: "127.0.0.1", ParentPort: parentPort, ChildPort: 1}, fmt.Sprintf("conflict with ID %d", st.ID)},
-		{port.Spec{Proto: "tcp", ParentIP: "::1", ParentPort: 3, ChildPort: 1}, "IPv4 only"},
+		{port.Spec{Proto: "tcp", ParentPort: 2, ChildIP: netip.MustParseAddr("127.0.0.1"), ChildPort: 1}, "cannot reach the child's loopback"},
+		{port.Spec{Proto: "tcp4", ParentIP: netip.MustParseAddr("127.0.0.1"), ParentPort: parentPort, ChildPort: 1}, fmt.Sprintf("conflict with ID %d", st.ID)},
+		{port.Spec{Proto: "tcp", ParentIP: netip.MustParseAddr("::1"), ParentPort: 3, ChildPort: 1}, "IPv4 only"},
 	} {
 		if _, err := drv.Add(ctx, bad.spec); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("Add(%+v) = %v, want containing %q", bad.spec, err, bad.want)
@@ -160,3 +164,14 @@ func TestSlirp4netnsPorts(t *testing.T) {
 		t.Error("dial after Remove succeeded")
 	}
 }
+
+// apiSocket is a network driver with slirp4netns's API socket.
+type apiSocket string
+
+func (a apiSocket) APISocket() string { return string(a) }
+func (apiSocket) Name() string        { return "slirp4netns" }
+func (apiSocket) Start(context.Context, network.Child) (network.Setup, error) {
+	return network.Setup{}, nil
+}
+func (apiSocket) Info() *api.NetworkDriverInfo { return nil }
+func (apiSocket) Close() error                 { return nil }

@@ -191,6 +191,74 @@ func TestSignalExit(t *testing.T) {
 	}
 }
 
+// A catchable, non-terminating signal sent to unroot while it is still
+// starting (here while slirp4netns comes up) is dropped, every time, with a
+// line that says so: it never kills the command before the command could
+// install its handler. One sent once the command runs reaches it.
+func TestSignalDuringStartupDropped(t *testing.T) {
+	dir := TempDir(t)
+	marker := filepath.Join(dir, "helper-starting")
+	slow := filepath.Join(dir, "slow-slirp4netns")
+	script := "#!/bin/sh\ncase \"$1\" in --help) exec slirp4netns --help;; esac\ntouch " + marker + "\nsleep 1\nexec slirp4netns \"$@\"\n"
+	if err := os.WriteFile(slow, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		os.Remove(marker)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cmd := UserCmd(t, ctx, "unroot", "run", "--net=slirp4netns", "--slirp4netns-binary="+slow, "--",
+			"sh", "-c", "trap 'echo got-usr1' USR1; sleep 0.5; echo end")
+		var so, se strings.Builder
+		cmd.Stdout, cmd.Stderr = &so, &se
+		if err := cmd.Start(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		WaitFile(t, marker, 10*time.Second)
+		cmd.Process.Signal(syscall.SIGUSR1)
+		err := cmd.Wait()
+		cancel()
+		if err != nil || so.String() != "end\n" || !strings.Contains(se.String(), "dropped") {
+			t.Fatalf("run %d: %v, stdout %q, stderr %q; want the command to run to its end, the signal dropped and said so", i, err, so.String(), se.String())
+		}
+	}
+}
+
+// A command line the kernel takes for a direct exec starts under unroot
+// and rootlesskit too: one argument of 100,000 bytes, 200 of 1,000 bytes
+// (each past the 128 KiB that one environment string may hold, once
+// encoded), and a 1 MB total.
+func TestLongCommandLine(t *testing.T) {
+	t.Parallel()
+	many := []string{"sh", "-c", `n=0; for a; do n=$((n + ${#a})); done; echo "$# $n"`, "sh"}
+	for range 200 {
+		many = append(many, strings.Repeat("m", 1000))
+	}
+	huge := []string{"sh", "-c", `n=0; for a; do n=$((n + ${#a})); done; echo "$# $n"`, "sh"}
+	for range 8 {
+		huge = append(huge, strings.Repeat("h", 125_000))
+	}
+	for _, tc := range []struct {
+		cmd  []string
+		want string
+	}{
+		{[]string{"sh", "-c", `echo "${#1}"`, "sh", strings.Repeat("a", 100_000)}, "100000"},
+		{many, "200 200000"},
+		{huge, "8 1000000"},
+	} {
+		for _, name := range []string{"unroot", "rootlesskit"} {
+			args := append([]string{"--net=none", "--"}, tc.cmd...)
+			if name == "unroot" {
+				args = append([]string{"run"}, args...)
+			}
+			r := RunUser(t, 30*time.Second, name, args...)
+			if r.Code != 0 || strings.TrimSpace(r.Stdout) != tc.want {
+				t.Errorf("%s with %d arguments: exit %d, stdout %q, stderr %.300q; want %q", name, len(tc.cmd), r.Code, r.Stdout, r.Stderr, tc.want)
+			}
+		}
+	}
+}
+
 // SIGTERM to unroot itself is forwarded to the command (the benchmarks
 // `kill $rkpid`), which here traps it and exits 7.
 func TestSignalForwarding(t *testing.T) {

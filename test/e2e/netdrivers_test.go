@@ -396,6 +396,40 @@ func TestNetDriverHelperFailsToStart(t *testing.T) {
 	}
 }
 
+// A helper that fails and whose --help then hangs is reported as not
+// answering, within seconds, rather than as lacking an option.
+func TestNetDriverHelpProbeHangs(t *testing.T) {
+	dir := TempDir(t)
+	for _, tc := range []struct{ net, flag string }{{"slirp4netns", "--slirp4netns-binary"}, {"pasta", "--pasta-binary"}} {
+		t.Run(tc.net, func(t *testing.T) {
+			fake := filepath.Join(dir, "hung-"+tc.net)
+			script := "#!/bin/sh\ncase \"$1\" in --help) sleep 60; exit 0;; esac\necho \"unrecognized option '--disable-host-loopback'\" >&2\nexit 1\n"
+			if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			state := filepath.Join(dir, "state-"+tc.net)
+			begin := time.Now()
+			r := RunUser(t, 30*time.Second, "rootlesskit", "--state-dir="+state, "--disable-host-loopback", "--net="+tc.net, tc.flag+"="+fake, "true")
+			took := time.Since(begin)
+			if r.Code != 1 {
+				t.Errorf("exit %d, want 1; stderr: %s", r.Code, r.Stderr)
+			}
+			if lines := strings.Split(strings.TrimSpace(r.Stderr), "\n"); len(lines) != 1 || !strings.Contains(r.Stderr, "did not answer") || strings.Contains(r.Stderr, "does not support") {
+				t.Errorf("stderr = %q, want one line saying --help did not answer", r.Stderr)
+			}
+			if took > 15*time.Second {
+				t.Errorf("gave up after %v, want a few seconds", took)
+			}
+			for _, p := range UserProcesses(t) {
+				cmdline, _ := os.ReadFile("/proc/" + p + "/cmdline")
+				if bytes.Contains(cmdline, []byte(state)) || bytes.Contains(cmdline, []byte(fake)) || bytes.Equal(cmdline, []byte("sleep\x0060\x00")) {
+					t.Errorf("process %s (%s) left running", p, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+				}
+			}
+		})
+	}
+}
+
 // A helper killed behind unroot's back is restarted, and the command's
 // network works again with the same address.
 func TestNetDriverHelperRestarted(t *testing.T) {

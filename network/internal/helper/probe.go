@@ -2,9 +2,11 @@ package helper
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"regexp"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -15,7 +17,13 @@ type Probe struct {
 	done  chan struct{}
 	flags map[string]bool
 	out   string
+	err   error // set when --help did not answer within ProbeTimeout
 }
+
+// ProbeTimeout bounds "helper --help": a real helper answers in
+// milliseconds, so one that has not answered by then is stuck (a wrapper
+// waiting on something, a broken install).
+var ProbeTimeout = 3 * time.Second
 
 var probes sync.Map // path → *Probe
 
@@ -28,23 +36,38 @@ func ProbeHelp(path string) *Probe {
 	if actual, loaded := probes.LoadOrStore(path, p); loaded {
 		return actual.(*Probe)
 	}
-	// Owned by the cache entry; ends when the helper's --help returns or in 5 s.
+	// Owned by the cache entry; ends when the helper's --help returns or
+	// after ProbeTimeout (and WaitDelay, if a grandchild holds its output).
 	go func() {
 		defer close(p.done)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		timeout := ProbeTimeout
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
+		cmd := exec.CommandContext(ctx, path, "--help")
+		// Its own process group, killed whole: a wrapper script's children
+		// go too, and none keeps the output pipe (and this probe) open.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = 500 * time.Millisecond
 		// pasta prints --help on stderr and exits 1; the text is what counts.
-		out, _ := exec.CommandContext(ctx, path, "--help").CombinedOutput()
+		out, _ := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			p.err = fmt.Errorf("probe %s --help: it did not answer within %v: check that %s runs (try it by hand), or reinstall it", path, timeout, path)
+		}
 		p.out = string(out)
 		p.flags = HelpFlags(p.out)
 	}()
 	return p
 }
 
-// Flags waits for the probe and returns the long options --help listed.
+// Flags waits for the probe and returns the long options --help listed, or
+// an error that says the helper did not answer.
 func (p *Probe) Flags(ctx context.Context) (map[string]bool, error) {
 	select {
 	case <-p.done:
+		if p.err != nil {
+			return nil, p.err
+		}
 		return p.flags, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()

@@ -3,8 +3,11 @@ package helper
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHelpFlags(t *testing.T) {
@@ -40,6 +43,36 @@ func TestProbeHelp(t *testing.T) {
 	}
 	if ProbeHelp("/bin/sh-does-not-exist") != p {
 		t.Error("second ProbeHelp of the same path did not return the cached probe")
+	}
+}
+
+// A helper whose --help hangs (here a wrapper script whose child keeps the
+// output open) is reported as not answering, soon, and nothing of it stays.
+func TestProbeHangs(t *testing.T) {
+	defer func(d time.Duration) { ProbeTimeout = d }(ProbeTimeout)
+	ProbeTimeout = 300 * time.Millisecond
+	dir := t.TempDir()
+	path := filepath.Join(dir, "slirp4netns")
+	marker := "probe-hang-" + filepath.Base(dir)
+	if err := os.WriteFile(path, []byte("#!/bin/sh\nexport M="+marker+"\nsleep 60\necho --never\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	flags, err := ProbeHelp(path).Flags(context.Background())
+	took := time.Since(begin)
+	if err == nil || !strings.Contains(err.Error(), "did not answer") {
+		t.Fatalf("Flags = %v, %v, want an error saying the helper did not answer", flags, err)
+	}
+	if took > 3*time.Second {
+		t.Errorf("the probe took %v to give up, want about ProbeTimeout (%v)", took, ProbeTimeout)
+	}
+	// The script and its sleep are gone.
+	time.Sleep(100 * time.Millisecond)
+	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	for _, f := range procs {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "M="+marker) {
+			t.Errorf("a process of the hung probe is left: %s", f)
+		}
 	}
 }
 

@@ -35,7 +35,9 @@ const envChild = "UNROOT_NSTEST_CHILD"
 
 // Spec is what the child runs.
 type Spec struct {
-	Config   network.Config
+	Config network.Config
+	// Options are the driver's own Options, as JSON for the child.
+	Options  json.RawMessage
 	Detached bool
 }
 
@@ -48,12 +50,14 @@ type Report struct {
 	StartMS    float64
 	Setup      network.Setup
 	Info       json.RawMessage
+	APISocket  string // the driver's APISocket(), if it has one
 	Err        string
 }
 
 // Main is the TestMain of a driver package: in the re-executed child it runs
 // the driver made by newDriver and never returns.
-func Main(m *testing.M, newDriver func(network.Config) (network.Driver, error)) {
+// newDriver gets the Spec's Config and Options.
+func Main(m *testing.M, newDriver func(network.Config, json.RawMessage) (network.Driver, error)) {
 	if os.Getenv(envChild) != "" {
 		os.Exit(child(newDriver))
 	}
@@ -62,7 +66,7 @@ func Main(m *testing.M, newDriver func(network.Config) (network.Driver, error)) 
 	os.Exit(code)
 }
 
-func child(newDriver func(network.Config) (network.Driver, error)) int {
+func child(newDriver func(network.Config, json.RawMessage) (network.Driver, error)) int {
 	out := json.NewEncoder(os.Stdout)
 	var spec Spec
 	if err := json.Unmarshal([]byte(os.Getenv(envChild)), &spec); err != nil {
@@ -104,7 +108,7 @@ func child(newDriver func(network.Config) (network.Driver, error)) int {
 		c.NetNS = fmt.Sprintf("/proc/%d/ns/net", pid)
 	}
 	before := children()
-	d, err := newDriver(spec.Config)
+	d, err := newDriver(spec.Config, spec.Options)
 	if err != nil {
 		return fail(err)
 	}
@@ -118,6 +122,9 @@ func child(newDriver func(network.Config) (network.Driver, error)) int {
 	}
 	info, _ := json.Marshal(d.Info())
 	r := Report{HolderPID: pid, NetNS: c.NetNS, StateDir: state, StartMS: float64(took.Microseconds()) / 1000, Setup: setup, Info: info}
+	if a, ok := d.(interface{ APISocket() string }); ok {
+		r.APISocket = a.APISocket()
+	}
 	for p := range children() {
 		if !before[p] && p != pid {
 			r.HelperPIDs = append(r.HelperPIDs, p)

@@ -1,0 +1,484 @@
+package bypass
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/internal/seccomp"
+)
+
+// Rules are the calls the namespace init traps for the supervisor: bind and
+// connect with an IPv4 or IPv6 address length, and sendto with an address.
+// The address lengths keep unix and netlink sockets (dockerd's and
+// containerd's chatter) off the supervisor's path.
+func Rules() []seccomp.Rule {
+	lens := []uint32{16, 24, 28, 128}
+	return []seccomp.Rule{
+		{Nr: unix.SYS_BIND, LenArg: 2, Lens: lens, NonZeroArg: -1},
+		{Nr: unix.SYS_CONNECT, LenArg: 2, Lens: lens, NonZeroArg: -1},
+		{Nr: unix.SYS_SENDTO, LenArg: 5, Lens: lens, NonZeroArg: 4},
+	}
+}
+
+// Ports is the supervisor's view of the port driver.
+type Ports interface {
+	// Published lists the published ports now (the API may add some).
+	Published(ctx context.Context) []Published
+	// StepAside closes the relay's host listener of port id, and StepBack
+	// opens it again.
+	StepAside(ctx context.Context, id int) error
+	StepBack(ctx context.Context, id int) error
+}
+
+// Config configures a Supervisor.
+type Config struct {
+	// Listener receives the notifications; the Supervisor owns it.
+	Listener *seccomp.Listener
+	// NetNS is the inode of the namespace's network namespace: calls of
+	// processes in any other one run untouched.
+	NetNS uint64
+	// InitPID is a process in that namespace, whose /proc/PID/net/route
+	// lists its networks.
+	InitPID int
+	Policy  Policy
+	// Ports may be nil: no port is published, binds stay inside.
+	Ports  Ports
+	Logger *slog.Logger
+}
+
+// Supervisor serves the notifications until Close.
+type Supervisor struct {
+	cfg  Config
+	log  *slog.Logger
+	stop int // eventfd
+	wg   sync.WaitGroup
+	ctx  context.Context
+	done context.CancelFunc
+
+	mu     sync.Mutex
+	bound  map[boundKey]*boundPort
+	aside  map[int]bool // published port IDs whose relay listener stepped aside
+	routes []netip.Prefix
+	read   time.Time
+	warned map[string]bool
+
+	closeOnce sync.Once
+}
+
+type boundKey struct {
+	transport string
+	childPort uint16
+}
+
+// boundPort is a published port whose program socket is on the host now.
+type boundPort struct {
+	host   netip.AddrPort
+	family int
+	v6only bool
+	ids    []int
+}
+
+// Start serves cfg.Listener in the background.
+func Start(cfg Config) (*Supervisor, error) {
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("start bypass: eventfd: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Supervisor{cfg: cfg, log: log.With("component", "bypass"), stop: stop, ctx: ctx, done: cancel,
+		bound: map[boundKey]*boundPort{}, aside: map[int]bool{}, warned: map[string]bool{}}
+	s.wg.Add(2)
+	go s.loop()
+	go s.probe()
+	return s, nil
+}
+
+// Close stops serving, waits for the goroutines and closes the listener:
+// calls trapped later fail with ENOSYS (the command is normally gone).
+func (s *Supervisor) Close() error {
+	s.closeOnce.Do(func() {
+		s.done()
+		var one [8]byte
+		one[0] = 1
+		unix.Write(s.stop, one[:])
+		s.wg.Wait()
+		unix.Close(s.stop)
+		s.cfg.Listener.Close()
+	})
+	return nil
+}
+
+func (s *Supervisor) loop() {
+	defer s.wg.Done()
+	var handlers sync.WaitGroup
+	defer handlers.Wait()
+	for {
+		ready, hup, err := s.cfg.Listener.Wait(s.stop)
+		if err != nil {
+			s.log.Warn(err.Error())
+			return
+		}
+		if !ready {
+			if hup || s.ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		n, err := s.cfg.Listener.Recv()
+		if errors.Is(err, seccomp.ErrGone) {
+			continue
+		}
+		if err != nil {
+			s.log.Warn("receive seccomp notification", "err", err)
+			return
+		}
+		handlers.Add(1)
+		go func() {
+			defer handlers.Done()
+			s.handle(n)
+		}()
+	}
+}
+
+// warnOnce logs a problem the user should know of once per kind.
+func (s *Supervisor) warnOnce(key, msg string, args ...any) {
+	s.mu.Lock()
+	seen := s.warned[key]
+	s.warned[key] = true
+	s.mu.Unlock()
+	if !seen {
+		s.log.Warn(msg, args...)
+	}
+}
+
+func (s *Supervisor) cont(n seccomp.Notif) {
+	if err := s.cfg.Listener.Continue(n.ID); err != nil && !errors.Is(err, seccomp.ErrGone) {
+		s.warnOnce("continue", "let a trapped call continue", "err", err)
+	}
+}
+
+func (s *Supervisor) handle(n seccomp.Notif) {
+	pid := int(n.Pid)
+	if nsInode(pid) != s.cfg.NetNS {
+		s.cont(n)
+		return
+	}
+	switch n.Nr {
+	case unix.SYS_BIND:
+		s.bind(n)
+	case unix.SYS_CONNECT:
+		s.connect(n, 1, 2, false)
+	case unix.SYS_SENDTO:
+		s.connect(n, 4, 5, true)
+	default:
+		s.cont(n)
+	}
+}
+
+// readAddr reads the sockaddr at argument ptr whose length is argument ln.
+func (s *Supervisor) readAddr(n seccomp.Notif, ptr, ln int) (int, netip.AddrPort, bool) {
+	l := min(uint32(n.Args[ln]), 128)
+	b := make([]byte, l)
+	if seccomp.ReadMem(int(n.Pid), n.Args[ptr], b) != nil {
+		return 0, netip.AddrPort{}, false
+	}
+	if s.cfg.Listener.Valid(n.ID) != nil {
+		return 0, netip.AddrPort{}, false
+	}
+	fam, ap, ok := decodeSockaddr(b)
+	return fam, ap, ok
+}
+
+func transportOf(si sockInfo) string {
+	if si.typ == unix.SOCK_STREAM {
+		return "tcp"
+	}
+	return "udp"
+}
+
+// nsSocket takes the target's socket when it is an IPv4/IPv6 TCP or UDP
+// socket of the namespace (not one already swapped for a host socket).
+func (s *Supervisor) nsSocket(n seccomp.Notif) (int, sockInfo, bool) {
+	fd := int(int32(n.Args[0]))
+	theirs, err := takeSocket(int(n.Pid), fd)
+	if err != nil {
+		return -1, sockInfo{}, false
+	}
+	si, ok := inspect(theirs)
+	if !ok || netnsOf(theirs) != s.cfg.NetNS {
+		unix.Close(theirs)
+		return -1, sockInfo{}, false
+	}
+	return theirs, si, true
+}
+
+func (s *Supervisor) bind(n seccomp.Notif) {
+	if s.cfg.Ports == nil {
+		s.cont(n)
+		return
+	}
+	_, addr, ok := s.readAddr(n, 1, 2)
+	if !ok {
+		s.cont(n)
+		return
+	}
+	// Cheap test first: most binds are of ports nobody published.
+	pubs := s.cfg.Ports.Published(s.ctx)
+	if len(matchBind(pubs, "tcp", addr, s.cfg.Policy.Self))+len(matchBind(pubs, "udp", addr, s.cfg.Policy.Self)) == 0 {
+		s.cont(n)
+		return
+	}
+	theirs, si, ok := s.nsSocket(n)
+	if !ok {
+		s.cont(n)
+		return
+	}
+	defer unix.Close(theirs)
+	transport := transportOf(si)
+	match := matchBind(pubs, transport, addr, s.cfg.Policy.Self)
+	if len(match) == 0 {
+		s.cont(n)
+		return
+	}
+	host, ok := pickBind(si.family, si.v6only, match)
+	if !ok {
+		s.warnOnce("family"+strconv.Itoa(match[0].ID), "bypass: the program's socket cannot serve the published address; the relay serves it", "port", match[0].ID, "bind", addr)
+		s.cont(n)
+		return
+	}
+	ours, err := hostSocket(si, theirs)
+	if err != nil {
+		s.warnOnce("socket", err.Error())
+		s.cont(n)
+		return
+	}
+	defer unix.Close(ours)
+	ids := make([]int, len(match))
+	for i, p := range match {
+		ids[i] = p.ID
+	}
+	if err := s.stepAside(ids); err != nil {
+		s.warnOnce("aside"+strconv.Itoa(match[0].ID), "bypass: the relay could not step aside; it serves the port", "err", err)
+		s.cont(n)
+		return
+	}
+	// From here a failure leaves the port to the prober, which brings the
+	// relay back once the host address is free.
+	key := boundKey{transport, addr.Port()}
+	entry := &boundPort{host: host, family: si.family, v6only: si.v6only, ids: ids}
+	s.mu.Lock()
+	if _, ok := s.bound[key]; !ok {
+		s.bound[key] = entry
+	}
+	s.mu.Unlock()
+	if err := unix.Bind(ours, toSockaddr(si.family, host)); err != nil {
+		errno := errnoOf(err)
+		if errno == unix.EACCES || errno == unix.EPERM || errno == unix.EADDRNOTAVAIL {
+			// The host refuses what the relay could not do either; the
+			// program keeps its socket inside, as without --bypass.
+			s.warnOnce("bind"+host.String(), "bypass: bind on the host failed; the port is served inside, without the relay", "addr", host, "err", err)
+			s.cont(n)
+			return
+		}
+		// EADDRINUSE and the like: the program's own earlier socket, or
+		// another process of the host; the program sees what a bind inside
+		// would have said.
+		s.answer(n, errno)
+		return
+	}
+	if err := s.cfg.Listener.Replace(n.ID, ours, int(int32(n.Args[0])), fdCloexec(int(n.Pid), int(int32(n.Args[0])))); err != nil {
+		if !errors.Is(err, seccomp.ErrGone) {
+			s.warnOnce("addfd", "bypass: swap in the host socket", "err", err)
+			s.cont(n)
+		}
+		return
+	}
+	s.mu.Lock()
+	s.bound[key] = entry
+	s.mu.Unlock()
+	s.log.Debug("bind bypassed", "bind", addr, "host", host, "transport", transport, "pid", n.Pid)
+	s.answer(n, 0)
+}
+
+func (s *Supervisor) answer(n seccomp.Notif, errno unix.Errno) {
+	if err := s.cfg.Listener.Return(n.ID, 0, errno); err != nil && !errors.Is(err, seccomp.ErrGone) {
+		s.warnOnce("send", "answer a trapped call", "err", err)
+	}
+}
+
+func (s *Supervisor) stepAside(ids []int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if s.aside[id] {
+			continue
+		}
+		if err := s.cfg.Ports.StepAside(s.ctx, id); err != nil {
+			return err
+		}
+		s.aside[id] = true
+	}
+	return nil
+}
+
+// boundLookup finds the host listener of a port bound through the bypass.
+func (s *Supervisor) boundLookup(transport string, family int) func(uint16) (netip.AddrPort, bool) {
+	return func(port uint16) (netip.AddrPort, bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for k, b := range s.bound {
+			if k.childPort != port || (transport != "" && k.transport != transport) {
+				continue
+			}
+			if family == 0 {
+				return b.host, true
+			}
+			return reachBound(family, b.host, b.v6only)
+		}
+		return netip.AddrPort{}, false
+	}
+}
+
+// ownRoutes are the namespace's routed prefixes, read at most once a second.
+func (s *Supervisor) ownRoutes() []netip.Prefix {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.read) < time.Second {
+		return s.routes
+	}
+	base := "/proc/" + strconv.Itoa(s.cfg.InitPID) + "/net/"
+	r4, _ := os.ReadFile(base + "route")
+	r6, _ := os.ReadFile(base + "ipv6_route")
+	s.routes = append(parseRoutes4(string(r4)), parseRoutes6(string(r6))...)
+	s.read = time.Now()
+	return s.routes
+}
+
+func (s *Supervisor) connect(n seccomp.Notif, ptr, ln int, sendto bool) {
+	fam, dst, ok := s.readAddr(n, ptr, ln)
+	if !ok {
+		s.cont(n)
+		return
+	}
+	own := s.ownRoutes()
+	if act, _ := s.cfg.Policy.connect(fam, dst, own, s.boundLookup("", 0)); act == keep {
+		s.cont(n)
+		return
+	}
+	theirs, si, ok := s.nsSocket(n)
+	if !ok {
+		s.cont(n)
+		return
+	}
+	defer unix.Close(theirs)
+	if si.local.Port() != 0 || (sendto && si.typ != unix.SOCK_DGRAM) {
+		// Bound inside (a server replying, a client that chose its
+		// port): its address is the namespace's; leave it there.
+		s.cont(n)
+		return
+	}
+	act, target := s.cfg.Policy.connect(si.family, dst, own, s.boundLookup(transportOf(si), si.family))
+	if act == keep || (act == redirect && sendto) {
+		s.cont(n)
+		return
+	}
+	ours, err := hostSocket(si, theirs)
+	if err != nil {
+		s.warnOnce("socket", err.Error())
+		s.cont(n)
+		return
+	}
+	defer unix.Close(ours)
+	fd := int(int32(n.Args[0]))
+	cloexec := fdCloexec(int(n.Pid), fd)
+	if act == egress {
+		if err := s.cfg.Listener.Replace(n.ID, ours, fd, cloexec); err != nil {
+			if !errors.Is(err, seccomp.ErrGone) {
+				s.warnOnce("addfd", "bypass: swap in the host socket", "err", err)
+				s.cont(n)
+			}
+			return
+		}
+		s.cont(n)
+		return
+	}
+	errno := connectHost(ours, si.family, target, si.nonblock)
+	if err := s.cfg.Listener.Replace(n.ID, ours, fd, cloexec); err != nil {
+		if !errors.Is(err, seccomp.ErrGone) {
+			s.warnOnce("addfd", "bypass: swap in the host socket", "err", err)
+			s.cont(n)
+		}
+		return
+	}
+	s.log.Debug("connect redirected", "dst", dst, "host", target, "pid", n.Pid)
+	s.answer(n, errno)
+}
+
+// probe brings the relay back for ports whose host socket is gone: a bind
+// of the host address succeeds again.
+func (s *Supervisor) probe() {
+	defer s.wg.Done()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		var free []boundKey
+		for k, b := range s.bound {
+			if portFree(k.transport, b) {
+				free = append(free, k)
+			}
+		}
+		for _, k := range free {
+			b := s.bound[k]
+			back := true
+			for _, id := range b.ids {
+				if err := s.cfg.Ports.StepBack(s.ctx, id); err != nil {
+					s.log.Debug("relay not back yet", "id", id, "err", err)
+					back = false
+					continue
+				}
+				delete(s.aside, id)
+			}
+			if back {
+				delete(s.bound, k)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// portFree tries a bind without SO_REUSEADDR: it fails while any socket,
+// listening or not, holds the address.
+func portFree(transport string, b *boundPort) bool {
+	typ := unix.SOCK_STREAM
+	if transport == "udp" {
+		typ = unix.SOCK_DGRAM
+	}
+	fd, err := unix.Socket(b.family, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	if b.family == unix.AF_INET6 && !b.v6only {
+		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+	}
+	return unix.Bind(fd, toSockaddr(b.family, b.host)) == nil
+}

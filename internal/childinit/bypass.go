@@ -1,0 +1,68 @@
+package childinit
+
+import (
+	"os"
+
+	"github.com/unroot/unroot/internal/bypass"
+	"github.com/unroot/unroot/internal/handshake"
+	"github.com/unroot/unroot/internal/seccomp"
+)
+
+// BypassMode says whether the command starts under the socket filter whose
+// notifications the launcher serves (unroot run --bypass).
+type BypassMode int
+
+const (
+	BypassOff BypassMode = iota
+	// BypassOn fails the start when the filter cannot be installed.
+	BypassOn
+	// BypassAuto starts the command without the filter then, and says why.
+	BypassAuto
+)
+
+// bypassResult is the filter's listener, or why there is none.
+type bypassResult struct {
+	listener *os.File
+	err      error // under BypassAuto: the filter could not be installed
+}
+
+func (b bypassResult) close() {
+	if b.listener != nil {
+		b.listener.Close()
+	}
+}
+
+// installBypass puts the filter on the calling thread, which must be locked
+// for good and fork the command: the command and everything it starts
+// inherit the filter, the init's other threads do not.
+func installBypass(mode BypassMode) (bypassResult, error) {
+	if mode == BypassOff {
+		return bypassResult{}, nil
+	}
+	arch, err := seccomp.NativeArch()
+	if err == nil {
+		var fd int
+		fd, err = seccomp.Install(seccomp.Program(arch, bypass.Rules()))
+		if err == nil {
+			return bypassResult{listener: os.NewFile(uintptr(fd), "seccomp-listener")}, nil
+		}
+	}
+	if mode == BypassAuto {
+		return bypassResult{err: err}, nil
+	}
+	return bypassResult{}, err
+}
+
+// sendStarted tells the launcher the command runs and passes it the
+// filter's listener (or, under BypassAuto, why there is none).
+func sendStarted(ctl *handshake.Conn, pid int, b bypassResult) error {
+	m := handshake.Msg{Kind: handshake.Started, PID: pid}
+	if b.listener == nil {
+		if b.err != nil {
+			m.Err = b.err.Error()
+		}
+		return ctl.Send(m)
+	}
+	defer b.listener.Close()
+	return ctl.Send(m, b.listener)
+}

@@ -1,0 +1,420 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/unroot/unroot/internal/seccomp"
+)
+
+// The --bypass tests run the launcher inside a network namespace of the
+// test's own, whose only address besides loopback is 198.18.0.1: that
+// namespace is "the host" for the launcher, so its ports collide with
+// nobody, a client there keeps a real address, and a server there is an
+// address outside the launcher's namespace (egress) that is not loopback.
+
+var (
+	bpStaticOnce sync.Once
+	bpStaticPath string
+	bpStaticErr  error
+)
+
+// bpStaticServer builds testdata/portserver statically (no libc: a Go
+// program makes its socket calls itself).
+func bpStaticServer(t *testing.T) string {
+	t.Helper()
+	bpStaticOnce.Do(func() {
+		p := filepath.Join(Bin, "portserver-static")
+		cmd := exec.Command("go", "build", "-o", p, "./testdata/portserver")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			bpStaticErr = fmt.Errorf("build static portserver: %v: %s", err, out)
+		}
+		bpStaticPath = p
+	})
+	if bpStaticErr != nil {
+		t.Fatal(bpStaticErr)
+	}
+	return bpStaticPath
+}
+
+// bpNetNS makes the test's "host": a netns with lo up and 198.18.0.1/32.
+func bpNetNS(t *testing.T, name string) string {
+	t.Helper()
+	ns := fmt.Sprintf("unroot-e2e-%s-%d", name, os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	for _, args := range [][]string{{"link", "set", "lo", "up"}, {"addr", "add", "198.18.0.1/32", "dev", "lo"}} {
+		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	return ns
+}
+
+// bpIn runs a command as root in ns.
+func bpIn(ns string, timeout time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// bpLauncher starts the launcher as the test user in ns.
+func bpLauncher(t *testing.T, ns, mark string, args ...string) (*exec.Cmd, *strings.Builder) {
+	t.Helper()
+	uid, gid := testIDs(t)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, "setpriv", "--reuid", strconv.Itoa(uid), "--regid", strconv.Itoa(gid), "--clear-groups"}, args...)...)
+	cmd.Env = []string{"PATH=" + Bin + ":/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + testUser.HomeDir, "TMPDIR=/tmp", mark}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.Stdout = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &stderr
+}
+
+const bpUDPEcho = `import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+while True:
+    d, a = s.recvfrom(2048)
+    s.sendto(("peer=%s:%d " % a).encode() + d, a)
+`
+
+// bpHold connects to sys.argv[1]:sys.argv[2], creates sys.argv[3] and holds
+// the connection open.
+const bpHold = `import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+open(sys.argv[3], "w").close()
+time.sleep(60)
+`
+
+// TestBypassServers: with --bypass, servers inside listen on the host
+// themselves (ss names them, not the launcher), clients reach them with
+// their real address, programs inside still reach them at 127.0.0.1,
+// unpublished ports stay inside, and a connect to an outside address
+// leaves from a host socket of the program's own.
+func TestBypassServers(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{"/usr/sbin/nginx", "/usr/bin/iperf3", "/usr/bin/python3"} {
+		if !fileExists(p) {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is missing: scripts/apt-packages.txt lists it", p)
+			}
+			t.Skipf("skipping: %s is missing", p)
+		}
+	}
+	static := bpStaticServer(t)
+	ns := bpNetNS(t, "bp")
+	dir := TempDir(t)
+	// The egress target: a server in "the host" on its non-loopback address.
+	egress := exec.Command("ip", "netns", "exec", ns, "/usr/bin/python3", "-c",
+		`import socket,time
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("198.18.0.1",7000)); s.listen(8)
+cs=[]
+while True:
+    c,_=s.accept(); cs.append(c)`)
+	if err := egress.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { egress.Process.Kill(); egress.Wait() }()
+
+	ngx := filepath.Join(dir, "nginx")
+	os.MkdirAll(ngx, 0o755)
+	os.WriteFile(filepath.Join(ngx, "nginx.conf"), []byte(fmt.Sprintf(`user root root;
+daemon off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  server { listen 80; location / { return 200 "nginx peer=$remote_addr\n"; } }
+}
+`, ngx)), 0o644)
+	uid, gid := testIDs(t)
+	os.Chown(ngx, uid, gid)
+	os.WriteFile(filepath.Join(dir, "echo.py"), []byte(bpUDPEcho), 0o644)
+	os.WriteFile(filepath.Join(dir, "hold.py"), []byte(bpHold), 0o644)
+	script := fmt.Sprintf(`D=%[1]s
+nginx -c $D/nginx/nginx.conf -p $D/nginx/ >$D/nginx.out 2>&1 &
+iperf3 -s -p 5201 >/dev/null 2>&1 &
+iperf3 -s -4 -p 5202 >/dev/null 2>&1 &
+%[2]s -http 0.0.0.0:8081 >/dev/null 2>&1 &
+/usr/bin/python3 $D/echo.py 5353 &
+%[2]s -http 0.0.0.0:9090 >/dev/null 2>&1 &
+i=0; until curl -fsS -m 2 http://127.0.0.1:80/ >$D/inside-nginx 2>>$D/inside.err; do i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.1; done
+curl -fsS -m 2 http://127.0.0.1:8081/ >$D/inside-go 2>>$D/inside.err
+curl -fsS -m 2 http://127.0.0.1:9090/ >$D/inside-unpublished 2>>$D/inside.err
+/usr/bin/python3 $D/hold.py 198.18.0.1 7000 $D/egress-ready 2>>$D/inside.err &
+touch $D/ready
+wait
+`, dir, static)
+	state := filepath.Join(dir, "state")
+	mark := fmt.Sprintf("UNROOT_LEAK_MARK=bp%d", time.Now().UnixNano())
+	cmd, out := bpLauncher(t, ns, mark, filepath.Join(Bin, "rootlesskit"), "--state-dir="+state, "--net=slirp4netns", "--disable-host-loopback",
+		"--port-driver=builtin", "--bypass",
+		"-p", "0.0.0.0:8080:80/tcp", "-p", "0.0.0.0:8081:8081/tcp", "-p", "[::]:5201:5201/tcp", "-p", "0.0.0.0:5201:5201/udp",
+		"-p", "0.0.0.0:5202:5202/tcp", "-p", "0.0.0.0:5353:5353/udp",
+		"sh", "-c", script)
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Errorf("the launcher did not end within 10s of SIGTERM")
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-done
+			}
+		}
+	}
+	defer stop()
+	defer func() {
+		if t.Failed() {
+			t.Logf("launcher output:\n%s", out)
+			for _, f := range []string{"inside.err", "nginx.out"} {
+				b, _ := os.ReadFile(filepath.Join(dir, f))
+				t.Logf("%s: %s", f, b)
+			}
+		}
+	}()
+	WaitFile(t, filepath.Join(dir, "ready"), 30*time.Second)
+	if r := RunUser(t, 10*time.Second, "unroot", "info", "--state-dir="+state, "--json"); !strings.Contains(r.Stdout, `"bypass": {`) || !strings.Contains(r.Stdout, `"enabled": true`) {
+		t.Errorf("unroot info does not report bypass on: %s%s", r.Stdout, r.Stderr)
+	}
+	if r := RunUser(t, 10*time.Second, "unroot", "info", "--state-dir="+state); !strings.Contains(r.Stdout, "Bypass") || !strings.Contains(r.Stdout, "on (") {
+		t.Errorf("unroot info does not report bypass on: %s%s", r.Stdout, r.Stderr)
+	}
+	read := func(name string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		return strings.TrimSpace(string(b))
+	}
+	// Inside: the bypassed ports at 127.0.0.1, and the unpublished one.
+	if got := read("inside-nginx"); got != "nginx peer=127.0.0.1" {
+		t.Errorf("nginx from inside at 127.0.0.1:80: %q, want \"nginx peer=127.0.0.1\" (%s; launcher: %s)", got, read("inside.err"), out)
+	}
+	if got := read("inside-go"); !strings.HasPrefix(got, "peer=127.0.0.1:") {
+		t.Errorf("the static Go server from inside at 127.0.0.1:8081: %q (%s)", got, read("inside.err"))
+	}
+	if got := read("inside-unpublished"); !strings.HasPrefix(got, "peer=127.0.0.1:") {
+		t.Errorf("an unpublished port from inside: %q (%s)", got, read("inside.err"))
+	}
+	// The host's listeners are the programs' own sockets.
+	ss, _ := bpIn(ns, 10*time.Second, "ss", "-Hltnup")
+	for port, prog := range map[int]string{8080: "nginx", 8081: "portserver-stat", 5201: "iperf3", 5202: "iperf3", 5353: "python3"} {
+		found := false
+		for _, line := range strings.Split(ss, "\n") {
+			if strings.Contains(line, ":"+strconv.Itoa(port)+" ") && strings.Contains(line, `(("`+prog+`"`) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("port %d is not held by %s on the host:\n%s", port, prog, ss)
+		}
+	}
+	if strings.Contains(ss, ":9090 ") {
+		t.Errorf("the unpublished port 9090 is on the host:\n%s", ss)
+	}
+	// Clients of the host, with their real address.
+	curl := func(port int) string {
+		got, err := bpIn(ns, 10*time.Second, "curl", "-fsS", "-m", "5", "--interface", "198.18.0.1", fmt.Sprintf("http://198.18.0.1:%d/", port))
+		if err != nil {
+			t.Errorf("curl port %d: %v: %s", port, err, got)
+		}
+		return got
+	}
+	if got := curl(8080); got != "nginx peer=198.18.0.1" {
+		t.Errorf("nginx saw the client as %q, want 198.18.0.1", got)
+	}
+	if got := curl(8081); !strings.HasPrefix(got, "peer=198.18.0.1:") {
+		t.Errorf("the static Go server saw the client as %q, want 198.18.0.1", got)
+	}
+	got, err := bpIn(ns, 10*time.Second, "/usr/bin/python3", "-c", `import socket
+s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3); s.bind(("198.18.0.1",0))
+s.sendto(b"hi", ("198.18.0.1",5353)); print(s.recvfrom(2048)[0].decode())`)
+	if err != nil || !strings.HasPrefix(got, "peer=198.18.0.1:") || !strings.HasSuffix(got, " hi") {
+		t.Errorf("UDP echo: %v: %q, want peer=198.18.0.1:PORT hi", err, got)
+	}
+	for _, args := range [][]string{
+		{"-p", "5201"}, {"-p", "5202"}, {"-p", "5201", "-6", "-c", "::1"}, {"-p", "5201", "-u", "-b", "100M"},
+	} {
+		full := append([]string{"-c", "198.18.0.1", "-t", "1", "-J"}, args...)
+		if args[len(args)-2] == "-c" {
+			full = append([]string{"-t", "1", "-J"}, args...)
+		}
+		o, err := bpIn(ns, 20*time.Second, "iperf3", full...)
+		var r struct {
+			End struct {
+				Sum struct {
+					Bytes       float64 `json:"bytes"`
+					LostPercent float64 `json:"lost_percent"`
+				} `json:"sum"`
+				SumReceived struct {
+					Bytes float64 `json:"bytes"`
+				} `json:"sum_received"`
+			} `json:"end"`
+			Error string `json:"error"`
+		}
+		json.Unmarshal([]byte(o), &r)
+		if err != nil || r.Error != "" || (r.End.SumReceived.Bytes == 0 && r.End.Sum.Bytes == 0) || r.End.Sum.LostPercent > 50 {
+			t.Errorf("iperf3 %v: %v: error %q, received %v bytes, lost %v%%", full, err, r.Error, r.End.SumReceived.Bytes+r.End.Sum.Bytes, r.End.Sum.LostPercent)
+		}
+	}
+	// Egress: the connection to 198.18.0.1:7000 is the inside program's
+	// own host socket, not the network driver's.
+	WaitFile(t, filepath.Join(dir, "egress-ready"), 10*time.Second)
+	est, _ := bpIn(ns, 10*time.Second, "ss", "-Htnp", "state", "established", "( dport = :7000 )")
+	if !strings.Contains(est, `(("python3"`) {
+		t.Errorf("the connection to 198.18.0.1:7000 is not the program's own host socket:\n%s", est)
+	}
+	// The launcher holds no descriptor per connection handled.
+	lpid := launcherPID(t, state)
+	before := fdCount(lpid)
+	for range 20 {
+		bpIn(ns, 5*time.Second, "curl", "-fsS", "-m", "2", "http://198.18.0.1:8080/")
+	}
+	bpIn(ns, 5*time.Second, "curl", "-fsS", "-m", "2", "http://198.18.0.1:8080/")
+	if after := fdCount(lpid); after > before+2 {
+		t.Errorf("the launcher's descriptors grew from %d to %d over 20 connections", before, after)
+	}
+	stop()
+	time.Sleep(200 * time.Millisecond)
+	bpNoLeft(t, mark)
+}
+
+func launcherPID(t *testing.T, state string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(state, "child_pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := atoiOr0(strings.TrimSpace(string(b)))
+	st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+	f := strings.Fields(string(st[strings.LastIndexByte(string(st), ')')+1:]))
+	if len(f) < 2 {
+		t.Fatalf("stat of the init %d: %q", child, st)
+	}
+	return atoiOr0(f[1])
+}
+
+func fdCount(pid int) int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return len(ents)
+}
+
+// bpNoLeft fails for every process still alive with mark in its environment.
+func bpNoLeft(t *testing.T, mark string) {
+	t.Helper()
+	environs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	for _, e := range environs {
+		b, err := os.ReadFile(e)
+		if err != nil || !strings.Contains(string(b), mark) {
+			continue
+		}
+		if lcAlive(atoiOr0(filepath.Base(filepath.Dir(e)))) {
+			cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(e), "cmdline"))
+			t.Errorf("left running: %s %q", filepath.Dir(e), strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+}
+
+// startUnderListener starts cmd under a seccomp filter with a listener that
+// traps nothing, as an outer supervisor (a container runtime, another
+// --bypass) would leave it: a second listener cannot be installed below it.
+func startUnderListener(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	arch, err := seccomp.NativeArch()
+	if err != nil {
+		t.Skip(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the filtered thread ends with us
+		prog := seccomp.Program(arch, []seccomp.Rule{{Nr: 49, LenArg: 2, Lens: []uint32{0xffffffff}, NonZeroArg: -1}})
+		fd, err := seccomp.Install(prog)
+		if err != nil {
+			errc <- err
+			return
+		}
+		err = cmd.Start()
+		// Held until the test ends: a closed listener no longer counts.
+		l := seccomp.NewListener(fd)
+		t.Cleanup(func() { l.Close() })
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBypassRefused: where the kernel refuses the filter, --bypass fails at
+// once with the reason and the fix, --bypass=auto warns and relays, and
+// info says which.
+func TestBypassRefused(t *testing.T) {
+	t.Parallel()
+	dir := TempDir(t)
+	for _, tc := range []struct {
+		mode string
+		code int
+		want []string
+	}{
+		{"true", 1, []string{"install seccomp filter", "run the inner one without --bypass"}},
+		{"auto", 0, []string{"--bypass=auto", "ports are relayed", `"mode": "auto"`, `"enabled": false`}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		state := filepath.Join(dir, "state-"+tc.mode)
+		pub := "127.0.0.1:" + strconv.Itoa(ptPorts(t, 1)[0]) + ":80/tcp"
+		cmd := UserCmd(t, ctx, "unroot", "run", "--state-dir="+state, "--net=slirp4netns", "--bypass="+tc.mode, "-p", pub, "--",
+			"sh", "-c", `i=0; until unroot info --json; do i=$((i+1)); [ $i -gt 50 ] && exit 3; sleep 0.1; done`)
+		var so, se strings.Builder
+		cmd.Stdout, cmd.Stderr = &so, &se
+		startUnderListener(t, cmd)
+		err := cmd.Wait()
+		cancel()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("--bypass=%s: %v", tc.mode, err)
+		}
+		all := so.String() + se.String()
+		if code != tc.code {
+			t.Errorf("--bypass=%s under an outer listener: exit %d, want %d\n%s", tc.mode, code, tc.code, all)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(all, w) {
+				t.Errorf("--bypass=%s: output lacks %q:\n%s", tc.mode, w, all)
+			}
+		}
+		if strings.Contains(all, "goroutine ") {
+			t.Errorf("--bypass=%s printed a Go stack trace:\n%s", tc.mode, all)
+		}
+	}
+}
