@@ -17,6 +17,7 @@ import (
 
 	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/doctor"
+	"github.com/unroot/unroot/forward"
 	"github.com/unroot/unroot/internal/bypass"
 	"github.com/unroot/unroot/internal/cgroup"
 	"github.com/unroot/unroot/internal/childinit"
@@ -94,6 +95,10 @@ type Launcher struct {
 	// Publish lists ports to publish before child_pid is written.
 	// Requires Ports.
 	Publish []port.Spec
+	// Forward lists host services to make reachable inside, each on a
+	// port of the namespace (reverse forwarding, see package forward).
+	// Needs a network namespace (any driver but host).
+	Forward []forward.Spec
 	// CopyUp lists directories to make writable with the tmpfs+symlink
 	// layout (e.g. /etc, /run, /var/lib). /tmp is refused.
 	CopyUp []string
@@ -168,6 +173,7 @@ type Launcher struct {
 	waitErr      error
 	wg           sync.WaitGroup
 	bypass       *bypass.Supervisor // nil unless --bypass runs
+	fwd          *forward.Forwarder // nil without a network namespace
 	bypassWhyOff string             // why not, under --bypass=auto
 }
 
@@ -237,6 +243,9 @@ func (l *Launcher) Validate() error {
 	if err := l.validateBypass(); err != nil {
 		return err
 	}
+	if err := l.validateForwards(); err != nil {
+		return err
+	}
 	if len(l.Publish) > 0 && l.Ports == nil {
 		return errors.New("publishing ports requires a port driver: add --port-driver=builtin")
 	}
@@ -283,7 +292,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			err = doctor.Explain(ctx, err, doctor.Options{Net: l.networkName(), Logger: l.log})
 		}
 	}()
-	if err := checkUserNS(); err != nil {
+	if err := doctor.UserNSSettings(); err != nil {
 		return err
 	}
 	l.exited = make(chan struct{})
@@ -483,6 +492,9 @@ func (l *Launcher) release() error {
 		if l.bypass != nil {
 			errs = append(errs, l.bypass.Close())
 		}
+		if l.fwd != nil {
+			errs = append(errs, l.fwd.Close())
+		}
 		if l.portDrv != nil {
 			errs = append(errs, l.portDrv.Close())
 		}
@@ -543,18 +555,4 @@ func identity() idmap.Identity {
 		id.Name = u.Username
 	}
 	return id
-}
-
-// checkUserNS reports the two host settings that make every start fail,
-// before anything is created.
-func checkUserNS() error {
-	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && string(b) == "0\n" {
-		return errors.New("user namespaces are disabled (user.max_user_namespaces = 0); enable them: sudo sysctl -w user.max_user_namespaces=28633")
-	}
-	if os.Geteuid() != 0 {
-		if b, err := os.ReadFile("/proc/sys/kernel/unprivileged_userns_clone"); err == nil && string(b) == "0\n" {
-			return errors.New("unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0); enable them: sudo sysctl -w kernel.unprivileged_userns_clone=1")
-		}
-	}
-	return nil
 }
