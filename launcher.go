@@ -17,6 +17,7 @@ import (
 
 	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/doctor"
+	"github.com/unroot/unroot/forward"
 	"github.com/unroot/unroot/internal/bypass"
 	"github.com/unroot/unroot/internal/cgroup"
 	"github.com/unroot/unroot/internal/childinit"
@@ -94,6 +95,10 @@ type Launcher struct {
 	// Publish lists ports to publish before child_pid is written.
 	// Requires Ports.
 	Publish []port.Spec
+	// Forward lists host services to make reachable inside, each on a
+	// port of the namespace (reverse forwarding, see package forward).
+	// Needs a network namespace (any driver but host).
+	Forward []forward.Spec
 	// CopyUp lists directories to make writable with the tmpfs+symlink
 	// layout (e.g. /etc, /run, /var/lib). /tmp is refused.
 	CopyUp []string
@@ -168,6 +173,7 @@ type Launcher struct {
 	waitErr      error
 	wg           sync.WaitGroup
 	bypass       *bypass.Supervisor // nil unless --bypass runs
+	fwd          *forward.Forwarder // nil without a network namespace
 	bypassWhyOff string             // why not, under --bypass=auto
 }
 
@@ -236,6 +242,9 @@ func (l *Launcher) Validate() error {
 		return configErrorf("DetachNetNS", "{DetachNetNS} requires a network namespace: use {Network=private}")
 	}
 	if err := l.validateBypass(); err != nil {
+		return err
+	}
+	if err := l.validateForwards(); err != nil {
 		return err
 	}
 	if len(l.Publish) > 0 && l.Ports == nil {
@@ -483,6 +492,9 @@ func (l *Launcher) release() error {
 		}
 		if l.bypass != nil {
 			errs = append(errs, l.bypass.Close())
+		}
+		if l.fwd != nil {
+			errs = append(errs, l.fwd.Close())
 		}
 		if l.portDrv != nil {
 			errs = append(errs, l.portDrv.Close())

@@ -46,6 +46,7 @@ type opts struct {
 
 	portDriver          string
 	publish             []string
+	forward             []string // unroot only: --forward (reverse forwarding)
 	sourceIPTransparent bool
 	// sourceIPTransparentBackend: auto, nft or iptables (RootlessKit 3.3).
 	sourceIPTransparentBackend string
@@ -139,6 +140,7 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 		add("Process", n)
 	}
 	registerBypass(fs, &o.bypass, p)
+	registerForward(fs, &o.forward, p)
 	fs.StringVar(&o.subidSource, "subid-source", "auto", "source of the subids [auto, dynamic (getsubids), static (/etc/subuid)]")
 	add("SubID", "subid-source")
 	if p == asUnroot {
