@@ -207,38 +207,39 @@ func (l *Launcher) reaper() bool {
 	return l.PIDNS
 }
 
-// Validate checks the configuration without touching the system.
+// Validate checks the configuration without touching the system. Its
+// errors are *ConfigError, naming the fields at fault.
 func (l *Launcher) Validate() error {
 	if len(l.Command) == 0 || l.Command[0] == "" {
-		return errors.New("no command specified")
+		return configErrorf("Command", "{Command} is empty: no command specified")
 	}
 	if l.Reaper == ReaperOn && !l.PIDNS {
-		return errors.New("--reaper=true requires --pidns: only PID 1 of a PID namespace can reap its orphans")
+		return configErrorf("Reaper", "{Reaper=ReaperOn} requires {PIDNS}: only PID 1 of a PID namespace can reap its orphans")
 	}
 	if _, err := childinit.PropagationFlags(l.Propagation); err != nil {
-		return err
+		return configErrorf("Propagation", "{Propagation} %q: must be one of private, rprivate, slave, rslave, shared, rshared", l.Propagation)
 	}
 	if _, err := notify.ParseMode(l.Ready); err != nil {
-		return err
+		return configErrorf("Ready", "{Ready} %q: want notify (the command sends READY=1) or ports (unroot sends it once ports are published)", l.Ready)
 	}
 	for _, d := range l.CopyUp {
 		if err := copyup.Validate(d); err != nil {
-			return err
+			return configErrorf("CopyUp", "{CopyUp} %s: %v", d, err)
 		}
 	}
 	if len(l.CopyUp) > 0 && (l.Propagation == "shared" || l.Propagation == "rshared") {
-		return fmt.Errorf("propagation %s cannot be combined with --copy-up: a copied-up directory is moved into place, which shared mounts forbid; use --propagation=rslave", l.Propagation)
+		return configErrorf("Propagation", "{Propagation} %s cannot be combined with {CopyUp}: a copied-up directory is moved into place, which shared mounts forbid; use {Propagation=rslave}", l.Propagation)
 	}
 	if l.EvacuateCgroup2 != "" {
 		if err := cgroup.ValidateName(l.EvacuateCgroup2); err != nil {
-			return err
+			return configErrorf("EvacuateCgroup2", "{EvacuateCgroup2} %q: must be a plain name like \"evac\", without /", l.EvacuateCgroup2)
 		}
 		if !l.PIDNS || !l.CgroupNS {
-			return errors.New("--evacuate-cgroup2 requires --pidns and --cgroupns")
+			return configErrorf("EvacuateCgroup2", "{EvacuateCgroup2} requires {PIDNS} and {CgroupNS}")
 		}
 	}
 	if l.DetachNetNS && !l.privateNet() {
-		return errors.New("--detach-netns requires a network namespace: use --net=slirp4netns, pasta, netstack or none")
+		return configErrorf("DetachNetNS", "{DetachNetNS} requires a network namespace: use {Network=private}")
 	}
 	if err := l.validateBypass(); err != nil {
 		return err
@@ -247,14 +248,14 @@ func (l *Launcher) Validate() error {
 		return err
 	}
 	if len(l.Publish) > 0 && l.Ports == nil {
-		return errors.New("publishing ports requires a port driver: add --port-driver=builtin")
+		return configErrorf("Publish", "{Publish} requires a port driver: add {Ports=builtin}")
 	}
 	if l.StateDir != "" {
 		// sun_path holds 107 bytes; api.sock (and the API server's
 		// temporary name next to it) must fit.
 		abs, err := filepath.Abs(l.StateDir)
 		if err == nil && len(abs)+len("/.api-sock-0000000000/s") > 107 {
-			return fmt.Errorf("state dir %s is too long (%d bytes) for the unix socket api.sock inside it: use a path of at most %d bytes", abs, len(abs), 107-len("/.api-sock-0000000000/s"))
+			return configErrorf("StateDir", "{StateDir} %s is too long (%d bytes) for the unix socket api.sock inside it: use a path of at most %d bytes", abs, len(abs), 107-len("/.api-sock-0000000000/s"))
 		}
 	}
 	return nil

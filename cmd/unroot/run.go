@@ -108,7 +108,7 @@ func buildLauncher(o *opts, command []string, p personality, log *slog.Logger) (
 	l.ListenFDs, l.ActivationPID = listenFDs()
 	if err := l.Validate(); err != nil {
 		nd.Close()
-		return nil, err
+		return nil, flagError(err)
 	}
 	return l, nil
 }
