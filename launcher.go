@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -139,6 +140,9 @@ type Launcher struct {
 	// Bypass hands the namespace's sockets to the host kernel (see
 	// docs/bypass.md); the zero value is off.
 	Bypass Bypass
+	// OnNetworkFailure: what to do when the network driver's helper is lost
+	// for good (see NetworkFailure); "" means exit.
+	OnNetworkFailure NetworkFailure
 
 	log      *slog.Logger
 	mu       sync.Mutex
@@ -169,6 +173,8 @@ type Launcher struct {
 	wg           sync.WaitGroup
 	bypass       *bypass.Supervisor // nil unless --bypass runs
 	bypassWhyOff string             // why not, under --bypass=auto
+	released     chan struct{}      // closed when release begins
+	netFailure   atomic.Pointer[netFailureErr]
 }
 
 // hostNetworker is implemented by drivers that share the host's network
@@ -213,6 +219,9 @@ func (l *Launcher) Validate() error {
 		return err
 	}
 	if _, err := notify.ParseMode(l.Ready); err != nil {
+		return err
+	}
+	if _, err := ParseNetworkFailure(string(l.OnNetworkFailure)); err != nil {
 		return err
 	}
 	for _, d := range l.CopyUp {
@@ -289,6 +298,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	l.exited = make(chan struct{})
 	l.nsReady = make(chan struct{})
 	l.startOK = make(chan struct{})
+	l.released = make(chan struct{})
 	s := &startup{l: l, ctx: ctx, t0: time.Now()}
 	defer s.end(&err)
 	return s.run()
@@ -410,6 +420,9 @@ func (l *Launcher) Wait() (int, error) {
 		return 1, errors.New("wait: launcher not started")
 	}
 	<-l.exited
+	if nf := l.netFailure.Load(); nf != nil {
+		return 1, nf
+	}
 	err := l.waitErr
 	if err == nil {
 		return 0, nil
@@ -476,6 +489,9 @@ func (l *Launcher) teardown() error {
 // overlaps the init's own exit, or else from teardown.
 func (l *Launcher) release() error {
 	l.releaseOnce.Do(func() {
+		if l.released != nil {
+			close(l.released)
+		}
 		var errs []error
 		if l.api != nil {
 			errs = append(errs, l.api.Close())
@@ -534,6 +550,7 @@ func (l *Launcher) Info() api.Info {
 		info.PortDriver = &pi
 	}
 	info.Bypass = l.bypassInfo()
+	info.Health = l.networkHealth()
 	return info
 }
 
