@@ -18,6 +18,7 @@ import (
 
 	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/doctor"
+	"github.com/unroot/unroot/forward"
 	"github.com/unroot/unroot/internal/bypass"
 	"github.com/unroot/unroot/internal/cgroup"
 	"github.com/unroot/unroot/internal/childinit"
@@ -95,6 +96,10 @@ type Launcher struct {
 	// Publish lists ports to publish before child_pid is written.
 	// Requires Ports.
 	Publish []port.Spec
+	// Forward lists host services to make reachable inside, each on a
+	// port of the namespace (reverse forwarding, see package forward).
+	// Needs a network namespace (any driver but host).
+	Forward []forward.Spec
 	// CopyUp lists directories to make writable with the tmpfs+symlink
 	// layout (e.g. /etc, /run, /var/lib). /tmp is refused.
 	CopyUp []string
@@ -172,6 +177,7 @@ type Launcher struct {
 	waitErr      error
 	wg           sync.WaitGroup
 	bypass       *bypass.Supervisor // nil unless --bypass runs
+	fwd          *forward.Forwarder // nil without a network namespace
 	bypassWhyOff string             // why not, under --bypass=auto
 	released     chan struct{}      // closed when release begins
 	netFailure   atomic.Pointer[netFailureErr]
@@ -207,54 +213,58 @@ func (l *Launcher) reaper() bool {
 	return l.PIDNS
 }
 
-// Validate checks the configuration without touching the system.
+// Validate checks the configuration without touching the system. Its
+// errors are *ConfigError, naming the fields at fault.
 func (l *Launcher) Validate() error {
 	if len(l.Command) == 0 || l.Command[0] == "" {
-		return errors.New("no command specified")
+		return configErrorf("Command", "{Command} is empty: no command specified")
 	}
 	if l.Reaper == ReaperOn && !l.PIDNS {
-		return errors.New("--reaper=true requires --pidns: only PID 1 of a PID namespace can reap its orphans")
+		return configErrorf("Reaper", "{Reaper=ReaperOn} requires {PIDNS}: only PID 1 of a PID namespace can reap its orphans")
 	}
 	if _, err := childinit.PropagationFlags(l.Propagation); err != nil {
-		return err
+		return configErrorf("Propagation", "{Propagation} %q: must be one of private, rprivate, slave, rslave, shared, rshared", l.Propagation)
 	}
 	if _, err := notify.ParseMode(l.Ready); err != nil {
-		return err
+		return configErrorf("Ready", "{Ready} %q: want notify (the command sends READY=1) or ports (unroot sends it once ports are published)", l.Ready)
 	}
 	if _, err := ParseNetworkFailure(string(l.OnNetworkFailure)); err != nil {
 		return err
 	}
 	for _, d := range l.CopyUp {
 		if err := copyup.Validate(d); err != nil {
-			return err
+			return configErrorf("CopyUp", "{CopyUp} %s: %v", d, err)
 		}
 	}
 	if len(l.CopyUp) > 0 && (l.Propagation == "shared" || l.Propagation == "rshared") {
-		return fmt.Errorf("propagation %s cannot be combined with --copy-up: a copied-up directory is moved into place, which shared mounts forbid; use --propagation=rslave", l.Propagation)
+		return configErrorf("Propagation", "{Propagation} %s cannot be combined with {CopyUp}: a copied-up directory is moved into place, which shared mounts forbid; use {Propagation=rslave}", l.Propagation)
 	}
 	if l.EvacuateCgroup2 != "" {
 		if err := cgroup.ValidateName(l.EvacuateCgroup2); err != nil {
-			return err
+			return configErrorf("EvacuateCgroup2", "{EvacuateCgroup2} %q: must be a plain name like \"evac\", without /", l.EvacuateCgroup2)
 		}
 		if !l.PIDNS || !l.CgroupNS {
-			return errors.New("--evacuate-cgroup2 requires --pidns and --cgroupns")
+			return configErrorf("EvacuateCgroup2", "{EvacuateCgroup2} requires {PIDNS} and {CgroupNS}")
 		}
 	}
 	if l.DetachNetNS && !l.privateNet() {
-		return errors.New("--detach-netns requires a network namespace: use --net=slirp4netns, pasta, netstack or none")
+		return configErrorf("DetachNetNS", "{DetachNetNS} requires a network namespace: use {Network=private}")
 	}
 	if err := l.validateBypass(); err != nil {
 		return err
 	}
+	if err := l.validateForwards(); err != nil {
+		return err
+	}
 	if len(l.Publish) > 0 && l.Ports == nil {
-		return errors.New("publishing ports requires a port driver: add --port-driver=builtin")
+		return configErrorf("Publish", "{Publish} requires a port driver: add {Ports=builtin}")
 	}
 	if l.StateDir != "" {
 		// sun_path holds 107 bytes; api.sock (and the API server's
 		// temporary name next to it) must fit.
 		abs, err := filepath.Abs(l.StateDir)
 		if err == nil && len(abs)+len("/.api-sock-0000000000/s") > 107 {
-			return fmt.Errorf("state dir %s is too long (%d bytes) for the unix socket api.sock inside it: use a path of at most %d bytes", abs, len(abs), 107-len("/.api-sock-0000000000/s"))
+			return configErrorf("StateDir", "{StateDir} %s is too long (%d bytes) for the unix socket api.sock inside it: use a path of at most %d bytes", abs, len(abs), 107-len("/.api-sock-0000000000/s"))
 		}
 	}
 	return nil
@@ -292,7 +302,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 			err = doctor.Explain(ctx, err, doctor.Options{Net: l.networkName(), Logger: l.log})
 		}
 	}()
-	if err := checkUserNS(); err != nil {
+	if err := doctor.UserNSSettings(); err != nil {
 		return err
 	}
 	l.exited = make(chan struct{})
@@ -499,6 +509,9 @@ func (l *Launcher) release() error {
 		if l.bypass != nil {
 			errs = append(errs, l.bypass.Close())
 		}
+		if l.fwd != nil {
+			errs = append(errs, l.fwd.Close())
+		}
 		if l.portDrv != nil {
 			errs = append(errs, l.portDrv.Close())
 		}
@@ -560,18 +573,4 @@ func identity() idmap.Identity {
 		id.Name = u.Username
 	}
 	return id
-}
-
-// checkUserNS reports the two host settings that make every start fail,
-// before anything is created.
-func checkUserNS() error {
-	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && string(b) == "0\n" {
-		return errors.New("user namespaces are disabled (user.max_user_namespaces = 0); enable them: sudo sysctl -w user.max_user_namespaces=28633")
-	}
-	if os.Geteuid() != 0 {
-		if b, err := os.ReadFile("/proc/sys/kernel/unprivileged_userns_clone"); err == nil && string(b) == "0\n" {
-			return errors.New("unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0); enable them: sudo sysctl -w kernel.unprivileged_userns_clone=1")
-		}
-	}
-	return nil
 }

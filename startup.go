@@ -118,6 +118,9 @@ func (s *startup) run() error {
 	if err := s.l.startBypass(s.bypassFiles, s.bypassWhyOff, setup); err != nil {
 		return err
 	}
+	if err := s.l.startForwards(s.ctx); err != nil {
+		return err
+	}
 	return s.serveAPI()
 }
 

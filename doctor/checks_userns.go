@@ -2,12 +2,15 @@ package doctor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/unroot/unroot/internal/operr"
 )
 
 const (
@@ -31,17 +34,40 @@ func readSysctl(path string) (int64, bool) {
 	return v, err == nil
 }
 
-func checkUserNS(ctx context.Context, e *env) Result {
-	max, haveMax := readSysctl(sysctlMaxUserNS)
+// userNSSettings is the first half of the userns check: the host settings
+// that disable user namespaces, read without creating one. ok is false
+// with the failing result when they do.
+func userNSSettings(uid int) (r Result, max int64, haveMax, ok bool) {
+	max, haveMax = readSysctl(sysctlMaxUserNS)
 	if haveMax && max == 0 {
-		return Result{Status: Fail,
+		return Result{Name: CheckUserNS, Status: Fail,
 			Detail: "user namespaces are disabled: user.max_user_namespaces = 0",
-			Fix:    sysctlFix("90-unroot-userns.conf", "user.max_user_namespaces", "28633")}
+			Fix:    sysctlFix("90-unroot-userns.conf", "user.max_user_namespaces", "28633")}, max, haveMax, false
 	}
-	if v, ok := readSysctl(sysctlUsernsClone); ok && v == 0 && e.uid != 0 {
-		return Result{Status: Fail,
+	if v, ok := readSysctl(sysctlUsernsClone); ok && v == 0 && uid != 0 {
+		return Result{Name: CheckUserNS, Status: Fail,
 			Detail: "unprivileged user namespaces are disabled: kernel.unprivileged_userns_clone = 0",
-			Fix:    sysctlFix("90-unroot-userns.conf", "kernel.unprivileged_userns_clone", "1")}
+			Fix:    sysctlFix("90-unroot-userns.conf", "kernel.unprivileged_userns_clone", "1")}, max, haveMax, false
+	}
+	return Result{}, max, haveMax, true
+}
+
+// UserNSSettings is the userns check without its probe: it fails, with an
+// explained *Error, when the host's settings disable user namespaces for
+// this process, and reads two sysctls to find out (cheap enough for every
+// start; the full check creates a namespace).
+func UserNSSettings() error {
+	r, _, _, ok := userNSSettings(os.Geteuid())
+	if ok {
+		return nil
+	}
+	return &Error{Err: operr.Wrap(operr.UserNS, "sysctl", errors.New("every start needs user namespaces")), Result: r}
+}
+
+func checkUserNS(ctx context.Context, e *env) Result {
+	r, max, haveMax, ok := userNSSettings(e.uid)
+	if !ok {
+		return r
 	}
 	err := e.userns(ctx)
 	if err == nil {

@@ -207,6 +207,7 @@ const (
 var allChecks = []string{
 	CheckUserNS, CheckAppArmor, CheckSubID, CheckIDMap, CheckTun, CheckNetDrivers,
 	CheckIPTables, CheckCgroup, CheckRuntimeDir, CheckLinger, CheckPorts, CheckPing,
+	CheckBypass,
 }
 
 // Select returns the named checks from Default, in the order given; unknown
@@ -226,6 +227,7 @@ func (e *env) checks(names ...string) []Check {
 }
 
 var checkFuncs = map[string]func(context.Context, *env) Result{
+	CheckBypass:     checkBypass,
 	CheckUserNS:     checkUserNS,
 	CheckAppArmor:   checkAppArmor,
 	CheckSubID:      checkSubID,

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/unroot/unroot/internal/operr"
 )
 
 // Error is a start failure together with the host problem that caused it.
@@ -119,9 +121,10 @@ func Explain(ctx context.Context, err error, opts Options) error {
 // relevant maps a start error to the checks that can explain it, most
 // likely cause first. specific is false when nothing in the error points
 // anywhere and the start-up essentials are checked instead; net names a
-// network helper the error says is missing.
+// network helper the error says is missing. It reads only the error's
+// types (internal/operr's operations, errnos, *exec.Error), never its
+// text, so a reworded message keeps its diagnosis.
 func relevant(err error) (names []string, specific bool, net string) {
-	msg := strings.ToLower(err.Error())
 	seen := map[string]bool{}
 	add := func(n ...string) {
 		for _, x := range n {
@@ -131,6 +134,7 @@ func relevant(err error) (names []string, specific bool, net string) {
 			}
 		}
 	}
+	en, hasErrno := errnoOf(err)
 	var ee *exec.Error
 	if errors.As(err, &ee) {
 		switch base := filepath.Base(ee.Name); base {
@@ -143,37 +147,30 @@ func relevant(err error) (names []string, specific bool, net string) {
 			add(CheckIPTables)
 		}
 	}
-	notFound := errors.Is(err, exec.ErrNotFound) || strings.Contains(msg, "not found")
-	// The helper named first is the missing one ("slirp4netns not found
-	// …, or use --net=pasta").
-	first := -1
-	for _, h := range []string{"slirp4netns", "pasta"} {
-		if i := strings.Index(msg, h); notFound && i >= 0 && (first < 0 || i < first) {
-			first = i
+	for _, oe := range operr.All(err) {
+		switch oe.Op {
+		case operr.Helper:
 			add(CheckNetDrivers)
-			if ee == nil {
-				net = h
+			if net == "" && errors.Is(oe, exec.ErrNotFound) {
+				net = oe.Subject
 			}
+		case operr.IDMap:
+			add(CheckSubID, CheckIDMap)
+		case operr.Tun:
+			add(CheckTun)
+		case operr.IPTables:
+			add(CheckIPTables)
+		case operr.Cgroup:
+			add(CheckCgroup)
+		case operr.Listen:
+			if hasErrno && (en == syscall.EACCES || en == syscall.EPERM) {
+				add(CheckPorts)
+			}
+		case operr.UserNS:
+			add(CheckUserNS, CheckAppArmor)
 		}
 	}
-	if containsAny(msg, "newuidmap", "newgidmap", "uid_map", "gid_map", "subuid", "subgid", "subordinate") {
-		add(CheckSubID, CheckIDMap)
-	}
-	if containsAny(msg, "/dev/net/tun", "tunsetiff", "tap device", "open tap") {
-		add(CheckTun)
-	}
-	if strings.Contains(msg, "iptables") {
-		add(CheckIPTables)
-	}
-	if strings.Contains(msg, "cgroup") {
-		add(CheckCgroup)
-	}
-	en, hasErrno := errnoOf(err)
-	if hasErrno && (en == syscall.EACCES || en == syscall.EPERM) && containsAny(msg, "bind", "listen") {
-		add(CheckPorts)
-	}
-	nsWords := containsAny(msg, "clone", "fork/exec", "unshare", "user namespace", "userns", "/proc/self/exe", "newuser")
-	if nsWords || (hasErrno && (en == syscall.EPERM || en == syscall.EACCES || en == syscall.ENOSPC || en == syscall.EINVAL) && len(names) == 0) {
+	if hasErrno && (en == syscall.EPERM || en == syscall.EACCES || en == syscall.ENOSPC || en == syscall.EINVAL) && len(names) == 0 {
 		add(CheckUserNS, CheckAppArmor)
 	}
 	if len(names) > 0 {
@@ -183,13 +180,4 @@ func relevant(err error) (names []string, specific bool, net string) {
 	// generic error is never blamed on, say, a short subuid range.
 	add(CheckUserNS, CheckAppArmor, CheckIDMap)
 	return names, false, net
-}
-
-func containsAny(s string, subs ...string) bool {
-	for _, x := range subs {
-		if strings.Contains(s, x) {
-			return true
-		}
-	}
-	return false
 }

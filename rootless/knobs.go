@@ -32,6 +32,9 @@ type Settings struct {
 	DisableHostLoopback bool
 	// CopyUp lists directories made writable inside (tmpfs+symlink).
 	CopyUp []string
+	// Bypass hands the namespace's sockets to the host kernel: "" or
+	// "false" (off), "true" or "auto" (see docs/bypass.md).
+	Bypass string
 }
 
 // Knob names, after "<PREFIX>_ROOTLESS_".
@@ -42,6 +45,7 @@ const (
 	KnobPortDriver          = "PORT_DRIVER"
 	KnobDisableHostLoopback = "DISABLE_HOST_LOOPBACK"
 	KnobCopyUpDirs          = "COPYUPDIRS"
+	KnobBypass              = "BYPASS"
 )
 
 // KnobVar returns the environment variable of a knob, e.g.
@@ -102,6 +106,19 @@ func ParseKnobs(prefix string, getenv func(string) string, def Settings) (s Sett
 			s.PortDriver = PortDriverBuiltin
 		}
 	}
+	if name, v := get(KnobBypass); v != "" {
+		switch b := strings.ToLower(v); b {
+		case "auto":
+			s.Bypass = b
+		default:
+			if on, perr := strconv.ParseBool(b); perr == nil {
+				s.Bypass = strconv.FormatBool(on)
+			} else {
+				warnings = append(warnings, fmt.Sprintf("%s=%q: use true, false or auto; bypass stays off", name, v))
+				s.Bypass = "false"
+			}
+		}
+	}
 	if name, v := get(KnobCopyUpDirs); v != "" {
 		for _, d := range strings.Split(v, ",") {
 			d = strings.TrimSpace(d)
@@ -109,7 +126,7 @@ func ParseKnobs(prefix string, getenv func(string) string, def Settings) (s Sett
 				continue
 			}
 			if verr := copyup.Validate(d); verr != nil {
-				return def, warnings, fmt.Errorf("%s: %w", name, verr)
+				return def, warnings, fmt.Errorf("%s: copy-up %s: %w", name, d, verr)
 			}
 			s.CopyUp = append(s.CopyUp, d)
 		}

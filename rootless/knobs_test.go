@@ -51,6 +51,10 @@ func TestParseKnobs(t *testing.T) {
 		}, "", ""},
 		{"copyup relative", env("K3S_ROOTLESS_COPYUPDIRS", "opt"), nil, "", "K3S_ROOTLESS_COPYUPDIRS: copy-up opt: must be an absolute path"},
 		{"copyup tmp", env("K3S_ROOTLESS_COPYUPDIRS", "/opt,/tmp"), nil, "", "copy-up /tmp"},
+		{"bypass", env("K3S_ROOTLESS_BYPASS", "true"), func(s Settings) bool { return s.Bypass == "true" }, "", ""},
+		{"bypass auto", env("K3S_ROOTLESS_BYPASS", "Auto"), func(s Settings) bool { return s.Bypass == "auto" }, "", ""},
+		{"bypass 0", env("K3S_ROOTLESS_BYPASS", "0"), func(s Settings) bool { return s.Bypass == "false" }, "", ""},
+		{"bypass bad", env("K3S_ROOTLESS_BYPASS", "fast"), func(s Settings) bool { return s.Bypass == "false" }, `K3S_ROOTLESS_BYPASS="fast": use true, false or auto`, ""},
 		{"other prefix ignored", env("FOO_ROOTLESS_MTU", "1500"), func(s Settings) bool { return s.MTU == 0 }, "", ""},
 	}
 	for _, tt := range tests {

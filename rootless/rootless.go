@@ -248,6 +248,13 @@ func (p Profile) Launcher(stateDir string) (*unroot.Launcher, error) {
 		CopyUp:   s.CopyUp,
 		Logger:   log,
 	}
+	if s.Bypass != "" && s.Bypass != "false" {
+		mode, err := unroot.ParseBypassMode(s.Bypass)
+		if err != nil {
+			return nil, err
+		}
+		l.Bypass = unroot.Bypass{Mode: mode, HostLoopback: !s.DisableHostLoopback}
+	}
 	if p.EvacuateCgroup2 != "" {
 		evac, warn := planCgroup(hostCgroup(), p.EvacuateCgroup2, p.name())
 		if warn != "" {

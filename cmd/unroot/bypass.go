@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/unroot/unroot"
+	"github.com/unroot/unroot/api"
 )
 
 // bypassOpts are the --bypass flags (both personalities: RootlessKit has
@@ -41,4 +42,17 @@ func bypassConfig(o *opts) (unroot.Bypass, error) {
 		return unroot.Bypass{}, err
 	}
 	return unroot.Bypass{Mode: mode, Ignore: ignore, HostLoopback: !o.disableHostLoopback}, nil
+}
+
+// bypassLine is `unroot info`'s line for --bypass.
+func bypassLine(b *api.BypassInfo) string {
+	switch {
+	case b == nil:
+		return "off"
+	case b.Enabled:
+		return "on (sockets are handed to the host kernel)"
+	case b.Reason != "":
+		return "off (--bypass=" + b.Mode + ": " + b.Reason + ")"
+	}
+	return "off (--bypass=" + b.Mode + ")"
 }

@@ -46,6 +46,7 @@ type opts struct {
 
 	portDriver          string
 	publish             []string
+	forward             []string // unroot only: --forward (reverse forwarding)
 	sourceIPTransparent bool
 	// sourceIPTransparentBackend: auto, nft or iptables (RootlessKit 3.3).
 	sourceIPTransparentBackend string
@@ -142,6 +143,7 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	}
 	fs.StringVar(&o.onNetworkFailure, "on-network-failure", "exit", "when the network helper (slirp4netns, pasta) dies and cannot be restarted: exit (stop the command, exit 1) or keep (run on without network) [exit, keep]")
 	registerBypass(fs, &o.bypass, p)
+	registerForward(fs, &o.forward, p)
 	fs.StringVar(&o.subidSource, "subid-source", "auto", "source of the subids [auto, dynamic (getsubids), static (/etc/subuid)]")
 	add("SubID", "subid-source")
 	if p == asUnroot {

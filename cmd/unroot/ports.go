@@ -157,7 +157,7 @@ defaults to 127.0.0.1 (::1 for tcp6/udp6) inside, and the proto to tcp:
 			return nil
 		},
 	}
-	cmd.AddCommand(list, add, remove)
+	cmd.AddCommand(list, add, remove, newForwardCommand(&stateDir))
 	return cmd
 }
 
@@ -260,5 +260,6 @@ func printInfo(w io.Writer, info *api.Info) error {
 	} else {
 		fmt.Fprintf(tw, "Port driver\tnone\n")
 	}
+	fmt.Fprintf(tw, "Bypass\t%s\n", bypassLine(info.Bypass))
 	return tw.Flush()
 }

@@ -67,6 +67,10 @@ func buildLauncher(o *opts, command []string, p personality, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	fwds, err := parseForwards(o.forward)
+	if err != nil {
+		return nil, err
+	}
 	nd, err := buildNetwork(o, p, log)
 	if err != nil {
 		return nil, err
@@ -82,6 +86,7 @@ func buildLauncher(o *opts, command []string, p personality, log *slog.Logger) (
 		Network:         nd,
 		Ports:           factory,
 		Publish:         specs,
+		Forward:         fwds,
 		CopyUp:          o.copyUp,
 		Propagation:     o.propagation,
 		PIDNS:           o.pidns,
@@ -107,7 +112,7 @@ func buildLauncher(o *opts, command []string, p personality, log *slog.Logger) (
 	l.ListenFDs, l.ActivationPID = listenFDs()
 	if err := l.Validate(); err != nil {
 		nd.Close()
-		return nil, err
+		return nil, flagError(err)
 	}
 	return l, nil
 }

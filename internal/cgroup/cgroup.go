@@ -12,6 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+
+	"github.com/unroot/unroot/internal/operr"
 )
 
 // ErrNoCgroup2 means the host has no cgroup v2 hierarchy mounted; the
@@ -87,8 +90,13 @@ func ValidateName(name string) error {
 }
 
 // Evacuate moves every process of the caller's cgroup into its subgroup
-// name and enables all available controllers for the subtree.
+// name and enables all available controllers for the subtree. Its errors
+// are operr.Cgroup; ErrNoCgroup2 says there is nothing to do.
 func Evacuate(name string) error {
+	return operr.Wrap(operr.Cgroup, name, evacuate(name))
+}
+
+func evacuate(name string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
@@ -119,7 +127,7 @@ func Evacuate(name string) error {
 	}
 	for _, pid := range strings.Fields(string(procs)) {
 		// A process may exit between the read and the move; ESRCH is fine.
-		if err := os.WriteFile(filepath.Join(evac, "cgroup.procs"), []byte(pid), 0); err != nil && !strings.Contains(err.Error(), "no such process") {
+		if err := os.WriteFile(filepath.Join(evac, "cgroup.procs"), []byte(pid), 0); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return fmt.Errorf("evacuate cgroup2: move pid %s to %s: %w", pid, evac, err)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/unroot/unroot/internal/handshake"
 	"github.com/unroot/unroot/internal/netconf"
+	"github.com/unroot/unroot/internal/operr"
 	"github.com/unroot/unroot/internal/sigproxy"
 	"github.com/unroot/unroot/internal/sockpool"
 	"github.com/unroot/unroot/internal/statedir"
@@ -123,7 +124,7 @@ func stage1(cfg Config) int {
 	env := append(envWithout(os.Environ(), EnvConfig), EnvConfig+"="+cfg.Encode())
 	err = syscall.Exec("/proc/self/exe", os.Args, env)
 	runtime.KeepAlive(f)
-	c.Send(handshake.Msg{Kind: handshake.Error, Err: fmt.Sprintf("re-exec /proc/self/exe in the user namespace: %v", err)})
+	c.Send(handshake.ErrorMsg(operr.Errorf(operr.UserNS, "/proc/self/exe", "re-exec /proc/self/exe in the user namespace: %w", err)))
 	return 1
 }
 
@@ -164,7 +165,7 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	sock, err := handshake.FromFile(sockF)
 	sockF.Close()
 	fail := func(err error) int {
-		if ctl.Send(handshake.Msg{Kind: handshake.Error, Err: err.Error()}) != nil {
+		if ctl.Send(handshake.ErrorMsg(err)) != nil {
 			fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
 		}
 		return 1
@@ -306,7 +307,7 @@ func serveUntilNetwork(ctl *handshake.Conn, worker *netnsWorker) (network.Setup,
 			var tap *os.File
 			err := worker.Do(func() (err error) { tap, err = sys.OpenTap(m.TapName, m.VnetHdr); return })
 			if err != nil {
-				ctl.Send(handshake.Msg{Kind: handshake.Error, Err: err.Error()})
+				ctl.Send(handshake.ErrorMsg(operr.Wrap(operr.Tun, m.TapName, err)))
 				continue
 			}
 			err = ctl.Send(handshake.Msg{Kind: handshake.Tap}, tap)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/unroot/unroot/internal/copyup"
+	"github.com/unroot/unroot/internal/operr"
 	"github.com/unroot/unroot/internal/sys"
 )
 
@@ -48,7 +49,7 @@ func prepareMounts(cfg Config) error {
 	}
 	if cfg.Cgroup2 {
 		if err := sys.Mount("none", "/sys/fs/cgroup", "cgroup2", 0, ""); err != nil {
-			return fmt.Errorf("mount cgroup2 on /sys/fs/cgroup: %w (--evacuate-cgroup2 needs --cgroupns)", err)
+			return operr.Errorf(operr.Cgroup, "/sys/fs/cgroup", "mount cgroup2 on /sys/fs/cgroup: %w (--evacuate-cgroup2 needs --cgroupns)", err)
 		}
 	}
 	return nil
@@ -87,7 +88,7 @@ func mountSysfs(cgroup2 bool, scratch string) error {
 				}
 				defer os.Remove(tmp)
 				if err := sys.Mount("/sys/fs/cgroup", tmp, "", sys.MS_BIND|sys.MS_REC, ""); err != nil {
-					return fmt.Errorf("keep /sys/fs/cgroup: %w", err)
+					return operr.Errorf(operr.Cgroup, "/sys/fs/cgroup", "keep /sys/fs/cgroup: %w", err)
 				}
 				defer sys.Unmount(tmp, syscall.MNT_DETACH) // a no-op once moved
 				restore = func() error { return sys.Mount(tmp, "/sys/fs/cgroup", "", sys.MS_MOVE, "") }
@@ -101,11 +102,11 @@ func mountSysfs(cgroup2 bool, scratch string) error {
 	}
 	if cgroup2 {
 		if err := sys.Mount("none", "/sys/fs/cgroup", "cgroup2", 0, ""); err != nil {
-			return fmt.Errorf("mount cgroup2 on /sys/fs/cgroup: %w (--evacuate-cgroup2 needs --cgroupns)", err)
+			return operr.Errorf(operr.Cgroup, "/sys/fs/cgroup", "mount cgroup2 on /sys/fs/cgroup: %w (--evacuate-cgroup2 needs --cgroupns)", err)
 		}
 	} else if restore != nil {
 		if err := restore(); err != nil {
-			return fmt.Errorf("move cgroup mount back to /sys/fs/cgroup: %w", err)
+			return operr.Errorf(operr.Cgroup, "/sys/fs/cgroup", "move cgroup mount back to /sys/fs/cgroup: %w", err)
 		}
 	}
 	return nil

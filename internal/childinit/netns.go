@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/unroot/unroot/internal/operr"
 	"github.com/unroot/unroot/internal/sys"
 )
 
@@ -38,7 +39,7 @@ func startDetachedNetNS(path string) (*netnsWorker, error) {
 	go func() {
 		runtime.LockOSThread()
 		if err := sys.Unshare(sys.CLONE_NEWNET); err != nil {
-			ready <- fmt.Errorf("create detached network namespace: %w", err)
+			ready <- operr.Errorf(operr.UserNS, "netns", "create detached network namespace: %w", err)
 			return // the locked thread exits with the goroutine
 		}
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o400)

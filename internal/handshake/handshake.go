@@ -20,12 +20,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/unroot/unroot/internal/operr"
 	"github.com/unroot/unroot/internal/wire"
 	"github.com/unroot/unroot/network"
 )
 
 // Version of the message format.
-const Version = 2
+const Version = 3
 
 // MaxMsg bounds a datagram; the largest message (Network) takes a few
 // hundred bytes. Each read allocates this much, in both fresh processes.
@@ -54,8 +55,12 @@ const (
 type Msg struct {
 	V    int
 	Kind Kind
-	// Err is the failure, for Error and TapCreated.
-	Err string
+	// Err is the failure, for Error and TapCreated; Op, Subject and Errno
+	// type it (see internal/operr).
+	Err     string
+	Op      operr.Op
+	Subject string
+	Errno   int
 	// TapName and VnetHdr, for OpenTap.
 	TapName string
 	VnetHdr bool
@@ -71,6 +76,9 @@ func Encode(m Msg) []byte {
 	e.Int(m.V)
 	e.String(string(m.Kind))
 	e.String(m.Err)
+	e.String(string(m.Op))
+	e.String(m.Subject)
+	e.Int(m.Errno)
 	e.String(m.TapName)
 	e.Bool(m.VnetHdr)
 	e.Setup(m.Setup)
@@ -88,6 +96,9 @@ func Decode(b []byte) (Msg, error) {
 	}
 	m.Kind = Kind(d.String())
 	m.Err = d.String()
+	m.Op = operr.Op(d.String())
+	m.Subject = d.String()
+	m.Errno = d.Int()
 	m.TapName = d.String()
 	m.VnetHdr = d.Bool()
 	m.Setup = d.Setup()
@@ -292,7 +303,7 @@ func (c *Conn) Recv(ctx context.Context) (Msg, []*os.File, error) {
 		for _, f := range files {
 			f.Close()
 		}
-		return m, nil, &PeerError{Msg: m.Err}
+		return m, nil, operr.FromPeer(m.Err, m.Op, m.Subject, m.Errno)
 	}
 	return m, files, nil
 }
@@ -313,6 +324,11 @@ func (c *Conn) Expect(ctx context.Context, k Kind) (Msg, []*os.File, error) {
 }
 
 // PeerError is a failure the other side reported.
-type PeerError struct{ Msg string }
+type PeerError = operr.PeerError
 
-func (e *PeerError) Error() string { return e.Msg }
+// ErrorMsg is the Error message that reports err, typed as operr.Fields
+// finds it.
+func ErrorMsg(err error) Msg {
+	op, subject, errno := operr.Fields(err)
+	return Msg{Kind: Error, Err: err.Error(), Op: op, Subject: subject, Errno: errno}
+}

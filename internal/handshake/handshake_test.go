@@ -3,14 +3,17 @@ package handshake
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/unroot/unroot/internal/operr"
 	"github.com/unroot/unroot/network"
 )
 
@@ -68,6 +71,16 @@ func TestRoundTrip(t *testing.T) {
 	var pe *PeerError
 	if !errors.As(err, &pe) || pe.Msg != "mount /proc: permission denied" {
 		t.Errorf("Recv error = %v, want the peer's message", err)
+	}
+	// A typed error arrives with its operation and errno.
+	sent := operr.Errorf(operr.Tun, "tap0", "open tap tap0: %w", syscall.EACCES)
+	if err := b.Send(ErrorMsg(fmt.Errorf("serve: %w", sent))); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = a.Recv(context.Background())
+	var oe *operr.Error
+	if !errors.As(err, &oe) || oe.Op != operr.Tun || oe.Subject != "tap0" || !errors.Is(err, syscall.EACCES) || err.Error() != "serve: open tap tap0: permission denied" {
+		t.Errorf("Recv error = %v (%#v), want the typed tun error", err, err)
 	}
 
 	if err := a.Send(Msg{Kind: Error, Err: strings.Repeat("x", MaxMsg)}); err == nil {

@@ -17,8 +17,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/unroot/unroot/internal/procfs"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/unroot/unroot/internal/operr"
+	"github.com/unroot/unroot/internal/procfs"
 )
 
 // Source selects where subordinate ranges come from.
@@ -67,8 +69,14 @@ var (
 	SubGIDFile = "/etc/subgid"
 )
 
-// Lookup builds the plan for self from the chosen source.
+// Lookup builds the plan for self from the chosen source. Its errors are
+// operr.IDMap.
 func Lookup(ctx context.Context, src Source, self Identity) (Plan, error) {
+	p, err := lookup(ctx, src, self)
+	return p, operr.Wrap(operr.IDMap, "subordinate ids", err)
+}
+
+func lookup(ctx context.Context, src Source, self Identity) (Plan, error) {
 	p := Plan{Self: self}
 	if self.UID == 0 {
 		return p, nil
@@ -234,8 +242,13 @@ func (p Plan) NeedsHelpers() bool {
 	return p.Self.UID != 0 && len(p.UIDRanges) > 0
 }
 
-// Apply writes the maps of the user namespace of process pid.
+// Apply writes the maps of the user namespace of process pid. Its errors
+// are operr.IDMap.
 func (p Plan) Apply(ctx context.Context, pid int) error {
+	return operr.Wrap(operr.IDMap, "id maps", p.apply(ctx, pid))
+}
+
+func (p Plan) apply(ctx context.Context, pid int) error {
 	procDir := "/proc/" + strconv.Itoa(pid)
 	switch {
 	case p.Self.UID == 0:
@@ -271,6 +284,10 @@ func (p Plan) Apply(ctx context.Context, pid int) error {
 // CheckHelpers reports a missing or unusable newuidmap/newgidmap before
 // anything is started.
 func (p Plan) CheckHelpers() error {
+	return operr.Wrap(operr.IDMap, "newuidmap", p.checkHelpers())
+}
+
+func (p Plan) checkHelpers() error {
 	if !p.NeedsHelpers() {
 		return nil
 	}

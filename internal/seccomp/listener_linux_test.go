@@ -215,3 +215,21 @@ func TestGone(t *testing.T) {
 		t.Fatalf("wait: hup %v, %v; want hup", hup, err)
 	}
 }
+
+func TestProbe(t *testing.T) {
+	if err := Probe(); err != nil {
+		t.Fatalf("probe on a kernel that has everything: %v", err)
+	}
+	// The probe's filter went with its thread: a bind here is not trapped
+	// (it would hang, with no supervisor).
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	done := make(chan error, 1)
+	go func() { done <- unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}) }()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/unroot/unroot/internal/handshake"
+	"github.com/unroot/unroot/internal/operr"
 	"github.com/unroot/unroot/port"
 )
 
@@ -40,6 +41,10 @@ type request struct {
 
 type reply struct {
 	Err string `json:"err,omitempty"`
+	// Op, Subject and Errno type Err (see internal/operr).
+	Op      operr.Op `json:"op,omitempty"`
+	Subject string   `json:"subject,omitempty"`
+	Errno   int      `json:"errno,omitempty"`
 }
 
 // DecodeRequest parses and checks a request datagram.
@@ -111,6 +116,7 @@ func (s *Server) Serve(ctx context.Context, c *handshake.Conn) error {
 		rep := reply{}
 		if err != nil {
 			rep.Err = err.Error()
+			rep.Op, rep.Subject, rep.Errno = operr.Fields(err)
 		}
 		werr := send(c, rep, out...)
 		closeAll(out)
@@ -163,7 +169,7 @@ func (cl *Client) roundTrip(ctx context.Context, req request) ([]int, error) {
 	}
 	if rep.Err != "" {
 		closeAll(fds)
-		return nil, errors.New(rep.Err)
+		return nil, operr.FromPeer(rep.Err, rep.Op, rep.Subject, rep.Errno)
 	}
 	return fds, nil
 }

@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/unroot/unroot/internal/handshake"
 	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/port"
-	"golang.org/x/sys/unix"
 )
 
 // serve connects a client to srv over a socketpair. stop closes the client

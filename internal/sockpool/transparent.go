@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/unroot/unroot/internal/operr"
 )
 
 // Mark is the fwmark and routing table used for transparent sockets.
@@ -97,7 +99,7 @@ var ExecMu sync.RWMutex
 func iptables(bin string, args []string) error {
 	path, err := exec.LookPath(bin)
 	if err != nil {
-		return fmt.Errorf("find %s: %w (install iptables, or disable source-IP preservation with --source-ip-transparent=false)", bin, err)
+		return operr.Errorf(operr.IPTables, bin, "find %s: %w (install iptables, or disable source-IP preservation with --source-ip-transparent=false)", bin, err)
 	}
 	// A helper that hangs would leave the connections waiting for the
 	// preparation waiting for good; give up on it instead, and let them
@@ -113,10 +115,10 @@ func iptables(bin string, args []string) error {
 	err = cmd.Run()
 	ExecMu.RUnlock()
 	if ctx.Err() != nil {
-		return fmt.Errorf("run %s %s: no answer within %v (a program holding the xtables lock in the namespace? --source-ip-transparent=false skips this)", bin, strings.Join(args, " "), helperTimeout)
+		return operr.Errorf(operr.IPTables, bin, "run %s %s: no answer within %v (a program holding the xtables lock in the namespace? --source-ip-transparent=false skips this)", bin, strings.Join(args, " "), helperTimeout)
 	}
 	if err != nil {
-		return fmt.Errorf("run %s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+		return operr.Errorf(operr.IPTables, bin, "run %s %s: %w: %s", bin, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }

@@ -4,10 +4,11 @@ package spawn
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"syscall"
+
+	"github.com/unroot/unroot/internal/operr"
 )
 
 // Options for Start.
@@ -39,7 +40,7 @@ func Start(o Options) (*exec.Cmd, error) {
 		cmd, err = start(o, 0)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create namespaces (clone /proc/self/exe): %w", err)
+		return nil, operr.Errorf(operr.UserNS, "/proc/self/exe", "create namespaces (clone /proc/self/exe): %w", err)
 	}
 	return cmd, nil
 }

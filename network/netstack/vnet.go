@@ -208,6 +208,7 @@ func (e *vnetEndpoint) deliver(d stack.NetworkDispatcher, rx *rxBuffer, n int) {
 		return // unicast for someone else; the views are reused
 	}
 	proto := eth.Type()
+	rx.completeChecksum(n)
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: rx.take(n)})
 	defer pkt.DecRef()
 	if _, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize); !ok {

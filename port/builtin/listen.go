@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/unroot/unroot/internal/operr"
 	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/port"
 )
@@ -68,8 +69,13 @@ func listenUDP(s port.Spec) (*net.UDPConn, error) {
 	return pc.(*net.UDPConn), nil
 }
 
-// listenError turns a listen failure into one line that says what to do.
+// listenError turns a listen failure into one line that says what to do,
+// typed operr.Listen.
 func listenError(s port.Spec, err error) error {
+	return operr.Wrap(operr.Listen, s.String(), listenMessage(s, err))
+}
+
+func listenMessage(s port.Spec, err error) error {
 	// net's own "listen tcp ADDR:" would say again what we say first.
 	var op *net.OpError
 	if errors.As(err, &op) && op.Err != nil {

@@ -7,12 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unroot/unroot/internal/seccomp"
 )
 
 // The --bypass tests run the launcher inside a network namespace of the
@@ -203,6 +206,12 @@ wait
 		}
 	}()
 	WaitFile(t, filepath.Join(dir, "ready"), 30*time.Second)
+	if r := RunUser(t, 10*time.Second, "unroot", "info", "--state-dir="+state, "--json"); !strings.Contains(r.Stdout, `"bypass": {`) || !strings.Contains(r.Stdout, `"enabled": true`) {
+		t.Errorf("unroot info does not report bypass on: %s%s", r.Stdout, r.Stderr)
+	}
+	if r := RunUser(t, 10*time.Second, "unroot", "info", "--state-dir="+state); !strings.Contains(r.Stdout, "Bypass") || !strings.Contains(r.Stdout, "on (") {
+		t.Errorf("unroot info does not report bypass on: %s%s", r.Stdout, r.Stderr)
+	}
 	read := func(name string) string {
 		b, _ := os.ReadFile(filepath.Join(dir, name))
 		return strings.TrimSpace(string(b))
@@ -333,5 +342,138 @@ func bpNoLeft(t *testing.T, mark string) {
 			cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(e), "cmdline"))
 			t.Errorf("left running: %s %q", filepath.Dir(e), strings.ReplaceAll(string(cmdline), "\x00", " "))
 		}
+	}
+}
+
+// startUnderListener starts cmd under a seccomp filter with a listener that
+// traps nothing, as an outer supervisor (a container runtime, another
+// --bypass) would leave it: a second listener cannot be installed below it.
+func startUnderListener(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	arch, err := seccomp.NativeArch()
+	if err != nil {
+		t.Skip(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the filtered thread ends with us
+		prog := seccomp.Program(arch, []seccomp.Rule{{Nr: 49, LenArg: 2, Lens: []uint32{0xffffffff}, NonZeroArg: -1}})
+		fd, err := seccomp.Install(prog)
+		if err != nil {
+			errc <- err
+			return
+		}
+		err = cmd.Start()
+		// Held until the test ends: a closed listener no longer counts.
+		l := seccomp.NewListener(fd)
+		t.Cleanup(func() { l.Close() })
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBypassRefused: where the kernel refuses the filter, --bypass fails at
+// once with the reason and the fix, --bypass=auto warns and relays, and
+// info says which.
+func TestBypassRefused(t *testing.T) {
+	t.Parallel()
+	dir := TempDir(t)
+	for _, tc := range []struct {
+		mode string
+		code int
+		want []string
+	}{
+		{"true", 1, []string{"install seccomp filter", "run the inner one without --bypass"}},
+		{"auto", 0, []string{"--bypass=auto", "ports are relayed", `"mode": "auto"`, `"enabled": false`}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		state := filepath.Join(dir, "state-"+tc.mode)
+		pub := "127.0.0.1:" + strconv.Itoa(ptPorts(t, 1)[0]) + ":80/tcp"
+		cmd := UserCmd(t, ctx, "unroot", "run", "--state-dir="+state, "--net=slirp4netns", "--bypass="+tc.mode, "-p", pub, "--",
+			"sh", "-c", `i=0; until unroot info --json; do i=$((i+1)); [ $i -gt 50 ] && exit 3; sleep 0.1; done`)
+		var so, se strings.Builder
+		cmd.Stdout, cmd.Stderr = &so, &se
+		startUnderListener(t, cmd)
+		err := cmd.Wait()
+		cancel()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("--bypass=%s: %v", tc.mode, err)
+		}
+		all := so.String() + se.String()
+		if code != tc.code {
+			t.Errorf("--bypass=%s under an outer listener: exit %d, want %d\n%s", tc.mode, code, tc.code, all)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(all, w) {
+				t.Errorf("--bypass=%s: output lacks %q:\n%s", tc.mode, w, all)
+			}
+		}
+		if strings.Contains(all, "goroutine ") {
+			t.Errorf("--bypass=%s printed a Go stack trace:\n%s", tc.mode, all)
+		}
+	}
+}
+
+// TestBypassDockerRootless: rootless Docker under --bypass runs a container
+// with -p that answers. dockerd's own sockets and docker-proxy's listener
+// go through the bypass; the containers' namespaces are nested and keep
+// theirs.
+func TestBypassDockerRootless(t *testing.T) {
+	t.Parallel()
+	const script = "/usr/share/docker.io/contrib/dockerd-rootless.sh"
+	for _, p := range []string{script, "/usr/sbin/dockerd", "/usr/bin/docker", "/bin/busybox"} {
+		if !fileExists(p) {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is missing: scripts/apt-packages.txt lists docker.io and busybox-static", p)
+			}
+			t.Skipf("skipping: %s is missing (apt-get install docker.io busybox-static)", p)
+		}
+	}
+	dir := TempDir(t)
+	root := filepath.Join(dir, "rootfs")
+	for _, d := range []string{"bin", "www"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("cp", "/bin/busybox", filepath.Join(root, "bin/busybox")).CombinedOutput(); err != nil {
+		t.Fatalf("cp busybox: %v: %s", err, out)
+	}
+	os.Symlink("busybox", filepath.Join(root, "bin/httpd"))
+	os.Symlink("busybox", filepath.Join(root, "bin/sh"))
+	os.WriteFile(filepath.Join(root, "www/index.html"), []byte("hello from a bypassed container\n"), 0o644)
+	image := filepath.Join(dir, "busybox.tar")
+	if out, err := exec.Command("tar", "-C", root, "-cf", image, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	os.Chmod(image, 0o644)
+	p := ptPorts(t, 1)[0]
+	run := filepath.Join(dir, "run")
+	body := fmt.Sprintf(`set -u
+export XDG_RUNTIME_DIR=%[1]s DOCKER_HOST=unix://%[1]s/docker.sock DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS=--bypass
+mkdir -m 700 -p "$XDG_RUNTIME_DIR"
+%[2]s --data-root %[3]s/data >%[3]s/dockerd.log 2>&1 &
+d=$!
+trap 'kill $d 2>/dev/null; wait $d' EXIT
+i=0; until docker version >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 200 ] && { echo "dockerd did not start"; cat %[3]s/dockerd.log; exit 1; }; sleep 0.1; done
+docker import %[4]s bb:latest >/dev/null || exit 1
+docker run -d --name web -p %[5]d:80 bb:latest httpd -f -p 80 -h /www >/dev/null || { cat %[3]s/dockerd.log; exit 1; }
+i=0; until curl -fsS --max-time 2 http://127.0.0.1:%[5]d/; do i=$((i+1)); [ $i -gt 50 ] && { cat %[3]s/dockerd.log; exit 1; }; sleep 0.2; done
+docker run --rm bb:latest sh -c 'echo container-ran' || { cat %[3]s/dockerd.log; exit 1; }
+ss -Hltnp "sport = :%[5]d"
+docker rm -f web >/dev/null
+`, run, script, dir, image, p)
+	r := RunUser(t, 120*time.Second, "sh", "-c", body)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "hello from a bypassed container") || !strings.Contains(r.Stdout, "container-ran") {
+		t.Fatalf("docker run -p %d:80 under --bypass: exit %d\nstdout: %s\nstderr: %s", p, r.Code, r.Stdout, r.Stderr)
+	}
+	// The host side is docker-proxy's own socket now, not the launcher's.
+	if strings.Contains(r.Stdout, `(("rootlesskit",`) || !strings.Contains(r.Stdout, `(("docker-proxy",`) {
+		t.Errorf("port %d is not held by docker-proxy on the host: %s", p, r.Stdout)
 	}
 }

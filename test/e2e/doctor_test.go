@@ -79,7 +79,7 @@ func TestDoctorHealthy(t *testing.T) {
 		t.Fatalf("doctor exit %d on the healthy host\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	res := drParse(t, r)
-	for _, name := range []string{"userns", "apparmor", "subid", "newuidmap", "tun", "net-drivers", "iptables", "xdg-runtime-dir"} {
+	for _, name := range []string{"userns", "apparmor", "subid", "newuidmap", "tun", "net-drivers", "iptables", "xdg-runtime-dir", "bypass"} {
 		if res[name].Status != "ok" {
 			t.Errorf("%s: %q, want ok: %s\nfix: %s", name, res[name].Status, res[name].Detail, res[name].Fix)
 		}
@@ -95,14 +95,14 @@ func TestDoctorHealthy(t *testing.T) {
 			t.Errorf("%s warns without a fix: %s", name, x.Detail)
 		}
 	}
-	if len(res) != 12 {
-		t.Errorf("got %d checks, want 12: %v", len(res), res)
+	if len(res) != 13 {
+		t.Errorf("got %d checks, want 13: %v", len(res), res)
 	}
 
 	txt := RunUser(t, time.Minute, "unroot", "doctor")
 	lines := regexp.MustCompile(`(?m)^(ok|warn|FAIL) +([a-z0-9-]+) +\S`).FindAllStringSubmatch(txt.Stdout, -1)
-	if txt.Code != 0 || len(lines) != 12 {
-		t.Errorf("text output: exit %d, %d check lines, want 0 and 12:\n%s", txt.Code, len(lines), txt.Stdout)
+	if txt.Code != 0 || len(lines) != 13 {
+		t.Errorf("text output: exit %d, %d check lines, want 0 and 13:\n%s", txt.Code, len(lines), txt.Stdout)
 	}
 }
 

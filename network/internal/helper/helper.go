@@ -27,6 +27,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/unroot/unroot/internal/operr"
 )
 
 // Fixed descriptor numbers in the helper: ExtraFiles start at 3.
@@ -215,7 +217,9 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	}
 	if o.Hint != nil {
 		if h := o.Hint(out); h != "" {
-			msg += "; fix: " + h
+			// The hint is the device's own state (see TunHint): the
+			// helper could not open it.
+			return nil, operr.Wrap(operr.Tun, "/dev/net/tun", errors.New(msg+"; fix: "+h))
 		}
 	}
 	return nil, errors.New(msg)

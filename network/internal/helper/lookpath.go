@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+
+	"github.com/unroot/unroot/internal/operr"
 )
 
 // Binary names a helper program and how a user gets it or does without it.
@@ -29,14 +31,15 @@ func LookPath(b Binary, override string) (string, error) {
 		return p, nil
 	}
 	if override != "" {
-		return "", fmt.Errorf("%s binary %s: %w: fix %s", b.Name, override, rootCause(err), b.Flag)
+		return "", operr.Errorf(operr.Helper, b.Name, "%s binary %s: %w: fix %s", b.Name, override, rootCause(err), b.Flag)
 	}
 	// netstack is the CLI's embedded network: it needs no package.
 	alt := fmt.Sprintf("--net=%s (apt-get install %s) or --net=netstack (built in)", b.OtherNet, b.OtherPackage)
 	if _, err := exec.LookPath(b.Other); err == nil {
 		alt = fmt.Sprintf("--net=%s (installed) or --net=netstack (built in)", b.OtherNet)
 	}
-	return "", fmt.Errorf("%s not found in PATH: install it (apt-get install %s), or use %s", b.Name, b.Package, alt)
+	return "", &operr.Error{Op: operr.Helper, Subject: b.Name, Err: exec.ErrNotFound,
+		Msg: fmt.Sprintf("%s not found in PATH: install it (apt-get install %s), or use %s", b.Name, b.Package, alt)}
 }
 
 // rootCause strips exec's and stat's wrapping ("exec: \"x\": stat x: ...")
