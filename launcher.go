@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -144,6 +145,9 @@ type Launcher struct {
 	// Bypass hands the namespace's sockets to the host kernel (see
 	// docs/bypass.md); the zero value is off.
 	Bypass Bypass
+	// OnNetworkFailure: what to do when the network driver's helper is lost
+	// for good (see NetworkFailure); "" means exit.
+	OnNetworkFailure NetworkFailure
 
 	log      *slog.Logger
 	mu       sync.Mutex
@@ -175,6 +179,8 @@ type Launcher struct {
 	bypass       *bypass.Supervisor // nil unless --bypass runs
 	fwd          *forward.Forwarder // nil without a network namespace
 	bypassWhyOff string             // why not, under --bypass=auto
+	released     chan struct{}      // closed when release begins
+	netFailure   atomic.Pointer[netFailureErr]
 }
 
 // hostNetworker is implemented by drivers that share the host's network
@@ -221,6 +227,9 @@ func (l *Launcher) Validate() error {
 	}
 	if _, err := notify.ParseMode(l.Ready); err != nil {
 		return configErrorf("Ready", "{Ready} %q: want notify (the command sends READY=1) or ports (unroot sends it once ports are published)", l.Ready)
+	}
+	if _, err := ParseNetworkFailure(string(l.OnNetworkFailure)); err != nil {
+		return err
 	}
 	for _, d := range l.CopyUp {
 		if err := copyup.Validate(d); err != nil {
@@ -299,6 +308,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	l.exited = make(chan struct{})
 	l.nsReady = make(chan struct{})
 	l.startOK = make(chan struct{})
+	l.released = make(chan struct{})
 	s := &startup{l: l, ctx: ctx, t0: time.Now()}
 	defer s.end(&err)
 	return s.run()
@@ -420,6 +430,9 @@ func (l *Launcher) Wait() (int, error) {
 		return 1, errors.New("wait: launcher not started")
 	}
 	<-l.exited
+	if nf := l.netFailure.Load(); nf != nil {
+		return 1, nf
+	}
 	err := l.waitErr
 	if err == nil {
 		return 0, nil
@@ -486,6 +499,9 @@ func (l *Launcher) teardown() error {
 // overlaps the init's own exit, or else from teardown.
 func (l *Launcher) release() error {
 	l.releaseOnce.Do(func() {
+		if l.released != nil {
+			close(l.released)
+		}
 		var errs []error
 		if l.api != nil {
 			errs = append(errs, l.api.Close())
@@ -547,6 +563,7 @@ func (l *Launcher) Info() api.Info {
 		info.PortDriver = &pi
 	}
 	info.Bypass = l.bypassInfo()
+	info.Health = l.networkHealth()
 	return info
 }
 

@@ -472,3 +472,65 @@ docker rm -f web >/dev/null
 		t.Errorf("port %d is not held by docker-proxy on the host: %s", p, r.Stdout)
 	}
 }
+
+// TestBypassRelayComesBack: the relay steps aside while the program's host
+// socket holds the published port and listens again once it is closed; a
+// port published through the API while the command runs applies to later
+// binds.
+func TestBypassRelayComesBack(t *testing.T) {
+	t.Parallel()
+	static := bpStaticServer(t)
+	ns := bpNetNS(t, "bpback")
+	dir := TempDir(t)
+	script := fmt.Sprintf(`D=%[1]s
+%[2]s -http 0.0.0.0:80 >/dev/null 2>&1 & p=$!
+touch $D/ready
+while [ ! -e $D/stop1 ]; do sleep 0.05; done
+kill $p; wait $p
+touch $D/stopped1
+while [ ! -e $D/api ]; do sleep 0.05; done
+%[2]s -http 0.0.0.0:81 >/dev/null 2>&1 &
+touch $D/started2
+wait
+`, dir, static)
+	state := filepath.Join(dir, "state")
+	mark := fmt.Sprintf("UNROOT_LEAK_MARK=bpback%d", time.Now().UnixNano())
+	cmd, out := bpLauncher(t, ns, mark, filepath.Join(Bin, "unroot"), "run", "--state-dir="+state, "--net=slirp4netns", "--bypass",
+		"-p", "0.0.0.0:8080:80/tcp", "sh", "-c", script)
+	defer func() {
+		syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("launcher output:\n%s", out)
+		}
+	}()
+	WaitFile(t, filepath.Join(dir, "ready"), 30*time.Second)
+	owner := func(port int, want string, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		var ss string
+		for time.Now().Before(deadline) {
+			ss, _ = bpIn(ns, 5*time.Second, "ss", "-Hltnp", fmt.Sprintf("sport = :%d", port))
+			if strings.Contains(ss, `(("`+want+`"`) {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("port %d is not held by %s within %v: %q", port, want, within, ss)
+	}
+	owner(8080, "portserver-stat", 10*time.Second)
+	os.WriteFile(filepath.Join(dir, "stop1"), nil, 0o644)
+	WaitFile(t, filepath.Join(dir, "stopped1"), 10*time.Second)
+	// The relay listens again (the check runs every 2 s).
+	owner(8080, "unroot", 8*time.Second)
+	ctl := exec.Command(filepath.Join(Bin, "rootlessctl"), "--socket", filepath.Join(state, "api.sock"), "add-ports", "0.0.0.0:8081:81/tcp")
+	if o, err := ctl.CombinedOutput(); err != nil {
+		t.Fatalf("rootlessctl add-ports: %v: %s", err, o)
+	}
+	os.WriteFile(filepath.Join(dir, "api"), nil, 0o644)
+	WaitFile(t, filepath.Join(dir, "started2"), 10*time.Second)
+	owner(8081, "portserver-stat", 10*time.Second)
+	if got, err := bpIn(ns, 10*time.Second, "curl", "-fsS", "-m", "5", "--interface", "198.18.0.1", "http://198.18.0.1:8081/"); err != nil || !strings.HasPrefix(got, "peer=198.18.0.1:") {
+		t.Errorf("the port published through the API: %v: %q", err, got)
+	}
+}
