@@ -109,6 +109,7 @@ func (s *startup) run() error {
 	if err := s.startCommand(setup); err != nil {
 		return err
 	}
+	s.watchNetwork()
 	if err := s.publish(setup); err != nil {
 		return err
 	}

@@ -62,6 +62,8 @@ type opts struct {
 	ready string // unroot only: who sends systemd READY=1 (internal/notify)
 
 	bypass bypassOpts
+
+	onNetworkFailure string
 }
 
 const categoryKey = "category"
@@ -139,6 +141,7 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	for _, n := range []string{"pidns", "cgroupns", "utsns", "ipcns", "reaper", "evacuate-cgroup2"} {
 		add("Process", n)
 	}
+	fs.StringVar(&o.onNetworkFailure, "on-network-failure", "exit", "when the network helper (slirp4netns, pasta) dies and cannot be restarted: exit (stop the command, exit 1) or keep (run on without network) [exit, keep]")
 	registerBypass(fs, &o.bypass, p)
 	registerForward(fs, &o.forward, p)
 	fs.StringVar(&o.subidSource, "subid-source", "auto", "source of the subids [auto, dynamic (getsubids), static (/etc/subuid)]")

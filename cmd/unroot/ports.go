@@ -241,6 +241,16 @@ func printInfo(w io.Writer, info *api.Info) error {
 	} else {
 		fmt.Fprintf(tw, "Network driver\thost\n")
 	}
+	if h := info.Health; h != nil && h.Network != nil {
+		line := fmt.Sprintf("%s, %d restarts", h.Network.State, h.Network.Restarts)
+		if h.Network.Restarts == 1 {
+			line = strings.TrimSuffix(line, "s")
+		}
+		if h.Network.LastError != "" {
+			line += "; last error: " + h.Network.LastError
+		}
+		fmt.Fprintf(tw, "Network health\t%s\n", line)
+	}
 	if pd := info.PortDriver; pd != nil {
 		fmt.Fprintf(tw, "Port driver\t%s\n", pd.Driver)
 		fmt.Fprintf(tw, "Protocols\t%s\n", strings.Join(pd.Protos, ", "))

@@ -60,7 +60,10 @@ type Driver struct {
 	proc *helper.Kept
 }
 
-var _ network.Driver = (*Driver)(nil)
+var (
+	_ network.Driver     = (*Driver)(nil)
+	_ network.Supervised = (*Driver)(nil)
+)
 
 // New validates cfg, finds the pasta binary and starts probing its options.
 func New(cfg network.Config, o Options) (*Driver, error) {
@@ -303,3 +306,26 @@ func buildArgs(cfg network.Config, c network.Child, f features) ([]string, error
 // pastaPrefix6 is the prefix length pasta gives the IPv6 address it
 // assigns (--address takes no length and --netmask is IPv4's).
 const pastaPrefix6 = 64
+
+// Health reports the helper's state (network.Supervised).
+func (d *Driver) Health() api.NetworkHealth {
+	d.mu.Lock()
+	p := d.proc
+	d.mu.Unlock()
+	h := api.NetworkHealth{State: api.HealthUp}
+	if p != nil {
+		h = p.Health()
+	}
+	h.Driver = d.Name()
+	return h
+}
+
+// Failed is closed once the helper is lost for good (network.Supervised).
+func (d *Driver) Failed() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.proc == nil {
+		return nil
+	}
+	return d.proc.Failed()
+}

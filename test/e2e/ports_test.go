@@ -506,6 +506,23 @@ func TestPortsDescriptorFlood(t *testing.T) {
 		t.Fatalf("the launcher exited during the flood: %v: %s", err, se.String())
 	default:
 	}
+	// Each repeated warning is printed once, then counted every few
+	// seconds (internal/lograte), not once per retry.
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+	done <- nil // for the deferred receive
+	counts := map[string]int{}
+	for _, l := range strings.Split(se.String(), "\n") {
+		if msg, ok := strings.CutPrefix(l, "unroot: warning: "); ok {
+			msg, _, _ = strings.Cut(msg, " err=")
+			counts[msg]++
+		}
+	}
+	for msg, n := range counts {
+		if n > 2 {
+			t.Errorf("%d lines of %q during the flood, want the first and a count", n, msg)
+		}
+	}
 }
 
 // rootlesskit-docker-proxy, as dockerd runs it inside the namespaces: it
