@@ -182,17 +182,6 @@ func TestPlanCgroup(t *testing.T) {
 	}
 }
 
-func FuzzSelfCgroup2(f *testing.F) {
-	f.Add([]byte("0::/a\n"))
-	f.Add([]byte("1:cpu:/\n0::\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		p, ok := selfCgroup2(b)
-		if ok && (p == "" || len(p) > len(b)) {
-			t.Fatalf("path %q from %q", p, b)
-		}
-	})
-}
-
 func TestKnobVarAndMarkers(t *testing.T) {
 	p := K3s()
 	if KnobVar(p.Prefix, KnobCIDR) != "K3S_ROOTLESS_CIDR" || p.DaemonMarker() != "_K3S_ROOTLESS_SOCK" {

@@ -24,6 +24,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/unroot/unroot/internal/testutil"
 	"github.com/unroot/unroot/network"
 )
 
@@ -31,13 +32,7 @@ import (
 // cannot pass by skipping.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Getuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("netstack tests need root to create network namespaces; CI runs them as root (scripts/test.sh)")
-	}
-	t.Skip("skipping: needs root to create a network namespace with a tap device; run as root or via scripts/test.sh")
+	testutil.RequireRoot(t, "create a network namespace with a tap device")
 }
 
 func requireTool(t testing.TB, name string) {

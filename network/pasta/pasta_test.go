@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unroot/unroot/internal/testutil"
 	"github.com/unroot/unroot/network"
 	"github.com/unroot/unroot/network/internal/nstest"
 )
@@ -349,12 +350,10 @@ func TestHelperDiesWithParent(t *testing.T) {
 }
 
 func TestStartFailureSaysWhy(t *testing.T) {
+	testutil.RequireTool(t, "pasta", "passt")
 	d, err := New(network.Config{}, Options{})
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("pasta must be installed in CI (scripts/test.sh does): %v", err)
-		}
-		t.Skipf("skipping: pasta not installed: %v", err)
+		t.Fatal(err)
 	}
 	_, err = d.Start(t.Context(), network.Child{PID: 1<<22 + 1})
 	if err == nil {
@@ -369,12 +368,7 @@ func TestStartFailureSaysWhy(t *testing.T) {
 // Run by real root, pasta would drop to "nobody" and fail to join the
 // child's user namespace; the driver keeps it root.
 func TestDriverAsRoot(t *testing.T) {
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI must run these tests as root (scripts/test.sh does)")
-		}
-		t.Skip("skipping: needs root")
-	}
+	testutil.RequireRoot(t, "see that pasta keeps root")
 	holder := exec.Command("unshare", "--user", "--map-root-user", "--net", "sleep", "30")
 	if err := holder.Start(); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unroot/unroot/internal/testutil"
 	"github.com/unroot/unroot/network"
 	"github.com/unroot/unroot/network/internal/nstest"
 )
@@ -338,12 +339,10 @@ func TestHelperDiesWithParent(t *testing.T) {
 
 // A child that is not a process must fail fast with slirp4netns's reason.
 func TestStartFailureSaysWhy(t *testing.T) {
+	testutil.RequireTool(t, "slirp4netns", "slirp4netns")
 	d, err := New(network.Config{}, Options{})
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("slirp4netns must be installed in CI (scripts/test.sh does): %v", err)
-		}
-		t.Skipf("skipping: slirp4netns not installed: %v", err)
+		t.Fatal(err)
 	}
 	// pid 2^22+1 is above pid_max, so it never exists.
 	_, err = d.Start(t.Context(), network.Child{PID: 1<<22 + 1})
