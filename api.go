@@ -26,6 +26,9 @@ type apiServer struct {
 // last step before child_pid.
 func (l *Launcher) serveAPI(ln net.Listener) (*apiServer, error) {
 	h := apiserver.New(apiserver.Config{Info: l.Info, Ports: l.portDrv, Logger: l.log})
+	if l.fwd != nil {
+		h = apiserver.WithForwards(h, l.fwd, l.log)
+	}
 	s := &apiServer{
 		srv:  apiserver.NewHTTPServer(h, l.log),
 		ln:   ln,

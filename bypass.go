@@ -2,7 +2,6 @@ package unroot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -83,10 +82,10 @@ func (l *Launcher) validateBypass() error {
 	switch l.Bypass.Mode {
 	case "", BypassOff, BypassOn, BypassAuto:
 	default:
-		return fmt.Errorf("bypass mode %q: must be on, off or auto", l.Bypass.Mode)
+		return configErrorf("Bypass.Mode", "{Bypass.Mode} %q: must be on, off or auto", l.Bypass.Mode)
 	}
 	if l.bypassOn() && (!l.privateNet() || l.DetachNetNS) {
-		return errors.New("--bypass needs the command in a network namespace of its own: use --net=slirp4netns, pasta or netstack, without --detach-netns")
+		return configErrorf("Bypass.Mode", "{Bypass.Mode=on} needs the command in a network namespace of its own: use {Bypass.Mode=private}")
 	}
 	return nil
 }

@@ -12,11 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/doctor"
+	"github.com/unroot/unroot/forward"
 	"github.com/unroot/unroot/internal/bypass"
 	"github.com/unroot/unroot/internal/cgroup"
 	"github.com/unroot/unroot/internal/childinit"
@@ -94,6 +96,10 @@ type Launcher struct {
 	// Publish lists ports to publish before child_pid is written.
 	// Requires Ports.
 	Publish []port.Spec
+	// Forward lists host services to make reachable inside, each on a
+	// port of the namespace (reverse forwarding, see package forward).
+	// Needs a network namespace (any driver but host).
+	Forward []forward.Spec
 	// CopyUp lists directories to make writable with the tmpfs+symlink
 	// layout (e.g. /etc, /run, /var/lib). /tmp is refused.
 	CopyUp []string
@@ -139,6 +145,9 @@ type Launcher struct {
 	// Bypass hands the namespace's sockets to the host kernel (see
 	// docs/bypass.md); the zero value is off.
 	Bypass Bypass
+	// OnNetworkFailure: what to do when the network driver's helper is lost
+	// for good (see NetworkFailure); "" means exit.
+	OnNetworkFailure NetworkFailure
 
 	log      *slog.Logger
 	mu       sync.Mutex
@@ -168,7 +177,10 @@ type Launcher struct {
 	waitErr      error
 	wg           sync.WaitGroup
 	bypass       *bypass.Supervisor // nil unless --bypass runs
+	fwd          *forward.Forwarder // nil without a network namespace
 	bypassWhyOff string             // why not, under --bypass=auto
+	released     chan struct{}      // closed when release begins
+	netFailure   atomic.Pointer[netFailureErr]
 }
 
 // hostNetworker is implemented by drivers that share the host's network
@@ -201,51 +213,58 @@ func (l *Launcher) reaper() bool {
 	return l.PIDNS
 }
 
-// Validate checks the configuration without touching the system.
+// Validate checks the configuration without touching the system. Its
+// errors are *ConfigError, naming the fields at fault.
 func (l *Launcher) Validate() error {
 	if len(l.Command) == 0 || l.Command[0] == "" {
-		return errors.New("no command specified")
+		return configErrorf("Command", "{Command} is empty: no command specified")
 	}
 	if l.Reaper == ReaperOn && !l.PIDNS {
-		return errors.New("--reaper=true requires --pidns: only PID 1 of a PID namespace can reap its orphans")
+		return configErrorf("Reaper", "{Reaper=ReaperOn} requires {PIDNS}: only PID 1 of a PID namespace can reap its orphans")
 	}
 	if _, err := childinit.PropagationFlags(l.Propagation); err != nil {
-		return err
+		return configErrorf("Propagation", "{Propagation} %q: must be one of private, rprivate, slave, rslave, shared, rshared", l.Propagation)
 	}
 	if _, err := notify.ParseMode(l.Ready); err != nil {
+		return configErrorf("Ready", "{Ready} %q: want notify (the command sends READY=1) or ports (unroot sends it once ports are published)", l.Ready)
+	}
+	if _, err := ParseNetworkFailure(string(l.OnNetworkFailure)); err != nil {
 		return err
 	}
 	for _, d := range l.CopyUp {
 		if err := copyup.Validate(d); err != nil {
-			return err
+			return configErrorf("CopyUp", "{CopyUp} %s: %v", d, err)
 		}
 	}
 	if len(l.CopyUp) > 0 && (l.Propagation == "shared" || l.Propagation == "rshared") {
-		return fmt.Errorf("propagation %s cannot be combined with --copy-up: a copied-up directory is moved into place, which shared mounts forbid; use --propagation=rslave", l.Propagation)
+		return configErrorf("Propagation", "{Propagation} %s cannot be combined with {CopyUp}: a copied-up directory is moved into place, which shared mounts forbid; use {Propagation=rslave}", l.Propagation)
 	}
 	if l.EvacuateCgroup2 != "" {
 		if err := cgroup.ValidateName(l.EvacuateCgroup2); err != nil {
-			return err
+			return configErrorf("EvacuateCgroup2", "{EvacuateCgroup2} %q: must be a plain name like \"evac\", without /", l.EvacuateCgroup2)
 		}
 		if !l.PIDNS || !l.CgroupNS {
-			return errors.New("--evacuate-cgroup2 requires --pidns and --cgroupns")
+			return configErrorf("EvacuateCgroup2", "{EvacuateCgroup2} requires {PIDNS} and {CgroupNS}")
 		}
 	}
 	if l.DetachNetNS && !l.privateNet() {
-		return errors.New("--detach-netns requires a network namespace: use --net=slirp4netns, pasta, netstack or none")
+		return configErrorf("DetachNetNS", "{DetachNetNS} requires a network namespace: use {Network=private}")
 	}
 	if err := l.validateBypass(); err != nil {
 		return err
 	}
+	if err := l.validateForwards(); err != nil {
+		return err
+	}
 	if len(l.Publish) > 0 && l.Ports == nil {
-		return errors.New("publishing ports requires a port driver: add --port-driver=builtin")
+		return configErrorf("Publish", "{Publish} requires a port driver: add {Ports=builtin}")
 	}
 	if l.StateDir != "" {
 		// sun_path holds 107 bytes; api.sock (and the API server's
 		// temporary name next to it) must fit.
 		abs, err := filepath.Abs(l.StateDir)
 		if err == nil && len(abs)+len("/.api-sock-0000000000/s") > 107 {
-			return fmt.Errorf("state dir %s is too long (%d bytes) for the unix socket api.sock inside it: use a path of at most %d bytes", abs, len(abs), 107-len("/.api-sock-0000000000/s"))
+			return configErrorf("StateDir", "{StateDir} %s is too long (%d bytes) for the unix socket api.sock inside it: use a path of at most %d bytes", abs, len(abs), 107-len("/.api-sock-0000000000/s"))
 		}
 	}
 	return nil
@@ -289,6 +308,7 @@ func (l *Launcher) Start(ctx context.Context) (err error) {
 	l.exited = make(chan struct{})
 	l.nsReady = make(chan struct{})
 	l.startOK = make(chan struct{})
+	l.released = make(chan struct{})
 	s := &startup{l: l, ctx: ctx, t0: time.Now()}
 	defer s.end(&err)
 	return s.run()
@@ -410,6 +430,9 @@ func (l *Launcher) Wait() (int, error) {
 		return 1, errors.New("wait: launcher not started")
 	}
 	<-l.exited
+	if nf := l.netFailure.Load(); nf != nil {
+		return 1, nf
+	}
 	err := l.waitErr
 	if err == nil {
 		return 0, nil
@@ -476,12 +499,18 @@ func (l *Launcher) teardown() error {
 // overlaps the init's own exit, or else from teardown.
 func (l *Launcher) release() error {
 	l.releaseOnce.Do(func() {
+		if l.released != nil {
+			close(l.released)
+		}
 		var errs []error
 		if l.api != nil {
 			errs = append(errs, l.api.Close())
 		}
 		if l.bypass != nil {
 			errs = append(errs, l.bypass.Close())
+		}
+		if l.fwd != nil {
+			errs = append(errs, l.fwd.Close())
 		}
 		if l.portDrv != nil {
 			errs = append(errs, l.portDrv.Close())
@@ -534,6 +563,7 @@ func (l *Launcher) Info() api.Info {
 		info.PortDriver = &pi
 	}
 	info.Bypass = l.bypassInfo()
+	info.Health = l.networkHealth()
 	return info
 }
 

@@ -2,6 +2,8 @@ package unroot
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,19 +30,19 @@ func TestValidate(t *testing.T) {
 		want string // "" = valid
 	}{
 		{"minimal", &Launcher{Command: []string{"true"}}, ""},
-		{"no command", &Launcher{}, "no command specified"},
-		{"reaper without pidns", &Launcher{Command: []string{"true"}, Reaper: ReaperOn}, "--reaper=true requires --pidns"},
+		{"no command", &Launcher{}, "Command is empty"},
+		{"reaper without pidns", &Launcher{Command: []string{"true"}, Reaper: ReaperOn}, "Reaper is ReaperOn requires PIDNS"},
 		{"reaper with pidns", &Launcher{Command: []string{"true"}, Reaper: ReaperOn, PIDNS: true}, ""},
-		{"bad propagation", &Launcher{Command: []string{"true"}, Propagation: "weird"}, "propagation"},
+		{"bad propagation", &Launcher{Command: []string{"true"}, Propagation: "weird"}, `Propagation "weird"`},
 		{"copy-up /tmp", &Launcher{Command: []string{"true"}, CopyUp: []string{"/tmp"}}, "/tmp"},
 		{"copy-up relative", &Launcher{Command: []string{"true"}, CopyUp: []string{"etc"}}, "absolute"},
 		{"rshared copy-up", &Launcher{Command: []string{"true"}, CopyUp: []string{"/etc"}, Propagation: "rshared"}, "rslave"},
-		{"evacuate without cgroupns", &Launcher{Command: []string{"true"}, EvacuateCgroup2: "evac", PIDNS: true}, "--cgroupns"},
-		{"evacuate bad name", &Launcher{Command: []string{"true"}, EvacuateCgroup2: "a/b", PIDNS: true, CgroupNS: true}, "without /"},
-		{"detach on host", &Launcher{Command: []string{"true"}, DetachNetNS: true}, "--detach-netns requires"},
-		{"detach on host driver", &Launcher{Command: []string{"true"}, DetachNetNS: true, Network: fakeNet{host: true}}, "--detach-netns requires"},
+		{"evacuate without cgroupns", &Launcher{Command: []string{"true"}, EvacuateCgroup2: "evac", PIDNS: true}, "EvacuateCgroup2 requires PIDNS and CgroupNS"},
+		{"evacuate bad name", &Launcher{Command: []string{"true"}, EvacuateCgroup2: "a/b", PIDNS: true, CgroupNS: true}, `EvacuateCgroup2 "a/b"`},
+		{"detach on host", &Launcher{Command: []string{"true"}, DetachNetNS: true}, "DetachNetNS requires a network namespace"},
+		{"detach on host driver", &Launcher{Command: []string{"true"}, DetachNetNS: true, Network: fakeNet{host: true}}, "DetachNetNS requires a network namespace"},
 		{"detach on private", &Launcher{Command: []string{"true"}, DetachNetNS: true, Network: fakeNet{}}, ""},
-		{"publish without driver", &Launcher{Command: []string{"true"}, Publish: []port.Spec{{Proto: "tcp", ParentPort: 80, ChildPort: 80}}}, "port driver"},
+		{"publish without driver", &Launcher{Command: []string{"true"}, Publish: []port.Spec{{Proto: "tcp", ParentPort: 80, ChildPort: 80}}}, "Publish requires a port driver: add Ports"},
 		{"state dir too long", &Launcher{Command: []string{"true"}, StateDir: "/" + strings.Repeat("d", 100)}, "too long"},
 		{"publish with driver", &Launcher{Command: []string{"true"}, Ports: noPorts, Publish: []port.Spec{{Proto: "tcp", ParentPort: 80, ChildPort: 80}}}, ""},
 	}
@@ -49,6 +51,34 @@ func TestValidate(t *testing.T) {
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("%s: Validate() = %v, want %q", tt.name, err, tt.want)
 		}
+		var ce *ConfigError
+		if err != nil && (!errors.As(err, &ce) || ce.Field == "" || !strings.HasPrefix(err.Error(), ce.Field)) {
+			t.Errorf("%s: Validate() = %#v, want a *ConfigError that starts with its field", tt.name, err)
+		}
+		if ce != nil {
+			for _, r := range ce.Refs() {
+				if !slices.Contains(ConfigRefs(), r) {
+					t.Errorf("%s: reference %q is not in ConfigRefs", tt.name, r)
+				}
+			}
+		}
+		if ce != nil && strings.ContainsAny(err.Error(), "{}") {
+			t.Errorf("%s: %q has a reference left", tt.name, err)
+		}
+	}
+}
+
+func TestConfigErrorText(t *testing.T) {
+	e := configErrorf("Reaper", "{Reaper=ReaperOn} requires {PIDNS} (%s)", "x")
+	if got := e.Error(); got != "Reaper is ReaperOn requires PIDNS (x)" {
+		t.Errorf("Error() = %q", got)
+	}
+	flags := map[string]string{"Reaper=ReaperOn": "--reaper=true", "PIDNS": "--pidns"}
+	if got := e.Text(func(r string) string { return flags[r] }); got != "--reaper=true requires --pidns (x)" {
+		t.Errorf("Text = %q", got)
+	}
+	if got := e.Refs(); len(got) != 2 || got[0] != "Reaper=ReaperOn" || got[1] != "PIDNS" {
+		t.Errorf("Refs = %q", got)
 	}
 }
 

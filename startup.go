@@ -109,12 +109,16 @@ func (s *startup) run() error {
 	if err := s.startCommand(setup); err != nil {
 		return err
 	}
+	s.watchNetwork()
 	if err := s.publish(setup); err != nil {
 		return err
 	}
 	// Notifications of binds the command made meanwhile wait in the
 	// filter's queue: the ports they may match are published now.
 	if err := s.l.startBypass(s.bypassFiles, s.bypassWhyOff, setup); err != nil {
+		return err
+	}
+	if err := s.l.startForwards(s.ctx); err != nil {
 		return err
 	}
 	return s.serveAPI()

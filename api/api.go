@@ -19,6 +19,37 @@ type Info struct {
 	// Bypass is unroot's own (RootlessKit has no such field): present when
 	// --bypass was asked for.
 	Bypass *BypassInfo `json:"bypass,omitempty"`
+	// Health is unroot's own: the state of what keeps the namespace
+	// connected. Absent for the host network.
+	Health *HealthInfo `json:"health,omitempty"`
+}
+
+// HealthInfo is the health block of GET /v1/info (unroot only).
+type HealthInfo struct {
+	Network *NetworkHealth `json:"network,omitempty"`
+}
+
+// Network health states.
+const (
+	// HealthUp: the network driver works (its helper may have been
+	// restarted: see Restarts).
+	HealthUp = "up"
+	// HealthDegraded: its helper died and is being restarted; outbound
+	// network and published ports are down meanwhile.
+	HealthDegraded = "degraded"
+	// HealthDown: its helper died and restarts stopped; the namespace has
+	// no network (--on-network-failure=keep runs on like this).
+	HealthDown = "down"
+)
+
+// NetworkHealth is the network driver's state.
+type NetworkHealth struct {
+	Driver string `json:"driver"`
+	State  string `json:"state"`
+	// Restarts counts the helper's restarts since start.
+	Restarts int `json:"restarts"`
+	// LastError is the last loss or failed restart, "" if none.
+	LastError string `json:"lastError,omitempty"`
 }
 
 // BypassInfo reports --bypass: whether the namespace's sockets are handed

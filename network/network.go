@@ -85,6 +85,17 @@ type Setup struct {
 	ConfiguredByDriver bool
 }
 
+// Supervised is a driver whose helper process is kept alive: restarted
+// when it dies, and reported on. The launcher puts Health in /v1/info and
+// acts on Failed (--on-network-failure).
+type Supervised interface {
+	// Health is the helper's state; valid once Start has returned.
+	Health() api.NetworkHealth
+	// Failed is closed once the helper is lost for good: it died and
+	// cannot be, or is no longer, restarted. Nil before Start.
+	Failed() <-chan struct{}
+}
+
 // Driver is the parent half of a network driver. Start is called once the
 // child's namespaces exist and its ids are mapped; it returns when the device
 // is usable. Close stops helper processes and waits for them: nothing may be

@@ -17,7 +17,7 @@ type bypassOpts struct {
 // unrootExtensions are flags the rootlesskit personality accepts beyond
 // RootlessKit's own, hidden from its --help so that scripts parsing it see
 // RootlessKit's list.
-var unrootExtensions = []string{"bypass", "bypass-ignore"}
+var unrootExtensions = []string{"bypass", "bypass-ignore", "on-network-failure"}
 
 func registerBypass(fs *pflag.FlagSet, o *bypassOpts, p personality) {
 	fs.StringVar(&o.mode, "bypass", "false", "hand the namespace's sockets to the host kernel: published ports and outbound connections skip the relay (see docs/bypass.md) [true, false, auto (warn and relay where the kernel refuses)]")

@@ -46,6 +46,7 @@ type opts struct {
 
 	portDriver          string
 	publish             []string
+	forward             []string // unroot only: --forward (reverse forwarding)
 	sourceIPTransparent bool
 	// sourceIPTransparentBackend: auto, nft or iptables (RootlessKit 3.3).
 	sourceIPTransparentBackend string
@@ -61,6 +62,8 @@ type opts struct {
 	ready string // unroot only: who sends systemd READY=1 (internal/notify)
 
 	bypass bypassOpts
+
+	onNetworkFailure string
 }
 
 const categoryKey = "category"
@@ -87,7 +90,7 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 
 	fs.StringVar(&o.net, "net", def("host", "auto"), "network driver [host, none, pasta, slirp4netns, netstack"+map[bool]string{true: ", auto (pasta, then slirp4netns, then netstack)", false: ""}[p == asUnroot]+"]")
 	fs.IntVar(&o.mtu, "mtu", 0, "MTU for non-host network (default: 65520 for pasta, slirp4netns and netstack)")
-	fs.Var(&setString{v: &o.cidr, set: &o.cidrSet}, "cidr", "CIDR for pasta, slirp4netns and netstack networks (default: 10.0.2.0/24)")
+	fs.Var(&setString{v: &o.cidr, set: &o.cidrSet}, "cidr", "CIDR for pasta, slirp4netns and netstack networks (default: 10.0.2.0/24); an IPv6 one alone (like fd00:1::/64) makes the network IPv6-only (pasta, netstack)")
 	fs.StringVar(&o.ifname, "ifname", "", "network interface name (default: tap0)")
 	fs.BoolVar(&o.disableHostLoopback, "disable-host-loopback", p == asUnroot, "prohibit connecting to 127.0.0.1:* on the host namespace")
 	fs.BoolVar(&o.ipv6, "ipv6", false, "enable IPv6 routing; for pasta, slirp4netns and netstack (experimental)")
@@ -138,7 +141,9 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 	for _, n := range []string{"pidns", "cgroupns", "utsns", "ipcns", "reaper", "evacuate-cgroup2"} {
 		add("Process", n)
 	}
+	fs.StringVar(&o.onNetworkFailure, "on-network-failure", "exit", "when the network helper (slirp4netns, pasta) dies and cannot be restarted: exit (stop the command, exit 1) or keep (run on without network) [exit, keep]")
 	registerBypass(fs, &o.bypass, p)
+	registerForward(fs, &o.forward, p)
 	fs.StringVar(&o.subidSource, "subid-source", "auto", "source of the subids [auto, dynamic (getsubids), static (/etc/subuid)]")
 	add("SubID", "subid-source")
 	if p == asUnroot {

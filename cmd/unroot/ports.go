@@ -157,7 +157,7 @@ defaults to 127.0.0.1 (::1 for tcp6/udp6) inside, and the proto to tcp:
 			return nil
 		},
 	}
-	cmd.AddCommand(list, add, remove)
+	cmd.AddCommand(list, add, remove, newForwardCommand(&stateDir))
 	return cmd
 }
 
@@ -240,6 +240,16 @@ func printInfo(w io.Writer, info *api.Info) error {
 		}
 	} else {
 		fmt.Fprintf(tw, "Network driver\thost\n")
+	}
+	if h := info.Health; h != nil && h.Network != nil {
+		line := fmt.Sprintf("%s, %d restarts", h.Network.State, h.Network.Restarts)
+		if h.Network.Restarts == 1 {
+			line = strings.TrimSuffix(line, "s")
+		}
+		if h.Network.LastError != "" {
+			line += "; last error: " + h.Network.LastError
+		}
+		fmt.Fprintf(tw, "Network health\t%s\n", line)
 	}
 	if pd := info.PortDriver; pd != nil {
 		fmt.Fprintf(tw, "Port driver\t%s\n", pd.Driver)

@@ -45,7 +45,7 @@ func launch(o *opts, command []string, p personality, printErr errPrinter) int {
 	log.Debug("cli: closed", "sinceStart", sinceExec())
 	// rootlesskit reports every non-zero exit; unroot run lets the status
 	// speak for itself unless a signal ended the command.
-	if werr != nil && (p == asRootlesskit || code == 255) {
+	if werr != nil && (p == asRootlesskit || code == 255 || errors.Is(werr, unroot.ErrNetworkDown)) {
 		printErr(werr)
 	}
 	return code
@@ -67,6 +67,10 @@ func buildLauncher(o *opts, command []string, p personality, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	fwds, err := parseForwards(o.forward)
+	if err != nil {
+		return nil, err
+	}
 	nd, err := buildNetwork(o, p, log)
 	if err != nil {
 		return nil, err
@@ -82,6 +86,7 @@ func buildLauncher(o *opts, command []string, p personality, log *slog.Logger) (
 		Network:         nd,
 		Ports:           factory,
 		Publish:         specs,
+		Forward:         fwds,
 		CopyUp:          o.copyUp,
 		Propagation:     o.propagation,
 		PIDNS:           o.pidns,
@@ -96,6 +101,10 @@ func buildLauncher(o *opts, command []string, p personality, log *slog.Logger) (
 		Logger:          log,
 		Bypass:          bypass,
 	}
+	if l.OnNetworkFailure, err = unroot.ParseNetworkFailure(o.onNetworkFailure); err != nil {
+		nd.Close()
+		return nil, err
+	}
 	if p == asRootlesskit {
 		l.ChildErrorPrefix = "[rootlesskit:child ] error: "
 		l.ChildReportsExit = true
@@ -103,7 +112,7 @@ func buildLauncher(o *opts, command []string, p personality, log *slog.Logger) (
 	l.ListenFDs, l.ActivationPID = listenFDs()
 	if err := l.Validate(); err != nil {
 		nd.Close()
-		return nil, err
+		return nil, flagError(err)
 	}
 	return l, nil
 }

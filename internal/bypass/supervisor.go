@@ -70,6 +70,8 @@ type Supervisor struct {
 	routes []netip.Prefix
 	read   time.Time
 	warned map[string]bool
+	// swapped are the host sockets put in programs in the last seconds.
+	swapped map[uint64]swap
 
 	closeOnce sync.Once
 }
@@ -99,7 +101,7 @@ func Start(cfg Config) (*Supervisor, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Supervisor{cfg: cfg, log: log.With("component", "bypass"), stop: stop, ctx: ctx, done: cancel,
-		bound: map[boundKey]*boundPort{}, aside: map[int]bool{}, warned: map[string]bool{}}
+		bound: map[boundKey]*boundPort{}, aside: map[int]bool{}, warned: map[string]bool{}, swapped: map[uint64]swap{}}
 	s.wg.Add(2)
 	go s.loop()
 	go s.probe()
@@ -209,20 +211,70 @@ func transportOf(si sockInfo) string {
 	return "udp"
 }
 
+// swap is a host socket put in a program, remembered for a while by its
+// inode: a signal that interrupts the trapped call after the swap but
+// before the answer makes the kernel restart it, on the host socket now,
+// and the restarted call must not run as the program wrote it.
+type swap struct {
+	redirect netip.AddrPort // the connect target, for a redirected connect
+	family   int
+	bound    bool // a bind: it is done
+	at       time.Time
+	// For a restarted redirected connect: nsSocket connected again, and
+	// errno is what the program gets.
+	again bool
+	errno unix.Errno
+}
+
+func (s *Supervisor) remember(ours int, w swap) {
+	var st unix.Stat_t
+	if unix.Fstat(ours, &st) != nil {
+		return
+	}
+	w.at = time.Now()
+	s.mu.Lock()
+	s.swapped[st.Ino] = w
+	s.mu.Unlock()
+}
+
 // nsSocket takes the target's socket when it is an IPv4/IPv6 TCP or UDP
 // socket of the namespace (not one already swapped for a host socket).
-func (s *Supervisor) nsSocket(n seccomp.Notif) (int, sockInfo, bool) {
+// Otherwise, for a socket swapped a moment ago, it returns what was done.
+func (s *Supervisor) nsSocket(n seccomp.Notif) (int, sockInfo, bool, *swap) {
 	fd := int(int32(n.Args[0]))
 	theirs, err := takeSocket(int(n.Pid), fd)
 	if err != nil {
-		return -1, sockInfo{}, false
+		return -1, sockInfo{}, false, nil
 	}
 	si, ok := inspect(theirs)
 	if !ok || netnsOf(theirs) != s.cfg.NetNS {
+		var w *swap
+		var st unix.Stat_t
+		if ok && unix.Fstat(theirs, &st) == nil {
+			s.mu.Lock()
+			if v, found := s.swapped[st.Ino]; found {
+				w = &v
+			}
+			s.mu.Unlock()
+		}
+		if w != nil && !w.redirect.IsValid() {
+			unix.Close(theirs)
+			return -1, sockInfo{}, false, w
+		}
+		if w != nil {
+			// A redirected connect again: it was started on our socket.
+			errno := connectHost(theirs, w.family, w.redirect, true)
+			unix.Close(theirs)
+			if errno == unix.EISCONN {
+				errno = 0
+			}
+			w.again, w.errno = true, errno
+			return -1, sockInfo{}, false, w
+		}
 		unix.Close(theirs)
-		return -1, sockInfo{}, false
+		return -1, sockInfo{}, false, nil
 	}
-	return theirs, si, true
+	return theirs, si, true, nil
 }
 
 func (s *Supervisor) bind(n seccomp.Notif) {
@@ -241,7 +293,11 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 		s.cont(n)
 		return
 	}
-	theirs, si, ok := s.nsSocket(n)
+	theirs, si, ok, w := s.nsSocket(n)
+	if w != nil && w.bound {
+		s.answer(n, 0) // restarted after the swap: it is bound
+		return
+	}
 	if !ok {
 		s.cont(n)
 		return
@@ -306,6 +362,7 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 		}
 		return
 	}
+	s.remember(ours, swap{bound: true})
 	s.mu.Lock()
 	s.bound[key] = entry
 	s.mu.Unlock()
@@ -378,7 +435,12 @@ func (s *Supervisor) connect(n seccomp.Notif, ptr, ln int, sendto bool) {
 		s.cont(n)
 		return
 	}
-	theirs, si, ok := s.nsSocket(n)
+	theirs, si, ok, w := s.nsSocket(n)
+	if w != nil && w.again {
+		// Restarted after a redirect: nsSocket connected again.
+		s.answer(n, w.errno)
+		return
+	}
 	if !ok {
 		s.cont(n)
 		return
@@ -423,6 +485,7 @@ func (s *Supervisor) connect(n seccomp.Notif, ptr, ln int, sendto bool) {
 		}
 		return
 	}
+	s.remember(ours, swap{redirect: target, family: si.family})
 	s.log.Debug("connect redirected", "dst", dst, "host", target, "pid", n.Pid)
 	s.answer(n, errno)
 }
@@ -440,6 +503,11 @@ func (s *Supervisor) probe() {
 		case <-t.C:
 		}
 		s.mu.Lock()
+		for ino, w := range s.swapped {
+			if time.Since(w.at) > 10*time.Second {
+				delete(s.swapped, ino)
+			}
+		}
 		var free []boundKey
 		for k, b := range s.bound {
 			if portFree(k.transport, b) {

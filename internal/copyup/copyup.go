@@ -18,13 +18,13 @@ import (
 // Validate rejects directories that cannot be copied up.
 func Validate(dir string) error {
 	if !filepath.IsAbs(dir) {
-		return fmt.Errorf("copy-up %s: must be an absolute path", dir)
+		return errors.New("must be an absolute path")
 	}
 	if filepath.Clean(dir) == "/tmp" {
-		return errors.New("copy-up /tmp: /tmp is used for the copy-up itself and cannot be copied up; mount a tmpfs on it inside instead")
+		return errors.New("/tmp is used for the copy-up itself and cannot be copied up; mount a tmpfs on it inside instead")
 	}
 	if filepath.Clean(dir) == "/" {
-		return errors.New("copy-up /: the root cannot be copied up; name its subdirectories instead")
+		return errors.New("the root cannot be copied up; name its subdirectories instead")
 	}
 	return nil
 }

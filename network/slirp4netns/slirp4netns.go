@@ -71,7 +71,10 @@ type Driver struct {
 	sockPath string
 }
 
-var _ network.Driver = (*Driver)(nil)
+var (
+	_ network.Driver     = (*Driver)(nil)
+	_ network.Supervised = (*Driver)(nil)
+)
 
 // New validates cfg, finds the slirp4netns binary and starts probing its
 // features, so that a bad flag or a missing package fails before any
@@ -80,6 +83,9 @@ func New(cfg network.Config, o Options) (*Driver, error) {
 	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if cfg.IPv6Only() {
+		return nil, fmt.Errorf("slirp4netns cannot make an IPv6-only network (--cidr=%s): it always has IPv4, and its IPv6 (--ipv6) is fixed to fd00::/64; use --net=pasta or --net=netstack for an IPv6 --cidr", cfg.CIDR)
 	}
 	d := &Driver{cfg: cfg, log: cfg.Logger}
 	if d.log == nil {
@@ -242,16 +248,41 @@ func (d *Driver) start(ctx context.Context, c network.Child, flags map[string]bo
 		}
 	}
 	// A restarted slirp4netns finds the child's addresses and routes still
-	// on the persistent tap. Ports published through its API would be lost,
-	// so with the API socket a loss is only reported.
+	// on the persistent tap. Ports published through its API are published
+	// again by the port driver (OnRestart) before it counts as up. Without
+	// a persistent tap (a helper that made its own) it cannot be restarted,
+	// and its loss is final.
 	var restart func(context.Context) (*helper.Process, error)
-	if persistent && opts.apiSocket == "" {
-		restart = func(ctx context.Context) (*helper.Process, error) { return helper.Start(ctx, ho) }
+	if persistent {
+		restart = func(ctx context.Context) (*helper.Process, error) {
+			if opts.apiSocket != "" {
+				_ = os.Remove(opts.apiSocket) // the dead one's
+			}
+			np, err := helper.Start(ctx, ho)
+			if err == nil && opts.apiSocket != "" {
+				if err = waitSocket(ctx, np, opts.apiSocket); err != nil {
+					np.Close()
+				}
+			}
+			return np, err
+		}
 	}
 	d.proc, d.sockPath = helper.Keep(p, "slirp4netns", restart, d.log), opts.apiSocket
 	d.log.Debug("slirp4netns ready", "pid", p.PID(), "took", time.Since(begin), "persistent-tap", persistent)
 
 	return d.setup(), nil
+}
+
+// OnRestart adds a step that runs after each restart of slirp4netns, before
+// it counts as up again: the slirp4netns port driver publishes its ports
+// there again. A step that fails fails the restart. Call it after Start.
+func (d *Driver) OnRestart(f func(context.Context) error) {
+	d.mu.Lock()
+	p := d.proc
+	d.mu.Unlock()
+	if p != nil {
+		p.OnRestart(f)
+	}
 }
 
 // APISocket is the path of slirp4netns's API socket once Start has
@@ -432,4 +463,27 @@ func buildArgs(cfg network.Config, c network.Child, o startOpts) ([]string, erro
 		args = append(args, strconv.Itoa(c.PID))
 	}
 	return slices.Clip(append(args, cfg.IfName)), nil
+}
+
+// Health reports the helper's state (network.Supervised).
+func (d *Driver) Health() api.NetworkHealth {
+	d.mu.Lock()
+	p := d.proc
+	d.mu.Unlock()
+	h := api.NetworkHealth{State: api.HealthUp}
+	if p != nil {
+		h = p.Health()
+	}
+	h.Driver = d.Name()
+	return h
+}
+
+// Failed is closed once the helper is lost for good (network.Supervised).
+func (d *Driver) Failed() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.proc == nil {
+		return nil
+	}
+	return d.proc.Failed()
 }

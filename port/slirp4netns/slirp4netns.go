@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -28,6 +29,13 @@ import (
 type APISocketer interface {
 	// APISocket is the path of slirp4netns's --api-socket, "" without one.
 	APISocket() string
+}
+
+// Restarter is a network driver whose helper may be restarted; the port
+// driver publishes its ports in each new slirp4netns
+// (network/slirp4netns.Driver.OnRestart).
+type Restarter interface {
+	OnRestart(func(context.Context) error)
 }
 
 // Protos are what slirp4netns forwards.
@@ -50,7 +58,20 @@ func New(ctx context.Context, env port.Env) (port.Driver, error) {
 	if !childIP.IsValid() {
 		childIP = netip.AddrFrom4([4]byte{10, 0, 2, 100})
 	}
-	return &Driver{sock: sock, childIP: childIP, log: log.With("component", "port/slirp4netns"), ports: map[int]port.Spec{}}, nil
+	d := &Driver{sock: sock, childIP: childIP, log: log.With("component", "port/slirp4netns"), ports: map[int]entry{}}
+	if r, ok := env.Network.(Restarter); ok {
+		r.OnRestart(d.republish)
+	}
+	return d, nil
+}
+
+// entry is a published port: its spec and its id in the slirp4netns that
+// runs now. IDs handed out are slirp4netns's own until it is restarted;
+// its new ids restart from 1, so from then on clients keep the ids they
+// got and sid maps them to the new process's.
+type entry struct {
+	spec port.Spec
+	sid  int
 }
 
 // Driver forwards through slirp4netns. Port IDs are slirp4netns's.
@@ -60,7 +81,8 @@ type Driver struct {
 	log     *slog.Logger
 
 	mu    sync.Mutex
-	ports map[int]port.Spec
+	ports map[int]entry // by the ID clients know
+	maxID int           // the largest ID handed out
 }
 
 var _ port.Driver = (*Driver)(nil)
@@ -148,26 +170,71 @@ func (d *Driver) Add(ctx context.Context, s port.Spec) (port.Status, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var existing []port.Status
-	for id, sp := range d.ports {
-		existing = append(existing, port.Status{ID: id, Spec: sp})
+	for id, e := range d.ports {
+		existing = append(existing, port.Status{ID: id, Spec: e.spec})
 	}
 	if err := port.Conflict(existing, s); err != nil {
 		return port.Status{}, err
 	}
-	ret, err := d.call(ctx, request{Execute: "add_hostfwd", Arguments: hostfwd{
+	sid, err := d.addHostfwd(ctx, hostfwd{
 		Proto: port.Transport(s.Proto), HostAddr: hostAddr, HostPort: s.ParentPort, GuestAddr: guest.String(), GuestPort: s.ChildPort,
-	}})
+	})
 	if err != nil {
 		return port.Status{}, err
+	}
+	// slirp4netns's ids grow, so until a restart this is its id.
+	id := max(sid, d.maxID+1)
+	d.maxID = id
+	d.ports[id] = entry{spec: s, sid: sid}
+	return port.Status{ID: id, Spec: s}, nil
+}
+
+func (d *Driver) addHostfwd(ctx context.Context, f hostfwd) (int, error) {
+	ret, err := d.call(ctx, request{Execute: "add_hostfwd", Arguments: f})
+	if err != nil {
+		return 0, err
 	}
 	var r struct {
 		ID *int `json:"id"`
 	}
 	if err := json.Unmarshal(ret, &r); err != nil || r.ID == nil {
-		return port.Status{}, fmt.Errorf("slirp4netns add_hostfwd: reply without an id: %s", ret)
+		return 0, fmt.Errorf("slirp4netns add_hostfwd: reply without an id: %s", ret)
 	}
-	d.ports[*r.ID] = s
-	return port.Status{ID: *r.ID, Spec: s}, nil
+	return *r.ID, nil
+}
+
+// forward is s as slirp4netns's add_hostfwd takes it; Add has checked it.
+func (d *Driver) forward(s port.Spec) hostfwd {
+	f := hostfwd{Proto: port.Transport(s.Proto), HostAddr: "0.0.0.0", HostPort: s.ParentPort, GuestAddr: d.childIP.String(), GuestPort: s.ChildPort}
+	if s.ParentIP.IsValid() {
+		f.HostAddr = s.ParentIP.Unmap().String()
+	}
+	if s.ChildIP.IsValid() {
+		f.GuestAddr = s.ChildIP.Unmap().String()
+	}
+	return f
+}
+
+// republish publishes every port again in a restarted slirp4netns, in the
+// order they were added; the first that fails fails the restart (the
+// network driver then tries another, or gives up).
+func (d *Driver) republish(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ids := slices.Sorted(maps.Keys(d.ports))
+	for _, id := range ids {
+		e := d.ports[id]
+		sid, err := d.addHostfwd(ctx, d.forward(e.spec))
+		if err != nil {
+			return fmt.Errorf("publish port %d (%s) again in the restarted slirp4netns: %w", id, e.spec, err)
+		}
+		e.sid = sid
+		d.ports[id] = e
+	}
+	if len(ids) > 0 {
+		d.log.Warn("ports published again in the restarted slirp4netns", "ports", len(ids))
+	}
+	return nil
 }
 
 // List returns the forwarded ports ordered by ID.
@@ -175,8 +242,8 @@ func (d *Driver) List(ctx context.Context) ([]port.Status, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []port.Status
-	for id, s := range d.ports {
-		out = append(out, port.Status{ID: id, Spec: s})
+	for id, e := range d.ports {
+		out = append(out, port.Status{ID: id, Spec: e.spec})
 	}
 	slices.SortFunc(out, func(a, b port.Status) int { return a.ID - b.ID })
 	return out, nil
@@ -186,10 +253,11 @@ func (d *Driver) List(ctx context.Context) ([]port.Status, error) {
 func (d *Driver) Remove(ctx context.Context, id int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, ok := d.ports[id]; !ok {
+	e, ok := d.ports[id]
+	if !ok {
 		return fmt.Errorf("unknown id: %d", id)
 	}
-	if _, err := d.call(ctx, request{Execute: "remove_hostfwd", Arguments: map[string]int{"id": id}}); err != nil {
+	if _, err := d.call(ctx, request{Execute: "remove_hostfwd", Arguments: map[string]int{"id": e.sid}}); err != nil {
 		return err
 	}
 	delete(d.ports, id)
@@ -200,7 +268,7 @@ func (d *Driver) Remove(ctx context.Context, id int) error {
 // which the network driver stops.
 func (d *Driver) Close() error {
 	d.mu.Lock()
-	d.ports = map[int]port.Spec{}
+	d.ports = map[int]entry{}
 	d.mu.Unlock()
 	return nil
 }

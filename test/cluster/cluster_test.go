@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/internal/testutil"
 )
 
 var (
@@ -38,7 +40,7 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	skip := func(why string) int {
-		if os.Getenv("CI") != "" {
+		if testutil.InCI() {
 			fmt.Fprintf(os.Stderr, "cluster: %s; CI must provide it (scripts/test.sh does)\n", why)
 			return 1
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/unroot/unroot/internal/seccomp"
+	"github.com/unroot/unroot/internal/testutil"
 )
 
 // The --bypass tests run the launcher inside a network namespace of the
@@ -115,10 +116,7 @@ func TestBypassServers(t *testing.T) {
 	t.Parallel()
 	for _, p := range []string{"/usr/sbin/nginx", "/usr/bin/iperf3", "/usr/bin/python3"} {
 		if !fileExists(p) {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is missing: scripts/apt-packages.txt lists it", p)
-			}
-			t.Skipf("skipping: %s is missing", p)
+			testutil.Unavailable(t, "%s is missing (scripts/apt-packages.txt lists it)", p)
 		}
 	}
 	static := bpStaticServer(t)
@@ -416,5 +414,123 @@ func TestBypassRefused(t *testing.T) {
 		if strings.Contains(all, "goroutine ") {
 			t.Errorf("--bypass=%s printed a Go stack trace:\n%s", tc.mode, all)
 		}
+	}
+}
+
+// TestBypassDockerRootless: rootless Docker under --bypass runs a container
+// with -p that answers. dockerd's own sockets and docker-proxy's listener
+// go through the bypass; the containers' namespaces are nested and keep
+// theirs.
+func TestBypassDockerRootless(t *testing.T) {
+	t.Parallel()
+	const script = "/usr/share/docker.io/contrib/dockerd-rootless.sh"
+	for _, p := range []string{script, "/usr/sbin/dockerd", "/usr/bin/docker", "/bin/busybox"} {
+		if !fileExists(p) {
+			testutil.Unavailable(t, "%s is missing (apt-get install docker.io busybox-static; scripts/apt-packages.txt lists them)", p)
+		}
+	}
+	dir := TempDir(t)
+	root := filepath.Join(dir, "rootfs")
+	for _, d := range []string{"bin", "www"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("cp", "/bin/busybox", filepath.Join(root, "bin/busybox")).CombinedOutput(); err != nil {
+		t.Fatalf("cp busybox: %v: %s", err, out)
+	}
+	os.Symlink("busybox", filepath.Join(root, "bin/httpd"))
+	os.Symlink("busybox", filepath.Join(root, "bin/sh"))
+	os.WriteFile(filepath.Join(root, "www/index.html"), []byte("hello from a bypassed container\n"), 0o644)
+	image := filepath.Join(dir, "busybox.tar")
+	if out, err := exec.Command("tar", "-C", root, "-cf", image, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	os.Chmod(image, 0o644)
+	p := ptPorts(t, 1)[0]
+	run := filepath.Join(dir, "run")
+	body := fmt.Sprintf(`set -u
+export XDG_RUNTIME_DIR=%[1]s DOCKER_HOST=unix://%[1]s/docker.sock DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS=--bypass
+mkdir -m 700 -p "$XDG_RUNTIME_DIR"
+%[2]s --data-root %[3]s/data >%[3]s/dockerd.log 2>&1 &
+d=$!
+trap 'kill $d 2>/dev/null; wait $d' EXIT
+i=0; until docker version >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 200 ] && { echo "dockerd did not start"; cat %[3]s/dockerd.log; exit 1; }; sleep 0.1; done
+docker import %[4]s bb:latest >/dev/null || exit 1
+docker run -d --name web -p %[5]d:80 bb:latest httpd -f -p 80 -h /www >/dev/null || { cat %[3]s/dockerd.log; exit 1; }
+i=0; until curl -fsS --max-time 2 http://127.0.0.1:%[5]d/; do i=$((i+1)); [ $i -gt 50 ] && { cat %[3]s/dockerd.log; exit 1; }; sleep 0.2; done
+docker run --rm bb:latest sh -c 'echo container-ran' || { cat %[3]s/dockerd.log; exit 1; }
+ss -Hltnp "sport = :%[5]d"
+docker rm -f web >/dev/null
+`, run, script, dir, image, p)
+	r := RunUser(t, 120*time.Second, "sh", "-c", body)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "hello from a bypassed container") || !strings.Contains(r.Stdout, "container-ran") {
+		t.Fatalf("docker run -p %d:80 under --bypass: exit %d\nstdout: %s\nstderr: %s", p, r.Code, r.Stdout, r.Stderr)
+	}
+	// The host side is docker-proxy's own socket now, not the launcher's.
+	if strings.Contains(r.Stdout, `(("rootlesskit",`) || !strings.Contains(r.Stdout, `(("docker-proxy",`) {
+		t.Errorf("port %d is not held by docker-proxy on the host: %s", p, r.Stdout)
+	}
+}
+
+// TestBypassRelayComesBack: the relay steps aside while the program's host
+// socket holds the published port and listens again once it is closed; a
+// port published through the API while the command runs applies to later
+// binds.
+func TestBypassRelayComesBack(t *testing.T) {
+	t.Parallel()
+	static := bpStaticServer(t)
+	ns := bpNetNS(t, "bpback")
+	dir := TempDir(t)
+	script := fmt.Sprintf(`D=%[1]s
+%[2]s -http 0.0.0.0:80 >/dev/null 2>&1 & p=$!
+touch $D/ready
+while [ ! -e $D/stop1 ]; do sleep 0.05; done
+kill $p; wait $p
+touch $D/stopped1
+while [ ! -e $D/api ]; do sleep 0.05; done
+%[2]s -http 0.0.0.0:81 >/dev/null 2>&1 &
+touch $D/started2
+wait
+`, dir, static)
+	state := filepath.Join(dir, "state")
+	mark := fmt.Sprintf("UNROOT_LEAK_MARK=bpback%d", time.Now().UnixNano())
+	cmd, out := bpLauncher(t, ns, mark, filepath.Join(Bin, "unroot"), "run", "--state-dir="+state, "--net=slirp4netns", "--bypass",
+		"-p", "0.0.0.0:8080:80/tcp", "sh", "-c", script)
+	defer func() {
+		syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("launcher output:\n%s", out)
+		}
+	}()
+	WaitFile(t, filepath.Join(dir, "ready"), 30*time.Second)
+	owner := func(port int, want string, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		var ss string
+		for time.Now().Before(deadline) {
+			ss, _ = bpIn(ns, 5*time.Second, "ss", "-Hltnp", fmt.Sprintf("sport = :%d", port))
+			if strings.Contains(ss, `(("`+want+`"`) {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("port %d is not held by %s within %v: %q", port, want, within, ss)
+	}
+	owner(8080, "portserver-stat", 10*time.Second)
+	os.WriteFile(filepath.Join(dir, "stop1"), nil, 0o644)
+	WaitFile(t, filepath.Join(dir, "stopped1"), 10*time.Second)
+	// The relay listens again (the check runs every 2 s).
+	owner(8080, "unroot", 8*time.Second)
+	ctl := exec.Command(filepath.Join(Bin, "rootlessctl"), "--socket", filepath.Join(state, "api.sock"), "add-ports", "0.0.0.0:8081:81/tcp")
+	if o, err := ctl.CombinedOutput(); err != nil {
+		t.Fatalf("rootlessctl add-ports: %v: %s", err, o)
+	}
+	os.WriteFile(filepath.Join(dir, "api"), nil, 0o644)
+	WaitFile(t, filepath.Join(dir, "started2"), 10*time.Second)
+	owner(8081, "portserver-stat", 10*time.Second)
+	if got, err := bpIn(ns, 10*time.Second, "curl", "-fsS", "-m", "5", "--interface", "198.18.0.1", "http://198.18.0.1:8081/"); err != nil || !strings.HasPrefix(got, "peer=198.18.0.1:") {
+		t.Errorf("the port published through the API: %v: %q", err, got)
 	}
 }

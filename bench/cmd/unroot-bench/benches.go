@@ -260,6 +260,10 @@ func portFlags(driver string, hostPort, childPort int, protos ...string) (flags 
 		return []string{"--net=pasta", "--mtu=65520", "--disable-host-loopback", "--port-driver=implicit"}, "pasta"
 	case "gvisor-tap-vsock":
 		return append([]string{"--net=gvisor-tap-vsock", "--mtu=65520", "--port-driver=gvisor-tap-vsock"}, pub...), "gvisor-tap-vsock"
+	case "bypass":
+		// The builtin driver publishes; the server's own socket takes the
+		// port on the host (unroot's --bypass, docs/bypass.md).
+		return append([]string{"--net=slirp4netns", "--mtu=65520", "--disable-host-loopback", "--port-driver=builtin", "--bypass"}, pub...), "slirp4netns"
 	default:
 		return append([]string{"--net=slirp4netns", "--mtu=65520", "--disable-host-loopback", "--port-driver=" + driver}, pub...), "slirp4netns"
 	}
@@ -277,6 +281,31 @@ func serverInside(server string, port int, proto string) string {
 	return fmt.Sprintf(`%s & until ss %s 'sport = :%d' | grep -q .; do sleep 0.02; done; touch DIR/ready; wait`, server, flag, port)
 }
 
+// serverFor is serverInside, except under --bypass: the server's socket is
+// on the host then, where bypassListening waits for it.
+func serverFor(driver, server string, port int, proto string) string {
+	if driver == "bypass" {
+		return server + " & touch DIR/ready; wait"
+	}
+	return serverInside(server, port, proto)
+}
+
+// bypassListening waits until a process other than the launcher listens on
+// the host's port: the server inside, through --bypass.
+func (h *harness) bypassListening(ctx context.Context, port int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		out, _, err := h.runCmd(ctx, 5*time.Second, false, "ss", "-Hltnp", fmt.Sprintf("sport = :%d", port))
+		if err == nil && strings.Contains(out, "users:") && !strings.Contains(out, `"rootlesskit"`) && !strings.Contains(out, `"unroot"`) {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("no server took port %d on the host through --bypass within %v: %s", port, timeout, strings.TrimSpace(out))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // forward starts a launcher with a server inside reachable on a free host
 // port through the port driver; it returns the session and the host port.
 func (h *harness) forward(ctx context.Context, p *peer, driver, server string, protos ...string) (*session, int, error) {
@@ -290,9 +319,15 @@ func (h *harness) forward(ctx context.Context, p *peer, driver, server string, p
 	}
 	flags, _ := portFlags(driver, hp, cp, protos...)
 	srv := strings.ReplaceAll(server, "PORT", strconv.Itoa(cp))
-	s, err := h.launch(ctx, p, flags, serverInside(srv, cp, "tcp"))
+	s, err := h.launch(ctx, p, flags, serverFor(driver, srv, cp, "tcp"))
 	if err != nil {
 		return nil, 0, err
+	}
+	if driver == "bypass" {
+		if err := h.bypassListening(ctx, hp, 15*time.Second); err != nil {
+			s.stop(h)
+			return nil, 0, err
+		}
 	}
 	if driver == "implicit" {
 		if err := h.hostListening(ctx, hp, 15*time.Second); err != nil {
@@ -389,7 +424,7 @@ func (h *harness) tcpGroup() *group {
 				}
 				return map[string]float64{"tcp-port": gbps(r.Goodput())}, nil
 			}})
-	for _, driver := range []string{"builtin", "slirp4netns", "implicit", "gvisor-tap-vsock"} {
+	for _, driver := range []string{"builtin", "bypass", "slirp4netns", "implicit", "gvisor-tap-vsock"} {
 		_, netd := portFlags(driver, 0, 0)
 		config := driver
 		if driver == "implicit" {
@@ -465,6 +500,18 @@ func (h *harness) udpGroup() *group {
 		rate := 1e9
 		return func(ctx context.Context) (map[string]float64, error) {
 			s, hp, err := h.forward(ctx, p, "builtin", "iperf3 -s -p PORT >/dev/null 2>&1", "tcp", "udp")
+			if err != nil {
+				return nil, err
+			}
+			defer s.stop(h)
+			return search(ctx, &rate, hp)
+		}
+	})...)
+	// --bypass: iperf3's UDP socket is a host socket, bound per test.
+	g.variants = append(g.variants, h.peerVariants("bypass", "slirp4netns", "bypass", "lo", []string{"udp-port"}, func(p *peer) func(context.Context) (map[string]float64, error) {
+		rate := 1e9
+		return func(ctx context.Context) (map[string]float64, error) {
+			s, hp, err := h.forward(ctx, p, "bypass", "iperf3 -s -p PORT >/dev/null 2>&1", "tcp", "udp")
 			if err != nil {
 				return nil, err
 			}
@@ -602,7 +649,7 @@ func (h *harness) httpGroup() *group {
 		hv.skip = "haproxy is not installed (bench/run.sh installs it)"
 	}
 	g.variants = append(g.variants, hv)
-	for _, driver := range []string{"builtin", "slirp4netns", "implicit"} {
+	for _, driver := range []string{"builtin", "bypass", "slirp4netns", "implicit"} {
 		_, netd := portFlags(driver, 0, 0)
 		config := driver
 		if driver == "implicit" {
@@ -679,9 +726,15 @@ func (h *harness) nginxSession(ctx context.Context, p *peer, driver string) (*se
 		return nil, 0, err
 	}
 	flags, _ := portFlags(driver, hp, cp, "tcp")
-	s, err := h.launch(ctx, p, flags, serverInside(srv, cp, "tcp"))
+	s, err := h.launch(ctx, p, flags, serverFor(driver, srv, cp, "tcp"))
 	if err != nil {
 		return nil, 0, err
+	}
+	if driver == "bypass" {
+		if err := h.bypassListening(ctx, hp, 15*time.Second); err != nil {
+			s.stop(h)
+			return nil, 0, err
+		}
 	}
 	if driver == "implicit" {
 		if err := h.hostListening(ctx, hp, 15*time.Second); err != nil {
@@ -700,6 +753,22 @@ func (h *harness) outGroup() *group {
 		{ID: "cpu-tcp-out", Title: "Launcher + helper CPU per GB moved namespace → host", Unit: "CPU s/GB",
 			Note: "utime+stime of every launcher and helper process (iperf3 excluded) over the transfer, from /proc/PID/stat."},
 	}}
+	// What --bypass can reach at best: the host's own loopback.
+	g.variants = append(g.variants, variant{label: "host loopback", peer: "ref", refKey: "lo", benches: []string{"tcp-out"},
+		run: func(ctx context.Context) (map[string]float64, error) {
+			port, err := freePort()
+			if err != nil {
+				return nil, err
+			}
+			if err := h.hostServer(ctx, "iperf3", []string{"-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port)}, port); err != nil {
+				return nil, err
+			}
+			r, err := h.iperfClient(ctx, true, "", "-c", "127.0.0.1", "-p", strconv.Itoa(port), "-t", strconv.Itoa(h.secs()), "-J")
+			if err != nil {
+				return nil, err
+			}
+			return map[string]float64{"tcp-out": gbps(r.Goodput())}, nil
+		}})
 	for _, mtu := range []int{1500, 65520} {
 		mtu := mtu
 		g.variants = append(g.variants, variant{label: fmt.Sprintf("veth pair, MTU %d (root)", mtu), peer: "ref", refKey: fmt.Sprintf("veth%d", mtu), benches: []string{"tcp-out"},
@@ -710,10 +779,20 @@ func (h *harness) outGroup() *group {
 				}
 				return map[string]float64{"tcp-out": gbps(r.Goodput())}, nil
 			}})
-		for _, netd := range []string{"slirp4netns", "pasta", "gvisor-tap-vsock", "netstack"} {
-			netd := netd
+		for _, netd := range []string{"slirp4netns", "slirp4netns · bypass", "pasta", "gvisor-tap-vsock", "netstack"} {
+			netd, port, ref := netd, "", fmt.Sprintf("veth%d", mtu)
+			launchFlags := []string{"--net=" + netd, fmt.Sprintf("--mtu=%d", mtu)}
+			if base, ok := strings.CutSuffix(netd, " · bypass"); ok {
+				// The gateway is the host's loopback here (no
+				// --disable-host-loopback): --bypass connects there itself.
+				netd, port, ref = base, "bypass", "lo"
+				launchFlags = []string{"--net=" + base, fmt.Sprintf("--mtu=%d", mtu), "--bypass"}
+			}
 			config := fmt.Sprintf("%s, MTU %d", netd, mtu)
-			g.variants = append(g.variants, h.peerVariants(config, netd, "", fmt.Sprintf("veth%d", mtu), []string{"tcp-out", "cpu-tcp-out"}, func(p *peer) func(context.Context) (map[string]float64, error) {
+			if port == "bypass" {
+				config = fmt.Sprintf("%s · bypass, MTU %d", netd, mtu)
+			}
+			g.variants = append(g.variants, h.peerVariants(config, netd, port, ref, []string{"tcp-out", "cpu-tcp-out"}, func(p *peer) func(context.Context) (map[string]float64, error) {
 				return func(ctx context.Context) (map[string]float64, error) {
 					port, err := freePort()
 					if err != nil {
@@ -727,7 +806,7 @@ func (h *harness) outGroup() *group {
 					// default route's.
 					inner := fmt.Sprintf(`touch DIR/ready; while [ ! -e DIR/go ]; do sleep 0.01; done; ip -4 route show default | { read _ _ gw _; echo $gw >DIR/gw; iperf3 -c $gw -p %d -t %d -J >DIR/out.json 2>&1; }; touch DIR/done; sleep 3600`,
 						port, h.secs())
-					s, err := h.launch(ctx, p, []string{"--net=" + netd, fmt.Sprintf("--mtu=%d", mtu)}, inner)
+					s, err := h.launch(ctx, p, launchFlags, inner)
 					if err != nil {
 						return nil, err
 					}

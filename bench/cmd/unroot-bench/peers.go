@@ -38,7 +38,7 @@ func set(xs ...string) map[string]bool {
 func findPeers(ctx context.Context, h *harness) []*peer {
 	ps := []*peer{
 		{id: "unroot", label: "unroot", bin: filepath.Join(h.o.unroot, "rootlesskit"),
-			nets: set("host", "slirp4netns", "pasta", "netstack"), ports: set("builtin", "slirp4netns", "implicit")},
+			nets: set("host", "slirp4netns", "pasta", "netstack"), ports: set("builtin", "slirp4netns", "implicit", "bypass")},
 		{id: "rk3", label: "RK v3.3.0", bin: h.o.rk3,
 			nets: set("host", "slirp4netns", "pasta", "gvisor-tap-vsock"), ports: set("builtin", "slirp4netns", "implicit", "gvisor-tap-vsock")},
 		{id: "rk1", label: "RK 1.1.0", bin: h.o.rk1,

@@ -46,5 +46,10 @@ func targets(res *report.Results) []report.Target {
 	ratio("#7 namespace → host, MTU 65520: unroot netstack ÷ slirp4netns (RK v3)", "≥ 1.5×", "tcp-out", "unroot", "netstack, MTU 65520", "rk3", "slirp4netns, MTU 65520", true, 1.5)
 	ratio("#7 namespace → host, MTU 1500: unroot netstack ÷ slirp4netns (RK v3)", "≥ 2×", "tcp-out", "unroot", "netstack, MTU 1500", "rk3", "slirp4netns, MTU 1500", true, 2)
 	abs("#7 PSS idle with the netstack driver: unroot", "≤ 25 MB", "pss-idle", "unroot", "netstack + builtin port", 25)
+	ratio("#15 new connections/s through a bypassed port: unroot ÷ direct", "≥ 0.9×", "http-close", "unroot", "bypass", "ref", "", true, 0.9)
+	ratio("#15 keep-alive requests/s through a bypassed port: unroot ÷ direct", "≥ 0.9×", "http-keepalive", "unroot", "bypass", "ref", "", true, 0.9)
+	ratio("#15 TCP through a bypassed port: unroot ÷ host loopback", "≥ 0.95×", "tcp-port", "unroot", "bypass", "ref", "", true, 0.95)
+	ratio("#15 UDP through a bypassed port: unroot ÷ host loopback", "≥ 0.9×", "udp-port", "unroot", "bypass", "ref", "", true, 0.9)
+	ratio("#15 namespace → host with --bypass, MTU 65520: unroot ÷ host loopback", "≥ 0.9×", "tcp-out", "unroot", "slirp4netns · bypass, MTU 65520", "ref", "", true, 0.9)
 	return ts
 }

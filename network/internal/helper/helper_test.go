@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unroot/unroot/internal/testutil"
 )
 
 // TestMain doubles as a parent process for the SIGKILL test: with
@@ -28,7 +30,7 @@ func TestMain(m *testing.M) {
 		time.Sleep(time.Minute)
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	testutil.Main(m) // fails on leftover goroutines and descriptors
 }
 
 func alive(pid int) bool {
@@ -283,5 +285,98 @@ func TestKeepWithoutRestart(t *testing.T) {
 	k.Close()
 	if alive(p.PID()) {
 		t.Errorf("helper %d still running after Close", p.PID())
+	}
+}
+
+// Health follows the helper: up, degraded while it is restarted, up again
+// with the restart counted and the loss kept as the last error.
+func TestKeepHealth(t *testing.T) {
+	p, err := sleeper(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Keep(p, "sleeper", sleeper, nil)
+	defer k.Close()
+	if h := k.Health(); h.State != "up" || h.Restarts != 0 || h.LastError != "" {
+		t.Fatalf("fresh Health = %+v", h)
+	}
+	first := k.PID()
+	syscall.Kill(first, syscall.SIGKILL)
+	deadline := time.Now().Add(5 * time.Second)
+	for k.Health().Restarts != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not restarted within 5s: %+v", k.Health())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if h := k.Health(); h.State != "up" || !strings.Contains(h.LastError, "sleeper exited (signal: killed)") {
+		t.Errorf("Health after a restart = %+v, want up with the loss as last error", h)
+	}
+	select {
+	case <-k.Failed():
+		t.Error("Failed closed after a successful restart")
+	default:
+	}
+}
+
+// A helper that cannot be restarted is lost at its first exit: Failed
+// closes and Health says down.
+func TestKeepWithoutRestartFails(t *testing.T) {
+	p, err := sleeper(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Keep(p, "sleeper", nil, nil)
+	defer k.Close()
+	syscall.Kill(p.PID(), syscall.SIGKILL)
+	select {
+	case <-k.Failed():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Failed not closed after the helper died")
+	}
+	if h := k.Health(); h.State != "down" || !strings.Contains(h.LastError, "exited") {
+		t.Errorf("Health = %+v, want down with the exit", h)
+	}
+}
+
+// A restart whose OnRestart step fails is a failed restart: the new
+// process is stopped, and after the limit the helper is lost.
+func TestKeepRestartHookFails(t *testing.T) {
+	p, err := sleeper(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var started []int
+	restart := func(ctx context.Context) (*Process, error) {
+		np, err := sleeper(ctx)
+		if err == nil {
+			mu.Lock()
+			started = append(started, np.PID())
+			mu.Unlock()
+		}
+		return np, err
+	}
+	k := Keep(p, "sleeper", restart, nil)
+	defer k.Close()
+	k.OnRestart(func(context.Context) error { return fmt.Errorf("republish port 8080: address in use") })
+	syscall.Kill(p.PID(), syscall.SIGKILL)
+	select {
+	case <-k.Failed():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("not given up: %+v", k.Health())
+	}
+	if h := k.Health(); h.State != "down" || !strings.Contains(h.LastError, "republish port 8080") {
+		t.Errorf("Health = %+v, want down with the hook's error", h)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(started) != maxRestarts {
+		t.Errorf("%d restarts, want %d", len(started), maxRestarts)
+	}
+	for _, pid := range started {
+		if alive(pid) {
+			t.Errorf("helper %d of a failed restart still runs", pid)
+		}
 	}
 }

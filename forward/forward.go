@@ -1,0 +1,162 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/unroot/unroot/internal/relay"
+	"github.com/unroot/unroot/internal/sys"
+	"github.com/unroot/unroot/port"
+)
+
+// Forwarder runs the forwards of one namespace. It is safe for concurrent
+// use; Close ends every forward and waits for its goroutines.
+type Forwarder struct {
+	src port.SocketSource
+	log *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+	nextID int
+	fwds   map[int]*active
+	eng    *relay.Engine // made with the first TCP forward
+}
+
+// active is one running forward.
+type active struct {
+	status Status
+	stop   func() // stops it and waits
+}
+
+// New returns a Forwarder whose namespace-side sockets come from src (the
+// launcher's socket source, which makes them in the child's netns). log
+// may be nil.
+func New(src port.SocketSource, log *slog.Logger) *Forwarder {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Forwarder{src: src, log: log.With("component", "forward"), nextID: 1, fwds: map[int]*active{}}
+}
+
+// ErrClosed is returned by Add after Close.
+var ErrClosed = errors.New("forwards are closed: the launcher is stopping")
+
+// Add validates sp, listens on its port inside the namespace and starts
+// forwarding to the host service.
+func (f *Forwarder) Add(ctx context.Context, sp Spec) (Status, error) {
+	if err := Validate(sp); err != nil {
+		return Status{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return Status{}, ErrClosed
+	}
+	for id, a := range f.fwds {
+		if a.status.Spec.Proto == sp.Proto && a.status.Spec.NSPort == sp.NSPort {
+			return Status{}, fmt.Errorf("conflict with ID %d: %d/%s inside is already forwarded to %s", id, sp.NSPort, sp.Proto, a.status.Spec.Host())
+		}
+	}
+	sotype := sys.SOCK_STREAM
+	if sp.Proto == "udp" {
+		sotype = sys.SOCK_DGRAM
+	}
+	fd, err := f.listen(ctx, sotype, uint16(sp.NSPort))
+	if err != nil {
+		return Status{}, fmt.Errorf("forward %s: %w", sp, err)
+	}
+	var stop func()
+	if sp.Proto == "tcp" {
+		stop, err = f.startTCP(fd, sp)
+	} else {
+		stop, err = f.startUDP(fd, sp)
+	}
+	if err != nil {
+		return Status{}, fmt.Errorf("forward %s: %w", sp, err)
+	}
+	st := Status{ID: f.nextID, Spec: sp}
+	f.nextID++
+	f.fwds[st.ID] = &active{status: st, stop: stop}
+	f.log.Debug("forwarding", "id", st.ID, "spec", sp.String())
+	return st, nil
+}
+
+// listen makes a socket in the namespace and binds it on the wildcard
+// address at port: dual-stack where the namespace has IPv6, IPv4 only
+// where it has not.
+func (f *Forwarder) listen(ctx context.Context, sotype int, nsPort uint16) (int, error) {
+	var errs []error
+	for _, family := range []int{sys.AF_INET6, sys.AF_INET} {
+		fd, err := f.src.Socket(ctx, family, sotype)
+		if err != nil {
+			if errors.Is(err, port.ErrSourceClosed) {
+				return -1, err
+			}
+			errs = append(errs, err)
+			continue
+		}
+		if err := sys.BindAny(fd, family, sotype, nsPort); err != nil {
+			sys.Close(fd)
+			if errors.Is(err, sys.EADDRINUSE) {
+				return -1, fmt.Errorf("port %d is in use inside the namespace: pick another NSPORT, or stop what listens there", nsPort)
+			}
+			errs = append(errs, fmt.Errorf("bind port %d inside the namespace: %w", nsPort, err))
+			continue
+		}
+		if sotype == sys.SOCK_STREAM {
+			if err := sys.SetListenerOptions(fd); err != nil {
+				sys.Close(fd)
+				return -1, err
+			}
+		}
+		return fd, nil
+	}
+	return -1, errors.Join(errs...)
+}
+
+// List returns the forwards by ID.
+func (f *Forwarder) List(context.Context) ([]Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]Status, 0, len(f.fwds))
+	for _, a := range f.fwds {
+		out = append(out, a.status)
+	}
+	slices.SortFunc(out, func(a, b Status) int { return a.ID - b.ID })
+	return out, nil
+}
+
+// Remove stops forward id and the connections it carries.
+func (f *Forwarder) Remove(_ context.Context, id int) error {
+	f.mu.Lock()
+	a, ok := f.fwds[id]
+	delete(f.fwds, id)
+	f.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("unknown id: %d", id)
+	}
+	a.stop()
+	return nil
+}
+
+// Close stops every forward. It is safe to call more than once.
+func (f *Forwarder) Close() error {
+	f.mu.Lock()
+	f.closed = true
+	fwds := f.fwds
+	f.fwds = map[int]*active{}
+	eng := f.eng
+	f.eng = nil
+	f.mu.Unlock()
+	for _, a := range fwds {
+		a.stop()
+	}
+	if eng != nil {
+		eng.Close()
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	fwClientOnce sync.Once
+	fwClientErr  error
+)
+
+// fwClient builds testdata/fwdclient into Bin, where the test user can run it.
+func fwClient(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(Bin, "fwdclient")
+	fwClientOnce.Do(func() {
+		if out, err := exec.Command("go", "build", "-o", p, "./testdata/fwdclient").CombinedOutput(); err != nil {
+			fwClientErr = fmt.Errorf("build fwdclient: %v: %s", err, out)
+		}
+	})
+	if fwClientErr != nil {
+		t.Fatal(fwClientErr)
+	}
+	return p
+}
+
+// fwServices are host services of the test's own: a TCP and a UDP one on
+// the host's loopback and one on a unix socket the test user may open, each
+// answering with its name and the message.
+type fwServices struct {
+	tcpPort, udpPort int
+	sock             string
+}
+
+func startFwServices(t *testing.T) fwServices {
+	t.Helper()
+	var s fwServices
+	serve := func(ln net.Listener, name string) {
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(10 * time.Second))
+					line, err := bufio.NewReader(c).ReadString('\n')
+					if err == nil {
+						io.WriteString(c, name+":"+line)
+					}
+				}()
+			}
+		}()
+	}
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(tl, "tcp")
+	s.tcpPort = tl.Addr().(*net.TCPAddr).Port
+	dir := TempDir(t)
+	s.sock = filepath.Join(dir, "svc.sock")
+	ul, err := net.Listen("unix", s.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(s.sock, 0o777)
+	serve(ul, "unix")
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { uc.Close() })
+	go func() {
+		b := make([]byte, 2048)
+		for {
+			n, from, err := uc.ReadFromUDPAddrPort(b)
+			if err != nil {
+				return
+			}
+			uc.WriteToUDPAddrPort(append([]byte("udp:"), b[:n]...), from)
+		}
+	}()
+	s.udpPort = uc.LocalAddr().(*net.UDPAddr).Port
+	return s
+}
+
+// A host service given with --forward answers inside on its port, at the
+// namespace's 127.0.0.1, ::1 and tap address, for every network driver:
+// TCP, UDP and a host unix socket (to a TCP port inside).
+func TestForward(t *testing.T) {
+	t.Parallel()
+	cl := fwClient(t)
+	svc := startFwServices(t)
+	for _, net := range []string{"slirp4netns", "pasta", "netstack", "none"} {
+		script := cl + " tcp 127.0.0.1:5000 a && " + cl + " tcp [::1]:5000 b && " + cl + " udp 127.0.0.1:53 c && " + cl + " tcp 127.0.0.1:5432 d"
+		want := "tcp:a\ntcp:b\nudp:c\nunix:d\n"
+		if net != "none" {
+			script += " && " + cl + " tcp @tap0:5000 e"
+			want += "tcp:e\n"
+		}
+		r := RunUser(t, 30*time.Second, "unroot", "run", "--net="+net,
+			"--forward=127.0.0.1:"+strconv.Itoa(svc.tcpPort)+":5000/tcp",
+			"--forward=127.0.0.1:"+strconv.Itoa(svc.udpPort)+":53/udp",
+			"--forward="+svc.sock+":5432",
+			"sh", "-c", script)
+		if r.Code != 0 || r.Stdout != want {
+			t.Errorf("--net=%s: exit %d, stdout %q, stderr %q; want %q", net, r.Code, r.Stdout, r.Stderr, want)
+		}
+	}
+	// Bad specs and --net=host are refused in one line.
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--net=host", "--port-driver=none", "--forward=127.0.0.1:1:2", "true"}, "unroot: --forward needs a network namespace"},
+		{[]string{"--forward=5000:5000", "true"}, "unroot: --forward: forward \"5000:5000\""},
+		{[]string{"--forward=0.0.0.0:1:2", "true"}, "not one service's address"},
+	} {
+		r := RunUser(t, 10*time.Second, "unroot", append([]string{"run"}, tt.args...)...)
+		if r.Code != 1 || !strings.Contains(r.Stderr, tt.want) || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 {
+			t.Errorf("unroot run %v: exit %d, stderr %q; want 1 and one line with %q", tt.args, r.Code, r.Stderr, tt.want)
+		}
+	}
+}
+
+// Forwards are added and removed while the command runs, through the API
+// (unroot ports forward), and a removed one no longer answers.
+func TestForwardAtRunTime(t *testing.T) {
+	t.Parallel()
+	cl := fwClient(t)
+	svc := startFwServices(t)
+	state, pid, _, _ := lcStart(t, "unroot", "run", "--net=netstack", "sleep", "infinity")
+	inside := func(args ...string) (string, error) {
+		out, err := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(pid), "-n", cl}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	r := RunUser(t, 10*time.Second, "unroot", "ports", "--state-dir="+state, "forward", "add", "127.0.0.1:"+strconv.Itoa(svc.tcpPort)+":6000/tcp", svc.sock+":6001")
+	if r.Code != 0 || r.Stdout != "1\n2\n" {
+		t.Fatalf("forward add: exit %d, %q, %q", r.Code, r.Stdout, r.Stderr)
+	}
+	if out, err := inside("tcp", "127.0.0.1:6000", "x"); err != nil || out != "tcp:x\n" {
+		t.Errorf("added tcp forward: %q, %v", out, err)
+	}
+	if out, err := inside("tcp", "127.0.0.1:6001", "y"); err != nil || out != "unix:y\n" {
+		t.Errorf("added unix forward: %q, %v", out, err)
+	}
+	r = RunUser(t, 10*time.Second, "unroot", "ports", "--state-dir="+state, "forward", "list")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "127.0.0.1:"+strconv.Itoa(svc.tcpPort)) || !strings.Contains(r.Stdout, svc.sock) {
+		t.Errorf("forward list: exit %d, %q, %q", r.Code, r.Stdout, r.Stderr)
+	}
+	r = RunUser(t, 10*time.Second, "unroot", "ports", "--state-dir="+state, "forward", "add", "127.0.0.1:1:6000/tcp")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "conflict with ID 1") {
+		t.Errorf("duplicate forward: exit %d, %q", r.Code, r.Stderr)
+	}
+	r = RunUser(t, 10*time.Second, "unroot", "ports", "--state-dir="+state, "forward", "rm", "1")
+	if r.Code != 0 || r.Stdout != "1\n" {
+		t.Errorf("forward rm: exit %d, %q, %q", r.Code, r.Stdout, r.Stderr)
+	}
+	if out, err := inside("tcp", "127.0.0.1:6000", "z"); err == nil {
+		t.Errorf("removed forward still answers: %q", out)
+	}
+}
