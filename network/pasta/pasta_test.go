@@ -67,6 +67,8 @@ func TestBuildArgs(t *testing.T) {
 	custom.DisableHostLoopback = true
 	custom.IPv6 = true
 	custom.CIDR = netip.MustParsePrefix("10.41.0.0/16")
+	v6only := def
+	v6only.CIDR = netip.MustParsePrefix("fd12:3456::/64")
 	tests := []struct {
 		name string
 		cfg  network.Config
@@ -82,6 +84,8 @@ func TestBuildArgs(t *testing.T) {
 			"--foreground --runas=0:0 --ns-ifname=tap0 --mtu=65520 --config-net --address=10.0.2.100 --netmask=24 --gateway=10.0.2.2 --ipv4-only --tcp-ports=none --udp-ports=none --pid=/proc/self/fd/3 42"},
 		{"no loopback, ipv6, cidr, detached", custom, detached, features{implicit: true},
 			"--foreground --ns-ifname=tap0 --mtu=65520 --config-net --address=10.41.0.100 --netmask=16 --gateway=10.41.0.2 --no-map-gw --tcp-ports=auto --udp-ports=auto --pid=/proc/self/fd/3 --userns=/proc/42/ns/user --netns=/proc/42/root/s/netns"},
+		{"ipv6 only: the prefix given, no netmask", v6only, attached, features{dnsForward: true},
+			"--foreground --ns-ifname=tap0 --mtu=65520 --config-net --address=fd12:3456::100 --gateway=fd12:3456::2 --dns-forward=fd12:3456::3 --ipv6-only --tcp-ports=none --udp-ports=none --pid=/proc/self/fd/3 42"},
 	}
 	for _, tt := range tests {
 		got, err := buildArgs(tt.cfg, tt.c, tt.f)
@@ -180,6 +184,7 @@ func TestNewErrors(t *testing.T) {
 	for cfg, want := range map[*network.Config]string{
 		{Binary: "/nonexistent/pasta"}:       "pasta binary /nonexistent/pasta: ",
 		{Binary: "/bin/true", IfName: "a/b"}: "must not contain '/'",
+		{Binary: "/bin/true", CIDR: netip.MustParsePrefix("fd12:3456::/48")}: "pasta gives its IPv6 address a /64, so use a /64 (like fd12:3456::/64), or --net=netstack",
 	} {
 		if _, err := New(*cfg, Options{}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("New(%+v) = %v, want %q", *cfg, err, want)

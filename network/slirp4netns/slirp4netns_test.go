@@ -130,6 +130,8 @@ func TestNewErrors(t *testing.T) {
 		{network.Config{Binary: "/bin/true"}, Options{Sandbox: 7}, `Options.Sandbox 7 or Options.Seccomp 0 is not a network.TriState`},
 		{network.Config{Binary: "/bin/true", CIDR: netip.MustParsePrefix("10.0.2.100/24")}, Options{}, "cidr must be like 10.0.2.0/24, not like 10.0.2.100/24"},
 		{network.Config{Binary: "/bin/true", MTU: 65522}, Options{}, "mtu must be <= 65521"},
+		// slirp4netns#349: no IPv6-only network; say which driver can.
+		{network.Config{Binary: "/bin/true", CIDR: netip.MustParsePrefix("fd12:3456::/64")}, Options{}, "slirp4netns cannot make an IPv6-only network (--cidr=fd12:3456::/64): it always has IPv4, and its IPv6 (--ipv6) is fixed to fd00::/64; use --net=pasta or --net=netstack"},
 	}
 	for _, tt := range tests {
 		_, err := New(tt.cfg, tt.opts)
