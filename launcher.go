@@ -477,8 +477,9 @@ func (l *Launcher) teardown() error {
 		l.stopSigs()
 	}
 	if l.sigs != nil {
-		// Releasing 57 signals takes up to 2 ms; nothing below needs them
-		// released. The goroutine ends when they are.
+		// Releasing every caught signal costs a round trip per signal to
+		// Go's signal thread; nothing below needs them released. The
+		// goroutine ends when they are.
 		go l.sigs.Stop()
 	}
 	err := l.release()
