@@ -21,6 +21,7 @@ import (
 
 	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/api/client"
+	"github.com/unroot/unroot/internal/testutil"
 	"github.com/unroot/unroot/port"
 )
 
@@ -310,12 +311,7 @@ func TestClient(t *testing.T) {
 // socket gets a 403 that says why (RootlessKit serves root too; a closed
 // connection made rootlessctl print a broken pipe).
 func TestPeerCredentials(t *testing.T) {
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI must run this test as root")
-		}
-		t.Skip("skipping: needs root to connect as other uids")
-	}
+	testutil.RequireRoot(t, "connect as other uids")
 	const owner = 65533
 	path := filepath.Join(t.TempDir(), "api.sock")
 	ln, err := Listen(path)
