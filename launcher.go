@@ -229,7 +229,7 @@ func (l *Launcher) Validate() error {
 		return configErrorf("Ready", "{Ready} %q: want notify (the command sends READY=1) or ports (unroot sends it once ports are published)", l.Ready)
 	}
 	if _, err := ParseNetworkFailure(string(l.OnNetworkFailure)); err != nil {
-		return err
+		return configErrorf("OnNetworkFailure", "{OnNetworkFailure} %q: must be exit or keep", l.OnNetworkFailure)
 	}
 	for _, d := range l.CopyUp {
 		if err := copyup.Validate(d); err != nil {
