@@ -78,6 +78,13 @@ func (s *startup) watchNetwork() {
 			return // the command ended: the helper is being stopped
 		case <-failed:
 		}
+		select {
+		case <-l.exited:
+			return // both at once: the helper died with the namespace
+		case <-l.released:
+			return
+		default:
+		}
 		h := sv.Health()
 		why := fmt.Sprintf("network driver %s is down: %s", h.Driver, h.LastError)
 		if l.OnNetworkFailure == NetworkFailureKeep {

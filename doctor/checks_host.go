@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/unroot/unroot/internal/procfs"
 )
 
 const cgroupRoot = "/sys/fs/cgroup"
@@ -29,7 +31,7 @@ func checkCgroup(ctx context.Context, e *env) Result {
 			Fix:    "boot with systemd.unified_cgroup_hierarchy=1: add it to GRUB_CMDLINE_LINUX in /etc/default/grub, run sudo update-grub, reboot"}
 	}
 	self, _ := readFile("/proc/self/cgroup")
-	p, ok := parseProcCgroup(self)
+	p, ok := procfs.ParseCgroup2(self)
 	if !ok {
 		return Result{Status: Warn, Detail: "cgroup v2, but /proc/self/cgroup has no 0:: line"}
 	}

@@ -94,21 +94,6 @@ func freeSubIDStart(used ...[]idRange) uint64 {
 	return procfs.FreeSubIDStart(rs)
 }
 
-// parseProcCgroup returns the cgroup v2 path from /proc/self/cgroup (the
-// "0::/path" line), and whether there was one.
-func parseProcCgroup(s string) (string, bool) {
-	for _, line := range strings.Split(s, "\n") {
-		if rest, ok := strings.CutPrefix(line, "0::"); ok {
-			p := strings.TrimSpace(rest)
-			if !strings.HasPrefix(p, "/") {
-				return "", false
-			}
-			return p, true
-		}
-	}
-	return "", false
-}
-
 // parseOSRelease reads /etc/os-release KEY=value lines (values may be quoted).
 func parseOSRelease(s string) map[string]string {
 	m := map[string]string{}

@@ -111,25 +111,6 @@ func TestFreeSubIDStart(t *testing.T) {
 	}
 }
 
-func TestParseProcCgroup(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want string
-		ok   bool
-	}{
-		{"0::/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope\n", "/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope", true},
-		{"9:name=systemd:/\n4:memory:/a\n0::/\n", "/", true},
-		{"4:memory:/a\n", "", false},
-		{"0::relative", "", false},
-		{"", "", false},
-	} {
-		got, ok := parseProcCgroup(tc.in)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("parseProcCgroup(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
 func TestParseOSRelease(t *testing.T) {
 	m := parseOSRelease("PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n# c\nID_LIKE='rhel fedora'\nbad\n=x\nVERSION_ID=\"12\"\n")
 	want := map[string]string{"PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)", "ID": "debian", "ID_LIKE": "rhel fedora", "VERSION_ID": "12"}
@@ -236,17 +217,6 @@ func FuzzParseSysctl(f *testing.F) {
 		lo, hi, err := parsePingGroupRange(s)
 		if err != nil && (lo != 0 || hi != 0) {
 			t.Fatalf("values %d %d returned with error", lo, hi)
-		}
-	})
-}
-
-func FuzzParseProcCgroup(f *testing.F) {
-	f.Add("0::/user.slice\n")
-	f.Add("1:cpu:/\n")
-	f.Fuzz(func(t *testing.T, s string) {
-		p, ok := parseProcCgroup(s)
-		if ok && (len(p) == 0 || p[0] != '/') {
-			t.Fatalf("accepted non-absolute path %q", p)
 		}
 	})
 }

@@ -31,26 +31,30 @@ var DNS6 = netip.MustParseAddr("fd00::3")
 // every other driver) so tools that hard-code 10.0.2.2/10.0.2.3 keep working.
 const (
 	childOffset   = 100
+	childOffset6  = 0x100
 	gatewayOffset = 2
 	dnsOffset     = 3
-	// maxPrefixBits is the longest prefix that still holds the child's .100.
-	maxPrefixBits = 25
+	// maxPrefixBits is the longest prefix that still holds the child's .100,
+	// and maxPrefixBits6 the longest that holds ::100 (0x100).
+	maxPrefixBits  = 25
+	maxPrefixBits6 = 119
 )
 
-// ParseCIDR parses the --cidr value: an IPv4 network address (host bits zero)
-// with room for the child's .100 address, and an ordinary unicast network
-// (see CheckCIDR).
+// ParseCIDR parses the --cidr value: an IPv4 network address (host bits
+// zero) with room for the child's .100 address, or an IPv6 one with room
+// for its ::100, which makes the namespace IPv6-only (no IPv4 but
+// loopback's); either an ordinary unicast network (see CheckCIDR).
 func ParseCIDR(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return netip.Prefix{}, errors.New("cidr is empty: give a network like 10.0.2.0/24, or leave --cidr out for the default")
+		return netip.Prefix{}, errors.New("cidr is empty: give a network like 10.0.2.0/24 (or fd00:1::/64 for IPv6 only), or leave --cidr out for the default")
 	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("cidr %q is not an address/length pair: give a network like 10.0.2.0/24", s)
+		return netip.Prefix{}, fmt.Errorf("cidr %q is not an address/length pair: give a network like 10.0.2.0/24 or fd00:1::/64", s)
 	}
-	if !p.Addr().Is4() || p.Addr().Is4In6() {
-		return netip.Prefix{}, fmt.Errorf("cidr %q is not IPv4: user-mode networks are IPv4 (like 10.0.2.0/24), IPv6 is added with --ipv6", s)
+	if p.Addr().Is4In6() {
+		return netip.Prefix{}, fmt.Errorf("cidr %q is an IPv4-mapped IPv6 network: give the IPv4 network (like 10.0.2.0/24)", s)
 	}
 	if m := p.Masked(); m != p {
 		return netip.Prefix{}, fmt.Errorf("cidr must be like %s, not like %s", m, p)
@@ -69,37 +73,69 @@ var special = []struct {
 	{netip.MustParsePrefix("0.0.0.0/8"), "unspecified"},
 	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
 	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
+	{netip.MustParsePrefix("::/128"), "unspecified"},
+	{netip.MustParsePrefix("::1/128"), "loopback"},
+	{netip.MustParsePrefix("::ffff:0:0/96"), "IPv4-mapped"},
+	{netip.MustParsePrefix("ff00::/8"), "multicast"},
 }
 
 // CheckCIDR checks a network address for every driver: not the
 // unspecified, loopback or multicast network (nor one that contains them),
 // and long enough a prefix to hold the child's .100 (1 to 25 bits, which
-// is slirp4netns' own range).
+// is slirp4netns' own range) or ::100 (up to 119 bits).
 func CheckCIDR(p netip.Prefix) error {
 	for _, sp := range special {
 		if p.Overlaps(sp.net) {
-			return fmt.Errorf("cidr %s contains %s addresses (%s): use a private network like 10.0.2.0/24", p, sp.what, sp.net)
+			example := "10.0.2.0/24"
+			if p.Addr().Is6() {
+				example = "fd00:1::/64"
+			}
+			return fmt.Errorf("cidr %s contains %s addresses (%s): use a private network like %s", p, sp.what, sp.net, example)
 		}
 	}
-	if p.Bits() > maxPrefixBits {
-		return fmt.Errorf("cidr %s is too small: the child gets host .%d, so use a /%d or shorter prefix (like %s)",
-			p, childOffset, maxPrefixBits, netip.PrefixFrom(p.Addr(), 24).Masked())
+	maxBits, usual := maxPrefixBits, 24
+	if p.Addr().Is6() {
+		maxBits, usual = maxPrefixBits6, 64
+	}
+	if p.Bits() > maxBits {
+		return fmt.Errorf("cidr %s is too small: the child gets host %s, so use a /%d or shorter prefix (like %s)",
+			p, nth(p, childHost(p)), maxBits, netip.PrefixFrom(p.Addr(), usual).Masked())
 	}
 	return nil
 }
 
 // Addresses returns the child's address, the gateway and the DNS forwarder
-// of a network returned by ParseCIDR: its hosts .100, .2 and .3.
+// of a network returned by ParseCIDR: its hosts .100, .2 and .3 (::100,
+// ::2 and ::3 for IPv6).
 func Addresses(p netip.Prefix) (child, gateway, dns netip.Addr) {
-	return nth(p, childOffset), nth(p, gatewayOffset), nth(p, dnsOffset)
+	return nth(p, childHost(p)), nth(p, gatewayOffset), nth(p, dnsOffset)
 }
 
-func nth(p netip.Prefix, n uint32) netip.Addr {
-	b := p.Masked().Addr().As4()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	v += n
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+// childHost is the child's host number: 100, or 0x100 in IPv6, which reads
+// "::100" as slirp4netns' fd00::100 does.
+func childHost(p netip.Prefix) uint32 {
+	if p.Addr().Is6() {
+		return childOffset6
+	}
+	return childOffset
 }
+
+// nth is host n of network p.
+func nth(p netip.Prefix, n uint32) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	carry := n
+	for i := len(b) - 1; i >= 0 && carry > 0; i-- {
+		sum := uint32(b[i]) + carry&0xff
+		b[i] = byte(sum)
+		carry = carry>>8 + sum>>8
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// IPv6Only reports a configuration whose CIDR is IPv6: the namespace gets
+// no IPv4 address or route (loopback keeps 127.0.0.1).
+func (c Config) IPv6Only() bool { return c.CIDR.IsValid() && c.CIDR.Addr().Is6() }
 
 // ValidateMTU checks an --mtu value; 0 means the driver default.
 func ValidateMTU(mtu int) error {
@@ -180,8 +216,8 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU
 	}
-	if c.IPv6 && c.MTU < MinMTU6 {
-		return c, fmt.Errorf("mtu %d is too small for IPv6: use at least %d, or drop --ipv6", c.MTU, MinMTU6)
+	if (c.IPv6 || c.IPv6Only()) && c.MTU < MinMTU6 {
+		return c, fmt.Errorf("mtu %d is too small for IPv6: use at least %d, or drop --ipv6 (or use an IPv4 --cidr)", c.MTU, MinMTU6)
 	}
 	if !c.CIDR.IsValid() {
 		c.CIDR = DefaultCIDR

@@ -20,8 +20,18 @@ func TestParseCIDR(t *testing.T) {
 		{in: "10.0.2.0/26", wantErr: "too small"},
 		{in: "10.0.2.0", wantErr: "not an address/length pair"},
 		{in: "", wantErr: "empty"},
-		{in: "fd00::/64", wantErr: "not IPv4"},
-		{in: "::ffff:10.0.2.0/120", wantErr: "not IPv4"},
+		// IPv6 alone: an IPv6-only namespace.
+		{in: "fd00::/64", want: "fd00::/64"},
+		{in: "fd12:3456:789a::/48", want: "fd12:3456:789a::/48"},
+		{in: "2001:db8::/119", want: "2001:db8::/119"},
+		{in: "2001:db8::/120", wantErr: "too small: the child gets host 2001:db8::100, so use a /119 or shorter prefix (like 2001:db8::/64)"},
+		{in: "fd00::1/64", wantErr: "cidr must be like fd00::/64, not like fd00::1/64"},
+		{in: "::ffff:10.0.2.0/120", wantErr: "IPv4-mapped"},
+		{in: "::/0", wantErr: "unspecified"},
+		{in: "::/64", wantErr: "unspecified"},
+		{in: "::1/128", wantErr: "loopback"},
+		{in: "ff02::/16", wantErr: "multicast"},
+		{in: "8000::/1", wantErr: "multicast"},
 		{in: "10.0.2.0/33", wantErr: "not an address/length pair"},
 		// Networks no namespace may have (#19): each refused in one line.
 		{in: "0.0.0.0/0", wantErr: "cidr 0.0.0.0/0 contains unspecified addresses (0.0.0.0/8): use a private network like 10.0.2.0/24"},
@@ -52,6 +62,8 @@ func TestAddresses(t *testing.T) {
 		{"10.0.2.0/24", "10.0.2.100", "10.0.2.2", "10.0.2.3"},
 		{"10.41.0.0/16", "10.41.0.100", "10.41.0.2", "10.41.0.3"},
 		{"192.168.255.128/25", "192.168.255.228", "192.168.255.130", "192.168.255.131"},
+		{"fd00:1::/64", "fd00:1::100", "fd00:1::2", "fd00:1::3"},
+		{"2001:db8:0:ff00::/56", "2001:db8:0:ff00::100", "2001:db8:0:ff00::2", "2001:db8:0:ff00::3"},
 	}
 	for _, tt := range tests {
 		c, g, d := Addresses(netip.MustParsePrefix(tt.cidr))
@@ -141,7 +153,7 @@ func FuzzParseCIDR(f *testing.F) {
 			}
 			return
 		}
-		if !p.Addr().Is4() || p.Masked() != p || p.Bits() > 25 {
+		if p.Masked() != p || (p.Addr().Is4() && p.Bits() > 25) || p.Bits() > 119 || p.Addr().Is4In6() {
 			t.Errorf("ParseCIDR(%q) accepted %s", s, p)
 		}
 		c, g, d := Addresses(p)

@@ -1,11 +1,10 @@
 package rootless
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"path/filepath"
-	"strings"
+
+	"github.com/unroot/unroot/internal/procfs"
 )
 
 // Cgroup2Warning is the warning when the host does not run the unified
@@ -21,7 +20,7 @@ type cgroupHost struct {
 
 // planCgroup decides whether to evacuate into name, and what to warn.
 func planCgroup(h cgroupHost, name, daemon string) (evacuate string, warning string) {
-	self, ok := selfCgroup2(h.selfCgroup)
+	self, ok := procfs.ParseCgroup2(string(h.selfCgroup))
 	if !ok || !h.unified {
 		return "", Cgroup2Warning
 	}
@@ -30,15 +29,4 @@ func planCgroup(h cgroupHost, name, daemon string) (evacuate string, warning str
 		return "", fmt.Sprintf("cannot evacuate cgroup2 into %s: %s is not writable by you, so cgroup controllers cannot be delegated to %s; run %s as a systemd unit with Delegate=yes", name, dir, daemon, daemon)
 	}
 	return name, ""
-}
-
-// selfCgroup2 returns the "0::" path of /proc/self/cgroup.
-func selfCgroup2(b []byte) (string, bool) {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if p, ok := strings.CutPrefix(sc.Text(), "0::"); ok && p != "" {
-			return p, true
-		}
-	}
-	return "", false
 }

@@ -78,6 +78,10 @@ func ParseKnobs(prefix string, getenv func(string) string, def Settings) (s Sett
 	}
 	if name, v := get(KnobCIDR); v != "" {
 		p, perr := network.ParseCIDR(v)
+		if perr == nil && p.Addr().Is6() {
+			// This package runs slirp4netns, whose network always has IPv4.
+			perr = fmt.Errorf("cidr %s is IPv6: the network here is slirp4netns', which is IPv4 (with %s_ROOTLESS_ENABLE_IPV6=true adding fd00::/64); give an IPv4 network like 10.41.0.0/16", p, prefix)
+		}
 		if perr != nil {
 			return def, warnings, fmt.Errorf("%s: %w", name, perr)
 		}

@@ -90,7 +90,7 @@ func register(fs *pflag.FlagSet, o *opts, p personality) {
 
 	fs.StringVar(&o.net, "net", def("host", "auto"), "network driver [host, none, pasta, slirp4netns, netstack"+map[bool]string{true: ", auto (pasta, then slirp4netns, then netstack)", false: ""}[p == asUnroot]+"]")
 	fs.IntVar(&o.mtu, "mtu", 0, "MTU for non-host network (default: 65520 for pasta, slirp4netns and netstack)")
-	fs.Var(&setString{v: &o.cidr, set: &o.cidrSet}, "cidr", "CIDR for pasta, slirp4netns and netstack networks (default: 10.0.2.0/24)")
+	fs.Var(&setString{v: &o.cidr, set: &o.cidrSet}, "cidr", "CIDR for pasta, slirp4netns and netstack networks (default: 10.0.2.0/24); an IPv6 one alone (like fd00:1::/64) makes the network IPv6-only (pasta, netstack)")
 	fs.StringVar(&o.ifname, "ifname", "", "network interface name (default: tap0)")
 	fs.BoolVar(&o.disableHostLoopback, "disable-host-loopback", p == asUnroot, "prohibit connecting to 127.0.0.1:* on the host namespace")
 	fs.BoolVar(&o.ipv6, "ipv6", false, "enable IPv6 routing; for pasta, slirp4netns and netstack (experimental)")

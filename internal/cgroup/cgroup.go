@@ -5,8 +5,6 @@
 package cgroup
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/unroot/unroot/internal/operr"
+	"github.com/unroot/unroot/internal/procfs"
 )
 
 // ErrNoCgroup2 means the host has no cgroup v2 hierarchy mounted; the
@@ -69,18 +68,6 @@ func isOctal(s string) bool {
 	return s[0] <= '3'
 }
 
-// ParseSelf returns the cgroup v2 path of /proc/self/cgroup content (the
-// "0::" line).
-func ParseSelf(b []byte) (string, error) {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if p, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
-			return p, nil
-		}
-	}
-	return "", errors.New("no cgroup v2 (0::) line in /proc/self/cgroup: the host uses cgroup v1 only; --evacuate-cgroup2 needs the unified hierarchy")
-}
-
 // ValidateName checks an --evacuate-cgroup2 name.
 func ValidateName(name string) error {
 	if name == "" || strings.ContainsAny(name, "/") || name == "." || name == ".." {
@@ -104,9 +91,9 @@ func evacuate(name string) error {
 	if err != nil {
 		return fmt.Errorf("evacuate cgroup2: %w", err)
 	}
-	rel, err := ParseSelf(self)
-	if err != nil {
-		return fmt.Errorf("evacuate cgroup2: %w", err)
+	rel, ok := procfs.ParseCgroup2(string(self))
+	if !ok {
+		return errors.New("evacuate cgroup2: no cgroup v2 (0::) line in /proc/self/cgroup: the host uses cgroup v1 only; --evacuate-cgroup2 needs the unified hierarchy")
 	}
 	mi, err := os.ReadFile(MountInfo)
 	if err != nil {

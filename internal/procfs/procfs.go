@@ -179,3 +179,19 @@ func FreeSubIDStart(used ...[]Range) uint64 {
 	}
 	return next
 }
+
+// ParseCgroup2 returns the cgroup v2 path in /proc/PID/cgroup content: the
+// "0::/path" line, trimmed. ok is false without one, or when its path is
+// not absolute (a v1-only host, or a malformed file).
+func ParseCgroup2(s string) (path string, ok bool) {
+	for _, line := range strings.Split(s, "\n") {
+		if rest, found := strings.CutPrefix(line, "0::"); found {
+			p := strings.TrimSpace(rest)
+			if !strings.HasPrefix(p, "/") {
+				return "", false
+			}
+			return p, true
+		}
+	}
+	return "", false
+}

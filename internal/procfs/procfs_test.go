@@ -185,3 +185,36 @@ func TestFreeSubIDStart(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCgroup2(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"0::/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope\n", "/user.slice/user-1000.slice/user@1000.service/app.slice/x.scope", true},
+		{"12:pids:/x\n1:name=systemd:/y\n0::/z\n", "/z", true},
+		{"9:name=systemd:/\n4:memory:/a\n0::/\n", "/", true},
+		{"0::/a \n", "/a", true},
+		{"4:memory:/a\n", "", false},
+		{"0::relative", "", false},
+		{"0::\n", "", false},
+		{"", "", false},
+	} {
+		got, ok := ParseCgroup2(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("ParseCgroup2(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func FuzzParseCgroup2(f *testing.F) {
+	f.Add("0::/user.slice\n")
+	f.Add("1:cpu:/\n0::\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		p, ok := ParseCgroup2(s)
+		if ok && (len(p) == 0 || p[0] != '/' || len(p) > len(s)) {
+			t.Fatalf("ParseCgroup2(%q) = %q", s, p)
+		}
+	})
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/unroot/unroot/internal/testutil"
 )
 
 // splitExec reads an ExecStart= value back into words the way systemd does
@@ -130,13 +132,7 @@ func TestRender(t *testing.T) {
 
 // systemd itself must accept the unit without a warning.
 func TestRenderVerifiedBySystemd(t *testing.T) {
-	sa, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("systemd-analyze missing (Debian package systemd)")
-		}
-		t.Skip("systemd-analyze not installed")
-	}
+	sa := testutil.RequireTool(t, "systemd-analyze", "systemd")
 	u := Unit{Name: "verify-me", Unroot: "/bin/true", Restart: "always", Description: "100% odd \"name\"",
 		Args: []string{"--state-dir=%t/unroot-verify-me", "sh", "-c", `echo "$HOME" 50%`}, Env: []string{"PATH=/usr/bin:/bin"}}
 	text, err := u.Render()

@@ -52,6 +52,12 @@ func makePlan(cfg network.Config) (plan, error) {
 		return plan{}, fmt.Errorf("cidr %s is not a private unicast network: use one like 10.0.2.0/24", cidr)
 	}
 	p := plan{ifName: c.IfName, mtu: c.MTU}
+	if c.IPv6Only() {
+		// The prefix given, and no IPv4 on the tap.
+		p.addr6 = netip.PrefixFrom(nth(cidr.Addr(), childHost6), cidr.Bits())
+		p.gateway6 = nth(cidr.Addr(), gatewayHost)
+		return p, nil
+	}
 	p.addr = netip.PrefixFrom(nth(cidr.Addr(), childHost), cidr.Bits())
 	p.gateway = nth(cidr.Addr(), gatewayHost)
 	p.dns = nth(cidr.Addr(), dnsHost)

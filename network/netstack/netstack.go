@@ -106,14 +106,17 @@ func (d *Driver) Name() string { return Name }
 
 // Info implements network.Driver.
 func (d *Driver) Info() *api.NetworkDriverInfo {
-	info := &api.NetworkDriverInfo{
-		Driver:  Name,
-		DNS:     []string{d.plan.gateway.String()},
-		ChildIP: d.plan.addr.Addr().String(),
+	info := &api.NetworkDriverInfo{Driver: Name}
+	if d.plan.gateway.IsValid() {
+		info.DNS = []string{d.plan.gateway.String()}
+		info.ChildIP = d.plan.addr.Addr().String()
 	}
 	if d.plan.gateway6.IsValid() {
 		info.DNS = append(info.DNS, d.plan.gateway6.String())
 		info.IPv6 = true
+		if info.ChildIP == "" {
+			info.ChildIP = d.plan.addr6.Addr().String() // IPv6 only
+		}
 	}
 	return info
 }
@@ -124,8 +127,10 @@ func (d *Driver) Setup() network.Setup {
 		IfName:  d.plan.ifName,
 		Addr:    d.plan.addr,
 		Gateway: d.plan.gateway,
-		DNS:     []netip.Addr{d.plan.gateway},
 		MTU:     d.plan.mtu,
+	}
+	if d.plan.gateway.IsValid() {
+		s.DNS = []netip.Addr{d.plan.gateway}
 	}
 	if d.plan.gateway6.IsValid() {
 		s.Addr6 = d.plan.addr6
@@ -208,19 +213,22 @@ func (d *Driver) run(fd int) error {
 	if e := s.SetSpoofing(nicID, true); e != nil {
 		return fail("set spoofing", e)
 	}
-	// The gateway must be a real address so ARP and NDP for it are answered.
-	gw := tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: tcpip.AddressWithPrefix{
-		Address: tcpip.AddrFrom4(d.plan.gateway.As4()), PrefixLen: d.plan.addr.Bits()}}
-	if e := s.AddProtocolAddress(nicID, gw, stack.AddressProperties{}); e != nil {
-		return fail("add gateway address", e)
+	var routes []tcpip.Route
+	var dns []tcpip.FullAddress
+	if d.plan.gateway.IsValid() {
+		// The gateway must be a real address so ARP and NDP for it are
+		// answered; so is slirp4netns' DNS address, which answers DNS only.
+		for _, a := range []netip.Addr{d.plan.gateway, d.plan.dns} {
+			pa := tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: tcpip.AddressWithPrefix{
+				Address: tcpip.AddrFrom4(a.As4()), PrefixLen: d.plan.addr.Bits()}}
+			if e := s.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); e != nil {
+				return fail("add address "+a.String(), e)
+			}
+			// DNS listens on both (resolv.conf names the gateway).
+			dns = append(dns, tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom4(a.As4()), Port: 53})
+		}
+		routes = append(routes, tcpip.Route{Destination: header4Any(), NIC: nicID})
 	}
-	// So is slirp4netns' DNS address, which answers DNS only.
-	dnsAddr := tcpip.ProtocolAddress{Protocol: ipv4.ProtocolNumber, AddressWithPrefix: tcpip.AddressWithPrefix{
-		Address: tcpip.AddrFrom4(d.plan.dns.As4()), PrefixLen: d.plan.addr.Bits()}}
-	if e := s.AddProtocolAddress(nicID, dnsAddr, stack.AddressProperties{}); e != nil {
-		return fail("add dns address", e)
-	}
-	routes := []tcpip.Route{{Destination: header4Any(), NIC: nicID}}
 	if d.plan.gateway6.IsValid() {
 		gw6 := tcpip.ProtocolAddress{Protocol: ipv6.ProtocolNumber, AddressWithPrefix: tcpip.AddressWithPrefix{
 			Address: tcpip.AddrFrom16(d.plan.gateway6.As16()), PrefixLen: d.plan.addr6.Bits()}}
@@ -236,12 +244,7 @@ func (d *Driver) run(fd int) error {
 	uf := udp.NewForwarder(s, d.handleUDP)
 	s.SetTransportProtocolHandler(udp.ProtocolNumber, uf.HandlePacket)
 
-	// DNS listens on the gateway addresses (resolv.conf names them) and on
-	// slirp4netns' .3; it must exist before the child's first query.
-	dns := []tcpip.FullAddress{
-		{NIC: nicID, Addr: tcpip.AddrFrom4(d.plan.gateway.As4()), Port: 53},
-		{NIC: nicID, Addr: tcpip.AddrFrom4(d.plan.dns.As4()), Port: 53},
-	}
+	// DNS must listen before the child's first query.
 	if d.plan.gateway6.IsValid() {
 		dns = append(dns, tcpip.FullAddress{NIC: nicID, Addr: tcpip.AddrFrom16(d.plan.gateway6.As16()), Port: 53})
 	}

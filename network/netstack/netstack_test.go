@@ -24,6 +24,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/unroot/unroot/internal/testutil"
 	"github.com/unroot/unroot/network"
 )
 
@@ -31,13 +32,7 @@ import (
 // cannot pass by skipping.
 func requireRoot(t testing.TB) {
 	t.Helper()
-	if os.Getuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("netstack tests need root to create network namespaces; CI runs them as root (scripts/test.sh)")
-	}
-	t.Skip("skipping: needs root to create a network namespace with a tap device; run as root or via scripts/test.sh")
+	testutil.RequireRoot(t, "create a network namespace with a tap device")
 }
 
 func requireTool(t testing.TB, name string) {
@@ -142,8 +137,10 @@ func (n *testNS) apply(t testing.TB, s network.Setup) {
 	}
 	must(h.LinkSetMTU(link, s.MTU))
 	must(h.LinkSetUp(link))
-	must(h.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(s.Addr)}))
-	must(h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: s.Gateway.AsSlice()}))
+	if s.Addr.IsValid() {
+		must(h.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(s.Addr)}))
+		must(h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: s.Gateway.AsSlice()}))
+	}
 	if s.Addr6.IsValid() {
 		must(h.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(s.Addr6), Flags: syscall.IFA_F_NODAD}))
 		must(h.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: s.Gateway6.AsSlice()}))
@@ -274,6 +271,41 @@ func TestOutboundToHostAddress(t *testing.T) {
 	out, err := curl(t, ns, "http://"+addr+"/")
 	if err != nil || out != "outbound ok" {
 		t.Fatalf("curl %s = %q, %v", addr, out, err)
+	}
+}
+
+// An IPv6 --cidr alone: the prefix given, no IPv4 on the tap, and the
+// host's loopback (when allowed) and DNS at the gateway.
+func TestIPv6Only(t *testing.T) {
+	requireRoot(t)
+	addr := serveHTTP(t, "[::1]:0", "v6 only")
+	_, port, _ := net.SplitHostPort(addr)
+	up := dnsServer(t)
+	d, ns := startDriver(t, network.Config{CIDR: netip.MustParsePrefix("fd12:3456:789a::/56")}, func(d *Driver) {
+		d.upstreams = []netip.AddrPort{up}
+	})
+	s := d.Setup()
+	if s.Addr.IsValid() || s.Gateway.IsValid() || s.Addr6.String() != "fd12:3456:789a::100/56" || s.Gateway6.String() != "fd12:3456:789a::1" ||
+		len(s.DNS) != 1 || s.DNS[0].String() != "fd12:3456:789a::1" {
+		t.Errorf("Setup = %+v", s)
+	}
+	if info := d.Info(); info.ChildIP != "fd12:3456:789a::100" || !info.IPv6 || len(info.DNS) != 1 {
+		t.Errorf("Info = %+v", info)
+	}
+	out, err := curl(t, ns, "http://[fd12:3456:789a::1]:"+port+"/")
+	if err != nil || out != "v6 only" {
+		t.Fatalf("curl via the IPv6 gateway = %q, %v", out, err)
+	}
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return ns.dial(network, "[fd12:3456:789a::1]:53")
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if addrs, err := r.LookupHost(ctx, "service.unroot.test"); err != nil || len(addrs) != 1 || addrs[0] != "192.0.2.123" {
+		t.Errorf("DNS at the IPv6 gateway = %v, %v", addrs, err)
+	}
+	if _, err := ns.dial("tcp", "10.0.2.1:"+port); err == nil {
+		t.Error("an IPv4 gateway answers in an IPv6-only namespace")
 	}
 }
 

@@ -71,6 +71,9 @@ func New(cfg network.Config, o Options) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.IPv6Only() && cfg.CIDR.Bits() != pastaPrefix6 {
+		return nil, fmt.Errorf("cidr %s: pasta gives its IPv6 address a /%d, so use a /%d (like %s), or --net=netstack for other lengths", cfg.CIDR, pastaPrefix6, pastaPrefix6, netip.PrefixFrom(cfg.CIDR.Addr(), pastaPrefix6).Masked())
+	}
 	d := &Driver{cfg: cfg, log: cfg.Logger}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -98,7 +101,7 @@ func (d *Driver) Name() string { return "pasta" }
 
 // Info describes the network for GET /v1/info.
 func (d *Driver) Info() *api.NetworkDriverInfo {
-	return &api.NetworkDriverInfo{Driver: "pasta", DNS: []string{d.dns.String()}, ChildIP: d.childIP.String(), IPv6: d.cfg.IPv6}
+	return &api.NetworkDriverInfo{Driver: "pasta", DNS: []string{d.dns.String()}, ChildIP: d.childIP.String(), IPv6: d.cfg.IPv6 || d.cfg.IPv6Only()}
 }
 
 // Start runs pasta against the child's network namespace and returns once
@@ -141,6 +144,10 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 		Gateway:            d.gateway,
 		MTU:                d.cfg.MTU,
 		ConfiguredByDriver: true,
+	}
+	if d.cfg.IPv6Only() {
+		s.Addr, s.Gateway = netip.Prefix{}, netip.Addr{}
+		s.Addr6, s.Gateway6 = netip.PrefixFrom(d.childIP, pastaPrefix6), d.gateway
 	}
 	if f.dnsForward {
 		s.DNS = []netip.Addr{d.dns}
@@ -197,13 +204,14 @@ func (d *Driver) features(flags map[string]bool, c network.Child) (features, []s
 	need("--ns-ifname", true)
 	need("--pid", true)
 	need("--address", true)
-	need("--netmask", true)
+	need("--netmask", !d.cfg.IPv6Only())
 	need("--gateway", true)
 	need("--mtu", true)
 	need("--tcp-ports", true)
 	need("--udp-ports", true)
 	need("--no-map-gw", d.cfg.DisableHostLoopback)
-	need("--ipv4-only", !d.cfg.IPv6)
+	need("--ipv4-only", !d.cfg.IPv6 && !d.cfg.IPv6Only())
+	need("--ipv6-only", d.cfg.IPv6Only())
 	need("--userns", c.Detached)
 	need("--netns", c.Detached)
 	if len(missing) > 0 {
@@ -243,9 +251,12 @@ func buildArgs(cfg network.Config, c network.Child, f features) ([]string, error
 		"--mtu="+strconv.Itoa(cfg.MTU),
 		"--config-net",
 		"--address="+child.String(),
-		"--netmask="+strconv.Itoa(cfg.CIDR.Bits()),
-		"--gateway="+gw.String(),
 	)
+	if !cfg.IPv6Only() {
+		// pasta takes an IPv6 address with a /64 (pastaPrefix6) and no mask.
+		args = append(args, "--netmask="+strconv.Itoa(cfg.CIDR.Bits()))
+	}
+	args = append(args, "--gateway="+gw.String())
 	if f.dnsForward {
 		args = append(args, "--dns-forward="+dns.String())
 	}
@@ -255,14 +266,17 @@ func buildArgs(cfg network.Config, c network.Child, f features) ([]string, error
 	// pasta's default --tcp-ns/--udp-ns auto mirrors every port bound on the
 	// host's loopback into the namespace's 127.0.0.1: a second way to the
 	// host's loopback that --disable-host-loopback would not close, ports the
-	// command then cannot bind, and 0.1-0.5 s more start-up on a busy host.
+	// command then cannot bind, and a slower start-up on a busy host.
 	// The host's loopback stays reachable at the gateway, as with slirp4netns.
 	// pasta 2023_03_09 only rescans the namespace for --tcp-ports=auto while
 	// --tcp-ns is auto too, so implicit forwarding keeps pasta's default.
 	if f.nsNone && !f.implicit {
 		args = append(args, "--tcp-ns=none", "--udp-ns=none")
 	}
-	if !cfg.IPv6 {
+	switch {
+	case cfg.IPv6Only():
+		args = append(args, "--ipv6-only")
+	case !cfg.IPv6:
 		args = append(args, "--ipv4-only")
 	}
 	if f.implicit {
@@ -288,6 +302,10 @@ func buildArgs(cfg network.Config, c network.Child, f features) ([]string, error
 	}
 	return append(args, strconv.Itoa(c.PID)), nil
 }
+
+// pastaPrefix6 is the prefix length pasta gives the IPv6 address it
+// assigns (--address takes no length and --netmask is IPv4's).
+const pastaPrefix6 = 64
 
 // Health reports the helper's state (network.Supervised).
 func (d *Driver) Health() api.NetworkHealth {

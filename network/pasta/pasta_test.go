@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unroot/unroot/internal/testutil"
 	"github.com/unroot/unroot/network"
 	"github.com/unroot/unroot/network/internal/nstest"
 )
@@ -66,6 +67,8 @@ func TestBuildArgs(t *testing.T) {
 	custom.DisableHostLoopback = true
 	custom.IPv6 = true
 	custom.CIDR = netip.MustParsePrefix("10.41.0.0/16")
+	v6only := def
+	v6only.CIDR = netip.MustParsePrefix("fd12:3456::/64")
 	tests := []struct {
 		name string
 		cfg  network.Config
@@ -81,6 +84,8 @@ func TestBuildArgs(t *testing.T) {
 			"--foreground --runas=0:0 --ns-ifname=tap0 --mtu=65520 --config-net --address=10.0.2.100 --netmask=24 --gateway=10.0.2.2 --ipv4-only --tcp-ports=none --udp-ports=none --pid=/proc/self/fd/3 42"},
 		{"no loopback, ipv6, cidr, detached", custom, detached, features{implicit: true},
 			"--foreground --ns-ifname=tap0 --mtu=65520 --config-net --address=10.41.0.100 --netmask=16 --gateway=10.41.0.2 --no-map-gw --tcp-ports=auto --udp-ports=auto --pid=/proc/self/fd/3 --userns=/proc/42/ns/user --netns=/proc/42/root/s/netns"},
+		{"ipv6 only: the prefix given, no netmask", v6only, attached, features{dnsForward: true},
+			"--foreground --ns-ifname=tap0 --mtu=65520 --config-net --address=fd12:3456::100 --gateway=fd12:3456::2 --dns-forward=fd12:3456::3 --ipv6-only --tcp-ports=none --udp-ports=none --pid=/proc/self/fd/3 42"},
 	}
 	for _, tt := range tests {
 		got, err := buildArgs(tt.cfg, tt.c, tt.f)
@@ -177,8 +182,9 @@ func TestFeaturesAsRoot(t *testing.T) {
 
 func TestNewErrors(t *testing.T) {
 	for cfg, want := range map[*network.Config]string{
-		{Binary: "/nonexistent/pasta"}:       "pasta binary /nonexistent/pasta: ",
-		{Binary: "/bin/true", IfName: "a/b"}: "must not contain '/'",
+		{Binary: "/nonexistent/pasta"}:                                       "pasta binary /nonexistent/pasta: ",
+		{Binary: "/bin/true", IfName: "a/b"}:                                 "must not contain '/'",
+		{Binary: "/bin/true", CIDR: netip.MustParsePrefix("fd12:3456::/48")}: "pasta gives its IPv6 address a /64, so use a /64 (like fd12:3456::/64), or --net=netstack",
 	} {
 		if _, err := New(*cfg, Options{}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("New(%+v) = %v, want %q", *cfg, err, want)
@@ -344,12 +350,10 @@ func TestHelperDiesWithParent(t *testing.T) {
 }
 
 func TestStartFailureSaysWhy(t *testing.T) {
+	testutil.RequireTool(t, "pasta", "passt")
 	d, err := New(network.Config{}, Options{})
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("pasta must be installed in CI (scripts/test.sh does): %v", err)
-		}
-		t.Skipf("skipping: pasta not installed: %v", err)
+		t.Fatal(err)
 	}
 	_, err = d.Start(t.Context(), network.Child{PID: 1<<22 + 1})
 	if err == nil {
@@ -364,12 +368,7 @@ func TestStartFailureSaysWhy(t *testing.T) {
 // Run by real root, pasta would drop to "nobody" and fail to join the
 // child's user namespace; the driver keeps it root.
 func TestDriverAsRoot(t *testing.T) {
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI must run these tests as root (scripts/test.sh does)")
-		}
-		t.Skip("skipping: needs root")
-	}
+	testutil.RequireRoot(t, "see that pasta keeps root")
 	holder := exec.Command("unshare", "--user", "--map-root-user", "--net", "sleep", "30")
 	if err := holder.Start(); err != nil {
 		t.Fatal(err)

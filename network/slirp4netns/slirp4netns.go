@@ -84,6 +84,9 @@ func New(cfg network.Config, o Options) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.IPv6Only() {
+		return nil, fmt.Errorf("slirp4netns cannot make an IPv6-only network (--cidr=%s): it always has IPv4, and its IPv6 (--ipv6) is fixed to fd00::/64; use --net=pasta or --net=netstack for an IPv6 --cidr", cfg.CIDR)
+	}
 	d := &Driver{cfg: cfg, log: cfg.Logger}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -302,7 +305,7 @@ func (d *Driver) setup() network.Setup {
 	}
 	if d.cfg.IPv6 {
 		// slirp4netns also advertises fd00::/64, but SLAAC (with duplicate
-		// address detection) takes 1-3 s after the link is up; a static
+		// address detection) takes seconds after the link is up; a static
 		// address (set without DAD by the child) works at once.
 		s.Addr6, s.Gateway6 = ipv6Child, ipv6Gateway
 	}

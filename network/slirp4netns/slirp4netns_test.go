@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unroot/unroot/internal/testutil"
 	"github.com/unroot/unroot/network"
 	"github.com/unroot/unroot/network/internal/nstest"
 )
@@ -129,6 +130,8 @@ func TestNewErrors(t *testing.T) {
 		{network.Config{Binary: "/bin/true"}, Options{Sandbox: 7}, `Options.Sandbox 7 or Options.Seccomp 0 is not a network.TriState`},
 		{network.Config{Binary: "/bin/true", CIDR: netip.MustParsePrefix("10.0.2.100/24")}, Options{}, "cidr must be like 10.0.2.0/24, not like 10.0.2.100/24"},
 		{network.Config{Binary: "/bin/true", MTU: 65522}, Options{}, "mtu must be <= 65521"},
+		// slirp4netns#349: no IPv6-only network; say which driver can.
+		{network.Config{Binary: "/bin/true", CIDR: netip.MustParsePrefix("fd12:3456::/64")}, Options{}, "slirp4netns cannot make an IPv6-only network (--cidr=fd12:3456::/64): it always has IPv4, and its IPv6 (--ipv6) is fixed to fd00::/64; use --net=pasta or --net=netstack"},
 	}
 	for _, tt := range tests {
 		_, err := New(tt.cfg, tt.opts)
@@ -336,12 +339,10 @@ func TestHelperDiesWithParent(t *testing.T) {
 
 // A child that is not a process must fail fast with slirp4netns's reason.
 func TestStartFailureSaysWhy(t *testing.T) {
+	testutil.RequireTool(t, "slirp4netns", "slirp4netns")
 	d, err := New(network.Config{}, Options{})
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("slirp4netns must be installed in CI (scripts/test.sh does): %v", err)
-		}
-		t.Skipf("skipping: slirp4netns not installed: %v", err)
+		t.Fatal(err)
 	}
 	// pid 2^22+1 is above pid_max, so it never exists.
 	_, err = d.Start(t.Context(), network.Child{PID: 1<<22 + 1})

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/unroot/unroot/internal/sys"
+	"github.com/unroot/unroot/internal/testutil"
 	"github.com/unroot/unroot/port"
 )
 
@@ -366,7 +367,7 @@ func TestMain(m *testing.M) {
 		emfileHelper()
 		return
 	}
-	os.Exit(m.Run())
+	testutil.Main(m) // fails on leftover goroutines and descriptors
 }
 
 func emfileHelper() {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/unroot/unroot/internal/sys"
+	"github.com/unroot/unroot/internal/testutil"
 )
 
 // hostSource hands out sockets from the test's own netns: enough for relay
@@ -35,12 +36,7 @@ type nsSource struct {
 
 func newNSSource(t *testing.T) *nsSource {
 	t.Helper()
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI must run these tests as root")
-		}
-		t.Skip("skipping: needs root to create a network namespace")
-	}
+	testutil.RequireRoot(t, "create a network namespace")
 	s := &nsSource{reqs: make(chan func())}
 	ready := make(chan error)
 	go func() {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/internal/testutil"
 	"github.com/unroot/unroot/network"
 	"github.com/unroot/unroot/port"
 )
@@ -27,12 +28,7 @@ import (
 // code on that thread, plus the socket path.
 func startSlirp(t *testing.T) (do func(func()), sock string) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI must run this test as root")
-		}
-		t.Skip("skipping: needs root to create a network namespace")
-	}
+	testutil.RequireRoot(t, "create a network namespace")
 	bin, err := exec.LookPath("slirp4netns")
 	if err != nil {
 		t.Fatalf("slirp4netns: %v (apt-get install slirp4netns)", err)

@@ -318,3 +318,30 @@ func TestGoModTidy(t *testing.T) {
 		t.Errorf("go mod tidy would change the module files (%v): run go mod tidy and commit the result\n%s", err, out)
 	}
 }
+
+// Whether a test that cannot run here skips or fails is decided in one
+// place, internal/testutil (skip outside CI, fail in CI); a test that reads
+// CI itself would make its own rule.
+func TestOneSkipOrFailRule(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		if strings.Contains(path, "/internal/testutil/") || strings.HasSuffix(path, "/test/boundary/boundary_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(b), `Getenv("CI")`) {
+			rel, _ := filepath.Rel(root, path)
+			t.Errorf("%s reads $CI itself: use testutil.Unavailable, RequireRoot, RequireTool or userns.Require", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,6 +1,7 @@
 // Package cluster runs a three-node cluster of rootless nodes on one
 // machine: three simulated hosts (network namespaces on a shared bridge,
-// 198.18.0.1-3/24), each running unroot as the unprivileged test user with
+// 198.18.0.1-3/24), each running unroot (slirp4netns, netstack, pasta; the
+// builtin port driver) as the unprivileged test user with
 // the node's ports published, and inside each unroot an etcd member of one
 // cluster and a flannel-style VXLAN pod network (testdata/node.sh).
 //
@@ -27,6 +28,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/internal/testutil"
 )
 
 var (
@@ -38,7 +41,7 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	skip := func(why string) int {
-		if os.Getenv("CI") != "" {
+		if testutil.InCI() {
 			fmt.Fprintf(os.Stderr, "cluster: %s; CI must provide it (scripts/test.sh does)\n", why)
 			return 1
 		}
@@ -48,7 +51,7 @@ func run(m *testing.M) int {
 	if os.Getuid() != 0 {
 		return skip("needs root to make the simulated hosts and run unroot as the test user")
 	}
-	for _, p := range []string{"etcd", "etcdctl", "ip", "bridge", "nsenter", "setpriv", "unshare", "slirp4netns"} {
+	for _, p := range []string{"etcd", "etcdctl", "ip", "bridge", "nsenter", "setpriv", "unshare", "slirp4netns", "pasta"} {
 		if _, err := exec.LookPath(p); err != nil {
 			return skip(p + " is not installed (scripts/apt-packages.txt lists its package)")
 		}
@@ -94,6 +97,7 @@ var published = []string{"2379:2379/tcp", "2380:2380/tcp", "8472:8472/udp"}
 
 func TestClusterSlirp4netns(t *testing.T) { testCluster(t, "slirp4netns") }
 func TestClusterNetstack(t *testing.T)    { testCluster(t, "netstack") }
+func TestClusterPasta(t *testing.T)       { testCluster(t, "pasta") }
 
 func testCluster(t *testing.T, driver string) {
 	c := newCluster(t, driver)
@@ -153,6 +157,9 @@ func newCluster(t *testing.T, driver string) *cluster {
 	ipc(t, "netns", "add", sw)
 	ipc(t, "-n", sw, "link", "add", "br0", "type", "bridge")
 	ipc(t, "-n", sw, "link", "set", "br0", "up")
+	// Every host routes by default to the switch, a dead end: pasta copies
+	// the host's default route and needs one.
+	ipc(t, "-n", sw, "addr", "add", "198.18.0.254/24", "dev", "br0")
 	uid, gid := ids()
 	for i, addr := range hosts {
 		h := c.host(i)
@@ -162,6 +169,7 @@ func newCluster(t *testing.T, driver string) *cluster {
 		ipc(t, "-n", h, "addr", "add", addr+"/24", "dev", "eth0")
 		ipc(t, "-n", h, "link", "set", "eth0", "up")
 		ipc(t, "-n", h, "link", "set", "lo", "up")
+		ipc(t, "-n", h, "route", "add", "default", "via", "198.18.0.254")
 		d, err := os.MkdirTemp("", "unroot-cluster-node")
 		if err != nil {
 			t.Fatal(err)

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unroot/unroot/internal/testutil"
 )
 
 // Bin is the directory holding the built binaries (unroot and its
@@ -33,7 +35,7 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	if os.Getuid() != 0 {
-		if os.Getenv("CI") != "" {
+		if testutil.InCI() {
 			fmt.Fprintln(os.Stderr, "e2e: CI must run these tests as root (scripts/test.sh does)")
 			return 1
 		}

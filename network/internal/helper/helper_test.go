@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unroot/unroot/internal/testutil"
 )
 
 // TestMain doubles as a parent process for the SIGKILL test: with
@@ -28,7 +30,7 @@ func TestMain(m *testing.M) {
 		time.Sleep(time.Minute)
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	testutil.Main(m) // fails on leftover goroutines and descriptors
 }
 
 func alive(pid int) bool {

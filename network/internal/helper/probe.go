@@ -23,7 +23,7 @@ type Probe struct {
 // ProbeTimeout bounds "helper --help": a real helper answers in
 // milliseconds, so one that has not answered by then is stuck (a wrapper
 // waiting on something, a broken install).
-var ProbeTimeout = 3 * time.Second
+var ProbeTimeout = 5 * time.Second
 
 var probes sync.Map // path → *Probe
 

@@ -15,7 +15,7 @@
 # addresses, space separated, in node order), DIR (writable, kept across
 # restarts), MTU (of the pod network).
 set -euo pipefail
-: "${NODE:?}" "${HOSTS:?}" "${DIR:?}" "${MTU:=1450}"
+: "${NODE:?}" "${HOSTS:?}" "${DIR:?}" "${MTU:=1450}" "${ETCD:=1}"
 read -r -a hosts <<<"$HOSTS"
 self=${hosts[NODE-1]}
 mac() { printf '0a:16:00:00:00:%02x' "$1"; }
@@ -40,7 +40,9 @@ ip link set cni0 up
 for p in 2 3; do
   unshare --net bash -c "exec -a pod-$NODE-$p sleep infinity" &
   pid=$!
-  while [ "$(readlink "/proc/$pid/ns/net")" = "$(readlink /proc/self/ns/net)" ]; do sleep 0.01; done
+  # Named once unshare is done and bash has exec'd sleep; the test and the
+  # bench find the pod by that name.
+  until grep -qa "^pod-$NODE-$p" "/proc/$pid/cmdline"; do sleep 0.01; done
   ip link add "veth$p" mtu "$MTU" type veth peer name eth0 netns "$pid"
   ip link set "veth$p" master cni0 up
   nsenter -t "$pid" -n sh -ec "
@@ -50,6 +52,11 @@ for p in 2 3; do
     ip route add default via 10.244.$NODE.1"
 done
 
+if [ "$ETCD" = 0 ]; then
+  touch "$DIR/ready"
+  wait
+  exit
+fi
 cluster=
 for m in "${!hosts[@]}"; do
   cluster+="${cluster:+,}n$((m + 1))=http://${hosts[m]}:2380"

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/unroot/unroot/bench/internal/parse"
+	"github.com/unroot/unroot/bench/internal/report"
+)
+
+// ---- pod to pod across two simulated hosts ----
+//
+// Two hosts are two network namespaces joined by a veth pair (198.18.0.1
+// and .2). Each runs a node of a flannel-style pod network, built by the
+// script the cluster test uses (test/cluster/testdata/node.sh, without
+// etcd): a vxlan device on UDP 8472 with static neighbour and FDB entries,
+// a bridge and two pods. iperf3 runs from a pod of host 1 to a pod of host
+// 2. The reference runs the script as root right in the host namespaces
+// (a rootful node: the overlay over a plain veth); the others run it
+// inside a launcher started by the test user in each host, with 8472/udp
+// published by the builtin port driver, so VXLAN goes out through the
+// user-mode network and in through the published port.
+
+var podHosts = []string{"198.18.0.1", "198.18.0.2"}
+
+func (h *harness) podsGroup() *group {
+	g := &group{name: "pods", reps: 1, benches: []*report.Bench{
+		{ID: "pod-tcp", Title: "Pod to pod TCP across two simulated hosts (iperf3; flannel-style VXLAN on 8472/udp, pod MTU 1450)", Unit: "Gbit/s", HigherIsBetter: true,
+			Note: "Hosts are two network namespaces joined by a veth pair; each runs test/cluster/testdata/node.sh (vxlan on UDP 8472 with static neighbour and FDB entries, a bridge, two pods). Reference: the script as root in the host namespaces, the overlay over the plain veth. Others: the script inside the launcher, started by the test user in each host with -p 8472:8472/udp (builtin port driver; pasta's own, implicit, for pasta)."},
+	}}
+	g.variants = append(g.variants, variant{label: "rootful nodes over a veth pair (root)", peer: "ref", refKey: "pods", benches: []string{"pod-tcp"},
+		run: func(ctx context.Context) (map[string]float64, error) { return h.podRun(ctx, nil, "", "") }})
+	// RootlessKit's flags pair pasta with its own port driver (implicit);
+	// `unroot run` may pair it with builtin.
+	for _, p := range h.peers {
+		if p.id == "unroot" {
+			v := variant{label: "unroot run · pasta + builtin", peer: p.id, config: "pasta + builtin", refKey: "pods", benches: []string{"pod-tcp"}, skip: p.missing}
+			if v.skip == "" {
+				p := p
+				v.run = func(ctx context.Context) (map[string]float64, error) { return h.podRun(ctx, p, "pasta", "builtin") }
+			}
+			g.variants = append(g.variants, v)
+		}
+	}
+	for _, c := range []struct{ net, port string }{{"slirp4netns", "builtin"}, {"pasta", "implicit"}, {"netstack", "builtin"}} {
+		g.variants = append(g.variants, h.peerVariants(c.net+" + "+c.port, c.net, c.port, "pods", []string{"pod-tcp"}, func(p *peer) func(context.Context) (map[string]float64, error) {
+			return func(ctx context.Context) (map[string]float64, error) { return h.podRun(ctx, p, c.net, c.port) }
+		})...)
+	}
+	return g
+}
+
+// podRun makes the two hosts, starts a node in each (as root when p is
+// nil, else inside p with network driver net and port driver port),
+// measures and tears down.
+func (h *harness) podRun(ctx context.Context, p *peer, net, port string) (map[string]float64, error) {
+	script, err := os.ReadFile(filepath.Join(mustWd(), "test/cluster/testdata/node.sh"))
+	if err != nil {
+		return nil, fmt.Errorf("read the node script (run from the repository root): %w", err)
+	}
+	id := strconv.Itoa(os.Getpid())
+	ns := []string{"unroot-bench-pa-" + id, "unroot-bench-pb-" + id}
+	defer func() {
+		h.cleanup()
+		for _, n := range ns {
+			_, _, _ = h.runCmd(context.Background(), 10*time.Second, false, "ip", "netns", "del", n)
+		}
+	}()
+	steps := [][]string{
+		{"netns", "add", ns[0]},
+		{"netns", "add", ns[1]},
+		{"link", "add", "ubpa" + id, "netns", ns[0], "type", "veth", "peer", "name", "ubpb" + id, "netns", ns[1]},
+	}
+	for i, n := range ns {
+		dev := []string{"ubpa" + id, "ubpb" + id}[i]
+		steps = append(steps,
+			[]string{"-n", n, "addr", "add", podHosts[i] + "/24", "dev", dev},
+			[]string{"-n", n, "link", "set", dev, "up"},
+			[]string{"-n", n, "link", "set", "lo", "up"},
+			// pasta copies the host's default route: give it one.
+			[]string{"-n", n, "route", "add", "default", "via", podHosts[1-i]})
+	}
+	for _, s := range steps {
+		if _, _, err := h.runCmd(ctx, 10*time.Second, false, "ip", s...); err != nil {
+			return nil, fmt.Errorf("make the simulated hosts: %w", err)
+		}
+	}
+	var nodes []*started
+	for i, n := range ns {
+		dir, err := h.scratch()
+		if err != nil {
+			return nil, err
+		}
+		sh := filepath.Join(dir, "node.sh")
+		if err := os.WriteFile(sh, script, 0o755); err != nil {
+			return nil, err
+		}
+		env := []string{"env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + h.home, "XDG_RUNTIME_DIR=" + filepath.Join(h.work, "run"),
+			"TMPDIR=/tmp", "LANG=C.UTF-8", "NODE=" + strconv.Itoa(i+1), "HOSTS=" + strings.Join(podHosts, " "), "DIR=" + dir, "ETCD=0"}
+		args := []string{"--net=/run/netns/" + n, "--"}
+		if p == nil {
+			args = append(append(args, env...), "bash", sh)
+		} else {
+			args = append(args, "setpriv", "--reuid="+strconv.Itoa(h.uid), "--regid="+strconv.Itoa(h.gid), "--init-groups", "--")
+			launcher := []string{p.bin}
+			if net == "pasta" && port == "builtin" {
+				launcher = []string{filepath.Join(h.o.unroot, "unroot"), "run"}
+			}
+			args = append(append(append(args, env...), launcher...), "--net="+net, "--port-driver="+port, "--copy-up=/etc", "--disable-host-loopback", "--pidns",
+				"--state-dir="+filepath.Join(dir, "state"), "-p", "0.0.0.0:8472:8472/udp", "--", "bash", sh)
+		}
+		st, err := h.start(h.command(ctx, false, "nsenter", args...))
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, st)
+		deadline := time.Now().Add(30 * time.Second)
+		for !exists(filepath.Join(dir, "ready")) {
+			if st.exited() {
+				return nil, fmt.Errorf("node %d exited before it was ready (%v): %s", i+1, st.err, tail(st.stderr.String()+"\n"+st.stdout.String(), 3))
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return nil, fmt.Errorf("node %d not ready after 30 s: %s", i+1, tail(st.stderr.String(), 3))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	client, server := pidOf("pod-1-2"), pidOf("pod-2-3")
+	if client == 0 || server == 0 {
+		return nil, fmt.Errorf("the pods did not start (pod-1-2 pid %d, pod-2-3 pid %d)", client, server)
+	}
+	inPod := func(pid int, args ...string) []string {
+		return append([]string{"-t", strconv.Itoa(pid), "-n", "--"}, args...)
+	}
+	srv, err := h.start(h.command(ctx, false, "nsenter", inPod(server, "iperf3", "-s", "-p", "5201")...))
+	if err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out, _, _ := h.runCmd(ctx, 5*time.Second, false, "nsenter", inPod(server, "ss", "-Hltn", "sport = :5201")...)
+		if strings.TrimSpace(out) != "" {
+			break
+		}
+		if srv.exited() || time.Now().After(deadline) {
+			return nil, fmt.Errorf("iperf3 server in pod 10.244.2.3 did not start: %s", tail(srv.stderr.String(), 2))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The first connection may wait for the overlay's first packets.
+	var last error
+	for try := 0; try < 3; try++ {
+		out, _, err := h.runCmd(ctx, h.o.duration+30*time.Second, false, "nsenter", inPod(client, "iperf3", "-c", "10.244.2.3", "-p", "5201", "-t", strconv.Itoa(h.secs()), "-J")...)
+		r, perr := parse.ParseIperf3([]byte(out))
+		if err == nil && perr == nil {
+			return map[string]float64{"pod-tcp": gbps(r.Goodput())}, nil
+		}
+		last = errors.Join(err, perr)
+	}
+	return nil, fmt.Errorf("iperf3 between the pods: %w", last)
+}
+
+// pidOf finds the process whose argv[0] is name (node.sh names each pod's
+// holder pod-N-P), or 0.
+func pidOf(name string) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline"); strings.HasPrefix(string(b), name+"\x00") {
+			return pid
+		}
+	}
+	return 0
+}
