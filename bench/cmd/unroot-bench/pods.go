@@ -155,7 +155,7 @@ func (h *harness) podRun(ctx context.Context, p *peer, net, port string) (map[st
 	// The first connection may wait for the overlay's first packets.
 	var last error
 	for try := 0; try < 3; try++ {
-		out, _, err := h.runCmd(ctx, h.o.duration+30*time.Second, false, "nsenter", inPod(client, "iperf3", "-c", "10.244.2.3", "-p", "5201", "-t", strconv.Itoa(h.secs()), "-J")...)
+		out, _, err := h.runCmd(ctx, h.o.duration+30*time.Second, false, "nsenter", inPod(client, "iperf3", "-c", "10.244.2.3", "-p", "5201", "--connect-timeout", "5000", "-t", strconv.Itoa(h.secs()), "-J")...)
 		r, perr := parse.ParseIperf3([]byte(out))
 		if err == nil && perr == nil {
 			return map[string]float64{"pod-tcp": gbps(r.Goodput())}, nil
