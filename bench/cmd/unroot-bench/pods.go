@@ -91,6 +91,13 @@ func (h *harness) podRun(ctx context.Context, p *peer, net, port string) (map[st
 			return nil, fmt.Errorf("make the simulated hosts: %w", err)
 		}
 	}
+	// The pods of the last run die with their launcher, a moment after it.
+	for deadline := time.Now().Add(5 * time.Second); pidOf("pod-1-2") != 0 || pidOf("pod-2-3") != 0; {
+		if time.Now().After(deadline) {
+			return nil, errors.New("pods of an earlier run are still alive after 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	var nodes []*started
 	for i, n := range ns {
 		dir, err := h.scratch()
