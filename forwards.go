@@ -2,8 +2,6 @@ package unroot
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	"github.com/unroot/unroot/forward"
 )
@@ -14,11 +12,11 @@ func (l *Launcher) validateForwards() error {
 		return nil
 	}
 	if !l.privateNet() {
-		return errors.New("--forward needs a network namespace: use --net=slirp4netns, pasta, netstack or none (with --net=host the host's services are reachable as they are)")
+		return configErrorf("Forward", "{Forward} needs a network namespace: use {Network=private} (with the host's network its services are reachable as they are)")
 	}
 	for _, sp := range l.Forward {
 		if err := forward.Validate(sp); err != nil {
-			return fmt.Errorf("forward %s: %w", sp, err)
+			return configErrorf("Forward", "{Forward} %s: %v", sp, err)
 		}
 	}
 	return nil

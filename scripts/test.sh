@@ -28,6 +28,7 @@ fi
 
 go vet ./...
 go test -count=1 -timeout 30m "$@" ./...
-# The packages whose goroutines share sockets and state, again under the race
-# detector (it needs cgo: gcc and libc6-dev above).
-CGO_ENABLED=1 go test -race -count=1 -timeout 10m "$@" ./internal/relay ./internal/sockpool ./internal/apiserver ./port/... .
+# Every package in whose code or tests goroutines run, again under the race
+# detector (it needs cgo: gcc and libc6-dev above); see scripts/race-packages.sh.
+mapfile -t race_pkgs < <(scripts/race-packages.sh)
+CGO_ENABLED=1 go test -race -count=1 -timeout 20m "$@" "${race_pkgs[@]}"

@@ -22,8 +22,6 @@ import (
 // The rootlessctl personality: RootlessKit's rootlessctl commands, flags,
 // output and exit codes, so scripts written for it work unchanged.
 
-func init() { rootlessctlMain = ctlMain }
-
 const ctlUsage = `NAME:
    rootlessctl - RootlessKit API client
 

@@ -24,8 +24,6 @@ import (
 // docker-proxy on the child side, reports on fd 3 as docker-proxy does
 // ("0\n" ok, "1\n<error>" failed), and unpublishes on SIGINT/SIGTERM.
 
-func init() { dockerProxyMain = dockerProxy }
-
 // realDockerProxy is the program that does the in-namespace half.
 const realDockerProxy = "docker-proxy"
 

@@ -7,10 +7,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
 	"github.com/unroot/unroot/doctor"
 )
-
-func init() { extraCommands = append(extraCommands, newDoctorCommand) }
 
 func newDoctorCommand() *cobra.Command {
 	var (

@@ -13,6 +13,7 @@ import (
 	"github.com/unroot/unroot/network/slirp4netns"
 	"github.com/unroot/unroot/port"
 	"github.com/unroot/unroot/port/builtin"
+	portslirp "github.com/unroot/unroot/port/slirp4netns"
 )
 
 // netDrivers builds each network driver from the flags. host and none take
@@ -167,19 +168,12 @@ func buildPorts(o *opts, netName string, p personality, log *slog.Logger) (port.
 		if netName != "slirp4netns" {
 			return nil, nil, fmt.Errorf("--port-driver=slirp4netns requires --net=slirp4netns, not --net=%s", netName)
 		}
-		if f, ok := portDrivers["slirp4netns"]; ok {
-			return f, specs, nil
-		}
-		return nil, nil, errors.New("--port-driver=slirp4netns is not built into this binary yet: use --port-driver=builtin")
+		return portslirp.New, specs, nil
 	case "gvisor-tap-vsock":
 		return nil, nil, errors.New("port driver gvisor-tap-vsock is not supported by unroot: use --port-driver=builtin")
 	}
 	return nil, nil, fmt.Errorf("unknown port driver %q: use none, builtin, slirp4netns or implicit", o.portDriver)
 }
-
-// portDrivers holds port drivers registered from other files of this
-// binary (cmd/unroot/ports*.go) by name, e.g. "slirp4netns".
-var portDrivers = map[string]port.Factory{}
 
 func netNameOf(d network.Driver) string {
 	if d == nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
 	"github.com/unroot/unroot/api/client"
 	"github.com/unroot/unroot/forward"
 )

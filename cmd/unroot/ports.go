@@ -15,16 +15,11 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
 	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/api/client"
 	"github.com/unroot/unroot/port"
-	portslirp "github.com/unroot/unroot/port/slirp4netns"
 )
-
-func init() {
-	extraCommands = append(extraCommands, newPortsCommand, newInfoCommand)
-	portDrivers["slirp4netns"] = portslirp.New
-}
 
 // apiClient finds api.sock from --state-dir or $ROOTLESSKIT_STATE_DIR.
 func apiClient(stateDir string) (*client.Client, error) {

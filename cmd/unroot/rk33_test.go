@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
 	"github.com/unroot/unroot"
 	"github.com/unroot/unroot/api"
 )

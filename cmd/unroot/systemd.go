@@ -11,11 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
 	"github.com/unroot/unroot/internal/notify"
 	"github.com/unroot/unroot/internal/systemdunit"
 )
-
-func init() { extraCommands = append(extraCommands, newSystemdCommand) }
 
 func newSystemdCommand() *cobra.Command {
 	c := &cobra.Command{

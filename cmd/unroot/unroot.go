@@ -6,11 +6,12 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
 	"github.com/unroot/unroot"
 )
 
-// unrootMain is the native personality: `unroot run`, `unroot version`, and
-// the commands other files register in extraCommands.
+// unrootMain is the native personality: `unroot run`, `version`, `doctor`,
+// `ports`, `info` and `systemd`.
 func unrootMain(args []string) int {
 	root := &cobra.Command{
 		Use:           "unroot",
@@ -18,10 +19,7 @@ func unrootMain(args []string) int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCommand(), newVersionCommand())
-	for _, mk := range extraCommands {
-		root.AddCommand(mk())
-	}
+	root.AddCommand(newRunCommand(), newVersionCommand(), newDoctorCommand(), newPortsCommand(), newInfoCommand(), newSystemdCommand())
 	root.SetArgs(args)
 	err := root.Execute()
 	var ex exitCode

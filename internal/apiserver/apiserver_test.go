@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -319,6 +320,8 @@ func TestPeerCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.(*ownerListener).uid = owner // as if a user other than root launched
+	var logBuf syncBuffer
+	ln.(*ownerListener).log = slog.New(slog.NewTextHandler(&logBuf, nil))
 	srv := NewHTTPServer(New(Config{Info: testInfo, Ports: &memDriver{}}), nil)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -339,6 +342,12 @@ func TestPeerCredentials(t *testing.T) {
 	}
 	if code, body := curlAs(65534); code != "403" || !strings.Contains(body, `"message":"api.sock serves only uid 65533 (its owner) and root, not uid 65534`) {
 		t.Errorf("uid 65534: status %s, body %s; want 403 with the reason", code, body)
+	}
+	// A client refused again and again is logged once (then counted).
+	curlAs(65534)
+	curlAs(65534)
+	if n := strings.Count(logBuf.String(), "refused an api.sock client"); n != 1 {
+		t.Errorf("%d log lines for 3 refused requests, want 1:\n%s", n, logBuf.String())
 	}
 	if code, body := curlAs(owner); code != "200" || !strings.Contains(body, "apiVersion") {
 		t.Errorf("owner: status %s, body %s; want 200 with info", code, body)
@@ -394,4 +403,22 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("%s %s failed with %d but changed the ports: %+v", method, path, w.Code, ps)
 		}
 	})
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's and the test's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/unroot/unroot/internal/lograte"
 	"github.com/unroot/unroot/internal/sys"
 )
 
@@ -57,6 +59,7 @@ type ownerListener struct {
 	uid       int
 	log       *slog.Logger
 	closeOnce sync.Once
+	refused   lograte.Limiter // a client retrying in a loop must not flood the log
 }
 
 func (l *ownerListener) Accept() (net.Conn, error) {
@@ -71,10 +74,10 @@ func (l *ownerListener) Accept() (net.Conn, error) {
 		}
 		var reason string
 		if err != nil {
-			l.log.Warn("refused an api.sock client whose uid could not be read", "err", err)
+			l.refused.Log(context.Background(), l.log, slog.LevelWarn, "refused an api.sock client whose uid could not be read", "err", err)
 			reason = fmt.Sprintf("api.sock serves only uid %d (its owner) and root, and could not read this client's uid: %v", l.uid, err)
 		} else {
-			l.log.Warn("refused an api.sock client that is neither the owner nor root", "peer_uid", uid, "owner_uid", l.uid)
+			l.refused.Log(context.Background(), l.log, slog.LevelWarn, "refused an api.sock client that is neither the owner nor root", "peer_uid", uid, "owner_uid", l.uid)
 			reason = fmt.Sprintf("api.sock serves only uid %d (its owner) and root, not uid %d: run the client as uid %d or as root", l.uid, uid, l.uid)
 		}
 		return &refusedConn{Conn: c, reason: reason}, nil

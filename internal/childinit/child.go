@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/unroot/unroot/internal/future"
 	"github.com/unroot/unroot/internal/handshake"
 	"github.com/unroot/unroot/internal/netconf"
 	"github.com/unroot/unroot/internal/operr"
@@ -189,16 +190,10 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	// Overlap: mounts do not depend on the network set-up, so they run
 	// while the parent starts the network driver (which may ask us for a
 	// tap); joined before the network files are bound over /etc.
-	mounted := make(chan error, 1)
-	go func() { mounted <- prepareMounts(cfg) }()
+	mounts := future.Go(func() (struct{}, error) { return struct{}{}, prepareMounts(cfg) })
 	// Whatever ends the set-up, let the mounts finish first: their scratch
 	// directories are removed as they complete.
-	mountsDone := false
-	defer func() {
-		if !mountsDone {
-			<-mounted
-		}
-	}()
+	defer mounts.Wait()
 	setup, err := serveUntilNetwork(ctl, worker)
 	if errors.Is(err, errParentGone) {
 		return 1 // the parent is gone or failed; it reports why
@@ -212,8 +207,8 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	// made a new device, with a new index).
 	addressed := preconfigured != 0 && sameSetup(setup, *cfg.PreSetup) && sameLink(worker, cfg.PreTap, preconfigured)
 	netErr := configureNet(cfg, setup, worker, addressed)
-	mountsDone = true
-	if err := errors.Join(<-mounted, netErr); err != nil {
+	_, mountErr := mounts.Wait()
+	if err := errors.Join(mountErr, netErr); err != nil {
 		return fail(err)
 	}
 	if err := publishNetFiles(cfg, setup); err != nil {

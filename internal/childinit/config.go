@@ -11,6 +11,11 @@
 // with a full capability set over its namespaces. Without them (an exec as
 // an unmapped uid drops all capabilities) stage 1 re-executes itself and
 // stage 2 starts in the new image.
+//
+// Files by concern: child.go (the stages, capabilities, the command's
+// start), reaper.go (dying with the parent, reaping, killing the tree),
+// mounts.go, netns.go (the detached network namespace) and netfiles.go
+// (devices, resolv.conf and hosts). config.go is what the launcher sends.
 package childinit
 
 import (

@@ -521,8 +521,8 @@ wait
 	owner(8080, "portserver-stat", 10*time.Second)
 	os.WriteFile(filepath.Join(dir, "stop1"), nil, 0o644)
 	WaitFile(t, filepath.Join(dir, "stopped1"), 10*time.Second)
-	// The relay listens again (the check runs every 2 s).
-	owner(8080, "unroot", 8*time.Second)
+	// The relay listens again (after two checks 2 s apart).
+	owner(8080, "unroot", 10*time.Second)
 	ctl := exec.Command(filepath.Join(Bin, "rootlessctl"), "--socket", filepath.Join(state, "api.sock"), "add-ports", "0.0.0.0:8081:81/tcp")
 	if o, err := ctl.CombinedOutput(); err != nil {
 		t.Fatalf("rootlessctl add-ports: %v: %s", err, o)

@@ -522,6 +522,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"--propagation=rshared", "--copy-up=/etc", "true"}, "rshared"},
 		{[]string{"--port-driver=builtin", "true"}, "port driver requires non-host network"},
 		{[]string{"--net=none", "--publish=127.0.0.1:8080:80/tcp", "true"}, "port driver"},
+		{[]string{"--net=slirp4netns", "--disable-host-loopback", "--port-driver=builtin", "-p", "", "true"}, "--publish: empty value"},
+		{[]string{"--on-network-failure=maybe", "true"}, "must be exit or keep"},
 		{[]string{}, "no command specified"},
 		{[]string{"no-such-command-xyz"}, "no-such-command-xyz"},
 		// Failures inside the namespace, after the clone.
