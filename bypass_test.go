@@ -30,14 +30,14 @@ func TestParseBypassIgnore(t *testing.T) {
 func TestValidateBypass(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		l    Launcher
+		l    *Launcher
 		want string
 	}{
-		{"host network", Launcher{Command: []string{"true"}, Bypass: Bypass{Mode: BypassOn}}, "network namespace of its own"},
-		{"detached netns", Launcher{Command: []string{"true"}, Network: fakeNet{}, DetachNetNS: true, Bypass: Bypass{Mode: BypassAuto}}, "DetachNetNS false"},
-		{"bad mode", Launcher{Command: []string{"true"}, Network: fakeNet{}, Bypass: Bypass{Mode: "fast"}}, "must be on, off or auto"},
-		{"ok", Launcher{Command: []string{"true"}, Network: fakeNet{}, Bypass: Bypass{Mode: BypassOn}}, ""},
-		{"off on host", Launcher{Command: []string{"true"}, Bypass: Bypass{Mode: BypassOff}}, ""},
+		{"host network", &Launcher{Command: []string{"true"}, Bypass: Bypass{Mode: BypassOn}}, "network namespace of its own"},
+		{"detached netns", &Launcher{Command: []string{"true"}, Network: fakeNet{}, DetachNetNS: true, Bypass: Bypass{Mode: BypassAuto}}, "DetachNetNS false"},
+		{"bad mode", &Launcher{Command: []string{"true"}, Network: fakeNet{}, Bypass: Bypass{Mode: "fast"}}, "must be on, off or auto"},
+		{"ok", &Launcher{Command: []string{"true"}, Network: fakeNet{}, Bypass: Bypass{Mode: BypassOn}}, ""},
+		{"off on host", &Launcher{Command: []string{"true"}, Bypass: Bypass{Mode: BypassOff}}, ""},
 	} {
 		err := tc.l.Validate()
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
