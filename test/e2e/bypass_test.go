@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -581,5 +582,61 @@ while True:
 	est, _ := bpIn(ns, 10*time.Second, "ss", "-Htnp", "state", "established", "( dport = :7000 )")
 	if !strings.Contains(est, `(("slirp4netns"`) {
 		t.Errorf("the connection to an ignored destination does not come from slirp4netns:\n%s", est)
+	}
+}
+
+// TestBypassLibraryKnob: K3S_ROOTLESS_BYPASS=true in the rootless library
+// puts the daemon's own listener on the host's published port.
+func TestBypassLibraryKnob(t *testing.T) {
+	ns := libNetns(t, "1")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := libCmd(t, ctx, ns, []string{"K3S_ROOTLESS_BYPASS=true"}, "-listen", "8080", "-publish", "18080", "-report")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	lines := make(chan string, 16)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var stdout strings.Builder
+	for ready := false; !ready; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("daemon ended before ready\nstdout: %s\nstderr: %s", stdout.String(), stderr.String())
+			}
+			stdout.WriteString(l + "\n")
+			ready = l == "ready"
+		case <-ctx.Done():
+			t.Fatalf("not ready: %v\nstdout: %s", ctx.Err(), stdout.String())
+		}
+	}
+	r := parseReport(t, stdout.String())
+	if r.Info == nil || r.Info.Bypass == nil || !r.Info.Bypass.Enabled {
+		t.Errorf("API info %+v (%s), want bypass enabled", r.Info, r.InfoErr)
+	}
+	if body, err := curlIn(t, ns, "http://127.0.0.1:18080/"); err != nil || !strings.HasPrefix(body, "hello from httpd-rootless") {
+		t.Errorf("curl 127.0.0.1:18080: %v %q", err, body)
+	}
+	if ss, _ := bpIn(ns, 10*time.Second, "ss", "-Hltnp", "sport = :18080"); !strings.Contains(ss, `(("httpd-rootless"`) {
+		t.Errorf("port 18080 is not the daemon's own socket on the host: %q", ss)
+	}
+	curlIn(t, ns, "http://127.0.0.1:18080/exit?code=0")
+	for range lines {
 	}
 }
