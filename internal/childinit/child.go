@@ -216,6 +216,9 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	}
 	srv := &sockpool.Server{InNetNS: worker.Do, NewSocket: sys.Socket, Transparent: sockpool.SetupTransparent}
 	go srv.Serve(context.Background(), sock)
+	if err := listenForwards(cfg, ctl, worker); err != nil {
+		return fail(err)
+	}
 
 	// Reap every child: as PID 1 orphans of the namespace come to us, and
 	// as subreaper so do orphans of the command.

@@ -80,6 +80,10 @@ type Config struct {
 	ReportExit bool
 	// Bypass installs the socket filter on the command (see bypass.go).
 	Bypass BypassMode
+	// Forwards are the ports ("tcp/5000", "udp/53") of the reverse
+	// forwards: the child makes their listening sockets before the command
+	// starts and sends them in a Forwards message (see forward.go).
+	Forwards []string
 }
 
 // Encode returns the value for EnvConfig.
@@ -103,6 +107,7 @@ func (c Config) Encode() string {
 	e.Strings(c.CopyUp)
 	e.String(c.ErrPrefix)
 	e.Int(int(c.Bypass))
+	e.Strings(c.Forwards)
 	// The environment holds no NUL bytes.
 	return base64.RawStdEncoding.EncodeToString(e.Bytes())
 }
@@ -129,6 +134,7 @@ func DecodeConfig(s string) (Config, error) {
 	c.CopyUp = d.Strings()
 	c.ErrPrefix = d.String()
 	c.Bypass = BypassMode(d.Int())
+	c.Forwards = d.Strings()
 	if err := d.Finish(); err != nil {
 		return Config{}, fmt.Errorf("decode %s: %w (the launcher and the init are different binaries? do not replace the binary while it runs)", EnvConfig, err)
 	}
