@@ -25,13 +25,6 @@ import (
 	"github.com/unroot/unroot/network"
 )
 
-const (
-	msRec     = sys.MS_REC
-	msPrivate = sys.MS_PRIVATE
-	msSlave   = sys.MS_SLAVE
-	msShared  = sys.MS_SHARED
-)
-
 // Run is the namespace init's main. It never returns.
 func Run(encoded string) {
 	cfg, err := DecodeConfig(encoded)

@@ -22,6 +22,7 @@ import (
 	"encoding/base64"
 	"fmt"
 
+	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/internal/wire"
 	"github.com/unroot/unroot/network"
 )
@@ -152,6 +153,13 @@ func DecodeConfig(s string) (Config, error) {
 	}
 	return c, nil
 }
+
+const (
+	msRec     = sys.MS_REC
+	msPrivate = sys.MS_PRIVATE
+	msSlave   = sys.MS_SLAVE
+	msShared  = sys.MS_SHARED
+)
 
 // PropagationFlags maps a --propagation value to mount flags.
 func PropagationFlags(s string) (uintptr, error) {
