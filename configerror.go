@@ -85,8 +85,9 @@ func (e *ConfigError) Refs() []string {
 // configRefs are the references Validate's messages use.
 var configRefs = []string{
 	"Bypass.Mode", "Bypass.Mode=on", "Bypass.Mode=private", "CgroupNS", "Command", "CopyUp",
-	"DetachNetNS", "EvacuateCgroup2", "Network=private", "PIDNS", "Ports=builtin", "Propagation",
-	"Propagation=rslave", "Publish", "Ready", "Reaper=ReaperOn", "StateDir",
+	"DetachNetNS", "EvacuateCgroup2", "Forward", "Network=private", "OnNetworkFailure", "PIDNS",
+	"Ports=builtin", "Propagation", "Propagation=rslave", "Publish", "Ready", "Reaper=ReaperOn",
+	"StateDir",
 }
 
 // ConfigRefs lists every reference a ConfigError from Validate may hold,

@@ -10,13 +10,19 @@
 //
 //	func main() {
 //		if unroot.Init() {
-//			return // not reached: Init runs the namespace init and exits
+//			return // not reached: in the re-executed child Init runs the namespace init and exits
 //		}
-//		l := &unroot.Launcher{Command: []string{"dockerd"}, Network: slirp4netns.New(...), Ports: builtin.New}
+//		nd, err := slirp4netns.New(network.Config{}, slirp4netns.Options{})
+//		if err != nil { ... }
+//		l := &unroot.Launcher{Command: []string{"dockerd"}, Network: nd, Ports: builtin.New}
 //		if err := l.Start(ctx); err != nil { ... }
 //		defer l.Close()
 //		code, err := l.Wait()
 //	}
+//
+// Start validates the Launcher first (Validate, whose *ConfigError names the
+// field at fault) and, when the host is the problem, returns a
+// *doctor.Error that names the cause and the fix.
 //
 // The package imports no concrete network or port driver; the caller picks
 // them, so an embedder links only what it uses.

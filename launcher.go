@@ -229,7 +229,7 @@ func (l *Launcher) Validate() error {
 		return configErrorf("Ready", "{Ready} %q: want notify (the command sends READY=1) or ports (unroot sends it once ports are published)", l.Ready)
 	}
 	if _, err := ParseNetworkFailure(string(l.OnNetworkFailure)); err != nil {
-		return err
+		return configErrorf("OnNetworkFailure", "{OnNetworkFailure} %q: must be exit or keep", l.OnNetworkFailure)
 	}
 	for _, d := range l.CopyUp {
 		if err := copyup.Validate(d); err != nil {
@@ -477,8 +477,9 @@ func (l *Launcher) teardown() error {
 		l.stopSigs()
 	}
 	if l.sigs != nil {
-		// Releasing 57 signals takes up to 2 ms; nothing below needs them
-		// released. The goroutine ends when they are.
+		// Releasing every caught signal costs a round trip per signal to
+		// Go's signal thread; nothing below needs them released. The
+		// goroutine ends when they are.
 		go l.sigs.Stop()
 	}
 	err := l.release()

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/unroot/unroot/api"
+	"github.com/unroot/unroot/forward"
 	"github.com/unroot/unroot/network"
 	"github.com/unroot/unroot/port"
 )
@@ -44,6 +45,8 @@ func TestValidate(t *testing.T) {
 		{"detach on private", &Launcher{Command: []string{"true"}, DetachNetNS: true, Network: fakeNet{}}, ""},
 		{"publish without driver", &Launcher{Command: []string{"true"}, Publish: []port.Spec{{Proto: "tcp", ParentPort: 80, ChildPort: 80}}}, "Publish requires a port driver: add Ports"},
 		{"state dir too long", &Launcher{Command: []string{"true"}, StateDir: "/" + strings.Repeat("d", 100)}, "too long"},
+		{"bad network failure", &Launcher{Command: []string{"true"}, OnNetworkFailure: "retry"}, `OnNetworkFailure "retry"`},
+		{"forward on host", &Launcher{Command: []string{"true"}, Forward: []forward.Spec{mustForward(t, "127.0.0.1:1:2/tcp")}}, "Forward needs a network namespace"},
 		{"publish with driver", &Launcher{Command: []string{"true"}, Ports: noPorts, Publish: []port.Spec{{Proto: "tcp", ParentPort: 80, ChildPort: 80}}}, ""},
 	}
 	for _, tt := range tests {
@@ -124,4 +127,12 @@ func TestStartRejectsBadConfigWithoutSideEffects(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Errorf("Close after a failed Start: %v", err)
 	}
+}
+
+func mustForward(t *testing.T, s string) forward.Spec {
+	sp, err := forward.ParseSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp
 }

@@ -151,6 +151,12 @@ var diagnosable = []struct {
 	{"re-exec in the init", operr.UserNS, func(msg string) error {
 		return viaInit(operr.Errorf(operr.UserNS, "/proc/self/exe", msg+": %w", syscall.EACCES))
 	}, []string{CheckUserNS, CheckAppArmor}, true, ""},
+	{"mount in the init", operr.Mount, func(msg string) error {
+		return viaInit(operr.Errorf(operr.Mount, "/proc", msg+": %w", syscall.EPERM))
+	}, []string{CheckUserNS, CheckAppArmor}, true, ""},
+	{"netlink in the init", operr.Netlink, func(msg string) error {
+		return viaInit(operr.Wrap(operr.Netlink, "tap0", fmt.Errorf(msg+": %w", syscall.EEXIST)))
+	}, []string{CheckUserNS, CheckAppArmor, CheckIDMap}, false, ""},
 	{"bare errno from the init", "", func(msg string) error {
 		return viaInit(fmt.Errorf(msg+": %w", syscall.EPERM))
 	}, []string{CheckUserNS, CheckAppArmor}, true, ""},

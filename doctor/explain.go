@@ -168,6 +168,14 @@ func relevant(err error) (names []string, specific bool, net string) {
 			}
 		case operr.UserNS:
 			add(CheckUserNS, CheckAppArmor)
+		case operr.Mount:
+			// A mount refused by a security module or a seccomp filter
+			// inside the namespace the init owns.
+			if hasErrno && (en == syscall.EPERM || en == syscall.EACCES) {
+				add(CheckUserNS, CheckAppArmor)
+			}
+		case operr.Netlink:
+			// No host setting explains it: the start-up essentials only.
 		}
 	}
 	if hasErrno && (en == syscall.EPERM || en == syscall.EACCES || en == syscall.ENOSPC || en == syscall.EINVAL) && len(names) == 0 {

@@ -50,8 +50,8 @@ type Child struct {
 // TapPrecreator is a driver whose helper attaches to a tap device by name.
 // The launcher then has the child create that tap persistent before
 // anything else, so the helper finds it ready and the device outlives the
-// helper (stopping a helper that owns a non-persistent tap costs the
-// kernel's synchronous unregistering, 15-30 ms).
+// helper (stopping a helper that owns a non-persistent tap waits for the
+// kernel's synchronous unregistering of the device).
 type TapPrecreator interface {
 	PreTap() PreTap
 }

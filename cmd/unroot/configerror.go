@@ -23,6 +23,8 @@ var flagNames = map[string]string{
 	"Publish":             "--publish",
 	"Ports=builtin":       "--port-driver=builtin",
 	"StateDir":            "--state-dir",
+	"Forward":             "--forward",
+	"OnNetworkFailure":    "--on-network-failure",
 	"Bypass.Mode":         "--bypass",
 	"Bypass.Mode=on":      "--bypass",
 	"Bypass.Mode=private": "--net=slirp4netns, pasta or netstack, without --detach-netns",

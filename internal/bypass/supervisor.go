@@ -87,6 +87,8 @@ type boundPort struct {
 	family int
 	v6only bool
 	ids    []int
+	// freeOnce: the last probe found the host address free.
+	freeOnce bool
 }
 
 // Start serves cfg.Listener in the background.
@@ -508,11 +510,18 @@ func (s *Supervisor) probe() {
 				delete(s.swapped, ino)
 			}
 		}
+		// A port must be found free twice in a row: programs that close
+		// and bind again between clients (iperf3 -s) keep it.
 		var free []boundKey
 		for k, b := range s.bound {
-			if portFree(k.transport, b) {
+			if !portFree(k.transport, b) {
+				b.freeOnce = false
+				continue
+			}
+			if b.freeOnce {
 				free = append(free, k)
 			}
+			b.freeOnce = true
 		}
 		for _, k := range free {
 			b := s.bound[k]

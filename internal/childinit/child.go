@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/unroot/unroot/internal/future"
 	"github.com/unroot/unroot/internal/handshake"
 	"github.com/unroot/unroot/internal/netconf"
 	"github.com/unroot/unroot/internal/operr"
@@ -22,13 +23,6 @@ import (
 	"github.com/unroot/unroot/internal/statedir"
 	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/network"
-)
-
-const (
-	msRec     = sys.MS_REC
-	msPrivate = sys.MS_PRIVATE
-	msSlave   = sys.MS_SLAVE
-	msShared  = sys.MS_SHARED
 )
 
 // Run is the namespace init's main. It never returns.
@@ -189,16 +183,10 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	// Overlap: mounts do not depend on the network set-up, so they run
 	// while the parent starts the network driver (which may ask us for a
 	// tap); joined before the network files are bound over /etc.
-	mounted := make(chan error, 1)
-	go func() { mounted <- prepareMounts(cfg) }()
+	mounts := future.Go(func() (struct{}, error) { return struct{}{}, prepareMounts(cfg) })
 	// Whatever ends the set-up, let the mounts finish first: their scratch
 	// directories are removed as they complete.
-	mountsDone := false
-	defer func() {
-		if !mountsDone {
-			<-mounted
-		}
-	}()
+	defer mounts.Wait()
 	setup, err := serveUntilNetwork(ctl, worker)
 	if errors.Is(err, errParentGone) {
 		return 1 // the parent is gone or failed; it reports why
@@ -212,8 +200,8 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	// made a new device, with a new index).
 	addressed := preconfigured != 0 && sameSetup(setup, *cfg.PreSetup) && sameLink(worker, cfg.PreTap, preconfigured)
 	netErr := configureNet(cfg, setup, worker, addressed)
-	mountsDone = true
-	if err := errors.Join(<-mounted, netErr); err != nil {
+	_, mountErr := mounts.Wait()
+	if err := errors.Join(mountErr, netErr); err != nil {
 		return fail(err)
 	}
 	if err := publishNetFiles(cfg, setup); err != nil {
@@ -221,6 +209,9 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	}
 	srv := &sockpool.Server{InNetNS: worker.Do, NewSocket: sys.Socket, Transparent: sockpool.SetupTransparent}
 	go srv.Serve(context.Background(), sock)
+	if err := listenForwards(cfg, ctl, worker); err != nil {
+		return fail(err)
+	}
 
 	// Reap every child: as PID 1 orphans of the namespace come to us, and
 	// as subreaper so do orphans of the command.

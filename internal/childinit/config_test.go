@@ -17,6 +17,7 @@ func TestConfigRoundTrip(t *testing.T) {
 		PreSetup: &network.Setup{IfName: "tap0", Addr: netip.MustParsePrefix("10.0.2.100/24"),
 			Gateway: netip.MustParseAddr("10.0.2.2"), DNS: []netip.Addr{netip.MustParseAddr("10.0.2.3")}, MTU: 65520},
 		Propagation: "rslave", CopyUp: []string{"/etc", "/run"}, Cgroup2: true, ErrPrefix: "[rootlesskit:child] ", ReportExit: true,
+		Forwards: []string{"tcp/5000", "udp/53"},
 	}
 	for _, c := range []Config{full, {Stage: 2, CtlFD: 3, SockFD: 4, Command: []string{"id"}}, {Stage: 1, CtlFD: 3, SockFD: 4, CmdFD: 6}} {
 		enc := c.Encode()

@@ -23,13 +23,13 @@ func setupNamespaces(cfg Config) error {
 		return err
 	}
 	if err := sys.Mount("none", "/", "", flags, ""); err != nil {
-		return fmt.Errorf("set propagation of / to %s: %w", cfg.Propagation, err)
+		return operr.Errorf(operr.Mount, "/", "set propagation of / to %s: %w", cfg.Propagation, err)
 	}
 	if cfg.PIDNS {
 		const fl = sys.MS_NOSUID | sys.MS_NODEV | sys.MS_NOEXEC
 		if err := sys.Mount("proc", "/proc", "proc", fl, ""); err != nil {
 			if err2 := sys.Mount("proc", "/proc", "proc", fl|sys.MS_RDONLY, ""); err2 != nil {
-				return fmt.Errorf("mount /proc for the new PID namespace: %w (a host /proc with masked or read-only sub-mounts blocks it; run without --pidns)", err)
+				return operr.Errorf(operr.Mount, "/proc", "mount /proc for the new PID namespace: %w (a host /proc with masked or read-only sub-mounts blocks it; run without --pidns)", err)
 			}
 		}
 	}
@@ -41,7 +41,7 @@ func prepareMounts(cfg Config) error {
 	scratch := scratchDir(cfg)
 	for _, d := range cfg.CopyUp {
 		if err := copyup.Do(d, scratch); err != nil {
-			return err
+			return operr.Wrap(operr.Mount, d, err)
 		}
 	}
 	if cfg.PrivateNet && !cfg.DetachNetNS {
@@ -97,7 +97,7 @@ func mountSysfs(cgroup2 bool, scratch string) error {
 	}
 	if err := sys.Mount("none", "/sys", "sysfs", 0, ""); err != nil {
 		if err2 := sys.Mount("none", "/sys", "sysfs", sys.MS_RDONLY, ""); err2 != nil {
-			return fmt.Errorf("mount sysfs on /sys for the new network namespace: %w", err)
+			return operr.Errorf(operr.Mount, "/sys", "mount sysfs on /sys for the new network namespace: %w", err)
 		}
 	}
 	if cgroup2 {

@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/unroot/unroot/internal/netconf"
+	"github.com/unroot/unroot/internal/operr"
 	"github.com/unroot/unroot/internal/statedir"
 	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/network"
@@ -25,7 +26,7 @@ func configureNet(cfg Config, s network.Setup, w *netnsWorker, addressed bool) e
 			_, err := netconf.Up(s)
 			return err
 		}); err != nil {
-			return err
+			return operr.Wrap(operr.Netlink, s.IfName, err)
 		}
 	}
 	return nil
@@ -75,7 +76,7 @@ func bindNetFile(src, dst string, etcCopied bool) error {
 		return nil // nothing to cover; the host has no such file
 	}
 	if err := sys.Mount(src, dst, "", sys.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind %s on %s: %w", src, dst, err)
+		return operr.Errorf(operr.Mount, dst, "bind %s on %s: %w", src, dst, err)
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ func reap(pid int, chld <-chan os.Signal) syscall.WaitStatus {
 func killTree() {
 	for range 100 {
 		// The common case, nothing left, costs one syscall instead of a
-		// walk through /proc (about a millisecond on the exit path).
+		// walk through /proc on the exit path.
 		if !sys.HasChildren() {
 			return
 		}

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/unroot/unroot/internal/testutil"
+	"github.com/unroot/unroot/internal/testutil/userns"
 )
 
 // The copy-up runs in a helper process (this test binary re-executed) in a
@@ -60,7 +60,7 @@ func TestCopyUp(t *testing.T) {
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
 	}
-	testutil.RequireUserNS(t)
+	userns.Require(t)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("helper: %v\n%s", err, out)

@@ -1,7 +1,7 @@
 // Package netconf configures links, addresses and routes over rtnetlink in
 // the calling thread's network namespace. It replaces the `ip link`,
-// `ip addr` and `ip route` processes RootlessKit runs, which cost several
-// milliseconds each and a runtime dependency on iproute2.
+// `ip addr` and `ip route` processes RootlessKit runs, which cost an exec
+// each and a runtime dependency on iproute2.
 package netconf
 
 import (
@@ -21,7 +21,7 @@ import (
 // default routes, idempotently, and returns the device's index (0 when s
 // names none or the driver configured it itself). It uses one netlink
 // socket: each of vishvananda's package-level calls opens one of its own,
-// and sharing it takes about 0.15 ms off the init's start.
+// on the init's critical path.
 func Up(s network.Setup) (int, error) {
 	h, err := newHandle()
 	if err != nil {

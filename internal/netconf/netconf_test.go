@@ -12,7 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/unroot/unroot/internal/sys"
-	"github.com/unroot/unroot/internal/testutil"
+	"github.com/unroot/unroot/internal/testutil/userns"
 	"github.com/unroot/unroot/network"
 )
 
@@ -82,7 +82,7 @@ func TestConfigure(t *testing.T) {
 		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
 		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
 	}
-	testutil.RequireUserNS(t)
+	userns.Require(t)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("helper: %v\n%s", err, out)

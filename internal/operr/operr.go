@@ -38,10 +38,16 @@ const (
 	Cgroup Op = "cgroup"
 	// Listen is a published port's bind or listen on the host.
 	Listen Op = "listen"
+	// Mount is a mount inside the namespaces: propagation, /proc, /sys,
+	// copy-up, the network files' binds.
+	Mount Op = "mount"
+	// Netlink is configuring the namespace's devices, addresses and
+	// routes.
+	Netlink Op = "netlink"
 )
 
 // Ops lists every Op, for tests that cover them all.
-var Ops = []Op{UserNS, IDMap, Tun, Helper, IPTables, Cgroup, Listen}
+var Ops = []Op{UserNS, IDMap, Tun, Helper, IPTables, Cgroup, Listen, Mount, Netlink}
 
 // Error is a failure of Op on Subject. Its message is Msg when set, else
 // Err's; it unwraps to Err.

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/unroot/unroot/internal/testutil"
 )
 
 const helperEnv = "UNROOT_SECCOMP_TEST_HELPER"
@@ -19,7 +21,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "bind" {
 		os.Exit(helperBind())
 	}
-	os.Exit(m.Run())
+	testutil.Main(m) // fails on leftover goroutines and descriptors
 }
 
 // helperBind binds 127.0.0.1:1 and prints the port its socket ended up on.

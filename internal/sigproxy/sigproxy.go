@@ -40,8 +40,8 @@ type Forwarder struct {
 // the target is known; they are queued until Forward. The terminating ones
 // are caught when Catch returns, the others shortly after (Ready): Go
 // enables each signal with a round trip to its signal-mask thread, which
-// for the 57 forwardable ones costs 0.5-2 ms on two CPUs, too long to wait
-// for on the start path.
+// for all the forwardable ones together is too long to wait for on the
+// start path.
 func Catch() *Forwarder {
 	f := &Forwarder{ch: make(chan os.Signal, 64), enabled: make(chan struct{})}
 	signal.Notify(f.ch, Terminating...)

@@ -197,8 +197,7 @@ const CongestionControlSysctl = "/proc/sys/net/ipv4/tcp_congestion_control"
 // It replaces only BBR. On a device without the fq qdisc (loopback has
 // none), BBR paces with a timer per burst, and on a hop that never
 // congests that pacing is pure cost: it took a third of the throughput of
-// a published port (22 against 30 Gbit/s, iperf3 through the builtin
-// driver). The replacement is CUBIC where the host lets unprivileged users
+// a published port (docs/ports.md has the figures). The replacement is CUBIC where the host lets unprivileged users
 // pick it (net.ipv4.tcp_allowed_congestion_control), else Reno, which is
 // always allowed.
 func LocalCongestionControl() string {

@@ -1,17 +1,15 @@
 // Package testutil holds the rules every test package shares: when a test
 // that cannot run here skips and when it fails (Unavailable and the
 // Require helpers), and a TestMain that fails a package whose tests leave
-// goroutines or descriptors behind (Main).
+// goroutines or descriptors behind (Main). The user-namespace requirement,
+// which asks the doctor, is internal/testutil/userns.
 package testutil
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"testing"
-
-	"github.com/unroot/unroot/doctor"
 )
 
 // InCI reports whether the tests run in CI (CI set), where every test must
@@ -48,15 +46,4 @@ func RequireTool(t testing.TB, name, pkg string) string {
 		Unavailable(t, "%s is not installed (apt-get install %s): %v", name, pkg, err)
 	}
 	return p
-}
-
-// RequireUserNS ends the test through Unavailable unless this process can
-// create user namespaces, as the doctor's userns check finds out; the
-// reason is the check's.
-func RequireUserNS(t testing.TB) {
-	t.Helper()
-	r := doctor.Run(context.Background(), doctor.Select(doctor.Options{}, doctor.CheckUserNS)...)
-	if len(r) == 1 && r[0].Status == doctor.Fail {
-		Unavailable(t, "user namespaces are unavailable here: %s", r[0].Detail)
-	}
 }

@@ -4,9 +4,9 @@
 // to be unambiguous, not self-describing.
 //
 // It replaces encoding/json there because a launch is two fresh processes:
-// json analyses each type by reflection on first use, which cost about
-// 0.25 ms in the launcher before the clone and 0.3 ms in the init before it
-// could create the tap, on the start-up's critical path.
+// json analyses each type by reflection on first use, in the launcher
+// before the clone and in the init before it could create the tap, both on
+// the start-up's critical path (README.md's start-up section has the cost).
 //
 // Values are written in a fixed order: integers as varints, strings and
 // byte strings with a length prefix. A Decoder never panics on malformed

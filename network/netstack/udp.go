@@ -30,6 +30,9 @@ const (
 	maxDNSInFlight = 256
 	// maxDatagram fits any UDP payload.
 	maxDatagram = 65535
+	// udpFlowBuf is the most a flow's datagrams may queue each way (the
+	// host's socket buffers are capped by net.core.[rw]mem_max).
+	udpFlowBuf = 4 << 20
 )
 
 // handleUDP is called by the stack for the first packet of a flow with no
@@ -49,6 +52,10 @@ func (d *Driver) handleUDP(r *udp.ForwarderRequest) bool {
 		d.log.Debug("udp endpoint", "dst", dst, "err", terr)
 		return true
 	}
+	// A flow may carry a tunnel (VXLAN from a pod network): a burst of
+	// full-size datagrams must wait in buffers, not be dropped while the
+	// relay catches up; memory is taken only as datagrams queue.
+	ep.SocketOptions().SetReceiveBufferSize(udpFlowBuf, false)
 	guest := gonet.NewUDPConn(&wq, ep)
 	host, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
 	if err != nil {
@@ -56,6 +63,8 @@ func (d *Driver) handleUDP(r *udp.ForwarderRequest) bool {
 		guest.Close()
 		return true
 	}
+	host.SetReadBuffer(udpFlowBuf)
+	host.SetWriteBuffer(udpFlowBuf)
 	if !d.track() {
 		guest.Close()
 		host.Close()

@@ -266,7 +266,7 @@ func buildArgs(cfg network.Config, c network.Child, f features) ([]string, error
 	// pasta's default --tcp-ns/--udp-ns auto mirrors every port bound on the
 	// host's loopback into the namespace's 127.0.0.1: a second way to the
 	// host's loopback that --disable-host-loopback would not close, ports the
-	// command then cannot bind, and 0.1-0.5 s more start-up on a busy host.
+	// command then cannot bind, and a slower start-up on a busy host.
 	// The host's loopback stays reachable at the gateway, as with slirp4netns.
 	// pasta 2023_03_09 only rescans the namespace for --tcp-ports=auto while
 	// --tcp-ns is auto too, so implicit forwarding keeps pasta's default.

@@ -182,8 +182,8 @@ func TestFeaturesAsRoot(t *testing.T) {
 
 func TestNewErrors(t *testing.T) {
 	for cfg, want := range map[*network.Config]string{
-		{Binary: "/nonexistent/pasta"}:       "pasta binary /nonexistent/pasta: ",
-		{Binary: "/bin/true", IfName: "a/b"}: "must not contain '/'",
+		{Binary: "/nonexistent/pasta"}:                                       "pasta binary /nonexistent/pasta: ",
+		{Binary: "/bin/true", IfName: "a/b"}:                                 "must not contain '/'",
 		{Binary: "/bin/true", CIDR: netip.MustParsePrefix("fd12:3456::/48")}: "pasta gives its IPv6 address a /64, so use a /64 (like fd12:3456::/64), or --net=netstack",
 	} {
 		if _, err := New(*cfg, Options{}); err == nil || !strings.Contains(err.Error(), want) {

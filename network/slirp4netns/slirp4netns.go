@@ -305,7 +305,7 @@ func (d *Driver) setup() network.Setup {
 	}
 	if d.cfg.IPv6 {
 		// slirp4netns also advertises fd00::/64, but SLAAC (with duplicate
-		// address detection) takes 1-3 s after the link is up; a static
+		// address detection) takes seconds after the link is up; a static
 		// address (set without DAD by the child) works at once.
 		s.Addr6, s.Gateway6 = ipv6Child, ipv6Gateway
 	}

@@ -100,7 +100,5 @@ func listenMessage(s port.Spec, err error) error {
 	return fmt.Errorf("listen %s: %w", displaySpec(s), err)
 }
 
-func displaySpec(s port.Spec) string {
-	_, addr := port.ListenAddr(s)
-	return s.Proto + " " + addr
-}
+// displaySpec is the listening side as errors show it: "tcp *:8080".
+func displaySpec(s port.Spec) string { return s.Proto + " " + s.ParentString() }

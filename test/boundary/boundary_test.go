@@ -337,7 +337,7 @@ func TestOneSkipOrFailRule(t *testing.T) {
 		}
 		if strings.Contains(string(b), `Getenv("CI")`) {
 			rel, _ := filepath.Rel(root, path)
-			t.Errorf("%s reads $CI itself: use testutil.Unavailable, RequireRoot, RequireTool or RequireUserNS", rel)
+			t.Errorf("%s reads $CI itself: use testutil.Unavailable, RequireRoot, RequireTool or userns.Require", rel)
 		}
 		return nil
 	})

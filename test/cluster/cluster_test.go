@@ -239,7 +239,7 @@ func (c *cluster) kill(t *testing.T, i int) {
 		t.Fatalf("node %d: process %d is %q, not unroot", i+1, cmd.Process.Pid, comm)
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
-	for deadline := time.Now().Add(10 * time.Second); podPID(i, 2) != 0; {
+	for deadline := time.Now().Add(10 * time.Second); podPID(i, 2) != 0 || podPID(i, 3) != 0; {
 		if time.Now().After(deadline) {
 			t.Fatalf("node %d: its pods outlived unroot's kill -9 by 10s", i+1)
 		}

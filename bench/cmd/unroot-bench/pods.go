@@ -91,6 +91,13 @@ func (h *harness) podRun(ctx context.Context, p *peer, net, port string) (map[st
 			return nil, fmt.Errorf("make the simulated hosts: %w", err)
 		}
 	}
+	// The pods of the last run die with their launcher, a moment after it.
+	for deadline := time.Now().Add(5 * time.Second); pidOf("pod-1-2") != 0 || pidOf("pod-2-3") != 0; {
+		if time.Now().After(deadline) {
+			return nil, errors.New("pods of an earlier run are still alive after 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	var nodes []*started
 	for i, n := range ns {
 		dir, err := h.scratch()
@@ -155,7 +162,7 @@ func (h *harness) podRun(ctx context.Context, p *peer, net, port string) (map[st
 	// The first connection may wait for the overlay's first packets.
 	var last error
 	for try := 0; try < 3; try++ {
-		out, _, err := h.runCmd(ctx, h.o.duration+30*time.Second, false, "nsenter", inPod(client, "iperf3", "-c", "10.244.2.3", "-p", "5201", "-t", strconv.Itoa(h.secs()), "-J")...)
+		out, _, err := h.runCmd(ctx, h.o.duration+30*time.Second, false, "nsenter", inPod(client, "iperf3", "-c", "10.244.2.3", "-p", "5201", "--connect-timeout", "5000", "-t", strconv.Itoa(h.secs()), "-J")...)
 		r, perr := parse.ParseIperf3([]byte(out))
 		if err == nil && perr == nil {
 			return map[string]float64{"pod-tcp": gbps(r.Goodput())}, nil

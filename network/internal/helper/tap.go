@@ -16,10 +16,10 @@ import (
 // launcher asked it to (network.TapPrecreator), else created here first.
 //
 // Why: when the last fd of a non-persistent tap closes, the kernel
-// unregisters the device synchronously, and that takes 15-30 ms (RCU grace
-// periods) inside the helper's exit, so inside Close. A persistent tap is
-// instead removed with the namespace, by the kernel's asynchronous netns
-// cleanup, and stopping the helper takes well under a millisecond.
+// unregisters the device synchronously, waiting out RCU grace periods
+// inside the helper's exit, so inside Close. A persistent tap is instead
+// removed with the namespace, by the kernel's asynchronous netns cleanup,
+// and stopping the helper waits for nothing of the kind.
 //
 // It is an optimisation: without Child.OpenTap, or if pre-creating fails,
 // the helper creates its own tap. If the helper fails on the pre-created tap

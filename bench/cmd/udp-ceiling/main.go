@@ -1,0 +1,170 @@
+// Command udp-ceiling is a yardstick for the UDP rows of bench/: it sends
+// 1400-byte datagrams, paced, from one socket to a sink that reads them one
+// at a time (as iperf3 -u does), once straight over loopback and once
+// through a published port of the builtin port driver, in the same process
+// and the same run, and reports the goodput of the fastest rate with < 1%
+// loss for each and their ratio. No namespaces and no launcher: it
+// measures the forwarder's own ceiling on this machine.
+//
+//	go run ./bench/cmd/udp-ceiling [-secs 1] [-rounds 3]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/unroot/unroot/internal/sys"
+	"github.com/unroot/unroot/port"
+	"github.com/unroot/unroot/port/builtin"
+)
+
+// hostSockets hands out sockets of this process's own network namespace.
+type hostSockets struct{}
+
+func (hostSockets) Socket(ctx context.Context, family, sotype int) (int, error) {
+	return sys.Socket(family, sotype)
+}
+
+func (hostSockets) EnableTransparent(ctx context.Context, connmark bool) error {
+	return errors.New("no namespace")
+}
+
+const size = 1400
+
+func main() {
+	secs := flag.Float64("secs", 1, "seconds per rate tried")
+	rounds := flag.Int("rounds", 3, "rounds (each a full rate search on both paths)")
+	flag.Parse()
+	if err := run(time.Duration(*secs*float64(time.Second)), *rounds); err != nil {
+		fmt.Fprintln(os.Stderr, "udp-ceiling:", err)
+		os.Exit(1)
+	}
+}
+
+func run(d time.Duration, rounds int) error {
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	sink.SetReadBuffer(4 << 20)
+	var got atomic.Int64
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := sink.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if n == size {
+				got.Add(1)
+			}
+		}
+	}()
+	drv, err := builtin.New(context.Background(), port.Env{Sockets: hostSockets{}})
+	if err != nil {
+		return err
+	}
+	defer drv.Close()
+	pl, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	pp := pl.LocalAddr().(*net.UDPAddr).Port
+	pl.Close()
+	spec := port.Spec{Proto: "udp", ParentPort: pp, ChildPort: sink.LocalAddr().(*net.UDPAddr).Port}
+	spec.ParentIP = netip.MustParseAddr("127.0.0.1")
+	if _, err := drv.Add(context.Background(), spec); err != nil {
+		return err
+	}
+	paths := []struct {
+		name string
+		addr netip.AddrPort
+		rate float64 // datagrams/s to start the next search from
+		best []float64
+	}{
+		{name: "loopback (sender → sink)", addr: sink.LocalAddr().(*net.UDPAddr).AddrPort(), rate: 50000},
+		{name: "published port (sender → builtin → sink)", addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(pp)), rate: 50000},
+	}
+	for r := 0; r < rounds; r++ {
+		for i := range paths {
+			p := &paths[i]
+			best, next, err := search(p.addr, p.rate, d, &got)
+			if err != nil {
+				return err
+			}
+			p.rate = next
+			p.best = append(p.best, best)
+			fmt.Fprintf(os.Stderr, "round %d %s: %.3f Gbit/s\n", r+1, p.name, best*size*8/1e9)
+		}
+	}
+	med := func(xs []float64) float64 {
+		s := slices.Clone(xs)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	lo, fw := med(paths[0].best), med(paths[1].best)
+	fmt.Printf("| path | goodput at < 1%% loss, Gbit/s (median of %d) |\n|---|---:|\n", rounds)
+	for _, p := range paths {
+		fmt.Printf("| %s | %.3f |\n", p.name, med(p.best)*size*8/1e9)
+	}
+	fmt.Printf("\nratio published/loopback: %.2f×\n", fw/lo)
+	return nil
+}
+
+// search tries rates for d each, from start datagrams/s: up 15% after a
+// pass (< 1% loss), down to 90% of what arrived after a fail; 8 tries. It
+// returns the best passing rate (datagrams/s that arrived) and the rate to
+// start the next search from.
+func search(dst netip.AddrPort, start float64, d time.Duration, got *atomic.Int64) (best, next float64, err error) {
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(dst))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	c.SetWriteBuffer(4 << 20)
+	msg := make([]byte, size)
+	rate := start
+	next = start
+	for try := 0; try < 8; try++ {
+		got.Store(0)
+		sent := blast(c, msg, rate, d)
+		time.Sleep(100 * time.Millisecond) // what is in flight arrives
+		recv := got.Load()
+		loss := 1 - float64(recv)/float64(sent)
+		arrived := float64(recv) / d.Seconds()
+		if loss < 0.01 {
+			if arrived > best {
+				best, next = arrived, rate
+			}
+			rate *= 1.15
+		} else {
+			rate = arrived * 0.9
+		}
+	}
+	return best, next, nil
+}
+
+// blast sends at rate datagrams/s for d, in bursts every millisecond, and
+// returns how many it sent.
+func blast(c *net.UDPConn, msg []byte, rate float64, d time.Duration) int64 {
+	var sent int64
+	t0 := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for now := t0; now.Sub(t0) < d; now = <-tick.C {
+		due := int64(rate * now.Sub(t0).Seconds())
+		for ; sent < due; sent++ {
+			c.Write(msg)
+		}
+	}
+	return sent
+}
