@@ -61,12 +61,14 @@ func TestPropagationFlags(t *testing.T) {
 
 func FuzzDecodeConfig(f *testing.F) {
 	f.Add(Config{Stage: 2, CtlFD: 3, SockFD: 4, Command: []string{"sh"}}.Encode())
+	f.Add(Config{Stage: 1, CtlFD: 3, SockFD: 4, CmdFD: 6}.Encode())
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := DecodeConfig(s)
 		if err != nil {
 			return
 		}
-		if len(c.Command) == 0 || c.CtlFD < 3 {
+		// The command comes in the config or, with CmdFD, in a file: one of them.
+		if (len(c.Command) == 0) == (c.CmdFD == 0) || c.CtlFD < 3 || c.CmdFD != 0 && c.CmdFD < 3 {
 			t.Fatalf("accepted %+v", c)
 		}
 		if c2, err := DecodeConfig(c.Encode()); err != nil || !reflect.DeepEqual(c, c2) {
