@@ -2,6 +2,9 @@ package unroot
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strconv"
 
 	"github.com/unroot/unroot/forward"
 )
@@ -14,24 +17,43 @@ func (l *Launcher) validateForwards() error {
 	if !l.privateNet() {
 		return configErrorf("Forward", "{Forward} needs a network namespace: use {Network=private} (with the host's network its services are reachable as they are)")
 	}
+	seen := map[string]bool{}
 	for _, sp := range l.Forward {
 		if err := forward.Validate(sp); err != nil {
 			return configErrorf("Forward", "{Forward} %s: %v", sp, err)
 		}
+		p := sp.Proto + "/" + strconv.Itoa(sp.NSPort)
+		if seen[p] {
+			return configErrorf("Forward", "{Forward} %s: port %s inside is forwarded twice: give each forward a port of its own", sp, p)
+		}
+		seen[p] = true
 	}
 	return nil
 }
 
-// startForwards starts the reverse forwards (Forward) once the network is
-// up; the API can add more later. Without a network namespace there is
-// nothing to forward into.
-func (l *Launcher) startForwards(ctx context.Context) error {
+// forwardPorts are the ports the init listens on for Forward ("tcp/5000").
+func (l *Launcher) forwardPorts() []string {
+	var out []string
+	for _, sp := range l.Forward {
+		out = append(out, sp.Proto+"/"+strconv.Itoa(sp.NSPort))
+	}
+	return out
+}
+
+// startForwards relays the reverse forwards (Forward) on the listening
+// sockets the init made for them before the command started (files, in
+// Forward's order); the API can add more later. Without a network
+// namespace there is nothing to forward into.
+func (l *Launcher) startForwards(ctx context.Context, files []*os.File) error {
 	if !l.privateNet() {
 		return nil
 	}
 	l.fwd = forward.New(l.sockets, l.log)
-	for _, sp := range l.Forward {
-		if _, err := l.fwd.Add(ctx, sp); err != nil {
+	if len(files) != len(l.Forward) {
+		return fmt.Errorf("start forwards: the namespace sent %d sockets for %d forwards", len(files), len(l.Forward))
+	}
+	for i, sp := range l.Forward {
+		if _, err := l.fwd.AddListener(sp, files[i]); err != nil {
 			return err
 		}
 	}

@@ -48,6 +48,9 @@ const (
 	Tap        Kind = "tap"
 	Network    Kind = "network"
 	Started    Kind = "started"
+	// Forwards carries the listening sockets of the reverse forwards,
+	// made inside before the command starts (child → parent).
+	Forwards Kind = "forwards"
 	Error      Kind = "error"
 )
 
@@ -107,7 +110,7 @@ func Decode(b []byte) (Msg, error) {
 		return Msg{}, fmt.Errorf("decode handshake message: %w", err)
 	}
 	switch m.Kind {
-	case TapCreated, IDMapped, NSReady, OpenTap, Tap, Network, Started, Error:
+	case TapCreated, IDMapped, NSReady, OpenTap, Tap, Network, Started, Forwards, Error:
 	default:
 		return Msg{}, fmt.Errorf("decode handshake message: unknown kind %q", m.Kind)
 	}
