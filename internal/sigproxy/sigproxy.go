@@ -2,9 +2,9 @@
 // to another: parent → namespace init, and namespace init → command. Until
 // the target runs, Relay hands each signal to a policy (StartupPolicy: a
 // terminating one aborts the start-up, another is dropped); from then on
-// it forwards them all. Every
-// catchable signal is forwarded except SIGCHLD (about our own children),
-// SIGPIPE (about our own writes) and SIGURG (Go's preemption signal).
+// it forwards them all. Every catchable signal is forwarded except SIGCHLD
+// (about our own children), SIGPIPE (about our own writes) and SIGURG (Go's
+// preemption signal).
 package sigproxy
 
 import (
