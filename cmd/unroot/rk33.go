@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"strings"
 )
 
 // RootlessKit 3.3 added the pesto port driver (pasta's own port
@@ -17,6 +18,11 @@ import (
 func pestoDriver(o *opts, netName string) error {
 	if netName != "pasta" {
 		return errors.New(`port driver "pesto" requires --net=pasta`)
+	}
+	// RootlessKit's pasta driver checks this first: pesto configures pasta
+	// through its --conf-path socket.
+	if out, _ := exec.Command(o.pastaBinary, "--help").CombinedOutput(); !strings.Contains(string(out), "--conf-path") {
+		return errors.New(`port driver "pesto" requires pasta with --conf-path support (passt >= 2026_05_07.1afd4ed)`)
 	}
 	if _, err := exec.LookPath(o.pestoBinary); err != nil {
 		// RootlessKit returns exec's error unchanged.

@@ -228,15 +228,22 @@ type swap struct {
 	errno unix.Errno
 }
 
-func (s *Supervisor) remember(ours int, w swap) {
+// remember records ours as swapped in; the returned func forgets it again
+// (for a swap that failed).
+func (s *Supervisor) remember(ours int, w swap) (forget func()) {
 	var st unix.Stat_t
 	if unix.Fstat(ours, &st) != nil {
-		return
+		return func() {}
 	}
 	w.at = time.Now()
 	s.mu.Lock()
 	s.swapped[st.Ino] = w
 	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.swapped, st.Ino)
+		s.mu.Unlock()
+	}
 }
 
 // nsSocket takes the target's socket when it is an IPv4/IPv6 TCP or UDP
@@ -357,14 +364,17 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 		s.answer(n, errno)
 		return
 	}
+	// Remembered before the swap: a restart of the call can be served the
+	// moment the program holds our socket.
+	forget := s.remember(ours, swap{bound: true})
 	if err := s.cfg.Listener.Replace(n.ID, ours, int(int32(n.Args[0])), fdCloexec(int(n.Pid), int(int32(n.Args[0])))); err != nil {
+		forget()
 		if !errors.Is(err, seccomp.ErrGone) {
 			s.warnOnce("addfd", "bypass: swap in the host socket", "err", err)
 			s.cont(n)
 		}
 		return
 	}
-	s.remember(ours, swap{bound: true})
 	s.mu.Lock()
 	s.bound[key] = entry
 	s.mu.Unlock()
@@ -480,14 +490,15 @@ func (s *Supervisor) connect(n seccomp.Notif, ptr, ln int, sendto bool) {
 		return
 	}
 	errno := connectHost(ours, si.family, target, si.nonblock)
+	forget := s.remember(ours, swap{redirect: target, family: si.family})
 	if err := s.cfg.Listener.Replace(n.ID, ours, fd, cloexec); err != nil {
+		forget()
 		if !errors.Is(err, seccomp.ErrGone) {
 			s.warnOnce("addfd", "bypass: swap in the host socket", "err", err)
 			s.cont(n)
 		}
 		return
 	}
-	s.remember(ours, swap{redirect: target, family: si.family})
 	s.log.Debug("connect redirected", "dst", dst, "host", target, "pid", n.Pid)
 	s.answer(n, errno)
 }
@@ -542,8 +553,12 @@ func (s *Supervisor) probe() {
 	}
 }
 
-// portFree tries a bind without SO_REUSEADDR: it fails while any socket,
-// listening or not, holds the address.
+// portFree reports whether no socket holds the host address any more. A
+// UDP probe binds without SO_REUSEADDR, which fails while any socket is
+// bound there. A TCP probe sets it, so that connections of the old socket
+// in TIME_WAIT do not count, and listens: that fails while another socket
+// listens there. (A socket bound but not yet listening passes; the two
+// checks in a row make that moment too short to matter.)
 func portFree(transport string, b *boundPort) bool {
 	typ := unix.SOCK_STREAM
 	if transport == "udp" {
@@ -557,5 +572,11 @@ func portFree(transport string, b *boundPort) bool {
 	if b.family == unix.AF_INET6 && !b.v6only {
 		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
 	}
-	return unix.Bind(fd, toSockaddr(b.family, b.host)) == nil
+	if typ == unix.SOCK_STREAM {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	}
+	if unix.Bind(fd, toSockaddr(b.family, b.host)) != nil {
+		return false
+	}
+	return typ != unix.SOCK_STREAM || unix.Listen(fd, 1) == nil
 }
