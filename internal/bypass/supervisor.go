@@ -335,20 +335,27 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 	for i, p := range match {
 		ids[i] = p.ID
 	}
-	if err := s.stepAside(ids); err != nil {
+	// The relay steps aside and the port is recorded in one go, so the
+	// prober (which holds the same lock) cannot bring the relay back in
+	// between. From here a failure leaves the port to the prober, which
+	// brings the relay back once the host address has been free a while.
+	key := boundKey{transport, addr.Port()}
+	entry := &boundPort{host: host, family: si.family, v6only: si.v6only, ids: ids}
+	s.mu.Lock()
+	err = s.stepAsideLocked(ids)
+	if err == nil {
+		if old, ok := s.bound[key]; ok {
+			old.freeOnce = false // bound again: not free
+		} else {
+			s.bound[key] = entry
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
 		s.warnOnce("aside"+strconv.Itoa(match[0].ID), "bypass: the relay could not step aside; it serves the port", "err", err)
 		s.cont(n)
 		return
 	}
-	// From here a failure leaves the port to the prober, which brings the
-	// relay back once the host address is free.
-	key := boundKey{transport, addr.Port()}
-	entry := &boundPort{host: host, family: si.family, v6only: si.v6only, ids: ids}
-	s.mu.Lock()
-	if _, ok := s.bound[key]; !ok {
-		s.bound[key] = entry
-	}
-	s.mu.Unlock()
 	if err := unix.Bind(ours, toSockaddr(si.family, host)); err != nil {
 		errno := errnoOf(err)
 		if errno == unix.EACCES || errno == unix.EPERM || errno == unix.EADDRNOTAVAIL {
@@ -388,9 +395,7 @@ func (s *Supervisor) answer(n seccomp.Notif, errno unix.Errno) {
 	}
 }
 
-func (s *Supervisor) stepAside(ids []int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *Supervisor) stepAsideLocked(ids []int) error {
 	for _, id := range ids {
 		if s.aside[id] {
 			continue
