@@ -560,6 +560,11 @@ func TestCLI(t *testing.T) {
 	if r.Stdout != "rootlesskit version 3.3.0+unroot\n" {
 		t.Errorf("--version = %q", r.Stdout)
 	}
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		if r := RunUser(t, 10*time.Second, "unroot", args...); r.Code != 0 || r.Stdout != "unroot version 3.3.0+unroot\n" {
+			t.Errorf("unroot %v: exit %d, %q, %q", args, r.Code, r.Stdout, r.Stderr)
+		}
+	}
 	r = RunUser(t, 10*time.Second, "rootlesskit", "--print-semver=major")
 	if strings.TrimSpace(r.Stdout) != "3" {
 		t.Errorf("--print-semver=major = %q, want 3", r.Stdout)
