@@ -132,8 +132,8 @@ func TestIptablesHangs(t *testing.T) {
 func TestEnableTransparentOnceEach(t *testing.T) {
 	seen := make(chan bool, 10)
 	cl, ctx, stop := serve(t, &Server{
-		InNetNS:     func(fn func() error) error { return fn() },
-		NewSocket:   sys.Socket,
+		InNetNS:   func(fn func() error) error { return fn() },
+		NewSocket: sys.Socket,
 		Transparent: func(connmark bool, firewall string) error {
 			if firewall != "nft" {
 				t.Errorf("firewall %q reached the child, want nft", firewall)
