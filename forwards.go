@@ -9,10 +9,27 @@ import (
 	"github.com/unroot/unroot/forward"
 )
 
+// portExposer is a network driver that publishes on the host every port
+// bound inside (pasta's implicit port forwarding).
+type portExposer interface{ ExposesNamespacePorts() bool }
+
+// exposesPorts reports a network driver that would publish a forward's
+// port on the host.
+func (l *Launcher) exposesPorts() bool {
+	pe, ok := l.Network.(portExposer)
+	return ok && pe.ExposesNamespacePorts()
+}
+
+// errForwardExposed is why forwards and implicit port forwarding do not mix.
+const errForwardExposed = "{Forward} cannot be used with pasta's implicit port forwarding: pasta would publish each forward's port on all the host's addresses, exposing the host service to the network; use {Ports=builtin} instead"
+
 // validateForwards checks Forward without touching the system.
 func (l *Launcher) validateForwards() error {
 	if len(l.Forward) == 0 {
 		return nil
+	}
+	if l.exposesPorts() {
+		return configErrorf("Forward", errForwardExposed)
 	}
 	if !l.privateNet() {
 		return configErrorf("Forward", "{Forward} needs a network namespace: use {Network=private} (with the host's network its services are reachable as they are)")
@@ -49,6 +66,9 @@ func (l *Launcher) startForwards(ctx context.Context, files []*os.File) error {
 		return nil
 	}
 	l.fwd = forward.New(l.sockets, l.log)
+	if l.exposesPorts() {
+		l.fwd.Disable("reverse forwarding is off: pasta's implicit port forwarding (--port-driver=implicit) would publish each forward's port on all the host's addresses, exposing the host service to the network; restart with --port-driver=builtin")
+	}
 	if len(files) != len(l.Forward) {
 		return fmt.Errorf("start forwards: the namespace sent %d sockets for %d forwards", len(files), len(l.Forward))
 	}

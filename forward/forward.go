@@ -20,11 +20,12 @@ type Forwarder struct {
 	src port.SocketSource
 	log *slog.Logger
 
-	mu     sync.Mutex
-	closed bool
-	nextID int
-	fwds   map[int]*active
-	eng    *relay.Engine // made with the first TCP forward
+	mu       sync.Mutex
+	closed   bool
+	disabled string // why Add refuses, if it does
+	nextID   int
+	fwds     map[int]*active
+	eng      *relay.Engine // made with the first TCP forward
 }
 
 // active is one running forward.
@@ -43,6 +44,14 @@ func New(src port.SocketSource, log *slog.Logger) *Forwarder {
 	return &Forwarder{src: src, log: log.With("component", "forward"), nextID: 1, fwds: map[int]*active{}}
 }
 
+// Disable makes Add refuse every new forward with reason (a network driver
+// that would publish their ports on the host).
+func (f *Forwarder) Disable(reason string) {
+	f.mu.Lock()
+	f.disabled = reason
+	f.mu.Unlock()
+}
+
 // ErrClosed is returned by Add after Close.
 var ErrClosed = errors.New("forwards are closed: the launcher is stopping")
 
@@ -56,6 +65,9 @@ func (f *Forwarder) Add(ctx context.Context, sp Spec) (Status, error) {
 	defer f.mu.Unlock()
 	if f.closed {
 		return Status{}, ErrClosed
+	}
+	if f.disabled != "" {
+		return Status{}, errors.New(f.disabled)
 	}
 	if err := f.conflictLocked(sp); err != nil {
 		return Status{}, err

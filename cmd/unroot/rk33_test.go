@@ -142,3 +142,23 @@ func TestRootlessKit33PortDrivers(t *testing.T) {
 		})
 	}
 }
+
+// --source-ip-transparent-backend=nft without nft: RootlessKit's warning,
+// and transparency off; with it, the builtin driver makes nft rules.
+func TestTransparentBackendNFT(t *testing.T) {
+	var warned strings.Builder
+	log := slog.New(slog.NewTextHandler(&warned, nil))
+	t.Setenv("PATH", t.TempDir())
+	o := &opts{sourceIPTransparent: true, sourceIPTransparentBackend: "nft"}
+	fw, err := transparentBackend(o, log)
+	if err != nil || fw != "nft" || o.sourceIPTransparent || !strings.Contains(warned.String(), "source IP transparent (nft): nft not found, disabling") {
+		t.Errorf("without nft: %q, %v, transparent %v, log %q", fw, err, o.sourceIPTransparent, warned.String())
+	}
+	bin := t.TempDir()
+	os.WriteFile(filepath.Join(bin, "nft"), []byte("#!/bin/sh\n"), 0o755)
+	t.Setenv("PATH", bin)
+	o = &opts{sourceIPTransparent: true, sourceIPTransparentBackend: "nft"}
+	if fw, err := transparentBackend(o, log); err != nil || fw != "nft" || !o.sourceIPTransparent {
+		t.Errorf("with nft: %q, %v, transparent %v", fw, err, o.sourceIPTransparent)
+	}
+}

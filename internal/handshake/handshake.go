@@ -51,7 +51,7 @@ const (
 	// Forwards carries the listening sockets of the reverse forwards,
 	// made inside before the command starts (child → parent).
 	Forwards Kind = "forwards"
-	Error      Kind = "error"
+	Error    Kind = "error"
 )
 
 // Msg is one handshake message. Only the fields of its Kind are set.
