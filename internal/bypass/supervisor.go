@@ -255,11 +255,18 @@ func (s *Supervisor) nsSocket(n seccomp.Notif) (int, sockInfo, bool, *swap) {
 	if err != nil {
 		return -1, sockInfo{}, false, nil
 	}
-	si, ok := inspect(theirs)
-	if !ok || netnsOf(theirs) != s.cfg.NetNS {
+	// The namespace first: a host socket (one swapped in already, a
+	// datagram server's replies) is told apart in one call.
+	inNS := netnsOf(theirs) == s.cfg.NetNS
+	var si sockInfo
+	ok := inNS
+	if inNS {
+		si, ok = inspect(theirs)
+	}
+	if !ok {
 		var w *swap
 		var st unix.Stat_t
-		if ok && unix.Fstat(theirs, &st) == nil {
+		if !inNS && unix.Fstat(theirs, &st) == nil {
 			s.mu.Lock()
 			if v, found := s.swapped[st.Ino]; found {
 				w = &v
