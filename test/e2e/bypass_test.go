@@ -92,6 +92,29 @@ func bpLauncher(t *testing.T, ns, mark string, args ...string) (*exec.Cmd, *stri
 	return cmd, &stderr
 }
 
+// bpHoldServer listens on 198.18.0.1:7000 in ns, accepting and holding
+// every connection, until the test ends; it returns once it listens.
+func bpHoldServer(t *testing.T, ns string) {
+	t.Helper()
+	srv := exec.Command("ip", "netns", "exec", ns, "/usr/bin/python3", "-c",
+		`import socket
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("198.18.0.1",7000)); s.listen(8)
+cs=[]
+while True:
+    c,_=s.accept(); cs.append(c)`)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	for range 200 {
+		if out, _ := bpIn(ns, 5*time.Second, "ss", "-Hltn", "sport = :7000"); strings.Contains(out, "198.18.0.1:7000") {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal("the server on 198.18.0.1:7000 did not listen within 5s")
+}
+
 const bpUDPEcho = `import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", int(sys.argv[1])))
@@ -124,16 +147,7 @@ func TestBypassServers(t *testing.T) {
 	ns := bpNetNS(t, "bp")
 	dir := TempDir(t)
 	// The egress target: a server in "the host" on its non-loopback address.
-	egress := exec.Command("ip", "netns", "exec", ns, "/usr/bin/python3", "-c",
-		`import socket,time
-s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("198.18.0.1",7000)); s.listen(8)
-cs=[]
-while True:
-    c,_=s.accept(); cs.append(c)`)
-	if err := egress.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { egress.Process.Kill(); egress.Wait() }()
+	bpHoldServer(t, ns)
 
 	ngx := filepath.Join(dir, "nginx")
 	os.MkdirAll(ngx, 0o755)
@@ -557,16 +571,7 @@ func TestBypassIgnore(t *testing.T) {
 	t.Parallel()
 	ns := bpNetNS(t, "bpign")
 	dir := TempDir(t)
-	srv := exec.Command("ip", "netns", "exec", ns, "/usr/bin/python3", "-c",
-		`import socket
-s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("198.18.0.1",7000)); s.listen(8)
-cs=[]
-while True:
-    c,_=s.accept(); cs.append(c)`)
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
+	bpHoldServer(t, ns)
 	os.WriteFile(filepath.Join(dir, "hold.py"), []byte(bpHold), 0o644)
 	mark := fmt.Sprintf("UNROOT_LEAK_MARK=bpign%d", time.Now().UnixNano())
 	cmd, out := bpLauncher(t, ns, mark, filepath.Join(Bin, "unroot"), "run", "--state-dir="+filepath.Join(dir, "state"), "--net=slirp4netns",
