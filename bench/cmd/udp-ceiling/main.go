@@ -6,7 +6,10 @@
 // loss for each and their ratio. No namespaces and no launcher: it
 // measures the forwarder's own ceiling on this machine.
 //
-//	go run ./bench/cmd/udp-ceiling [-secs 1] [-rounds 3]
+//	go run ./bench/cmd/udp-ceiling [-secs 1] [-rounds 3] [-path both|loopback|published]
+//
+// With -path loopback or published it measures that path only and prints
+// the median in Gbit/s alone on stdout (bench/run.sh's udp rows use this).
 package main
 
 import (
@@ -42,14 +45,19 @@ const size = 1400
 func main() {
 	secs := flag.Float64("secs", 1, "seconds per rate tried")
 	rounds := flag.Int("rounds", 3, "rounds (each a full rate search on both paths)")
+	path := flag.String("path", "both", "both, loopback or published")
 	flag.Parse()
-	if err := run(time.Duration(*secs*float64(time.Second)), *rounds); err != nil {
+	if *path != "both" && *path != "loopback" && *path != "published" {
+		fmt.Fprintf(os.Stderr, "udp-ceiling: -path %q: use both, loopback or published\n", *path)
+		os.Exit(1)
+	}
+	if err := run(time.Duration(*secs*float64(time.Second)), *rounds, *path); err != nil {
 		fmt.Fprintln(os.Stderr, "udp-ceiling:", err)
 		os.Exit(1)
 	}
 }
 
-func run(d time.Duration, rounds int) error {
+func run(d time.Duration, rounds int, only string) error {
 	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return err
@@ -86,17 +94,21 @@ func run(d time.Duration, rounds int) error {
 		return err
 	}
 	paths := []struct {
+		key  string
 		name string
 		addr netip.AddrPort
 		rate float64 // datagrams/s to start the next search from
 		best []float64
 	}{
-		{name: "loopback (sender → sink)", addr: sink.LocalAddr().(*net.UDPAddr).AddrPort(), rate: 50000},
-		{name: "published port (sender → builtin → sink)", addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(pp)), rate: 50000},
+		{key: "loopback", name: "loopback (sender → sink)", addr: sink.LocalAddr().(*net.UDPAddr).AddrPort(), rate: 50000},
+		{key: "published", name: "published port (sender → builtin → sink)", addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(pp)), rate: 50000},
 	}
 	for r := 0; r < rounds; r++ {
 		for i := range paths {
 			p := &paths[i]
+			if only != "both" && p.key != only {
+				continue
+			}
 			best, next, err := search(p.addr, p.rate, d, &got)
 			if err != nil {
 				return err
@@ -110,6 +122,14 @@ func run(d time.Duration, rounds int) error {
 		s := slices.Clone(xs)
 		slices.Sort(s)
 		return s[len(s)/2]
+	}
+	if only != "both" {
+		for _, p := range paths {
+			if p.key == only {
+				fmt.Printf("%.4f\n", med(p.best)*size*8/1e9)
+			}
+		}
+		return nil
 	}
 	lo, fw := med(paths[0].best), med(paths[1].best)
 	fmt.Printf("| path | goodput at < 1%% loss, Gbit/s (median of %d) |\n|---|---:|\n", rounds)
