@@ -55,6 +55,7 @@ type startup struct {
 	// The seccomp listener that came with Started (--bypass), or why none
 	// did; startBypass keeps a copy, end closes these.
 	bypassFiles  []*os.File
+	forwardFiles []*os.File // the listening sockets of Launcher.Forward, from the init
 	bypassWhyOff string
 }
 
@@ -118,7 +119,7 @@ func (s *startup) run() error {
 	if err := s.l.startBypass(s.bypassFiles, s.bypassWhyOff, setup); err != nil {
 		return err
 	}
-	if err := s.l.startForwards(s.ctx); err != nil {
+	if err := s.l.startForwards(s.ctx, s.forwardFiles); err != nil {
 		return err
 	}
 	return s.serveAPI()
@@ -136,6 +137,7 @@ func (s *startup) mark(stage string) {
 func (s *startup) end(err *error) {
 	l := s.l
 	closeFiles(s.bypassFiles)
+	closeFiles(s.forwardFiles)
 	s.netFiles.Wait()
 	if s.cancel != nil {
 		s.cancel(*err)
@@ -355,6 +357,7 @@ func (s *startup) initEnv() []string {
 		ErrPrefix:   prefix,
 		ReportExit:  l.ChildReportsExit,
 		Bypass:      l.childBypass(),
+		Forwards:    l.forwardPorts(),
 	}
 	env := append(os.Environ(), l.Env...)
 	env = append(env,
@@ -554,6 +557,14 @@ func (s *startup) startCommand(setup network.Setup) error {
 	l := s.l
 	if err := l.ctl.Send(handshake.Msg{Kind: handshake.Network, Setup: &setup}); err != nil {
 		return s.fail(err)
+	}
+	if len(l.Forward) > 0 {
+		// The init makes the forwards' sockets before the command starts.
+		_, files, err := l.ctl.Expect(s.initCtx, handshake.Forwards)
+		if err != nil {
+			return s.fail(err)
+		}
+		s.forwardFiles = files
 	}
 	m, files, err := l.ctl.Expect(s.initCtx, handshake.Started)
 	if err != nil {

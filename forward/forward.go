@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"sync"
 
@@ -19,11 +20,12 @@ type Forwarder struct {
 	src port.SocketSource
 	log *slog.Logger
 
-	mu     sync.Mutex
-	closed bool
-	nextID int
-	fwds   map[int]*active
-	eng    *relay.Engine // made with the first TCP forward
+	mu       sync.Mutex
+	closed   bool
+	disabled string // why Add refuses, if it does
+	nextID   int
+	fwds     map[int]*active
+	eng      *relay.Engine // made with the first TCP forward
 }
 
 // active is one running forward.
@@ -42,6 +44,14 @@ func New(src port.SocketSource, log *slog.Logger) *Forwarder {
 	return &Forwarder{src: src, log: log.With("component", "forward"), nextID: 1, fwds: map[int]*active{}}
 }
 
+// Disable makes Add refuse every new forward with reason (a network driver
+// that would publish their ports on the host).
+func (f *Forwarder) Disable(reason string) {
+	f.mu.Lock()
+	f.disabled = reason
+	f.mu.Unlock()
+}
+
 // ErrClosed is returned by Add after Close.
 var ErrClosed = errors.New("forwards are closed: the launcher is stopping")
 
@@ -56,10 +66,11 @@ func (f *Forwarder) Add(ctx context.Context, sp Spec) (Status, error) {
 	if f.closed {
 		return Status{}, ErrClosed
 	}
-	for id, a := range f.fwds {
-		if a.status.Spec.Proto == sp.Proto && a.status.Spec.NSPort == sp.NSPort {
-			return Status{}, fmt.Errorf("conflict with ID %d: %d/%s inside is already forwarded to %s", id, sp.NSPort, sp.Proto, a.status.Spec.Host())
-		}
+	if f.disabled != "" {
+		return Status{}, errors.New(f.disabled)
+	}
+	if err := f.conflictLocked(sp); err != nil {
+		return Status{}, err
 	}
 	sotype := sys.SOCK_STREAM
 	if sp.Proto == "udp" {
@@ -69,7 +80,58 @@ func (f *Forwarder) Add(ctx context.Context, sp Spec) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("forward %s: %w", sp, err)
 	}
+	return f.startLocked(sp, fd)
+}
+
+// AddListener starts forward sp on ln, its socket already bound inside
+// the namespace (listening, for TCP): the launcher has the namespace make
+// those of Launcher.Forward before the command starts. AddListener owns ln
+// from the call on.
+func (f *Forwarder) AddListener(sp Spec, ln *os.File) (Status, error) {
+	defer ln.Close()
+	if err := Validate(sp); err != nil {
+		return Status{}, err
+	}
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return Status{}, fmt.Errorf("forward %s: %w", sp, err)
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(raw uintptr) { fd, derr = sys.DupCloexec(int(raw)) }); err != nil || derr != nil {
+		return Status{}, fmt.Errorf("forward %s: take its socket: %w", sp, errors.Join(err, derr))
+	}
+	if err := sys.SetNonblock(fd); err != nil {
+		sys.Close(fd)
+		return Status{}, fmt.Errorf("forward %s: %w", sp, err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		sys.Close(fd)
+		return Status{}, ErrClosed
+	}
+	if err := f.conflictLocked(sp); err != nil {
+		sys.Close(fd)
+		return Status{}, err
+	}
+	return f.startLocked(sp, fd)
+}
+
+// conflictLocked refuses a second forward of one port inside.
+func (f *Forwarder) conflictLocked(sp Spec) error {
+	for id, a := range f.fwds {
+		if a.status.Spec.Proto == sp.Proto && a.status.Spec.NSPort == sp.NSPort {
+			return fmt.Errorf("conflict with ID %d: %d/%s inside is already forwarded to %s", id, sp.NSPort, sp.Proto, a.status.Spec.Host())
+		}
+	}
+	return nil
+}
+
+// startLocked relays fd's traffic to the host service; it owns fd.
+func (f *Forwarder) startLocked(sp Spec, fd int) (Status, error) {
 	var stop func()
+	var err error
 	if sp.Proto == "tcp" {
 		stop, err = f.startTCP(fd, sp)
 	} else {

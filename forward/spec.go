@@ -103,7 +103,7 @@ func Validate(sp Spec) error {
 			return fmt.Errorf("a host unix socket is forwarded to a TCP port, not %s", sp.Proto)
 		}
 		if len(sp.HostPath) > 107 {
-			return fmt.Errorf("host socket path %s is longer than the 107 bytes a unix socket address holds", sp.HostPath)
+			return fmt.Errorf("host socket path %q is longer than the 107 bytes a unix socket address holds", sp.HostPath)
 		}
 		return nil
 	}

@@ -93,6 +93,10 @@ func (f *Forwarder) startTCP(fd int, sp Spec) (func(), error) {
 	}, nil
 }
 
+// localCC is the congestion control for host sockets on loopback, looked
+// up once.
+var localCC = sync.OnceValue(sys.LocalCongestionControl)
+
 // dialHost starts connecting a new host socket to the service: a TCP
 // connect under way, or a unix connect, which completes at once.
 func dialHost(sp Spec) (int, error) {
@@ -114,6 +118,13 @@ func dialHost(sp Spec) (int, error) {
 	fd, err := sys.Socket(family, sys.SOCK_STREAM)
 	if err != nil {
 		return -1, err
+	}
+	if sp.HostIP.IsLoopback() {
+		// A hop that never leaves this host: BBR's pacing is pure cost
+		// there (see sys.LocalCongestionControl).
+		if cc := localCC(); cc != "" {
+			sys.SetCongestionControl(fd, cc)
+		}
 	}
 	if err := sys.Connect(fd, family, sp.hostAddrPort()); err != nil && !errors.Is(err, sys.EINPROGRESS) {
 		sys.Close(fd)

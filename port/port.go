@@ -76,6 +76,14 @@ type SocketSource interface {
 	EnableTransparent(ctx context.Context, connmark bool) error
 }
 
+// FirewallChooser is a SocketSource whose connmark rules (see
+// EnableTransparent) can be made with another firewall: "iptables" (the
+// default), "nft", or "auto" (iptables, else nft). RootlessKit 3.3's
+// --source-ip-transparent-backend.
+type FirewallChooser interface {
+	SetFirewall(name string)
+}
+
 // Env is what the launcher gives a port driver factory once the child's
 // network is up.
 type Env struct {

@@ -23,7 +23,8 @@
 // K3s returns k3s's profile: K3S_ROOTLESS_MTU, K3S_ROOTLESS_CIDR (default
 // 10.41.0.0/16), K3S_ROOTLESS_ENABLE_IPV6, K3S_ROOTLESS_PORT_DRIVER (builtin
 // or slirp4netns), K3S_ROOTLESS_DISABLE_HOST_LOOPBACK (default true) and
-// K3S_ROOTLESS_COPYUPDIRS (added to /etc, /var/run, /run and /var/lib). A
+// K3S_ROOTLESS_COPYUPDIRS (added to /etc, /var/run, /run and /var/lib), and
+// unroot's own K3S_ROOTLESS_BYPASS (true, false or auto: docs/bypass.md). A
 // value that does not parse is a warning and keeps the default; a CIDR that
 // is not a network address, or a directory that cannot be copied up, is an
 // error. Other daemons fill a Profile with their own prefix, defaults,

@@ -130,7 +130,7 @@ func ParseKnobs(prefix string, getenv func(string) string, def Settings) (s Sett
 				continue
 			}
 			if verr := copyup.Validate(d); verr != nil {
-				return def, warnings, fmt.Errorf("%s: copy-up %s: %w", name, d, verr)
+				return def, warnings, fmt.Errorf("%s: copy-up %q: %w", name, d, verr)
 			}
 			s.CopyUp = append(s.CopyUp, d)
 		}

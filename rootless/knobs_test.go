@@ -49,8 +49,8 @@ func TestParseKnobs(t *testing.T) {
 		{"copyup", env("K3S_ROOTLESS_COPYUPDIRS", "/opt, /srv,,"), func(s Settings) bool {
 			return slices.Equal(s.CopyUp, append(slices.Clone(def.CopyUp), "/opt", "/srv"))
 		}, "", ""},
-		{"copyup relative", env("K3S_ROOTLESS_COPYUPDIRS", "opt"), nil, "", "K3S_ROOTLESS_COPYUPDIRS: copy-up opt: must be an absolute path"},
-		{"copyup tmp", env("K3S_ROOTLESS_COPYUPDIRS", "/opt,/tmp"), nil, "", "copy-up /tmp"},
+		{"copyup relative", env("K3S_ROOTLESS_COPYUPDIRS", "opt"), nil, "", "K3S_ROOTLESS_COPYUPDIRS: copy-up \"opt\": must be an absolute path"},
+		{"copyup tmp", env("K3S_ROOTLESS_COPYUPDIRS", "/opt,/tmp"), nil, "", "copy-up \"/tmp\""},
 		{"bypass", env("K3S_ROOTLESS_BYPASS", "true"), func(s Settings) bool { return s.Bypass == "true" }, "", ""},
 		{"bypass auto", env("K3S_ROOTLESS_BYPASS", "Auto"), func(s Settings) bool { return s.Bypass == "auto" }, "", ""},
 		{"bypass 0", env("K3S_ROOTLESS_BYPASS", "0"), func(s Settings) bool { return s.Bypass == "false" }, "", ""},

@@ -155,13 +155,15 @@ func buildPorts(o *opts, netName string, p personality, log *slog.Logger) (port.
 			return nil, nil, errors.New("port driver requires non-host network: use --net=slirp4netns, pasta, netstack or none, or --port-driver=none")
 		}
 		if p == asRootlesskit && netName == "pasta" {
-			return nil, nil, errors.New("--net=pasta supports only --port-driver=none or implicit")
+			return nil, nil, errors.New(`network "pasta" requires port driver "none" or "implicit" or "pesto"`) // RootlessKit 3.3's words
 		}
-		if err := transparentBackend(o, log); err != nil {
+		firewall, err := transparentBackend(o, log)
+		if err != nil {
 			return nil, nil, err
 		}
 		opt := builtin.DefaultOptions
 		opt.SourceIPTransparent = o.sourceIPTransparent
+		opt.Firewall = firewall
 		opt.SourceIPTransparentUDP = o.sourceIPTransparentUDP
 		return builtin.NewFactory(opt), specs, nil
 	case "slirp4netns":

@@ -112,7 +112,7 @@ func TestPortRules(t *testing.T) {
 		wantErr string
 	}{
 		{"host", "builtin", asRootlesskit, nil, "port driver requires non-host network"},
-		{"pasta", "builtin", asRootlesskit, nil, "--net=pasta supports only"},
+		{"pasta", "builtin", asRootlesskit, nil, `network "pasta" requires port driver "none" or "implicit" or "pesto"`},
 		{"pasta", "builtin", asUnroot, nil, ""},
 		{"slirp4netns", "implicit", asRootlesskit, nil, "requires --net=pasta"},
 		{"pasta", "implicit", asRootlesskit, []string{"127.0.0.1:80:80/tcp"}, ""},

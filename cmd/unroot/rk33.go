@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"strings"
 )
 
 // RootlessKit 3.3 added the pesto port driver (pasta's own port
@@ -18,6 +19,11 @@ func pestoDriver(o *opts, netName string) error {
 	if netName != "pasta" {
 		return errors.New(`port driver "pesto" requires --net=pasta`)
 	}
+	// RootlessKit's pasta driver checks this first: pesto configures pasta
+	// through its --conf-path socket.
+	if out, _ := exec.Command(o.pastaBinary, "--help").CombinedOutput(); !strings.Contains(string(out), "--conf-path") {
+		return errors.New(`port driver "pesto" requires pasta with --conf-path support (passt >= 2026_05_07.1afd4ed)`)
+	}
 	if _, err := exec.LookPath(o.pestoBinary); err != nil {
 		// RootlessKit returns exec's error unchanged.
 		return err
@@ -25,24 +31,24 @@ func pestoDriver(o *opts, netName string) error {
 	return errors.New(`port driver "pesto" is not supported by unroot: use --port-driver=implicit (pasta forwards every port the command binds) or, with unroot run, --port-driver=builtin`)
 }
 
-// transparentBackend checks --source-ip-transparent-backend. unroot's
-// rules are iptables ones (the policy routing is netlink); "nft" works
-// where nft is installed (the nft variant of iptables drives the same
-// kernel tables) and, as in RootlessKit, turns transparency off with a
-// warning where it is not.
-func transparentBackend(o *opts, log *slog.Logger) error {
-	switch o.sourceIPTransparentBackend {
+// transparentBackend checks --source-ip-transparent-backend and returns
+// the builtin driver's Firewall. The connmark rules (for child IPs that
+// are not loopback) are made with the firewall named; "auto" takes
+// iptables, else nft. As in RootlessKit, "nft" where nft is missing turns
+// transparency off with a warning.
+func transparentBackend(o *opts, log *slog.Logger) (string, error) {
+	switch b := o.sourceIPTransparentBackend; b {
 	case "", "auto", "iptables":
-		return nil
+		return b, nil
 	case "nft":
 		if !o.sourceIPTransparent {
-			return nil
+			return b, nil
 		}
 		if _, err := exec.LookPath("nft"); err != nil {
 			log.Warn(fmt.Sprintf("source IP transparent (nft): nft not found, disabling: %v", err))
 			o.sourceIPTransparent = false
 		}
-		return nil
+		return b, nil
 	}
-	return fmt.Errorf("unknown source-ip-transparent-backend: %s", o.sourceIPTransparentBackend)
+	return "", fmt.Errorf("unknown source-ip-transparent-backend: %s", o.sourceIPTransparentBackend)
 }

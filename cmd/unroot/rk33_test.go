@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -96,6 +97,16 @@ func TestRootlessKitFlagParity(t *testing.T) {
 	}
 }
 
+// fakePastaWithConfPath is a pasta whose --help lists --conf-path, as
+// passt 2026_05_07 and later do (Debian's does not yet).
+func fakePastaWithConfPath(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "pasta")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\necho '  --conf-path PATH  configuration socket'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // TestRootlessKit33PortDrivers checks the answers RootlessKit 3.3 gives
 // for its new port-driver choices where their requirement is missing.
 func TestRootlessKit33PortDrivers(t *testing.T) {
@@ -108,7 +119,8 @@ func TestRootlessKit33PortDrivers(t *testing.T) {
 	}{
 		{"pasta is a typo", []string{"--port-driver=pasta"}, "pasta", `unknown port driver "pasta": did you mean "pesto"?`},
 		{"pesto needs pasta", []string{"--port-driver=pesto"}, "slirp4netns", `port driver "pesto" requires --net=pasta`},
-		{"pesto binary missing", []string{"--port-driver=pesto", "--pesto-binary=/nonexistent/pesto"}, "pasta", `exec: "/nonexistent/pesto": stat /nonexistent/pesto: no such file or directory`},
+		{"pasta without --conf-path", []string{"--port-driver=pesto", "--pasta-binary=/bin/true"}, "pasta", `port driver "pesto" requires pasta with --conf-path support (passt >= 2026_05_07.1afd4ed)`},
+		{"pesto binary missing", []string{"--port-driver=pesto", "--pasta-binary=" + fakePastaWithConfPath(t), "--pesto-binary=/nonexistent/pesto"}, "pasta", `exec: "/nonexistent/pesto": stat /nonexistent/pesto: no such file or directory`},
 		{"backend unknown", []string{"--port-driver=builtin", "--source-ip-transparent-backend=ebpf"}, "slirp4netns", "unknown source-ip-transparent-backend: ebpf"},
 		{"backend iptables", []string{"--port-driver=builtin", "--source-ip-transparent-backend=iptables"}, "slirp4netns", ""},
 		{"backend nft", []string{"--port-driver=builtin", "--source-ip-transparent-backend=nft"}, "slirp4netns", ""},
@@ -128,5 +140,25 @@ func TestRootlessKit33PortDrivers(t *testing.T) {
 				t.Errorf("buildPorts(%q) = %v, want %q", tt.args, err, tt.want)
 			}
 		})
+	}
+}
+
+// --source-ip-transparent-backend=nft without nft: RootlessKit's warning,
+// and transparency off; with it, the builtin driver makes nft rules.
+func TestTransparentBackendNFT(t *testing.T) {
+	var warned strings.Builder
+	log := slog.New(slog.NewTextHandler(&warned, nil))
+	t.Setenv("PATH", t.TempDir())
+	o := &opts{sourceIPTransparent: true, sourceIPTransparentBackend: "nft"}
+	fw, err := transparentBackend(o, log)
+	if err != nil || fw != "nft" || o.sourceIPTransparent || !strings.Contains(warned.String(), "source IP transparent (nft): nft not found, disabling") {
+		t.Errorf("without nft: %q, %v, transparent %v, log %q", fw, err, o.sourceIPTransparent, warned.String())
+	}
+	bin := t.TempDir()
+	os.WriteFile(filepath.Join(bin, "nft"), []byte("#!/bin/sh\n"), 0o755)
+	t.Setenv("PATH", bin)
+	o = &opts{sourceIPTransparent: true, sourceIPTransparentBackend: "nft"}
+	if fw, err := transparentBackend(o, log); err != nil || fw != "nft" || !o.sourceIPTransparent {
+		t.Errorf("with nft: %q, %v, transparent %v", fw, err, o.sourceIPTransparent)
 	}
 }

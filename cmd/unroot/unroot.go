@@ -18,7 +18,10 @@ func unrootMain(args []string) int {
 		Short:         "Run daemons and commands as an ordinary user in user, mount, network and PID namespaces",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// `unroot --version` as `unroot version`.
+		Version: unroot.Version,
 	}
+	root.SetVersionTemplate("unroot version {{.Version}}\n")
 	root.AddCommand(newRunCommand(), newVersionCommand(), newDoctorCommand(), newPortsCommand(), newInfoCommand(), newSystemdCommand())
 	root.SetArgs(args)
 	err := root.Execute()

@@ -75,3 +75,15 @@ func parseRoutes6(s string) []netip.Prefix {
 	}
 	return out
 }
+
+// parseTgid reads the "Tgid:" line of /proc/TID/status: the process a
+// thread belongs to.
+func parseTgid(status string) (int, bool) {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			return n, err == nil && n > 0
+		}
+	}
+	return 0, false
+}

@@ -21,16 +21,24 @@ type sockInfo struct {
 	local              netip.AddrPort // its bound address, port 0 if unbound
 }
 
-// takeSocket duplicates descriptor fd of process pid into this one.
-func takeSocket(pid, fd int) (int, error) {
-	pidfd, err := unix.PidfdOpen(pid, 0)
+// takeSocket duplicates descriptor fd of thread tid (a notification names
+// the thread that made the call) into this one.
+func takeSocket(tid, fd int) (int, error) {
+	pidfd, err := unix.PidfdOpen(tid, 0)
+	if err == unix.EINVAL {
+		// Not the thread-group leader: a pidfd names a process.
+		b, rerr := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+		if pid, ok := parseTgid(string(b)); rerr == nil && ok {
+			pidfd, err = unix.PidfdOpen(pid, 0)
+		}
+	}
 	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", pid, err)
+		return -1, fmt.Errorf("pidfd_open %d: %w", tid, err)
 	}
 	defer unix.Close(pidfd)
 	s, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
-		return -1, fmt.Errorf("pidfd_getfd %d of process %d: %w", fd, pid, err)
+		return -1, fmt.Errorf("pidfd_getfd %d of thread %d: %w", fd, tid, err)
 	}
 	return s, nil
 }

@@ -101,3 +101,27 @@ func FuzzParseRoutes(f *testing.F) {
 		}
 	})
 }
+
+func TestParseTgid(t *testing.T) {
+	for in, want := range map[string]int{
+		"Name:\tgo\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t4242\nNgid:\t0\nPid:\t4250\n": 4242,
+		"Tgid:\t1\n": 1,
+		"Tgid:\tx\n": 0,
+		"Pid:\t7\n":  0,
+		"":           0,
+	} {
+		got, ok := parseTgid(in)
+		if got != want || ok != (want > 0) {
+			t.Errorf("parseTgid(%q) = %d, %v; want %d", in, got, ok, want)
+		}
+	}
+}
+
+func FuzzParseTgid(f *testing.F) {
+	f.Add("Tgid:\t4242\nPid:\t4250\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, ok := parseTgid(s); ok && n <= 0 {
+			t.Fatalf("parseTgid(%q) = %d, true", s, n)
+		}
+	})
+}

@@ -228,15 +228,22 @@ type swap struct {
 	errno unix.Errno
 }
 
-func (s *Supervisor) remember(ours int, w swap) {
+// remember records ours as swapped in; the returned func forgets it again
+// (for a swap that failed).
+func (s *Supervisor) remember(ours int, w swap) (forget func()) {
 	var st unix.Stat_t
 	if unix.Fstat(ours, &st) != nil {
-		return
+		return func() {}
 	}
 	w.at = time.Now()
 	s.mu.Lock()
 	s.swapped[st.Ino] = w
 	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.swapped, st.Ino)
+		s.mu.Unlock()
+	}
 }
 
 // nsSocket takes the target's socket when it is an IPv4/IPv6 TCP or UDP
@@ -248,11 +255,18 @@ func (s *Supervisor) nsSocket(n seccomp.Notif) (int, sockInfo, bool, *swap) {
 	if err != nil {
 		return -1, sockInfo{}, false, nil
 	}
-	si, ok := inspect(theirs)
-	if !ok || netnsOf(theirs) != s.cfg.NetNS {
+	// The namespace first: a host socket (one swapped in already, a
+	// datagram server's replies) is told apart in one call.
+	inNS := netnsOf(theirs) == s.cfg.NetNS
+	var si sockInfo
+	ok := inNS
+	if inNS {
+		si, ok = inspect(theirs)
+	}
+	if !ok {
 		var w *swap
 		var st unix.Stat_t
-		if ok && unix.Fstat(theirs, &st) == nil {
+		if !inNS && unix.Fstat(theirs, &st) == nil {
 			s.mu.Lock()
 			if v, found := s.swapped[st.Ino]; found {
 				w = &v
@@ -328,20 +342,27 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 	for i, p := range match {
 		ids[i] = p.ID
 	}
-	if err := s.stepAside(ids); err != nil {
+	// The relay steps aside and the port is recorded in one go, so the
+	// prober (which holds the same lock) cannot bring the relay back in
+	// between. From here a failure leaves the port to the prober, which
+	// brings the relay back once the host address has been free a while.
+	key := boundKey{transport, addr.Port()}
+	entry := &boundPort{host: host, family: si.family, v6only: si.v6only, ids: ids}
+	s.mu.Lock()
+	err = s.stepAsideLocked(ids)
+	if err == nil {
+		if old, ok := s.bound[key]; ok {
+			old.freeOnce = false // bound again: not free
+		} else {
+			s.bound[key] = entry
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
 		s.warnOnce("aside"+strconv.Itoa(match[0].ID), "bypass: the relay could not step aside; it serves the port", "err", err)
 		s.cont(n)
 		return
 	}
-	// From here a failure leaves the port to the prober, which brings the
-	// relay back once the host address is free.
-	key := boundKey{transport, addr.Port()}
-	entry := &boundPort{host: host, family: si.family, v6only: si.v6only, ids: ids}
-	s.mu.Lock()
-	if _, ok := s.bound[key]; !ok {
-		s.bound[key] = entry
-	}
-	s.mu.Unlock()
 	if err := unix.Bind(ours, toSockaddr(si.family, host)); err != nil {
 		errno := errnoOf(err)
 		if errno == unix.EACCES || errno == unix.EPERM || errno == unix.EADDRNOTAVAIL {
@@ -357,14 +378,17 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 		s.answer(n, errno)
 		return
 	}
+	// Remembered before the swap: a restart of the call can be served the
+	// moment the program holds our socket.
+	forget := s.remember(ours, swap{bound: true})
 	if err := s.cfg.Listener.Replace(n.ID, ours, int(int32(n.Args[0])), fdCloexec(int(n.Pid), int(int32(n.Args[0])))); err != nil {
+		forget()
 		if !errors.Is(err, seccomp.ErrGone) {
 			s.warnOnce("addfd", "bypass: swap in the host socket", "err", err)
 			s.cont(n)
 		}
 		return
 	}
-	s.remember(ours, swap{bound: true})
 	s.mu.Lock()
 	s.bound[key] = entry
 	s.mu.Unlock()
@@ -378,9 +402,7 @@ func (s *Supervisor) answer(n seccomp.Notif, errno unix.Errno) {
 	}
 }
 
-func (s *Supervisor) stepAside(ids []int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *Supervisor) stepAsideLocked(ids []int) error {
 	for _, id := range ids {
 		if s.aside[id] {
 			continue
@@ -480,14 +502,15 @@ func (s *Supervisor) connect(n seccomp.Notif, ptr, ln int, sendto bool) {
 		return
 	}
 	errno := connectHost(ours, si.family, target, si.nonblock)
+	forget := s.remember(ours, swap{redirect: target, family: si.family})
 	if err := s.cfg.Listener.Replace(n.ID, ours, fd, cloexec); err != nil {
+		forget()
 		if !errors.Is(err, seccomp.ErrGone) {
 			s.warnOnce("addfd", "bypass: swap in the host socket", "err", err)
 			s.cont(n)
 		}
 		return
 	}
-	s.remember(ours, swap{redirect: target, family: si.family})
 	s.log.Debug("connect redirected", "dst", dst, "host", target, "pid", n.Pid)
 	s.answer(n, errno)
 }
@@ -542,8 +565,12 @@ func (s *Supervisor) probe() {
 	}
 }
 
-// portFree tries a bind without SO_REUSEADDR: it fails while any socket,
-// listening or not, holds the address.
+// portFree reports whether no socket holds the host address any more. A
+// UDP probe binds without SO_REUSEADDR, which fails while any socket is
+// bound there. A TCP probe sets it, so that connections of the old socket
+// in TIME_WAIT do not count, and listens: that fails while another socket
+// listens there. (A socket bound but not yet listening passes; the two
+// checks in a row make that moment too short to matter.)
 func portFree(transport string, b *boundPort) bool {
 	typ := unix.SOCK_STREAM
 	if transport == "udp" {
@@ -557,5 +584,11 @@ func portFree(transport string, b *boundPort) bool {
 	if b.family == unix.AF_INET6 && !b.v6only {
 		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
 	}
-	return unix.Bind(fd, toSockaddr(b.family, b.host)) == nil
+	if typ == unix.SOCK_STREAM {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	}
+	if unix.Bind(fd, toSockaddr(b.family, b.host)) != nil {
+		return false
+	}
+	return typ != unix.SOCK_STREAM || unix.Listen(fd, 1) == nil
 }

@@ -39,12 +39,17 @@ func installBypass(mode BypassMode) (bypassResult, error) {
 	if mode == BypassOff {
 		return bypassResult{}, nil
 	}
-	arch, err := seccomp.NativeArch()
+	// Probed first on a throwaway thread: a kernel that installs the
+	// filter but cannot swap sockets (before 5.9) would leave the command
+	// under a filter nobody can serve.
+	err := seccomp.Probe()
 	if err == nil {
-		var fd int
-		fd, err = seccomp.Install(seccomp.Program(arch, bypass.Rules()))
-		if err == nil {
-			return bypassResult{listener: os.NewFile(uintptr(fd), "seccomp-listener")}, nil
+		var arch seccomp.Arch
+		if arch, err = seccomp.NativeArch(); err == nil {
+			var fd int
+			if fd, err = seccomp.Install(seccomp.Program(arch, bypass.Rules())); err == nil {
+				return bypassResult{listener: os.NewFile(uintptr(fd), "seccomp-listener")}, nil
+			}
 		}
 	}
 	if mode == BypassAuto {

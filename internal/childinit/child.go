@@ -25,13 +25,6 @@ import (
 	"github.com/unroot/unroot/network"
 )
 
-const (
-	msRec     = sys.MS_REC
-	msPrivate = sys.MS_PRIVATE
-	msSlave   = sys.MS_SLAVE
-	msShared  = sys.MS_SHARED
-)
-
 // Run is the namespace init's main. It never returns.
 func Run(encoded string) {
 	cfg, err := DecodeConfig(encoded)
@@ -216,6 +209,9 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	}
 	srv := &sockpool.Server{InNetNS: worker.Do, NewSocket: sys.Socket, Transparent: sockpool.SetupTransparent}
 	go srv.Serve(context.Background(), sock)
+	if err := listenForwards(cfg, ctl, worker); err != nil {
+		return fail(err)
+	}
 
 	// Reap every child: as PID 1 orphans of the namespace come to us, and
 	// as subreaper so do orphans of the command.

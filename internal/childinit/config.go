@@ -22,6 +22,7 @@ import (
 	"encoding/base64"
 	"fmt"
 
+	"github.com/unroot/unroot/internal/sys"
 	"github.com/unroot/unroot/internal/wire"
 	"github.com/unroot/unroot/network"
 )
@@ -80,6 +81,10 @@ type Config struct {
 	ReportExit bool
 	// Bypass installs the socket filter on the command (see bypass.go).
 	Bypass BypassMode
+	// Forwards are the ports ("tcp/5000", "udp/53") of the reverse
+	// forwards: the child makes their listening sockets before the command
+	// starts and sends them in a Forwards message (see forward.go).
+	Forwards []string
 }
 
 // Encode returns the value for EnvConfig.
@@ -103,6 +108,7 @@ func (c Config) Encode() string {
 	e.Strings(c.CopyUp)
 	e.String(c.ErrPrefix)
 	e.Int(int(c.Bypass))
+	e.Strings(c.Forwards)
 	// The environment holds no NUL bytes.
 	return base64.RawStdEncoding.EncodeToString(e.Bytes())
 }
@@ -129,6 +135,7 @@ func DecodeConfig(s string) (Config, error) {
 	c.CopyUp = d.Strings()
 	c.ErrPrefix = d.String()
 	c.Bypass = BypassMode(d.Int())
+	c.Forwards = d.Strings()
 	if err := d.Finish(); err != nil {
 		return Config{}, fmt.Errorf("decode %s: %w (the launcher and the init are different binaries? do not replace the binary while it runs)", EnvConfig, err)
 	}
@@ -146,6 +153,13 @@ func DecodeConfig(s string) (Config, error) {
 	}
 	return c, nil
 }
+
+const (
+	msRec     = sys.MS_REC
+	msPrivate = sys.MS_PRIVATE
+	msSlave   = sys.MS_SLAVE
+	msShared  = sys.MS_SHARED
+)
 
 // PropagationFlags maps a --propagation value to mount flags.
 func PropagationFlags(s string) (uintptr, error) {

@@ -17,6 +17,7 @@ func TestConfigRoundTrip(t *testing.T) {
 		PreSetup: &network.Setup{IfName: "tap0", Addr: netip.MustParsePrefix("10.0.2.100/24"),
 			Gateway: netip.MustParseAddr("10.0.2.2"), DNS: []netip.Addr{netip.MustParseAddr("10.0.2.3")}, MTU: 65520},
 		Propagation: "rslave", CopyUp: []string{"/etc", "/run"}, Cgroup2: true, ErrPrefix: "[rootlesskit:child] ", ReportExit: true,
+		Forwards: []string{"tcp/5000", "udp/53"},
 	}
 	for _, c := range []Config{full, {Stage: 2, CtlFD: 3, SockFD: 4, Command: []string{"id"}}, {Stage: 1, CtlFD: 3, SockFD: 4, CmdFD: 6}} {
 		enc := c.Encode()
@@ -60,12 +61,14 @@ func TestPropagationFlags(t *testing.T) {
 
 func FuzzDecodeConfig(f *testing.F) {
 	f.Add(Config{Stage: 2, CtlFD: 3, SockFD: 4, Command: []string{"sh"}}.Encode())
+	f.Add(Config{Stage: 1, CtlFD: 3, SockFD: 4, CmdFD: 6}.Encode())
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := DecodeConfig(s)
 		if err != nil {
 			return
 		}
-		if len(c.Command) == 0 || c.CtlFD < 3 {
+		// The command comes in the config or, with CmdFD, in a file: one of them.
+		if (len(c.Command) == 0) == (c.CmdFD == 0) || c.CtlFD < 3 || c.CmdFD != 0 && c.CmdFD < 3 {
 			t.Fatalf("accepted %+v", c)
 		}
 		if c2, err := DecodeConfig(c.Encode()); err != nil || !reflect.DeepEqual(c, c2) {

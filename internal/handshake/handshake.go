@@ -48,7 +48,10 @@ const (
 	Tap        Kind = "tap"
 	Network    Kind = "network"
 	Started    Kind = "started"
-	Error      Kind = "error"
+	// Forwards carries the listening sockets of the reverse forwards,
+	// made inside before the command starts (child → parent).
+	Forwards Kind = "forwards"
+	Error    Kind = "error"
 )
 
 // Msg is one handshake message. Only the fields of its Kind are set.
@@ -107,7 +110,7 @@ func Decode(b []byte) (Msg, error) {
 		return Msg{}, fmt.Errorf("decode handshake message: %w", err)
 	}
 	switch m.Kind {
-	case TapCreated, IDMapped, NSReady, OpenTap, Tap, Network, Started, Error:
+	case TapCreated, IDMapped, NSReady, OpenTap, Tap, Network, Started, Forwards, Error:
 	default:
 		return Msg{}, fmt.Errorf("decode handshake message: unknown kind %q", m.Kind)
 	}

@@ -34,15 +34,7 @@ func Probe() error {
 			return
 		}
 		defer unix.Close(fd)
-		// ADDFD for a notification that does not exist: ENOENT where the
-		// kernel knows the request (5.9+), EINVAL or ENOTTY where not.
-		a := notifAddfd{ID: 1, Srcfd: uint32(fd), Flags: unix.SECCOMP_ADDFD_FLAG_SETFD}
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_ADDFD, uintptr(unsafe.Pointer(&a)))
-		if errno != unix.ENOENT {
-			errc <- fmt.Errorf("SECCOMP_IOCTL_NOTIF_ADDFD: %w (%w: Linux 5.9 or later is needed)", errno, ErrNotSupported)
-			return
-		}
-		errc <- nil
+		errc <- CheckAddfd(fd)
 	}()
 	if err := <-errc; err != nil {
 		return err
@@ -52,7 +44,7 @@ func Probe() error {
 		return fmt.Errorf("pidfd_open: %w (%w: Linux 5.6 or later is needed)", err, ErrNotSupported)
 	}
 	defer unix.Close(pidfd)
-	fd, err := unix.PidfdGetfd(pidfd, 0, 0)
+	fd, err := unix.PidfdGetfd(pidfd, pidfd, 0) // a descriptor that surely exists
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) {
 			return fmt.Errorf("pidfd_getfd: %w (%w: Linux 5.6 or later is needed)", err, ErrNotSupported)
@@ -60,5 +52,17 @@ func Probe() error {
 		return fmt.Errorf("pidfd_getfd: %w (a security module forbids it; allow ptrace-class access to your own processes)", err)
 	}
 	unix.Close(fd)
+	return nil
+}
+
+// CheckAddfd asks the kernel for SECCOMP_IOCTL_NOTIF_ADDFD on listener fd
+// with a notification that does not exist: ENOENT where the kernel knows
+// the request (5.9+), EINVAL or ENOTTY where not.
+func CheckAddfd(fd int) error {
+	a := notifAddfd{ID: ^uint64(0), Srcfd: uint32(fd), Flags: unix.SECCOMP_ADDFD_FLAG_SETFD}
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_ADDFD, uintptr(unsafe.Pointer(&a)))
+	if errno != unix.ENOENT {
+		return fmt.Errorf("SECCOMP_IOCTL_NOTIF_ADDFD: %w (%w: Linux 5.9 or later is needed; run without --bypass)", errno, ErrNotSupported)
+	}
 	return nil
 }

@@ -1,7 +1,10 @@
-// Package sigproxy forwards signals the launcher receives to another
-// process: parent → namespace init, and namespace init → command. Every
-// catchable signal is forwarded except SIGCHLD (about our own children),
-// SIGPIPE (about our own writes) and SIGURG (Go's preemption signal).
+// Package sigproxy catches the signals a process receives and relays them
+// to another: parent → namespace init, and namespace init → command. Until
+// the target runs, Relay hands each signal to a policy (StartupPolicy: a
+// terminating one aborts the start-up, another is dropped); from then on
+// it forwards them all. Every catchable signal is forwarded except SIGCHLD
+// (about our own children), SIGPIPE (about our own writes) and SIGURG (Go's
+// preemption signal).
 package sigproxy
 
 import (
@@ -55,9 +58,6 @@ func Catch() *Forwarder {
 
 // Ready waits until every forwardable signal is caught.
 func (f *Forwarder) Ready() { <-f.enabled }
-
-// C exposes the caught signals for callers that relay by hand.
-func (f *Forwarder) C() <-chan os.Signal { return f.ch }
 
 // Forward relays caught signals to pid until ctx ends; the signals stay
 // caught until Stop.

@@ -61,7 +61,7 @@ func TestCatchReadyStop(t *testing.T) {
 	want := map[os.Signal]bool{syscall.SIGTERM: true, syscall.SIGUSR2: true}
 	for range 2 {
 		select {
-		case got := <-f.C():
+		case got := <-f.ch:
 			if !want[got] {
 				t.Errorf("caught %v, want SIGTERM and SIGUSR2 once each", got)
 			}

@@ -35,8 +35,10 @@ type request struct {
 	Family int    `json:"family,omitempty"`
 	Type   int    `json:"type,omitempty"`
 	N      int    `json:"n,omitempty"`
-	// Connmark asks "transparent" for the connmark rules too.
-	Connmark bool `json:"connmark,omitempty"`
+	// Connmark asks "transparent" for the connmark rules too, made with
+	// Firewall ("" is iptables; see SetupTransparent).
+	Connmark bool   `json:"connmark,omitempty"`
+	Firewall string `json:"firewall,omitempty"`
 }
 
 type reply struct {
@@ -78,8 +80,9 @@ type Server struct {
 	// NewSocket creates one socket in the current thread's netns and
 	// returns its descriptor.
 	NewSocket func(family, sotype int) (int, error)
-	// Transparent sets up policy routing, and connmark rules if asked.
-	Transparent func(connmark bool) error
+	// Transparent sets up policy routing, and connmark rules with the
+	// firewall named if asked.
+	Transparent func(connmark bool, firewall string) error
 }
 
 // Serve answers requests until the parent closes its end or ctx ends.
@@ -111,7 +114,7 @@ func (s *Server) Serve(ctx context.Context, c *handshake.Conn) error {
 				return nil
 			})
 		case "transparent":
-			err = s.InNetNS(func() error { return s.Transparent(req.Connmark) })
+			err = s.InNetNS(func() error { return s.Transparent(req.Connmark, req.Firewall) })
 		}
 		rep := reply{}
 		if err != nil {
@@ -142,8 +145,19 @@ type Client struct {
 	c           *handshake.Conn
 	mu          sync.Mutex
 	pool        map[[2]int][]int
-	transparent bool // policy routing is set up
-	connmark    bool // and the connmark rules
+	transparent bool   // policy routing is set up
+	connmark    bool   // and the connmark rules
+	firewall    string // they are made with (SetFirewall)
+}
+
+var _ port.FirewallChooser = (*Client)(nil)
+
+// SetFirewall names the firewall of the connmark rules (see
+// SetupTransparent); call it before EnableTransparent.
+func (cl *Client) SetFirewall(name string) {
+	cl.mu.Lock()
+	cl.firewall = name
+	cl.mu.Unlock()
 }
 
 var _ port.SocketSource = (*Client)(nil)
@@ -214,7 +228,7 @@ func (cl *Client) EnableTransparent(ctx context.Context, connmark bool) error {
 	if cl.connmark || (cl.transparent && !connmark) {
 		return nil
 	}
-	if _, err := cl.roundTrip(ctx, request{Op: "transparent", Connmark: connmark}); err != nil {
+	if _, err := cl.roundTrip(ctx, request{Op: "transparent", Connmark: connmark, Firewall: cl.firewall}); err != nil {
 		return fmt.Errorf("enable transparent sockets in the namespace: %w", err)
 	}
 	cl.transparent = true

@@ -47,7 +47,7 @@ func TestPool(t *testing.T) {
 	cl, ctx, stop := serve(t, &Server{
 		InNetNS:     func(fn func() error) error { calls.Add(1); return fn() },
 		NewSocket:   sys.Socket,
-		Transparent: func(bool) error { return errors.New("no iptables here") },
+		Transparent: func(bool, string) error { return errors.New("no iptables here") },
 	})
 	for i := range Batch + 1 {
 		fd, err := cl.Socket(ctx, syscall.AF_INET, syscall.SOCK_STREAM)
@@ -132,10 +132,17 @@ func TestIptablesHangs(t *testing.T) {
 func TestEnableTransparentOnceEach(t *testing.T) {
 	seen := make(chan bool, 10)
 	cl, ctx, stop := serve(t, &Server{
-		InNetNS:     func(fn func() error) error { return fn() },
-		NewSocket:   sys.Socket,
-		Transparent: func(connmark bool) error { seen <- connmark; return nil },
+		InNetNS:   func(fn func() error) error { return fn() },
+		NewSocket: sys.Socket,
+		Transparent: func(connmark bool, firewall string) error {
+			if firewall != "nft" {
+				t.Errorf("firewall %q reached the child, want nft", firewall)
+			}
+			seen <- connmark
+			return nil
+		},
 	})
+	cl.SetFirewall("nft")
 	for _, connmark := range []bool{false, false, true, true, false} {
 		if err := cl.EnableTransparent(ctx, connmark); err != nil {
 			t.Fatalf("EnableTransparent(%v): %v", connmark, err)

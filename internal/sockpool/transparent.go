@@ -27,8 +27,9 @@ const Mark = 100
 // connmark, for servers on other addresses: tcp_fwmark_accept so accepted
 // sockets inherit the mark, and connmark rules that mark the replies of
 // connections we originated from a foreign address. Those take iptables,
-// the one program the namespace init runs. It is idempotent.
-func SetupTransparent(connmark bool) error {
+// the one program the namespace init runs, or nft when firewall is "nft"
+// (or "auto" without iptables). It is idempotent.
+func SetupTransparent(connmark bool, firewall string) error {
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {
 		return fmt.Errorf("find lo: %w", err)
@@ -69,6 +70,9 @@ func SetupTransparent(connmark bool) error {
 	}
 	if err := os.WriteFile("/proc/sys/net/ipv4/tcp_fwmark_accept", []byte("1"), 0); err != nil {
 		return fmt.Errorf("set net.ipv4.tcp_fwmark_accept: %w", err)
+	}
+	if useNFT(firewall) {
+		return connmarkNFT()
 	}
 	for _, bin := range []string{"iptables", "ip6tables"} {
 		for _, rule := range [][]string{

@@ -1,6 +1,7 @@
 package sys
 
 import (
+	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -46,4 +47,40 @@ func UnixSocket() (int, error) {
 // full.
 func ConnectUnix(fd int, path string) error {
 	return unix.Connect(fd, &unix.SockaddrUnix{Name: path})
+}
+
+// ListenAny makes a socket of type sotype in the calling thread's network
+// namespace bound on the wildcard address at port (listening, for a
+// stream socket): dual-stack where the namespace has IPv6, IPv4 where not.
+// Stream sockets get SetListenerOptions.
+func ListenAny(sotype int, port uint16) (int, error) {
+	var first error
+	for _, family := range []int{unix.AF_INET6, unix.AF_INET} {
+		fd, err := Socket(family, sotype)
+		if err == nil {
+			if err = BindAny(fd, family, sotype, port); err == nil && sotype == unix.SOCK_STREAM {
+				err = SetListenerOptions(fd)
+			}
+			if err == nil {
+				return fd, nil
+			}
+			unix.Close(fd)
+		}
+		if errors.Is(err, unix.EADDRINUSE) {
+			return -1, err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return -1, first
+}
+
+// SetNonblock puts fd in non-blocking mode.
+func SetNonblock(fd int) error { return unix.SetNonblock(fd, true) }
+
+// SetCongestionControl sets the TCP congestion control of the socket fd
+// (see LocalCongestionControl).
+func SetCongestionControl(fd int, cc string) error {
+	return unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, cc)
 }

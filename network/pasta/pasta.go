@@ -96,6 +96,11 @@ func lookPath(bin string) (string, error) {
 // the ids are mapped, and configures the device itself.
 func (d *Driver) PreTap() network.PreTap { return network.PreTap{Name: d.cfg.IfName} }
 
+// ExposesNamespacePorts reports implicit port forwarding: pasta publishes
+// on the host every port bound inside, so a port that must stay inside
+// (a reverse forward's) cannot.
+func (d *Driver) ExposesNamespacePorts() bool { return d.implicit }
+
 // Name returns "pasta".
 func (d *Driver) Name() string { return "pasta" }
 

@@ -48,6 +48,10 @@ type Options struct {
 	// PoolSize is how many ready sockets per family and type are kept
 	// (0 = 8).
 	PoolSize int
+	// Firewall makes the connmark rules that keep the client address for
+	// non-loopback child IPs: "" or "iptables", "nft", or "auto" (iptables,
+	// else nft). RootlessKit 3.3's --source-ip-transparent-backend.
+	Firewall string
 }
 
 // DefaultOptions are RootlessKit v3's defaults.
@@ -70,6 +74,9 @@ func NewFactory(o Options) port.Factory {
 		log := env.Logger
 		if log == nil {
 			log = slog.New(slog.DiscardHandler)
+		}
+		if fc, ok := env.Sockets.(port.FirewallChooser); ok && o.Firewall != "" {
+			fc.SetFirewall(o.Firewall)
 		}
 		dctx, cancel := context.WithCancel(context.Background())
 		return &Driver{
@@ -139,7 +146,11 @@ func (d *Driver) Info() api.PortDriverInfo {
 	if d.opts.SourceIPTransparent {
 		// As RootlessKit 3.3 reports it: unroot's connmark rules are
 		// iptables ones.
-		info.Extra = map[string]string{"sourceIPTransparentBackend": "iptables"}
+		fw := "iptables"
+		if d.opts.Firewall == "nft" {
+			fw = "nft"
+		}
+		info.Extra = map[string]string{"sourceIPTransparentBackend": fw}
 	}
 	return info
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -91,6 +92,29 @@ func bpLauncher(t *testing.T, ns, mark string, args ...string) (*exec.Cmd, *stri
 	return cmd, &stderr
 }
 
+// bpHoldServer listens on 198.18.0.1:7000 in ns, accepting and holding
+// every connection, until the test ends; it returns once it listens.
+func bpHoldServer(t *testing.T, ns string) {
+	t.Helper()
+	srv := exec.Command("ip", "netns", "exec", ns, "/usr/bin/python3", "-c",
+		`import socket
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("198.18.0.1",7000)); s.listen(8)
+cs=[]
+while True:
+    c,_=s.accept(); cs.append(c)`)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	for range 200 {
+		if out, _ := bpIn(ns, 5*time.Second, "ss", "-Hltn", "sport = :7000"); strings.Contains(out, "198.18.0.1:7000") {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal("the server on 198.18.0.1:7000 did not listen within 5s")
+}
+
 const bpUDPEcho = `import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", int(sys.argv[1])))
@@ -123,16 +147,7 @@ func TestBypassServers(t *testing.T) {
 	ns := bpNetNS(t, "bp")
 	dir := TempDir(t)
 	// The egress target: a server in "the host" on its non-loopback address.
-	egress := exec.Command("ip", "netns", "exec", ns, "/usr/bin/python3", "-c",
-		`import socket,time
-s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("198.18.0.1",7000)); s.listen(8)
-cs=[]
-while True:
-    c,_=s.accept(); cs.append(c)`)
-	if err := egress.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { egress.Process.Kill(); egress.Wait() }()
+	bpHoldServer(t, ns)
 
 	ngx := filepath.Join(dir, "nginx")
 	os.MkdirAll(ngx, 0o755)
@@ -167,6 +182,7 @@ i=0; until curl -fsS -m 2 http://127.0.0.1:80/ >$D/inside-nginx 2>>$D/inside.err
 curl -fsS -m 2 http://127.0.0.1:8081/ >$D/inside-go 2>>$D/inside.err
 curl -fsS -m 2 http://127.0.0.1:9090/ >$D/inside-unpublished 2>>$D/inside.err
 /usr/bin/python3 $D/hold.py 198.18.0.1 7000 $D/egress-ready 2>>$D/inside.err &
+/usr/bin/python3 -c 'import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"x", ("198.18.0.1", 7001)); open("'$D'/udp-ready", "w").close(); time.sleep(60)' 2>>$D/inside.err &
 touch $D/ready
 wait
 `, dir, static)
@@ -291,6 +307,11 @@ s.sendto(b"hi", ("198.18.0.1",5353)); print(s.recvfrom(2048)[0].decode())`)
 	est, _ := bpIn(ns, 10*time.Second, "ss", "-Htnp", "state", "established", "( dport = :7000 )")
 	if !strings.Contains(est, `(("python3"`) {
 		t.Errorf("the connection to 198.18.0.1:7000 is not the program's own host socket:\n%s", est)
+	}
+	// An unconnected UDP sendto out: the socket is a host socket of its own.
+	WaitFile(t, filepath.Join(dir, "udp-ready"), 10*time.Second)
+	if udp, _ := bpIn(ns, 10*time.Second, "ss", "-Hunap"); !strings.Contains(udp, `(("python3"`) || strings.Count(udp, `(("python3"`) < 2 {
+		t.Errorf("the UDP socket that sent to 198.18.0.1:7001 is not on the host (want it beside the echo server's):\n%s", udp)
 	}
 	// The launcher holds no descriptor per connection handled.
 	lpid := launcherPID(t, state)
@@ -447,10 +468,11 @@ func TestBypassDockerRootless(t *testing.T) {
 		t.Fatalf("tar: %v: %s", err, out)
 	}
 	os.Chmod(image, 0o644)
-	p := ptPorts(t, 1)[0]
+	ports := ptPorts(t, 2)
+	p, q := ports[0], ports[1]
 	run := filepath.Join(dir, "run")
 	body := fmt.Sprintf(`set -u
-export XDG_RUNTIME_DIR=%[1]s DOCKER_HOST=unix://%[1]s/docker.sock DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS=--bypass
+export XDG_RUNTIME_DIR=%[1]s DOCKER_HOST=unix://%[1]s/docker.sock DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS="--bypass -p 127.0.0.1:%[6]d:80/tcp"
 mkdir -m 700 -p "$XDG_RUNTIME_DIR"
 %[2]s --data-root %[3]s/data >%[3]s/dockerd.log 2>&1 &
 d=$!
@@ -461,15 +483,23 @@ docker run -d --name web -p %[5]d:80 bb:latest httpd -f -p 80 -h /www >/dev/null
 i=0; until curl -fsS --max-time 2 http://127.0.0.1:%[5]d/; do i=$((i+1)); [ $i -gt 50 ] && { cat %[3]s/dockerd.log; exit 1; }; sleep 0.2; done
 docker run --rm bb:latest sh -c 'echo container-ran' || { cat %[3]s/dockerd.log; exit 1; }
 ss -Hltnp "sport = :%[5]d"
+echo "launcher-published:"; ss -Hltnp "sport = :%[6]d"
 docker rm -f web >/dev/null
-`, run, script, dir, image, p)
+`, run, script, dir, image, p, q)
 	r := RunUser(t, 120*time.Second, "sh", "-c", body)
 	if r.Code != 0 || !strings.Contains(r.Stdout, "hello from a bypassed container") || !strings.Contains(r.Stdout, "container-ran") {
 		t.Fatalf("docker run -p %d:80 under --bypass: exit %d\nstdout: %s\nstderr: %s", p, r.Code, r.Stdout, r.Stderr)
 	}
 	// The host side is docker-proxy's own socket now, not the launcher's.
-	if strings.Contains(r.Stdout, `(("rootlesskit",`) || !strings.Contains(r.Stdout, `(("docker-proxy",`) {
+	direct, published, _ := strings.Cut(r.Stdout, "launcher-published:")
+	if strings.Contains(direct, `(("rootlesskit",`) || !strings.Contains(direct, `(("docker-proxy",`) {
 		t.Errorf("port %d is not held by docker-proxy on the host: %s", p, r.Stdout)
+	}
+	// The container's httpd binds port 80 in a namespace of its own, nested
+	// in the launcher's: it is never bypassed, even with 80 published by
+	// the launcher, whose relay keeps that port.
+	if !strings.Contains(published, `(("rootlesskit",`) {
+		t.Errorf("port %d (the launcher's -p to 80) is not the relay's: the nested container's bind was bypassed: %s", q, r.Stdout)
 	}
 }
 
@@ -532,5 +562,86 @@ wait
 	owner(8081, "portserver-stat", 10*time.Second)
 	if got, err := bpIn(ns, 10*time.Second, "curl", "-fsS", "-m", "5", "--interface", "198.18.0.1", "http://198.18.0.1:8081/"); err != nil || !strings.HasPrefix(got, "peer=198.18.0.1:") {
 		t.Errorf("the port published through the API: %v: %q", err, got)
+	}
+}
+
+// TestBypassIgnore: a destination in --bypass-ignore goes through the
+// network driver as without --bypass.
+func TestBypassIgnore(t *testing.T) {
+	t.Parallel()
+	ns := bpNetNS(t, "bpign")
+	dir := TempDir(t)
+	bpHoldServer(t, ns)
+	os.WriteFile(filepath.Join(dir, "hold.py"), []byte(bpHold), 0o644)
+	mark := fmt.Sprintf("UNROOT_LEAK_MARK=bpign%d", time.Now().UnixNano())
+	cmd, out := bpLauncher(t, ns, mark, filepath.Join(Bin, "unroot"), "run", "--state-dir="+filepath.Join(dir, "state"), "--net=slirp4netns",
+		"--bypass", "--bypass-ignore=198.18.0.0/24", "/usr/bin/python3", filepath.Join(dir, "hold.py"), "198.18.0.1", "7000", filepath.Join(dir, "ready"))
+	defer func() {
+		syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("launcher output:\n%s", out)
+		}
+	}()
+	WaitFile(t, filepath.Join(dir, "ready"), 30*time.Second)
+	est, _ := bpIn(ns, 10*time.Second, "ss", "-Htnp", "state", "established", "( dport = :7000 )")
+	if !strings.Contains(est, `(("slirp4netns"`) {
+		t.Errorf("the connection to an ignored destination does not come from slirp4netns:\n%s", est)
+	}
+}
+
+// TestBypassLibraryKnob: K3S_ROOTLESS_BYPASS=true in the rootless library
+// puts the daemon's own listener on the host's published port.
+func TestBypassLibraryKnob(t *testing.T) {
+	ns := libNetns(t, "1")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := libCmd(t, ctx, ns, []string{"K3S_ROOTLESS_BYPASS=true"}, "-listen", "8080", "-publish", "18080", "-report")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	lines := make(chan string, 16)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	var stdout strings.Builder
+	for ready := false; !ready; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("daemon ended before ready\nstdout: %s\nstderr: %s", stdout.String(), stderr.String())
+			}
+			stdout.WriteString(l + "\n")
+			ready = l == "ready"
+		case <-ctx.Done():
+			t.Fatalf("not ready: %v\nstdout: %s", ctx.Err(), stdout.String())
+		}
+	}
+	r := parseReport(t, stdout.String())
+	if r.Info == nil || r.Info.Bypass == nil || !r.Info.Bypass.Enabled {
+		t.Errorf("API info %+v (%s), want bypass enabled", r.Info, r.InfoErr)
+	}
+	if body, err := curlIn(t, ns, "http://127.0.0.1:18080/"); err != nil || !strings.HasPrefix(body, "hello from httpd-rootless") {
+		t.Errorf("curl 127.0.0.1:18080: %v %q", err, body)
+	}
+	if ss, _ := bpIn(ns, 10*time.Second, "ss", "-Hltnp", "sport = :18080"); !strings.Contains(ss, `(("httpd-rootless"`) {
+		t.Errorf("port 18080 is not the daemon's own socket on the host: %q", ss)
+	}
+	curlIn(t, ns, "http://127.0.0.1:18080/exit?code=0")
+	for range lines {
 	}
 }

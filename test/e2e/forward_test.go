@@ -121,6 +121,20 @@ func TestForward(t *testing.T) {
 			t.Errorf("--net=%s: exit %d, stdout %q, stderr %q; want %q", net, r.Code, r.Stdout, r.Stderr, want)
 		}
 	}
+	// The forwards listen before the command starts: one that connects
+	// first thing finds them (a connection waits in the backlog until
+	// unroot relays it).
+	for _, net := range []string{"slirp4netns", "pasta", "netstack", "none"} {
+		for i := range 3 {
+			r := RunUser(t, 30*time.Second, "unroot", "run", "--net="+net,
+				"--forward=127.0.0.1:"+strconv.Itoa(svc.tcpPort)+":5000/tcp",
+				"--forward=127.0.0.1:"+strconv.Itoa(svc.udpPort)+":53/udp",
+				cl, "tcp", "127.0.0.1:5000", "first")
+			if r.Code != 0 || r.Stdout != "tcp:first\n" {
+				t.Errorf("--net=%s, run %d: a command that connects at once: exit %d, %q, %q", net, i, r.Code, r.Stdout, r.Stderr)
+			}
+		}
+	}
 	// Bad specs and --net=host are refused in one line.
 	for _, tt := range []struct {
 		args []string
@@ -129,6 +143,9 @@ func TestForward(t *testing.T) {
 		{[]string{"--net=host", "--port-driver=none", "--forward=127.0.0.1:1:2", "true"}, "unroot: --forward needs a network namespace"},
 		{[]string{"--forward=5000:5000", "true"}, "unroot: --forward: forward \"5000:5000\""},
 		{[]string{"--forward=0.0.0.0:1:2", "true"}, "not one service's address"},
+		{[]string{"--forward=127.0.0.1:1:2", "--forward=127.0.0.1:3:2/tcp", "true"}, "port tcp/2 inside is forwarded twice"},
+		// pasta would publish the forward's port on every host address.
+		{[]string{"--net=pasta", "--port-driver=implicit", "--forward=127.0.0.1:1:2", "true"}, "unroot: --forward cannot be used with pasta's implicit port forwarding"},
 	} {
 		r := RunUser(t, 10*time.Second, "unroot", append([]string{"run"}, tt.args...)...)
 		if r.Code != 1 || !strings.Contains(r.Stderr, tt.want) || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 {
@@ -172,5 +189,12 @@ func TestForwardAtRunTime(t *testing.T) {
 	}
 	if out, err := inside("tcp", "127.0.0.1:6000", "z"); err == nil {
 		t.Errorf("removed forward still answers: %q", out)
+	}
+	// With pasta's implicit port forwarding the API refuses forwards: pasta
+	// would publish their ports on the host.
+	state, _, _, _ = lcStart(t, "unroot", "run", "--net=pasta", "--port-driver=implicit", "sleep", "infinity")
+	r = RunUser(t, 10*time.Second, "unroot", "ports", "--state-dir="+state, "forward", "add", "127.0.0.1:"+strconv.Itoa(svc.tcpPort)+":6002/tcp")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "reverse forwarding is off: pasta's implicit port forwarding") {
+		t.Errorf("forward add with implicit ports: exit %d, %q, %q", r.Code, r.Stdout, r.Stderr)
 	}
 }

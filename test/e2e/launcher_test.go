@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -560,6 +561,11 @@ func TestCLI(t *testing.T) {
 	if r.Stdout != "rootlesskit version 3.3.0+unroot\n" {
 		t.Errorf("--version = %q", r.Stdout)
 	}
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		if r := RunUser(t, 10*time.Second, "unroot", args...); r.Code != 0 || r.Stdout != "unroot version 3.3.0+unroot\n" {
+			t.Errorf("unroot %v: exit %d, %q, %q", args, r.Code, r.Stdout, r.Stderr)
+		}
+	}
 	r = RunUser(t, 10*time.Second, "rootlesskit", "--print-semver=major")
 	if strings.TrimSpace(r.Stdout) != "3" {
 		t.Errorf("--print-semver=major = %q, want 3", r.Stdout)
@@ -702,7 +708,18 @@ func TestNetstackTap(t *testing.T) {
 // the client address, so no traffic touches the machine's own network.
 func TestClientAddressThroughLauncher(t *testing.T) {
 	t.Parallel()
-	ns := fmt.Sprintf("unroot-e2e-%d", os.Getpid())
+	clientAddressThroughLauncher(t, "")
+}
+
+// The same with RootlessKit 3.3's --source-ip-transparent-backend=nft: the
+// connmark rules are an nft table instead of iptables rules.
+func TestClientAddressThroughLauncherNFT(t *testing.T) {
+	t.Parallel()
+	clientAddressThroughLauncher(t, "nft")
+}
+
+func clientAddressThroughLauncher(t *testing.T, firewall string) {
+	ns := fmt.Sprintf("unroot-e2e-%d%s", os.Getpid(), firewall)
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v: %s", err, out)
 	}
@@ -721,7 +738,7 @@ func TestClientAddressThroughLauncher(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "setpriv", "--reuid", strconv.Itoa(uid), "--regid", strconv.Itoa(gid), "--clear-groups",
-		filepath.Join(Bin, "rootlesskit"), "--state-dir="+state, "--net=slirp4netns", "--disable-host-loopback", "--port-driver=builtin",
+		filepath.Join(Bin, "rootlesskit"), "--state-dir="+state, "--net=slirp4netns", "--disable-host-loopback", "--port-driver=builtin", "--source-ip-transparent-backend="+cmp.Or(firewall, "auto"),
 		"-p", "0.0.0.0:8080:80/tcp", "-p", "0.0.0.0:8081:10.0.2.100:80/tcp", "busybox", "httpd", "-f", "-p", "80", "-h", filepath.Join(dir, "www"))
 	cmd.Env = []string{"PATH=" + Bin + ":/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + testUser.HomeDir, "TMPDIR=/tmp"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -755,6 +772,14 @@ func TestClientAddressThroughLauncher(t *testing.T) {
 	}
 	connmark := func() bool {
 		t.Helper()
+		if firewall == "nft" {
+			out, err := exec.Command("nsenter", "-t", childPID, "-n", "nft", "list", "table", "inet", "unroot").CombinedOutput()
+			ipt, _ := exec.Command("nsenter", "-t", childPID, "-n", "iptables", "-w", "5", "-t", "mangle", "-S", "OUTPUT").CombinedOutput()
+			if strings.Contains(string(ipt), "CONNMARK") {
+				t.Errorf("--source-ip-transparent-backend=nft made iptables rules: %s", ipt)
+			}
+			return err == nil && strings.Contains(string(out), "ct mark set")
+		}
 		out, err := exec.Command("nsenter", "-t", childPID, "-n", "iptables", "-w", "5", "-t", "mangle", "-S", "OUTPUT").CombinedOutput()
 		if err != nil {
 			t.Fatalf("iptables in the child's netns: %v: %s", err, out)

@@ -499,10 +499,10 @@ func TestLibraryRefusedStarts(t *testing.T) {
 		failing(t, ns, []string{"K3S_ROOTLESS_CIDR=tennet"}, `K3S_ROOTLESS_CIDR: cidr "tennet" is not an address/length pair: give a network like 10.0.2.0/24`)
 	})
 	t.Run("copy-up tmp", func(t *testing.T) {
-		failing(t, ns, []string{"K3S_ROOTLESS_COPYUPDIRS=/opt,/tmp"}, "K3S_ROOTLESS_COPYUPDIRS: copy-up /tmp: /tmp is used for the copy-up itself")
+		failing(t, ns, []string{"K3S_ROOTLESS_COPYUPDIRS=/opt,/tmp"}, "K3S_ROOTLESS_COPYUPDIRS: copy-up \"/tmp\": /tmp is used for the copy-up itself")
 	})
 	t.Run("copy-up relative", func(t *testing.T) {
-		failing(t, ns, []string{"K3S_ROOTLESS_COPYUPDIRS=opt"}, "K3S_ROOTLESS_COPYUPDIRS: copy-up opt: must be an absolute path")
+		failing(t, ns, []string{"K3S_ROOTLESS_COPYUPDIRS=opt"}, "K3S_ROOTLESS_COPYUPDIRS: copy-up \"opt\": must be an absolute path")
 	})
 	t.Run("slirp4netns missing", func(t *testing.T) {
 		failing(t, ns, []string{"PATH=/nonexistent"}, "rootless k3s: slirp4netns not found in PATH: install it (apt-get install slirp4netns)")
