@@ -36,6 +36,7 @@ type options struct {
 	duration time.Duration
 	unroot   string // directory holding unroot and the rootlesskit link
 	rk3, rk1 string
+	ceiling  string // the udp-ceiling yardstick
 	user     string
 	out      string
 	only     string
@@ -50,6 +51,7 @@ func run() int {
 	flag.StringVar(&o.unroot, "unroot", "/opt/unroot-bench/unroot", "directory with the unroot binary and its rootlesskit link")
 	flag.StringVar(&o.rk3, "rk3", "/opt/unroot-bench/rk3/rootlesskit", "RootlessKit v3.3.0 binary")
 	flag.StringVar(&o.rk1, "rk1", "/usr/bin/rootlesskit", "RootlessKit 1.1.0 binary (Debian)")
+	flag.StringVar(&o.ceiling, "udp-ceiling", "", "udp-ceiling binary (bench/cmd/udp-ceiling): adds its yardstick rows to the UDP benchmark; empty = none")
 	flag.StringVar(&o.user, "user", "unroot-test", "unprivileged user with subordinate ids that runs every peer")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for latest.md, latest.svg and latest.json")
 	flag.StringVar(&o.only, "only", "", "comma-separated benchmark groups to run (startup,tcp,udp,http,out,mem,pods); empty = all")
