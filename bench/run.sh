@@ -80,9 +80,11 @@ else
 fi
 chmod -R a+rX "$BENCH"
 go build -o "$BENCH/unroot-bench" ./bench/cmd/unroot-bench
+go build -o "$BENCH/udp-ceiling" ./bench/cmd/udp-ceiling
+chmod a+rx "$BENCH/udp-ceiling"
 
 # Thousands of connections at once need descriptors in every process.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-exec "$BENCH/unroot-bench" --unroot "$BENCH/unroot" --rk3 "$BENCH/rk3/rootlesskit" --rk1 /usr/bin/rootlesskit \
+exec "$BENCH/unroot-bench" --unroot "$BENCH/unroot" --udp-ceiling "$BENCH/udp-ceiling" --rk3 "$BENCH/rk3/rootlesskit" --rk1 /usr/bin/rootlesskit \
   --b4n "$BENCH/b4n/bypass4netns" --runc "$(command -v runc || echo /usr/sbin/runc)" \
   --user "$TEST_USER" --out bench/results "$@"

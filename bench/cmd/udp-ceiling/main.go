@@ -6,7 +6,10 @@
 // loss for each and their ratio. No namespaces and no launcher: it
 // measures the forwarder's own ceiling on this machine.
 //
-//	go run ./bench/cmd/udp-ceiling [-secs 1] [-rounds 3]
+//	go run ./bench/cmd/udp-ceiling [-secs 1] [-rounds 3] [-path both|loopback|published]
+//
+// With -path loopback or published it measures that path only and prints
+// the median in Gbit/s alone on stdout (bench/run.sh's udp rows use this).
 package main
 
 import (
@@ -42,14 +45,19 @@ const size = 1400
 func main() {
 	secs := flag.Float64("secs", 1, "seconds per rate tried")
 	rounds := flag.Int("rounds", 3, "rounds (each a full rate search on both paths)")
+	path := flag.String("path", "both", "both, loopback or published")
 	flag.Parse()
-	if err := run(time.Duration(*secs*float64(time.Second)), *rounds); err != nil {
+	if *path != "both" && *path != "loopback" && *path != "published" {
+		fmt.Fprintf(os.Stderr, "udp-ceiling: -path %q: use both, loopback or published\n", *path)
+		os.Exit(1)
+	}
+	if err := run(time.Duration(*secs*float64(time.Second)), *rounds, *path); err != nil {
 		fmt.Fprintln(os.Stderr, "udp-ceiling:", err)
 		os.Exit(1)
 	}
 }
 
-func run(d time.Duration, rounds int) error {
+func run(d time.Duration, rounds int, only string) error {
 	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return err
@@ -86,17 +94,21 @@ func run(d time.Duration, rounds int) error {
 		return err
 	}
 	paths := []struct {
+		key  string
 		name string
 		addr netip.AddrPort
 		rate float64 // datagrams/s to start the next search from
 		best []float64
 	}{
-		{name: "loopback (sender → sink)", addr: sink.LocalAddr().(*net.UDPAddr).AddrPort(), rate: 50000},
-		{name: "published port (sender → builtin → sink)", addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(pp)), rate: 50000},
+		{key: "loopback", name: "loopback (sender → sink)", addr: sink.LocalAddr().(*net.UDPAddr).AddrPort(), rate: 50000},
+		{key: "published", name: "published port (sender → builtin → sink)", addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(pp)), rate: 50000},
 	}
 	for r := 0; r < rounds; r++ {
 		for i := range paths {
 			p := &paths[i]
+			if only != "both" && p.key != only {
+				continue
+			}
 			best, next, err := search(p.addr, p.rate, d, &got)
 			if err != nil {
 				return err
@@ -111,6 +123,14 @@ func run(d time.Duration, rounds int) error {
 		slices.Sort(s)
 		return s[len(s)/2]
 	}
+	if only != "both" {
+		for _, p := range paths {
+			if p.key == only {
+				fmt.Printf("%.4f\n", med(p.best)*size*8/1e9)
+			}
+		}
+		return nil
+	}
 	lo, fw := med(paths[0].best), med(paths[1].best)
 	fmt.Printf("| path | goodput at < 1%% loss, Gbit/s (median of %d) |\n|---|---:|\n", rounds)
 	for _, p := range paths {
@@ -120,10 +140,12 @@ func run(d time.Duration, rounds int) error {
 	return nil
 }
 
-// search tries rates for d each, from start datagrams/s: up 15% after a
-// pass (< 1% loss), down to 90% of what arrived after a fail; 8 tries. It
-// returns the best passing rate (datagrams/s that arrived) and the rate to
-// start the next search from.
+// search looks for the edge from start datagrams/s, 10 tries of d each:
+// up 30% while runs pass (< 1% loss), then halving the gap between the
+// highest pass and the lowest fail; after a fail with no pass yet, down to
+// 90% of what arrived. It returns the best passing rate (datagrams/s that
+// arrived) and the highest passing rate tried, to start the next search
+// from.
 func search(dst netip.AddrPort, start float64, d time.Duration, got *atomic.Int64) (best, next float64, err error) {
 	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(dst))
 	if err != nil {
@@ -132,30 +154,37 @@ func search(dst netip.AddrPort, start float64, d time.Duration, got *atomic.Int6
 	defer c.Close()
 	c.SetWriteBuffer(4 << 20)
 	msg := make([]byte, size)
-	rate := start
-	next = start
-	for try := 0; try < 8; try++ {
+	rate, pass, fail := start, 0.0, 0.0
+	for try := 0; try < 10; try++ {
 		got.Store(0)
-		sent := blast(c, msg, rate, d)
+		sent, took := blast(c, msg, rate, d)
 		time.Sleep(100 * time.Millisecond) // what is in flight arrives
 		recv := got.Load()
-		loss := 1 - float64(recv)/float64(sent)
-		arrived := float64(recv) / d.Seconds()
-		if loss < 0.01 {
-			if arrived > best {
-				best, next = arrived, rate
-			}
-			rate *= 1.15
-		} else {
-			rate = arrived * 0.9
+		// A sender that fell behind its rate sends its backlog late: the
+		// rate is over the time it really took.
+		arrived := float64(recv) / took.Seconds()
+		if sent > 0 && float64(recv) >= 0.99*float64(sent) {
+			pass, best = max(pass, rate), max(best, arrived)
+		} else if fail == 0 || rate < fail {
+			fail = rate
+		}
+		switch {
+		case pass == 0:
+			rate = max(1000, arrived*0.9)
+		case fail == 0:
+			rate = pass * 1.3
+		case fail/pass < 1.05:
+			return best, pass, nil
+		default:
+			rate = (pass + fail) / 2
 		}
 	}
-	return best, next, nil
+	return best, max(pass, start/2), nil
 }
 
 // blast sends at rate datagrams/s for d, in bursts every millisecond, and
-// returns how many it sent.
-func blast(c *net.UDPConn, msg []byte, rate float64, d time.Duration) int64 {
+// returns how many it sent and how long that took.
+func blast(c *net.UDPConn, msg []byte, rate float64, d time.Duration) (int64, time.Duration) {
 	var sent int64
 	t0 := time.Now()
 	tick := time.NewTicker(time.Millisecond)
@@ -166,5 +195,5 @@ func blast(c *net.UDPConn, msg []byte, rate float64, d time.Duration) int64 {
 			c.Write(msg)
 		}
 	}
-	return sent
+	return sent, time.Since(t0)
 }

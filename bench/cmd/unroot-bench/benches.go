@@ -469,15 +469,23 @@ func (h *harness) tcpGroup() *group {
 func (h *harness) udpGroup() *group {
 	g := &group{name: "udp", reps: 1, benches: []*report.Bench{
 		{ID: "udp-port", Title: "UDP host → namespace through a published port, goodput at < 1% loss (iperf3 -u -l 1400)", Unit: "Gbit/s", HigherIsBetter: true,
-			Note: "Each round starts from the last rate that passed (first: 1 Gbit/s, raised 15% after a pass); after a run with ≥ 1% loss the rate drops to 60% of what arrived, at most 5 runs a round; a round with no passing run records nothing. Only the builtin port driver: slirp4netns's hostfwd never answers iperf3's UDP handshake (with every peer), and pasta's automatic forwarding learns only UDP ports that stay bound, while iperf3 binds its UDP port per test."},
+			Note: "Each round searches for the edge, at most 6 runs: it starts from the highest rate that passed in the last round (first: 1 Gbit/s), raises it 30% while runs pass, then halves the gap between the highest pass and the lowest run with ≥ 1% loss (after a loss with no pass yet: 90% of what arrived); the figure is the best goodput that passed; a round with no passing run records nothing. Only the builtin port driver: slirp4netns's hostfwd never answers iperf3's UDP handshake (with every peer), and pasta's automatic forwarding learns only UDP ports that stay bound, while iperf3 binds its UDP port per test."},
 	}}
 	udpSecs := 2
 	if h.o.quick {
 		udpSecs = 1
 	}
+	// search looks for the edge in each round: it starts from the highest
+	// rate that passed in the last round, raises it 30% while runs pass,
+	// and once a run has lost ≥ 1% it halves the gap between the highest
+	// pass and the lowest fail; after a fail with no pass yet it drops to
+	// 90% of what arrived. It records the best goodput that passed: one
+	// noisy loss costs a step, not the round's figure.
 	search := func(ctx context.Context, rate *float64, port int) (map[string]float64, error) {
 		var last parse.Iperf3
-		for try := 0; try < 5; try++ {
+		pass, fail, best := 0.0, 0.0, 0.0
+	tries:
+		for try := 0; try < 6; try++ {
 			r, err := h.iperfClientTimeout(ctx, time.Duration(udpSecs+8)*time.Second, "-c", "127.0.0.1", "-p", strconv.Itoa(port), "-u", "-l", "1400",
 				"-b", strconv.FormatFloat(*rate, 'f', 0, 64), "-t", strconv.Itoa(udpSecs), "-J")
 			if err != nil {
@@ -485,14 +493,26 @@ func (h *harness) udpGroup() *group {
 			}
 			last = r
 			if r.LostPercent < 1 {
-				*rate *= 1.15
-				return map[string]float64{"udp-port": gbps(r.Goodput())}, nil
+				pass, best = max(pass, *rate), max(best, r.Goodput())
+			} else if fail == 0 || *rate < fail {
+				fail = *rate
 			}
-			// What arrived under overload bounds the lossless rate from
-			// above; step well below it.
-			*rate = max(1e6, r.Goodput()*0.6)
+			switch {
+			case pass == 0:
+				*rate = max(1e6, r.Goodput()*0.9)
+			case fail == 0:
+				*rate = pass * 1.3
+			case fail/pass < 1.05:
+				break tries // the edge is found
+			default:
+				*rate = (pass + fail) / 2
+			}
 		}
-		return nil, fmt.Errorf("loss ≥ 1%% at every rate tried (last: %.1f%% at %.3f Gbit/s)", last.LostPercent, gbps(last.BitsPerSecond))
+		if pass == 0 {
+			return nil, fmt.Errorf("loss ≥ 1%% at every rate tried (last: %.1f%% at %.3f Gbit/s)", last.LostPercent, gbps(last.BitsPerSecond))
+		}
+		*rate = pass
+		return map[string]float64{"udp-port": gbps(best)}, nil
 	}
 	loRate := 1e9
 	g.variants = append(g.variants, variant{label: "host loopback", peer: "ref", refKey: "lo", benches: []string{"udp-port"},
@@ -506,6 +526,32 @@ func (h *harness) udpGroup() *group {
 			}
 			return search(ctx, &loRate, port)
 		}})
+	// The yardstick: the builtin driver in one process with a paced sender
+	// and a sink, and the same sender straight to the sink; it tells the
+	// forwarder's ceiling from iperf3's own on this machine.
+	if h.o.ceiling != "" {
+		for _, y := range []struct{ path, label, peer string }{
+			{"loopback", "yardstick: paced sender → sink over loopback (udp-ceiling)", "ref"},
+			{"published", "yardstick: the same through the builtin driver, in-process, no namespaces (udp-ceiling)", "unroot"},
+		} {
+			g.variants = append(g.variants, variant{label: y.label, peer: y.peer, config: "udp-ceiling", refKey: "yard", benches: []string{"udp-port"},
+				run: func(ctx context.Context) (map[string]float64, error) {
+					secs := "1"
+					if h.o.quick {
+						secs = "0.3"
+					}
+					out, _, err := h.runCmd(ctx, 60*time.Second, true, h.o.ceiling, "-path", y.path, "-rounds", "1", "-secs", secs)
+					if err != nil {
+						return nil, err
+					}
+					v, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
+					if err != nil {
+						return nil, fmt.Errorf("udp-ceiling printed %q: %w", out, err)
+					}
+					return map[string]float64{"udp-port": v}, nil
+				}})
+		}
+	}
 	// Only builtin: slirp4netns's hostfwd never answers iperf3's UDP
 	// handshake (every peer times out the same way), and pasta's automatic
 	// forwarding (implicit) learns only UDP ports that stay bound, while

@@ -38,6 +38,7 @@ type options struct {
 	rk3, rk1 string
 	b4n      string // bypass4netns
 	runc     string // the OCI runtime that hands bypass4netns its listener
+	ceiling  string // the udp-ceiling yardstick
 	user     string
 	out      string
 	only     string
@@ -54,6 +55,7 @@ func run() int {
 	flag.StringVar(&o.rk1, "rk1", "/usr/bin/rootlesskit", "RootlessKit 1.1.0 binary (Debian)")
 	flag.StringVar(&o.b4n, "b4n", "/opt/unroot-bench/b4n/bypass4netns", "bypass4netns v0.4.2 binary")
 	flag.StringVar(&o.runc, "runc", "/usr/sbin/runc", "OCI runtime (runc ≥ 1.1) that applies bypass4netns's seccomp profile")
+	flag.StringVar(&o.ceiling, "udp-ceiling", "", "udp-ceiling binary (bench/cmd/udp-ceiling): adds its yardstick rows to the UDP benchmark; empty = none")
 	flag.StringVar(&o.user, "user", "unroot-test", "unprivileged user with subordinate ids that runs every peer")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for latest.md, latest.svg and latest.json")
 	flag.StringVar(&o.only, "only", "", "comma-separated benchmark groups to run (startup,tcp,udp,http,out,mem,pods); empty = all")
