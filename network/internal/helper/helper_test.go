@@ -380,3 +380,14 @@ func TestKeepRestartHookFails(t *testing.T) {
 		}
 	}
 }
+
+// A driver asks for its helper's health and failure before Start too.
+func TestHealthOfNotStarted(t *testing.T) {
+	var k *Kept
+	if h := HealthOf("pasta", k); h.State != "up" || h.Driver != "pasta" || h.Restarts != 0 {
+		t.Errorf("HealthOf(nil) = %+v, want up, driver pasta", h)
+	}
+	if c := k.Failed(); c != nil {
+		t.Errorf("(*Kept)(nil).Failed() = %v, want nil", c)
+	}
+}
