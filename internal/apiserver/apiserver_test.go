@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -219,8 +220,13 @@ func TestStalledBodyClosed(t *testing.T) {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		_, err = io.ReadAll(c)
 		close(stop)
-		if err != nil {
+		// The server closes with the trickled bytes unread, so the close
+		// may come back as a reset rather than EOF; only the deadline
+		// means it held on.
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Errorf("%s: the server held a client whose body never came: %v", method, err)
+		} else if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("%s: reading until the server closes: %v", method, err)
 		}
 	}
 }

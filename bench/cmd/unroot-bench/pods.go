@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -53,7 +54,62 @@ func (h *harness) podsGroup() *group {
 			return func(ctx context.Context) (map[string]float64, error) { return h.podRun(ctx, p, c.net, c.port) }
 		})...)
 	}
+	// VXLAN arrives at the published UDP port. pasta's implicit driver
+	// forwards only the ports it sees bound inside, and some pasta
+	// (Debian 12's passt 2023-03-09) never forwards a UDP port bound after
+	// it started: measure that once, and say so instead of failing.
+	for i := range g.variants {
+		v := &g.variants[i]
+		if v.run == nil || v.config != "pasta + implicit" {
+			continue
+		}
+		for _, p := range h.peers {
+			if p.id == v.peer {
+				if why := h.implicitUDPMissing(p); why != "" {
+					v.run, v.skip, v.unsupported = nil, why, true
+				}
+			}
+		}
+	}
 	return g
+}
+
+// implicitUDPMissing starts p with pasta's implicit port driver and a
+// command that binds a UDP port, and says why the port was not bound on
+// the host within 5 s (pasta rescans the namespace's ports every second),
+// or "" when it was.
+func (h *harness) implicitUDPMissing(p *peer) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	port, err := freeUDPPort()
+	if err != nil {
+		return ""
+	}
+	inner := fmt.Sprintf(`exec python3 -c 'import socket,time
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(("0.0.0.0",%d)); open("DIR/ready","w").close(); time.sleep(60)'`, port)
+	s, err := h.launch(ctx, p, []string{"--net=pasta", "--port-driver=implicit", "--copy-up=/etc", "--disable-host-loopback"}, inner)
+	if err != nil {
+		return "" // the variant itself will fail and say why
+	}
+	defer s.stop(h)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		out, _, _ := h.runCmd(ctx, 5*time.Second, false, "ss", "-Hunl", fmt.Sprintf("sport = :%d", port))
+		if strings.TrimSpace(out) != "" {
+			return ""
+		}
+	}
+	ver, _, _ := h.runCmd(ctx, 10*time.Second, false, "dpkg-query", "-W", "-f", "${Version}", "passt")
+	return fmt.Sprintf("this pasta (passt %s) does not forward a UDP port the command binds with the implicit port driver (--udp-ports=auto): a probe's UDP port was never bound on the host, so VXLAN cannot come in", strings.TrimSpace(ver))
+}
+
+// freeUDPPort is a UDP port nothing on the host holds now.
+func freeUDPPort() (int, error) {
+	c, err := net.ListenPacket("udp4", "0.0.0.0:0")
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port, nil
 }
 
 // podRun makes the two hosts, starts a node in each (as root when p is
