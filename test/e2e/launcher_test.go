@@ -90,24 +90,7 @@ func lcAlive(pid int) bool {
 }
 
 // lcTree returns pid and all its descendants.
-func lcTree(pid int) []int {
-	out := []int{pid}
-	for i := 0; i < len(out); i++ {
-		// A child belongs to the thread that forked it, so read every task's list.
-		var all []byte
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", out[i]))
-		for _, task := range tasks {
-			b, _ := os.ReadFile(task)
-			all = append(append(all, b...), ' ')
-		}
-		for _, f := range strings.Fields(string(all)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
-}
+func lcTree(pid int) []int { return append([]int{pid}, descendants(pid)...) }
 
 // lcSubIDs returns the uid_map lines newuidmap writes for the test user's
 // ranges in file: "1 START COUNT", then each further range after it.
