@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,31 +25,11 @@ import (
 // nobody, a client there keeps a real address, and a server there is an
 // address outside the launcher's namespace (egress) that is not loopback.
 
-var (
-	bpStaticOnce sync.Once
-	bpStaticPath string
-	bpStaticErr  error
-)
+var bpStatic = &goBinary{name: "portserver-static", pkg: "./testdata/portserver", env: []string{"CGO_ENABLED=0"}}
 
 // bpStaticServer builds testdata/portserver statically (no libc: a Go
 // program makes its socket calls itself).
-func bpStaticServer(t *testing.T) string {
-	t.Helper()
-	bpStaticOnce.Do(func() {
-		p := filepath.Join(Bin, "portserver-static")
-		cmd := exec.Command("go", "build", "-o", p, "./testdata/portserver")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			bpStaticErr = fmt.Errorf("build static portserver: %v: %s", err, out)
-		}
-		bpStaticPath = p
-	})
-	if bpStaticErr != nil {
-		t.Fatal(bpStaticErr)
-	}
-	return bpStaticPath
-}
+func bpStaticServer(t *testing.T) string { return bpStatic.path(t) }
 
 // bpNetNS makes the test's "host": a netns with lo up and 198.18.0.1/32.
 func bpNetNS(t *testing.T, name string) string {

@@ -21,7 +21,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -34,32 +33,13 @@ import (
 const cgroupWarnV1 = "Enabling cgroup2 is highly recommended, see https://rootlesscontaine.rs/getting-started/common/cgroup2/"
 
 var (
-	exampleOnce sync.Once
-	examplePath string
-	exampleErr  error
-	nsSeq       atomic.Int32
+	exampleBinary = &goBinary{name: "examples/httpd-rootless", pkg: "../../examples/httpd-rootless"}
+	nsSeq         atomic.Int32
 )
 
 // exampleBin builds examples/httpd-rootless once per test binary into a
 // world-readable directory.
-func exampleBin(t *testing.T) string {
-	t.Helper()
-	exampleOnce.Do(func() {
-		dir := filepath.Join(Bin, "examples")
-		if exampleErr = os.Mkdir(dir, 0o755); exampleErr != nil {
-			return
-		}
-		examplePath = filepath.Join(dir, "httpd-rootless")
-		out, err := exec.Command("go", "build", "-o", examplePath, "../../examples/httpd-rootless").CombinedOutput()
-		if err != nil {
-			exampleErr = fmt.Errorf("build example: %v\n%s", err, out)
-		}
-	})
-	if exampleErr != nil {
-		t.Fatal(exampleErr)
-	}
-	return examplePath
-}
+func exampleBin(t *testing.T) string { return exampleBinary.path(t) }
 
 // libNetns creates a network namespace with lo up and the given
 // net.ipv4.ip_forward, removed at the end of the test.

@@ -19,28 +19,10 @@ import (
 	"time"
 )
 
-var (
-	ptServerOnce sync.Once
-	ptServerPath string
-	ptServerErr  error
-)
+var ptServerBin = &goBinary{name: "portserver", pkg: "./testdata/portserver"}
 
 // ptServer builds testdata/portserver into Bin, where the test user can run it.
-func ptServer(t *testing.T) string {
-	t.Helper()
-	ptServerOnce.Do(func() {
-		p := filepath.Join(Bin, "portserver")
-		out, err := exec.Command("go", "build", "-o", p, "./testdata/portserver").CombinedOutput()
-		if err != nil {
-			ptServerErr = fmt.Errorf("build portserver: %v: %s", err, out)
-		}
-		ptServerPath = p
-	})
-	if ptServerErr != nil {
-		t.Fatal(ptServerErr)
-	}
-	return ptServerPath
-}
+func ptServer(t *testing.T) string { return ptServerBin.path(t) }
 
 var (
 	ptGivenMu sync.Mutex
