@@ -71,6 +71,16 @@ func bpLauncher(t *testing.T, ns, mark string, args ...string) (*exec.Cmd, *stri
 	return cmd, &stderr
 }
 
+// bpStop ends a launcher that bpLauncher started with SIGTERM and waits
+// for it; its output goes to the log of a failed test.
+func bpStop(t *testing.T, cmd *exec.Cmd, out *strings.Builder) {
+	syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+	cmd.Wait()
+	if t.Failed() {
+		t.Logf("launcher output:\n%s", out)
+	}
+}
+
 // bpHoldServer listens on 198.18.0.1:7000 in ns, accepting and holding
 // every connection, until the test ends; it returns once it listens.
 func bpHoldServer(t *testing.T, ns string) {
@@ -468,13 +478,7 @@ wait
 	mark := fmt.Sprintf("UNROOT_LEAK_MARK=bpback%d", time.Now().UnixNano())
 	cmd, out := bpLauncher(t, ns, mark, filepath.Join(Bin, "unroot"), "run", "--state-dir="+state, "--net=slirp4netns", "--bypass",
 		"-p", "0.0.0.0:8080:80/tcp", "sh", "-c", script)
-	defer func() {
-		syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("launcher output:\n%s", out)
-		}
-	}()
+	defer bpStop(t, cmd, out)
 	WaitFile(t, filepath.Join(dir, "ready"), 30*time.Second)
 	owner := func(port int, want string, within time.Duration) {
 		t.Helper()
@@ -517,13 +521,7 @@ func TestBypassIgnore(t *testing.T) {
 	mark := fmt.Sprintf("UNROOT_LEAK_MARK=bpign%d", time.Now().UnixNano())
 	cmd, out := bpLauncher(t, ns, mark, filepath.Join(Bin, "unroot"), "run", "--state-dir="+filepath.Join(dir, "state"), "--net=slirp4netns",
 		"--bypass", "--bypass-ignore=198.18.0.0/24", "/usr/bin/python3", filepath.Join(dir, "hold.py"), "198.18.0.1", "7000", filepath.Join(dir, "ready"))
-	defer func() {
-		syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("launcher output:\n%s", out)
-		}
-	}()
+	defer bpStop(t, cmd, out)
 	WaitFile(t, filepath.Join(dir, "ready"), 30*time.Second)
 	est, _ := bpIn(ns, 10*time.Second, "ss", "-Htnp", "state", "established", "( dport = :7000 )")
 	if !strings.Contains(est, `(("slirp4netns"`) {

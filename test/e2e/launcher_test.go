@@ -702,16 +702,7 @@ func TestClientAddressThroughLauncherNFT(t *testing.T) {
 }
 
 func clientAddressThroughLauncher(t *testing.T, firewall string) {
-	ns := fmt.Sprintf("unroot-e2e-%d%s", os.Getpid(), firewall)
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	for _, args := range [][]string{{"link", "set", "lo", "up"}, {"addr", "add", "198.18.0.1/32", "dev", "lo"}} {
-		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
+	ns := bpNetNS(t, "client"+firewall)
 	dir := TempDir(t)
 	cgi := filepath.Join(dir, "www", "cgi-bin")
 	os.MkdirAll(cgi, 0o755)
