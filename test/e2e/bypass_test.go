@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -538,39 +537,12 @@ func TestBypassLibraryKnob(t *testing.T) {
 	cmd := libCmd(t, ctx, ns, []string{"K3S_ROOTLESS_BYPASS=true"}, "-listen", "8080", "-publish", "18080", "-report")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	ready, lines := libUntilReady(t, ctx, cmd, &stderr)
 	defer func() {
 		cmd.Process.Kill()
 		cmd.Wait()
 	}()
-	lines := make(chan string, 16)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	var stdout strings.Builder
-	for ready := false; !ready; {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("daemon ended before ready\nstdout: %s\nstderr: %s", stdout.String(), stderr.String())
-			}
-			stdout.WriteString(l + "\n")
-			ready = l == "ready"
-		case <-ctx.Done():
-			t.Fatalf("not ready: %v\nstdout: %s", ctx.Err(), stdout.String())
-		}
-	}
-	r := parseReport(t, stdout.String())
+	r := parseReport(t, ready)
 	if r.Info == nil || r.Info.Bypass == nil || !r.Info.Bypass.Enabled {
 		t.Errorf("API info %+v (%s), want bypass enabled", r.Info, r.InfoErr)
 	}
