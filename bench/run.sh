@@ -21,8 +21,12 @@ command -v go >/dev/null || { echo "bench/run.sh: go not found; install Go 1.26 
 BENCH=${UNROOT_BENCH_DIR:-/opt/unroot-bench}
 TEST_USER=${UNROOT_TEST_USER:-unroot-test}
 RK3_VERSION=v3.3.0
+B4N_VERSION=v0.4.2
 
-pkgs=(rootlesskit slirp4netns passt uidmap iperf3 wrk hyperfine nginx-light haproxy iproute2 procps util-linux)
+# runc, libseccomp-dev, pkg-config and gcc: bypass4netns (cgo) and the OCI
+# runtime that hands it each container's seccomp listener.
+pkgs=(rootlesskit slirp4netns passt uidmap iperf3 wrk hyperfine nginx-light haproxy iproute2 procps util-linux
+  runc libseccomp-dev pkg-config gcc)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -42,6 +46,18 @@ if ! "$BENCH/rk3/rootlesskit" --version 2>/dev/null | grep -q "${RK3_VERSION#v}"
   (cd / && GOBIN="$BENCH/rk3" GOFLAGS=-mod=mod go install \
     "github.com/rootless-containers/rootlesskit/v3/cmd/rootlesskit@$RK3_VERSION" \
     "github.com/rootless-containers/rootlesskit/v3/cmd/rootlessctl@$RK3_VERSION")
+fi
+
+# bypass4netns, measured as its README runs it (bench/README.md); built
+# outside the repository. A failed build leaves its rows n/a, not the run.
+# (`go install` leaves its --version "<unknown>"; the module version is in
+# the binary's build information.)
+if ! go version -m "$BENCH/b4n/bypass4netns" 2>/dev/null | grep -q "bypass4netns[[:space:]]*$B4N_VERSION"; then
+  echo "installing bypass4netns $B4N_VERSION into $BENCH/b4n"
+  mkdir -p "$BENCH/b4n"
+  (cd / && GOBIN="$BENCH/b4n" GOFLAGS=-mod=mod CGO_ENABLED=1 go install \
+    "github.com/rootless-containers/bypass4netns/cmd/bypass4netns@$B4N_VERSION") ||
+    echo "bench/run.sh: building bypass4netns failed; its rows will be n/a" >&2
 fi
 
 if ! id "$TEST_USER" >/dev/null 2>&1; then
@@ -70,4 +86,5 @@ chmod a+rx "$BENCH/udp-ceiling"
 # Thousands of connections at once need descriptors in every process.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 exec "$BENCH/unroot-bench" --unroot "$BENCH/unroot" --udp-ceiling "$BENCH/udp-ceiling" --rk3 "$BENCH/rk3/rootlesskit" --rk1 /usr/bin/rootlesskit \
+  --b4n "$BENCH/b4n/bypass4netns" --runc "$(command -v runc || echo /usr/sbin/runc)" \
   --user "$TEST_USER" --out bench/results "$@"

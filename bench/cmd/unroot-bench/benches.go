@@ -74,7 +74,7 @@ func (h *harness) runAll(ctx context.Context) (*report.Results, error) {
 	res.Machine = append(res.Machine, report.KV{Key: "load average at end", Value: loadavg()})
 	res.Targets = targets(res)
 	res.Method = h.method()
-	for _, p := range h.peers {
+	for _, p := range append(h.peers, h.b4n) {
 		if p.missing != "" {
 			res.Notes = append(res.Notes, fmt.Sprintf("%s: %s", p.label, p.missing))
 		}
@@ -471,6 +471,20 @@ func (h *harness) tcpGroup() *group {
 			}
 		})...)
 	}
+	g.variants = append(g.variants, h.b4nVariant("bypass", "lo", []string{"tcp-port", "cpu-tcp-port"}, func(ctx context.Context) (map[string]float64, error) {
+		s, hp, err := h.b4nForward(ctx, "iperf3 -s -p PORT >/dev/null 2>&1", childPort)
+		if err != nil {
+			return nil, err
+		}
+		defer s.stop(h)
+		a := cpuTicks()
+		r, err := h.iperfClient(ctx, true, "", "-c", "127.0.0.1", "-p", strconv.Itoa(hp), "-t", strconv.Itoa(h.secs()), "-J")
+		b := cpuTicks()
+		if err != nil {
+			return nil, err
+		}
+		return map[string]float64{"tcp-port": gbps(r.Goodput()), "cpu-tcp-port": cpuSeconds(a, b) / (r.Bytes / 1e9)}, nil
+	}))
 	return g
 }
 
@@ -589,6 +603,8 @@ func (h *harness) udpGroup() *group {
 			return search(ctx, &rate, hp)
 		}
 	})...)
+	g.variants = append(g.variants, variant{label: b4nLabel + " · bypass", peer: "b4n", config: "bypass", refKey: "lo", benches: []string{"udp-port"},
+		skip: b4nUDP, unsupported: true})
 	return g
 }
 
@@ -736,6 +752,18 @@ func (h *harness) httpGroup() *group {
 			}
 		})...)
 	}
+	g.variants = append(g.variants, h.b4nVariant("bypass", "direct", ids, func(ctx context.Context) (map[string]float64, error) {
+		srv, err := h.nginxInside("bypass", 80)
+		if err != nil {
+			return nil, err
+		}
+		s, hp, err := h.b4nForward(ctx, srv, 80)
+		if err != nil {
+			return nil, err
+		}
+		defer s.stop(h)
+		return h.wrkAll(ctx, hp)
+	}))
 	return g
 }
 
@@ -900,7 +928,46 @@ func (h *harness) outGroup() *group {
 			})...)
 		}
 	}
+	g.variants = append(g.variants, h.b4nOut())
 	return g
+}
+
+// b4nOut is namespace → host with bypass4netns: iperf3 in the container
+// connects to a host address outside its --ignore list (it refuses the
+// host's loopback by design), which bypass4netns connects from the host.
+func (h *harness) b4nOut() variant {
+	return h.b4nVariant("slirp4netns · bypass, MTU 65520", "lo", []string{"tcp-out", "cpu-tcp-out"}, func(ctx context.Context) (map[string]float64, error) {
+		if err := h.b4nEgress(ctx); err != nil {
+			return nil, err
+		}
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		if err := h.hostServerAt(ctx, b4nEgressAddr, port); err != nil {
+			return nil, err
+		}
+		s, err := h.b4nStart(ctx, 0, 0, fmt.Sprintf(`while [ ! -e DIR/go ]; do sleep 0.01; done; iperf3 -c %s -p %d -t %d -J >DIR/out.json 2>&1; touch DIR/done`,
+			b4nEgressAddr, port, h.secs()))
+		if err != nil {
+			return nil, err
+		}
+		defer s.stop(h)
+		a := cpuTicks()
+		if err := os.WriteFile(filepath.Join(s.dir, "go"), nil, 0o644); err != nil {
+			return nil, err
+		}
+		if err := s.waitFile(ctx, "done", h.o.duration+30*time.Second); err != nil {
+			return nil, err
+		}
+		b := cpuTicks()
+		out, _ := os.ReadFile(filepath.Join(s.dir, "out.json"))
+		r, err := parse.ParseIperf3(out)
+		if err != nil {
+			return nil, fmt.Errorf("iperf3 in the container to %s: %w", b4nEgressAddr, err)
+		}
+		return map[string]float64{"tcp-out": gbps(r.Goodput()), "cpu-tcp-out": cpuSeconds(a, b) / (r.Bytes / 1e9)}, nil
+	})
 }
 
 // ---- memory ----
@@ -1054,7 +1121,7 @@ func loadavg() string {
 
 func (h *harness) versions(ctx context.Context) []report.KV {
 	var kv []report.KV
-	for _, p := range h.peers {
+	for _, p := range append(h.peers, h.b4n) {
 		v := p.version
 		if p.missing != "" {
 			v = "n/a: " + p.missing

@@ -36,6 +36,8 @@ type options struct {
 	duration time.Duration
 	unroot   string // directory holding unroot and the rootlesskit link
 	rk3, rk1 string
+	b4n      string // bypass4netns
+	runc     string // the OCI runtime that hands bypass4netns its listener
 	ceiling  string // the udp-ceiling yardstick
 	user     string
 	out      string
@@ -51,6 +53,8 @@ func run() int {
 	flag.StringVar(&o.unroot, "unroot", "/opt/unroot-bench/unroot", "directory with the unroot binary and its rootlesskit link")
 	flag.StringVar(&o.rk3, "rk3", "/opt/unroot-bench/rk3/rootlesskit", "RootlessKit v3.3.0 binary")
 	flag.StringVar(&o.rk1, "rk1", "/usr/bin/rootlesskit", "RootlessKit 1.1.0 binary (Debian)")
+	flag.StringVar(&o.b4n, "b4n", "/opt/unroot-bench/b4n/bypass4netns", "bypass4netns v0.4.2 binary")
+	flag.StringVar(&o.runc, "runc", "/usr/sbin/runc", "OCI runtime (runc ≥ 1.1) that applies bypass4netns's seccomp profile")
 	flag.StringVar(&o.ceiling, "udp-ceiling", "", "udp-ceiling binary (bench/cmd/udp-ceiling): adds its yardstick rows to the UDP benchmark; empty = none")
 	flag.StringVar(&o.user, "user", "unroot-test", "unprivileged user with subordinate ids that runs every peer")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for latest.md, latest.svg and latest.json")
@@ -149,6 +153,8 @@ type harness struct {
 	home     string
 	work     string // scratch directory owned by the test user
 	peers    []*peer
+	b4n      *peer // bypass4netns: rows of its own, no launcher
+	b4nLink  bool  // the address for its egress rows is on lo
 	seq      int
 	veth     *veth
 	closers  []func()
@@ -190,6 +196,7 @@ func newHarness(ctx context.Context, o options, log *slog.Logger) (*harness, err
 	_ = os.Chmod(h.work, 0o755)
 	h.removeStale(ctx)
 	h.peers = findPeers(ctx, h)
+	h.b4n = findB4n(ctx, h)
 	return h, nil
 }
 

@@ -51,5 +51,9 @@ func targets(res *report.Results) []report.Target {
 	ratio("#15 TCP through a bypassed port: unroot ÷ host loopback", "≥ 0.95×", "tcp-port", "unroot", "bypass", "ref", "", true, 0.95)
 	ratio("#15 UDP through a bypassed port: unroot ÷ host loopback", "≥ 0.9×", "udp-port", "unroot", "bypass", "ref", "", true, 0.9)
 	ratio("#15 namespace → host with --bypass, MTU 65520: unroot ÷ host loopback", "≥ 0.9×", "tcp-out", "unroot", "slirp4netns · bypass, MTU 65520", "ref", "", true, 0.9)
+	ratio("#15 TCP through a bypassed port: unroot ÷ bypass4netns", "≥ 1×", "tcp-port", "unroot", "bypass", "b4n", "bypass", true, 1)
+	ratio("#15 new connections/s through a bypassed port: unroot ÷ bypass4netns", "≥ 1×", "http-close", "unroot", "bypass", "b4n", "bypass", true, 1)
+	ratio("#15 keep-alive requests/s through a bypassed port: unroot ÷ bypass4netns", "≥ 1×", "http-keepalive", "unroot", "bypass", "b4n", "bypass", true, 1)
+	ratio("#15 namespace → host, bypassed: unroot ÷ bypass4netns", "≥ 1×", "tcp-out", "unroot", "slirp4netns · bypass, MTU 65520", "b4n", "slirp4netns · bypass, MTU 65520", true, 1)
 	return ts
 }

@@ -42,7 +42,7 @@ type Bench struct {
 // physical reference.
 type Row struct {
 	Label string
-	// Peer is "unroot", "rk3", "rk1", "other" (another kind of program
+	// Peer is "unroot", "rk3", "rk1", "b4n" (bypass4netns), "other" (another kind of program
 	// doing the same job, for scale) or "ref".
 	Peer string
 	// Config names the configuration so rows of different peers can be
@@ -181,6 +181,7 @@ var PeerNames = map[string]string{
 	"rk3":    "RootlessKit v3.3.0",
 	"rk1":    "RootlessKit 1.1.0",
 	"other":  "other relay",
+	"b4n":    "bypass4netns v0.4.2",
 	"ref":    "reference",
 }
 

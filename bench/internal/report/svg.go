@@ -12,6 +12,7 @@ var peerColor = map[string]string{
 	"rk3":    "#2e86de",
 	"rk1":    "#8e9aaf",
 	"other":  "#c9a227",
+	"b4n":    "#8e44ad",
 	"ref":    "#3a9d5d",
 }
 
@@ -64,7 +65,7 @@ func SVG(r *Results) string {
 	fmt.Fprintf(&s, `<text x="10" y="22" font-size="16" font-weight="bold">unroot vs RootlessKit, same machine, same run (%s, median of %d round(s); whisker = min–max)%s</text>`+"\n",
 		r.Started.UTC().Format("2006-01-02"), r.Rounds, html.EscapeString(mode))
 	lx := 10
-	for _, p := range []string{"unroot", "rk3", "rk1", "other", "ref"} {
+	for _, p := range []string{"unroot", "rk3", "rk1", "b4n", "other", "ref"} {
 		fmt.Fprintf(&s, `<rect x="%d" y="36" width="12" height="12" fill="%s"/><text x="%d" y="46">%s</text>`+"\n", lx, peerColor[p], lx+16, html.EscapeString(PeerNames[p]))
 		lx += 30 + 7*len(PeerNames[p])
 	}
