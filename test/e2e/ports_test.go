@@ -77,6 +77,21 @@ func ptCurl(t *testing.T, addr, local string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
+// ptWaitCurl gives a published port about five seconds to answer, and
+// reports whether it did.
+func ptWaitCurl(t *testing.T, addr string) bool {
+	t.Helper()
+	for i := 0; ; i++ {
+		if _, err := ptCurl(t, addr, ""); err == nil {
+			return true
+		}
+		if i > 100 {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func ptMustCurl(t *testing.T, addr, local, wantPeer string) {
 	t.Helper()
 	got, err := ptCurl(t, addr, local)
@@ -191,12 +206,7 @@ func TestPortsBuiltin(t *testing.T) {
 		"--", "sh", "-c", `iperf3 -s -p 5201 >/dev/null 2>&1 & exec "$0" -http [::]:8000 -udp [::]:8001 -tcp [::]:8002`, srv)
 	sock := filepath.Join(state, "api.sock")
 	// The server may take a moment after child_pid.
-	for i := 0; ; i++ {
-		if _, err := ptCurl(t, ptAddr("127.0.0.1", ps[0]), ""); err == nil || i > 100 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ptWaitCurl(t, ptAddr("127.0.0.1", ps[0]))
 
 	t.Run("tcp", func(t *testing.T) {
 		ptMustCurl(t, ptAddr("127.0.0.1", ps[0]), "", "127.0.0.1:")
@@ -392,12 +402,7 @@ func TestPortsSlirp4netns(t *testing.T) {
 	ps := ptPorts(t, 2)
 	state, _, cmd, wait := lcStart(t, "rootlesskit", "--net=slirp4netns", "--port-driver=slirp4netns",
 		fmt.Sprintf("-p=127.0.0.1:%d:8000/tcp", ps[0]), "--", srv, "-http", "0.0.0.0:8000")
-	for i := 0; ; i++ {
-		if _, err := ptCurl(t, ptAddr("127.0.0.1", ps[0]), ""); err == nil || i > 100 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ptWaitCurl(t, ptAddr("127.0.0.1", ps[0]))
 	// slirp4netns rebuilds the connection from its gateway address.
 	ptMustCurl(t, ptAddr("127.0.0.1", ps[0]), "", "10.0.2.2:")
 	sock := filepath.Join(state, "api.sock")
