@@ -492,7 +492,10 @@ wait
 		}
 		t.Errorf("port %d is not held by %s within %v: %q", port, want, within, ss)
 	}
-	owner(8080, "portserver-stat", 10*time.Second)
+	// ready comes before the server has bound: under a loaded CI machine
+	// (every e2e test runs in parallel on 2 cores) its start alone can take
+	// seconds, so wait as long as for ready itself.
+	owner(8080, "portserver-stat", 30*time.Second)
 	os.WriteFile(filepath.Join(dir, "stop1"), nil, 0o644)
 	WaitFile(t, filepath.Join(dir, "stopped1"), 10*time.Second)
 	// The relay listens again (after two checks 2 s apart).
@@ -503,7 +506,7 @@ wait
 	}
 	os.WriteFile(filepath.Join(dir, "api"), nil, 0o644)
 	WaitFile(t, filepath.Join(dir, "started2"), 10*time.Second)
-	owner(8081, "portserver-stat", 10*time.Second)
+	owner(8081, "portserver-stat", 30*time.Second)
 	if got, err := bpIn(ns, 10*time.Second, "curl", "-fsS", "-m", "5", "--interface", "198.18.0.1", "http://198.18.0.1:8081/"); err != nil || !strings.HasPrefix(got, "peer=198.18.0.1:") {
 		t.Errorf("the port published through the API: %v: %q", err, got)
 	}
