@@ -490,7 +490,18 @@ wait
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		t.Errorf("port %d is not held by %s within %v: %q", port, want, within, ss)
+		// Tell a server that never bound (slow start) from one whose
+		// listen failed after the relay came back (it exited).
+		alive := "no server of this test is running"
+		procs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, d := range procs {
+			cl, _ := os.ReadFile(d + "/cmdline")
+			env, _ := os.ReadFile(d + "/environ")
+			if strings.HasPrefix(string(cl), static+"\x00") && strings.Contains(string(env), mark) {
+				alive = "its server runs: " + strings.ReplaceAll(string(cl), "\x00", " ")
+			}
+		}
+		t.Errorf("port %d is not held by %s within %v (%s): %q", port, want, within, alive, ss)
 	}
 	// ready comes before the server has bound: under a loaded CI machine
 	// (every e2e test runs in parallel on 2 cores) its start alone can take
