@@ -121,8 +121,12 @@ func childHost(p netip.Prefix) uint32 {
 }
 
 // nth is host n of network p.
-func nth(p netip.Prefix, n uint32) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
+func nth(p netip.Prefix, n uint32) netip.Addr { return AddrAdd(p.Masked().Addr(), n) }
+
+// AddrAdd is base plus n, carried from its last byte up: host n of the
+// network whose address is base.
+func AddrAdd(base netip.Addr, n uint32) netip.Addr {
+	b := base.AsSlice()
 	carry := n
 	for i := len(b) - 1; i >= 0 && carry > 0; i-- {
 		sum := uint32(b[i]) + carry&0xff

@@ -177,3 +177,20 @@ func FuzzValidateIfName(f *testing.F) {
 		}
 	})
 }
+
+func TestAddrAdd(t *testing.T) {
+	for _, tt := range []struct {
+		base string
+		n    uint32
+		want string
+	}{
+		{"10.0.2.0", 100, "10.0.2.100"},
+		{"10.0.2.200", 100, "10.0.3.44"},
+		{"fd00::", 1, "fd00::1"},
+		{"fd00::ff", 1, "fd00::100"},
+	} {
+		if got := AddrAdd(netip.MustParseAddr(tt.base), tt.n); got.String() != tt.want {
+			t.Errorf("AddrAdd(%s, %d) = %s, want %s", tt.base, tt.n, got, tt.want)
+		}
+	}
+}

@@ -1,10 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -55,32 +55,7 @@ port of its own, with the host's loopback otherwise cut off:
   unroot ports forward add /run/user/1000/db.sock:5432
 Inside, connect to 127.0.0.1:NSPORT (or the tap address).`,
 	}
-	var listJSON bool
-	list := &cobra.Command{
-		Use:   "list [--json]",
-		Short: "List reverse forwards",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := apiClient(*stateDir)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cmdContext()
-			defer cancel()
-			list, err := c.ListForwards(ctx)
-			if err != nil {
-				return forwardsHint(err)
-			}
-			if listJSON {
-				if list == nil {
-					list = []forward.Status{}
-				}
-				return printJSON(os.Stdout, list, "  ")
-			}
-			return printForwards(os.Stdout, list)
-		},
-	}
-	list.Flags().BoolVar(&listJSON, "json", false, "print a JSON array of {id, spec}")
+	list := newListCommand(stateDir, "List reverse forwards", (*client.Client).ListForwards, forwardsHint, printForwards)
 	var addJSON bool
 	add := &cobra.Command{
 		Use:   "add [--json] HOSTADDR:HOSTPORT:NSPORT[/PROTO]|/HOST/SOCKET:NSPORT...",
@@ -91,26 +66,13 @@ Inside, connect to 127.0.0.1:NSPORT (or the tap address).`,
 			if err != nil {
 				return err
 			}
-			c, err := apiClient(*stateDir)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cmdContext()
-			defer cancel()
-			for _, sp := range specs {
+			return addEach(*stateDir, specs, addJSON, func(ctx context.Context, c *client.Client, sp forward.Spec) (any, int, error) {
 				st, err := c.AddForward(ctx, sp)
 				if err != nil {
-					return fmt.Errorf("forward %s: %w", sp, forwardsHint(err))
+					return nil, 0, fmt.Errorf("forward %s: %w", sp, forwardsHint(err))
 				}
-				if addJSON {
-					if err := printJSON(os.Stdout, st, ""); err != nil {
-						return err
-					}
-					continue
-				}
-				fmt.Println(st.ID)
-			}
-			return nil
+				return st, st.ID, nil
+			})
 		},
 	}
 	add.Flags().BoolVar(&addJSON, "json", false, "print each new forward as JSON {id, spec}")
@@ -120,23 +82,12 @@ Inside, connect to 127.0.0.1:NSPORT (or the tap address).`,
 		Short:   "Stop reverse forwards by ID; prints each ID removed",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ids, err := parseIDs(args)
-			if err != nil {
-				return err
-			}
-			c, err := apiClient(*stateDir)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cmdContext()
-			defer cancel()
-			for _, id := range ids {
+			return removeEach(*stateDir, args, func(ctx context.Context, c *client.Client, id int) error {
 				if err := c.RemoveForward(ctx, id); err != nil {
 					return fmt.Errorf("remove forward %d: %w", id, forwardsHint(err))
 				}
-				fmt.Println(id)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.AddCommand(list, add, remove)

@@ -56,32 +56,7 @@ $ROOTLESSKIT_STATE_DIR, which commands inside the namespaces have set.`,
 	}
 	cmd.PersistentFlags().StringVar(&stateDir, "state-dir", "", "state directory of the running launcher (default $ROOTLESSKIT_STATE_DIR)")
 
-	var listJSON bool
-	list := &cobra.Command{
-		Use:   "list [--json]",
-		Short: "List published ports",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := apiClient(stateDir)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cmdContext()
-			defer cancel()
-			ports, err := c.ListPorts(ctx)
-			if err != nil {
-				return portsHint(err)
-			}
-			if listJSON {
-				if ports == nil {
-					ports = []port.Status{}
-				}
-				return printJSON(os.Stdout, ports, "  ")
-			}
-			return printPorts(os.Stdout, ports)
-		},
-	}
-	list.Flags().BoolVar(&listJSON, "json", false, "print a JSON array of {id, spec}")
+	list := newListCommand(&stateDir, "List published ports", (*client.Client).ListPorts, portsHint, printPorts)
 
 	var addJSON bool
 	add := &cobra.Command{
@@ -100,26 +75,13 @@ defaults to 127.0.0.1 (::1 for tcp6/udp6) inside, and the proto to tcp:
 				}
 				specs = append(specs, s...)
 			}
-			c, err := apiClient(stateDir)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cmdContext()
-			defer cancel()
-			for _, s := range specs {
+			return addEach(stateDir, specs, addJSON, func(ctx context.Context, c *client.Client, s port.Spec) (any, int, error) {
 				st, err := c.AddPort(ctx, s)
 				if err != nil {
-					return fmt.Errorf("add %s: %w", specString(s), portsHint(err))
+					return nil, 0, fmt.Errorf("add %s: %w", specString(s), portsHint(err))
 				}
-				if addJSON {
-					if err := printJSON(os.Stdout, st, ""); err != nil {
-						return err
-					}
-					continue
-				}
-				fmt.Println(st.ID)
-			}
-			return nil
+				return st, st.ID, nil
+			})
 		},
 	}
 	add.Flags().BoolVar(&addJSON, "json", false, "print each new port as JSON {id, spec}")
@@ -130,26 +92,15 @@ defaults to 127.0.0.1 (::1 for tcp6/udp6) inside, and the proto to tcp:
 		Short:   "Unpublish ports by ID; prints each ID removed",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ids, err := parseIDs(args)
-			if err != nil {
-				return err
-			}
-			c, err := apiClient(stateDir)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cmdContext()
-			defer cancel()
-			for _, id := range ids {
+			return removeEach(stateDir, args, func(ctx context.Context, c *client.Client, id int) error {
 				if err := c.RemovePort(ctx, id); err != nil {
 					if err = portsHint(err); strings.HasPrefix(err.Error(), "unknown id") {
 						err = fmt.Errorf("%w (unroot ports list shows the IDs)", err)
 					}
 					return fmt.Errorf("remove port %d: %w", id, err)
 				}
-				fmt.Println(id)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.AddCommand(list, add, remove, newForwardCommand(&stateDir))
@@ -198,20 +149,16 @@ func newInfoCommand() *cobra.Command {
 		Short: "Show what a running unroot (or rootlesskit) reports about itself",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := apiClient(stateDir)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cmdContext()
-			defer cancel()
-			info, err := c.Info(ctx)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(os.Stdout, info, "  ")
-			}
-			return printInfo(os.Stdout, info)
+			return withAPI(stateDir, func(ctx context.Context, c *client.Client) error {
+				info, err := c.Info(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(os.Stdout, info, "  ")
+				}
+				return printInfo(os.Stdout, info)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state directory of the running launcher (default $ROOTLESSKIT_STATE_DIR)")

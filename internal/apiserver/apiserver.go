@@ -14,8 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/unroot/unroot/api"
@@ -114,24 +112,16 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.info(w, r)
-	case path == "/v1/ports":
-		switch r.Method {
-		case http.MethodGet:
-			s.listPorts(w, r)
-		case http.MethodPost:
-			s.addPort(w, r)
-		default:
-			w.WriteHeader(http.StatusMethodNotAllowed)
-		}
-	case strings.HasPrefix(path, "/v1/ports/") && len(path) > len("/v1/ports/") && !strings.Contains(path[len("/v1/ports/"):], "/"):
-		if r.Method != http.MethodDelete {
-			w.WriteHeader(http.StatusMethodNotAllowed)
-			return
-		}
-		s.removePort(w, r, path[len("/v1/ports/"):])
 	default:
-		http.NotFound(w, r)
+		if !s.ports().serve(s, w, r) {
+			http.NotFound(w, r)
+		}
 	}
+}
+
+// ports is /v1/ports. RootlessKit lists no ports as null.
+func (s *server) ports() collection[port.Spec, port.Status] {
+	return collection[port.Spec, port.Status]{path: "/v1/ports", decode: DecodePortSpec, store: s.c.Ports, missing: port.ErrNoDriver, nullEmpty: true}
 }
 
 func (s *server) info(w http.ResponseWriter, r *http.Request) {
@@ -141,57 +131,6 @@ func (s *server) info(w http.ResponseWriter, r *http.Request) {
 		info.PortDriver = &pi
 	}
 	writeJSON(w, http.StatusOK, info)
-}
-
-func (s *server) listPorts(w http.ResponseWriter, r *http.Request) {
-	if s.c.Ports == nil {
-		s.writeError(w, r, port.ErrNoDriver, http.StatusBadRequest)
-		return
-	}
-	ports, err := s.c.Ports.List(r.Context())
-	if err != nil {
-		s.writeError(w, r, err, http.StatusInternalServerError)
-		return
-	}
-	if len(ports) == 0 {
-		ports = nil // RootlessKit answers null, not []
-	}
-	writeJSON(w, http.StatusOK, ports)
-}
-
-func (s *server) addPort(w http.ResponseWriter, r *http.Request) {
-	if s.c.Ports == nil {
-		s.writeError(w, r, port.ErrNoDriver, http.StatusBadRequest)
-		return
-	}
-	spec, err := DecodePortSpec(http.MaxBytesReader(w, r.Body, maxBody))
-	if err != nil {
-		s.writeError(w, r, err, http.StatusBadRequest)
-		return
-	}
-	st, err := s.c.Ports.Add(r.Context(), spec)
-	if err != nil {
-		s.writeError(w, r, err, http.StatusBadRequest)
-		return
-	}
-	writeJSON(w, http.StatusCreated, st)
-}
-
-func (s *server) removePort(w http.ResponseWriter, r *http.Request, idText string) {
-	if s.c.Ports == nil {
-		s.writeError(w, r, port.ErrNoDriver, http.StatusBadRequest)
-		return
-	}
-	id, err := strconv.Atoi(idText)
-	if err != nil {
-		s.writeError(w, r, fmt.Errorf("bad id %s: %w: want a number that GET /v1/ports lists", idText, err), http.StatusBadRequest)
-		return
-	}
-	if err := s.c.Ports.Remove(r.Context(), id); err != nil {
-		s.writeError(w, r, err, http.StatusBadRequest)
-		return
-	}
-	w.WriteHeader(http.StatusOK)
 }
 
 // DecodePortSpec reads one JSON port spec, as POST /v1/ports receives it,

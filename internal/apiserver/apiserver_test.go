@@ -326,7 +326,7 @@ func TestPeerCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln.(*ownerListener).uid = owner // as if a user other than root launched
-	var logBuf syncBuffer
+	var logBuf testutil.SyncBuffer
 	ln.(*ownerListener).log = slog.New(slog.NewTextHandler(&logBuf, nil))
 	srv := NewHTTPServer(New(Config{Info: testInfo, Ports: &memDriver{}}), nil)
 	go srv.Serve(ln)
@@ -409,22 +409,4 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("%s %s failed with %d but changed the ports: %+v", method, path, w.Code, ps)
 		}
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's and the test's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

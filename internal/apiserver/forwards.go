@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
 
 	"github.com/unroot/unroot/forward"
 )
@@ -43,49 +41,8 @@ type forwardsHandler struct {
 }
 
 func (fh *forwardsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Path
-	switch {
-	case path == "/v1/forwards":
-		switch r.Method {
-		case http.MethodGet:
-			list, err := fh.f.List(r.Context())
-			if err != nil {
-				fh.s.writeError(w, r, err, http.StatusInternalServerError)
-				return
-			}
-			writeJSON(w, http.StatusOK, list)
-		case http.MethodPost:
-			sp, err := DecodeForwardSpec(http.MaxBytesReader(w, r.Body, maxBody))
-			if err != nil {
-				fh.s.writeError(w, r, err, http.StatusBadRequest)
-				return
-			}
-			st, err := fh.f.Add(r.Context(), sp)
-			if err != nil {
-				fh.s.writeError(w, r, err, http.StatusBadRequest)
-				return
-			}
-			writeJSON(w, http.StatusCreated, st)
-		default:
-			w.WriteHeader(http.StatusMethodNotAllowed)
-		}
-	case strings.HasPrefix(path, "/v1/forwards/") && len(path) > len("/v1/forwards/") && !strings.Contains(path[len("/v1/forwards/"):], "/"):
-		if r.Method != http.MethodDelete {
-			w.WriteHeader(http.StatusMethodNotAllowed)
-			return
-		}
-		idText := path[len("/v1/forwards/"):]
-		id, err := strconv.Atoi(idText)
-		if err != nil {
-			fh.s.writeError(w, r, fmt.Errorf("bad id %s: %w: want a number that GET /v1/forwards lists", idText, err), http.StatusBadRequest)
-			return
-		}
-		if err := fh.f.Remove(r.Context(), id); err != nil {
-			fh.s.writeError(w, r, err, http.StatusBadRequest)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	default:
+	c := collection[forward.Spec, forward.Status]{path: "/v1/forwards", decode: DecodeForwardSpec, store: fh.f}
+	if !c.serve(fh.s, w, r) {
 		fh.next.ServeHTTP(w, r)
 	}
 }

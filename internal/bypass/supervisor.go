@@ -331,10 +331,8 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 		s.cont(n)
 		return
 	}
-	ours, err := hostSocket(si, theirs)
-	if err != nil {
-		s.warnOnce("socket", err.Error())
-		s.cont(n)
+	ours, ok := s.hostSocket(n, si, theirs)
+	if !ok {
 		return
 	}
 	defer unix.Close(ours)
@@ -349,7 +347,7 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 	key := boundKey{transport, addr.Port()}
 	entry := &boundPort{host: host, family: si.family, v6only: si.v6only, ids: ids}
 	s.mu.Lock()
-	err = s.stepAsideLocked(ids)
+	err := s.stepAsideLocked(ids)
 	if err == nil {
 		if old, ok := s.bound[key]; ok {
 			old.freeOnce = false // bound again: not free
@@ -394,6 +392,19 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 	s.mu.Unlock()
 	s.log.Debug("bind bypassed", "bind", addr, "host", host, "transport", transport, "pid", n.Pid)
 	s.answer(n, 0)
+}
+
+// hostSocket is a host socket like theirs (hostSocket); when none can be
+// made the call goes on inside the namespace, with one warning, and ok is
+// false.
+func (s *Supervisor) hostSocket(n seccomp.Notif, si sockInfo, theirs int) (ours int, ok bool) {
+	ours, err := hostSocket(si, theirs)
+	if err != nil {
+		s.warnOnce("socket", err.Error())
+		s.cont(n)
+		return -1, false
+	}
+	return ours, true
 }
 
 func (s *Supervisor) answer(n seccomp.Notif, errno unix.Errno) {
@@ -481,10 +492,8 @@ func (s *Supervisor) connect(n seccomp.Notif, ptr, ln int, sendto bool) {
 		s.cont(n)
 		return
 	}
-	ours, err := hostSocket(si, theirs)
-	if err != nil {
-		s.warnOnce("socket", err.Error())
-		s.cont(n)
+	ours, ok := s.hostSocket(n, si, theirs)
+	if !ok {
 		return
 	}
 	defer unix.Close(ours)

@@ -5,12 +5,10 @@ package childinit
 // namespace, kills the command's tree on the way out.
 
 import (
-	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 
+	"github.com/unroot/unroot/internal/proctree"
 	"github.com/unroot/unroot/internal/sockpool"
 	"github.com/unroot/unroot/internal/sys"
 )
@@ -48,7 +46,7 @@ func killTree() {
 		if !sys.HasChildren() {
 			return
 		}
-		pids := descendants(os.Getpid())
+		pids := proctree.Descendants(os.Getpid())
 		if len(pids) == 0 {
 			return
 		}
@@ -62,29 +60,6 @@ func killTree() {
 			}
 		}
 	}
-}
-
-// descendants lists the live descendants of pid from /proc's per-thread
-// children lists.
-func descendants(pid int) []int {
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", p))
-		for _, t := range tasks {
-			b, _ := os.ReadFile(t)
-			for _, f := range strings.Fields(string(b)) {
-				var c int
-				if _, err := fmt.Sscan(f, &c); err == nil {
-					out = append(out, c)
-					queue = append(queue, c)
-				}
-			}
-		}
-	}
-	return out
 }
 
 // watchParent makes sure the init and the command die with the parent.

@@ -54,29 +54,16 @@ func makePlan(cfg network.Config) (plan, error) {
 	p := plan{ifName: c.IfName, mtu: c.MTU}
 	if c.IPv6Only() {
 		// The prefix given, and no IPv4 on the tap.
-		p.addr6 = netip.PrefixFrom(nth(cidr.Addr(), childHost6), cidr.Bits())
-		p.gateway6 = nth(cidr.Addr(), gatewayHost)
+		p.addr6 = netip.PrefixFrom(network.AddrAdd(cidr.Addr(), childHost6), cidr.Bits())
+		p.gateway6 = network.AddrAdd(cidr.Addr(), gatewayHost)
 		return p, nil
 	}
-	p.addr = netip.PrefixFrom(nth(cidr.Addr(), childHost), cidr.Bits())
-	p.gateway = nth(cidr.Addr(), gatewayHost)
-	p.dns = nth(cidr.Addr(), dnsHost)
+	p.addr = netip.PrefixFrom(network.AddrAdd(cidr.Addr(), childHost), cidr.Bits())
+	p.gateway = network.AddrAdd(cidr.Addr(), gatewayHost)
+	p.dns = network.AddrAdd(cidr.Addr(), dnsHost)
 	if c.IPv6 {
-		p.addr6 = netip.PrefixFrom(nth(ula6.Addr(), childHost6), ula6.Bits())
-		p.gateway6 = nth(ula6.Addr(), gatewayHost)
+		p.addr6 = netip.PrefixFrom(network.AddrAdd(ula6.Addr(), childHost6), ula6.Bits())
+		p.gateway6 = network.AddrAdd(ula6.Addr(), gatewayHost)
 	}
 	return p, nil
-}
-
-// nth returns base plus n in its last bytes.
-func nth(base netip.Addr, n uint32) netip.Addr {
-	b := base.AsSlice()
-	carry := n
-	for i := len(b) - 1; i >= 0 && carry > 0; i-- {
-		sum := uint32(b[i]) + carry&0xff
-		b[i] = byte(sum)
-		carry = carry>>8 + sum>>8
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
 }

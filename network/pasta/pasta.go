@@ -162,9 +162,7 @@ func (d *Driver) Start(ctx context.Context, c network.Child) (network.Setup, err
 
 // Close stops pasta and waits for it.
 func (d *Driver) Close() error {
-	d.mu.Lock()
-	p := d.proc
-	d.mu.Unlock()
+	p := d.kept()
 	if p == nil {
 		return nil
 	}
@@ -313,24 +311,14 @@ func buildArgs(cfg network.Config, c network.Child, f features) ([]string, error
 const pastaPrefix6 = 64
 
 // Health reports the helper's state (network.Supervised).
-func (d *Driver) Health() api.NetworkHealth {
-	d.mu.Lock()
-	p := d.proc
-	d.mu.Unlock()
-	h := api.NetworkHealth{State: api.HealthUp}
-	if p != nil {
-		h = p.Health()
-	}
-	h.Driver = d.Name()
-	return h
-}
+func (d *Driver) Health() api.NetworkHealth { return helper.HealthOf(d.Name(), d.kept()) }
 
 // Failed is closed once the helper is lost for good (network.Supervised).
-func (d *Driver) Failed() <-chan struct{} {
+func (d *Driver) Failed() <-chan struct{} { return d.kept().Failed() }
+
+// kept is the supervised helper, nil before Start.
+func (d *Driver) kept() *helper.Kept {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.proc == nil {
-		return nil
-	}
-	return d.proc.Failed()
+	return d.proc
 }

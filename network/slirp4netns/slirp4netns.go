@@ -277,9 +277,7 @@ func (d *Driver) start(ctx context.Context, c network.Child, flags map[string]bo
 // it counts as up again: the slirp4netns port driver publishes its ports
 // there again. A step that fails fails the restart. Call it after Start.
 func (d *Driver) OnRestart(f func(context.Context) error) {
-	d.mu.Lock()
-	p := d.proc
-	d.mu.Unlock()
+	p := d.kept()
 	if p != nil {
 		p.OnRestart(f)
 	}
@@ -466,24 +464,14 @@ func buildArgs(cfg network.Config, c network.Child, o startOpts) ([]string, erro
 }
 
 // Health reports the helper's state (network.Supervised).
-func (d *Driver) Health() api.NetworkHealth {
-	d.mu.Lock()
-	p := d.proc
-	d.mu.Unlock()
-	h := api.NetworkHealth{State: api.HealthUp}
-	if p != nil {
-		h = p.Health()
-	}
-	h.Driver = d.Name()
-	return h
-}
+func (d *Driver) Health() api.NetworkHealth { return helper.HealthOf(d.Name(), d.kept()) }
 
 // Failed is closed once the helper is lost for good (network.Supervised).
-func (d *Driver) Failed() <-chan struct{} {
+func (d *Driver) Failed() <-chan struct{} { return d.kept().Failed() }
+
+// kept is the supervised helper, nil before Start.
+func (d *Driver) kept() *helper.Kept {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.proc == nil {
-		return nil
-	}
-	return d.proc.Failed()
+	return d.proc
 }

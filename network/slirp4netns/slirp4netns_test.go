@@ -19,15 +19,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	nstest.Main(m, func(c network.Config, opts json.RawMessage) (network.Driver, error) {
-		var o Options
-		if len(opts) > 0 {
-			if err := json.Unmarshal(opts, &o); err != nil {
-				return nil, err
-			}
-		}
-		return New(c, o)
-	})
+	nstest.Main(m, func(c network.Config, o Options) (network.Driver, error) { return New(c, o) })
 }
 
 var allFlags = map[string]bool{

@@ -121,7 +121,8 @@ func testCluster(t *testing.T, driver string) {
 	// kill -9 of host 3's unroot: the other two keep serving writes.
 	c.kill(t, 2)
 	for i, h := range []int{0, 1} {
-		c.etcdctl(t, h, "put", "while-down-"+strconv.Itoa(i), "written on host "+strconv.Itoa(h+1))
+		// If host 3 led, the first write waits for the election.
+		c.etcdctlRetry(t, h, 30*time.Second, "put", "while-down-"+strconv.Itoa(i), "written on host "+strconv.Itoa(h+1))
 	}
 	if got := c.etcdctl(t, 1, "get", "while-down-0", "--print-value-only"); strings.TrimSpace(got) != "written on host 1" {
 		t.Fatalf("host 2 read %q for a key host 1 wrote with host 3 down", got)
@@ -134,7 +135,7 @@ func testCluster(t *testing.T, driver string) {
 	if got := c.etcdctl(t, 2, "get", "while-down-1", "--print-value-only"); strings.TrimSpace(got) != "written on host 2" {
 		t.Fatalf("restarted host 3 read %q for a key written while it was down", got)
 	}
-	c.etcdctl(t, 2, "put", "back", "host 3")
+	c.etcdctlRetry(t, 2, 30*time.Second, "put", "back", "host 3")
 	if got := c.etcdctl(t, 0, "get", "back", "--print-value-only"); strings.TrimSpace(got) != "host 3" {
 		t.Fatalf("host 1 read %q for the key the restarted host 3 wrote", got)
 	}
@@ -296,6 +297,23 @@ func (c *cluster) etcdctl(t *testing.T, h int, args ...string) string {
 		t.Fatalf("etcdctl %s on host %d: %v\n%s", strings.Join(args, " "), h+1, err, out)
 	}
 	return out
+}
+
+// etcdctlRetry is etcdctl repeated until it succeeds or timeout passes:
+// for a write that may meet a leader election.
+func (c *cluster) etcdctlRetry(t *testing.T, h int, timeout time.Duration, args ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := c.etcdctlErr(h, 10*time.Second, args...)
+		if err == nil {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcdctl %s on host %d, retried for %v: %v\n%s", strings.Join(args, " "), h+1, timeout, err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func (c *cluster) etcdctlErr(h int, timeout time.Duration, args ...string) (string, error) {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,31 +24,11 @@ import (
 // nobody, a client there keeps a real address, and a server there is an
 // address outside the launcher's namespace (egress) that is not loopback.
 
-var (
-	bpStaticOnce sync.Once
-	bpStaticPath string
-	bpStaticErr  error
-)
+var bpStatic = &goBinary{name: "portserver-static", pkg: "./testdata/portserver", env: []string{"CGO_ENABLED=0"}}
 
 // bpStaticServer builds testdata/portserver statically (no libc: a Go
 // program makes its socket calls itself).
-func bpStaticServer(t *testing.T) string {
-	t.Helper()
-	bpStaticOnce.Do(func() {
-		p := filepath.Join(Bin, "portserver-static")
-		cmd := exec.Command("go", "build", "-o", p, "./testdata/portserver")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			bpStaticErr = fmt.Errorf("build static portserver: %v: %s", err, out)
-		}
-		bpStaticPath = p
-	})
-	if bpStaticErr != nil {
-		t.Fatal(bpStaticErr)
-	}
-	return bpStaticPath
-}
+func bpStaticServer(t *testing.T) string { return bpStatic.path(t) }
 
 // bpNetNS makes the test's "host": a netns with lo up and 198.18.0.1/32.
 func bpNetNS(t *testing.T, name string) string {
@@ -90,6 +68,16 @@ func bpLauncher(t *testing.T, ns, mark string, args ...string) (*exec.Cmd, *stri
 		t.Fatal(err)
 	}
 	return cmd, &stderr
+}
+
+// bpStop ends a launcher that bpLauncher started with SIGTERM and waits
+// for it; its output goes to the log of a failed test.
+func bpStop(t *testing.T, cmd *exec.Cmd, out *strings.Builder) {
+	syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+	cmd.Wait()
+	if t.Failed() {
+		t.Logf("launcher output:\n%s", out)
+	}
 }
 
 // bpHoldServer listens on 198.18.0.1:7000 in ns, accepting and holding
@@ -444,49 +432,11 @@ func TestBypassRefused(t *testing.T) {
 // theirs.
 func TestBypassDockerRootless(t *testing.T) {
 	t.Parallel()
-	const script = "/usr/share/docker.io/contrib/dockerd-rootless.sh"
-	for _, p := range []string{script, "/usr/sbin/dockerd", "/usr/bin/docker", "/bin/busybox"} {
-		if !fileExists(p) {
-			testutil.Unavailable(t, "%s is missing (apt-get install docker.io busybox-static; scripts/apt-packages.txt lists them)", p)
-		}
-	}
-	dir := TempDir(t)
-	root := filepath.Join(dir, "rootfs")
-	for _, d := range []string{"bin", "www"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if out, err := exec.Command("cp", "/bin/busybox", filepath.Join(root, "bin/busybox")).CombinedOutput(); err != nil {
-		t.Fatalf("cp busybox: %v: %s", err, out)
-	}
-	os.Symlink("busybox", filepath.Join(root, "bin/httpd"))
-	os.Symlink("busybox", filepath.Join(root, "bin/sh"))
-	os.WriteFile(filepath.Join(root, "www/index.html"), []byte("hello from a bypassed container\n"), 0o644)
-	image := filepath.Join(dir, "busybox.tar")
-	if out, err := exec.Command("tar", "-C", root, "-cf", image, ".").CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v: %s", err, out)
-	}
-	os.Chmod(image, 0o644)
 	ports := ptPorts(t, 2)
 	p, q := ports[0], ports[1]
-	run := filepath.Join(dir, "run")
-	body := fmt.Sprintf(`set -u
-export XDG_RUNTIME_DIR=%[1]s DOCKER_HOST=unix://%[1]s/docker.sock DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS="--bypass -p 127.0.0.1:%[6]d:80/tcp"
-mkdir -m 700 -p "$XDG_RUNTIME_DIR"
-%[2]s --data-root %[3]s/data >%[3]s/dockerd.log 2>&1 &
-d=$!
-trap 'kill $d 2>/dev/null; wait $d' EXIT
-i=0; until docker version >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 200 ] && { echo "dockerd did not start"; cat %[3]s/dockerd.log; exit 1; }; sleep 0.1; done
-docker import %[4]s bb:latest >/dev/null || exit 1
-docker run -d --name web -p %[5]d:80 bb:latest httpd -f -p 80 -h /www >/dev/null || { cat %[3]s/dockerd.log; exit 1; }
-i=0; until curl -fsS --max-time 2 http://127.0.0.1:%[5]d/; do i=$((i+1)); [ $i -gt 50 ] && { cat %[3]s/dockerd.log; exit 1; }; sleep 0.2; done
-docker run --rm bb:latest sh -c 'echo container-ran' || { cat %[3]s/dockerd.log; exit 1; }
-ss -Hltnp "sport = :%[5]d"
-echo "launcher-published:"; ss -Hltnp "sport = :%[6]d"
-docker rm -f web >/dev/null
-`, run, script, dir, image, p, q)
-	r := RunUser(t, 120*time.Second, "sh", "-c", body)
+	r := dockerRootless(t, "hello from a bypassed container", fmt.Sprintf("--bypass -p 127.0.0.1:%d:80/tcp", q), p, fmt.Sprintf(`docker run --rm bb:latest sh -c 'echo container-ran' || { cat "$LOG"; exit 1; }
+ss -Hltnp "sport = :%[1]d"
+echo "launcher-published:"; ss -Hltnp "sport = :%[2]d"`, p, q))
 	if r.Code != 0 || !strings.Contains(r.Stdout, "hello from a bypassed container") || !strings.Contains(r.Stdout, "container-ran") {
 		t.Fatalf("docker run -p %d:80 under --bypass: exit %d\nstdout: %s\nstderr: %s", p, r.Code, r.Stdout, r.Stderr)
 	}
@@ -527,13 +477,7 @@ wait
 	mark := fmt.Sprintf("UNROOT_LEAK_MARK=bpback%d", time.Now().UnixNano())
 	cmd, out := bpLauncher(t, ns, mark, filepath.Join(Bin, "unroot"), "run", "--state-dir="+state, "--net=slirp4netns", "--bypass",
 		"-p", "0.0.0.0:8080:80/tcp", "sh", "-c", script)
-	defer func() {
-		syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("launcher output:\n%s", out)
-		}
-	}()
+	defer bpStop(t, cmd, out)
 	WaitFile(t, filepath.Join(dir, "ready"), 30*time.Second)
 	owner := func(port int, want string, within time.Duration) {
 		t.Helper()
@@ -546,9 +490,23 @@ wait
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		t.Errorf("port %d is not held by %s within %v: %q", port, want, within, ss)
+		// Tell a server that never bound (slow start) from one whose
+		// listen failed after the relay came back (it exited).
+		alive := "no server of this test is running"
+		procs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, d := range procs {
+			cl, _ := os.ReadFile(d + "/cmdline")
+			env, _ := os.ReadFile(d + "/environ")
+			if strings.HasPrefix(string(cl), static+"\x00") && strings.Contains(string(env), mark) {
+				alive = "its server runs: " + strings.ReplaceAll(string(cl), "\x00", " ")
+			}
+		}
+		t.Errorf("port %d is not held by %s within %v (%s): %q", port, want, within, alive, ss)
 	}
-	owner(8080, "portserver-stat", 10*time.Second)
+	// ready comes before the server has bound: under a loaded CI machine
+	// (every e2e test runs in parallel on 2 cores) its start alone can take
+	// seconds, so wait as long as for ready itself.
+	owner(8080, "portserver-stat", 30*time.Second)
 	os.WriteFile(filepath.Join(dir, "stop1"), nil, 0o644)
 	WaitFile(t, filepath.Join(dir, "stopped1"), 10*time.Second)
 	// The relay listens again (after two checks 2 s apart).
@@ -559,7 +517,7 @@ wait
 	}
 	os.WriteFile(filepath.Join(dir, "api"), nil, 0o644)
 	WaitFile(t, filepath.Join(dir, "started2"), 10*time.Second)
-	owner(8081, "portserver-stat", 10*time.Second)
+	owner(8081, "portserver-stat", 30*time.Second)
 	if got, err := bpIn(ns, 10*time.Second, "curl", "-fsS", "-m", "5", "--interface", "198.18.0.1", "http://198.18.0.1:8081/"); err != nil || !strings.HasPrefix(got, "peer=198.18.0.1:") {
 		t.Errorf("the port published through the API: %v: %q", err, got)
 	}
@@ -576,13 +534,7 @@ func TestBypassIgnore(t *testing.T) {
 	mark := fmt.Sprintf("UNROOT_LEAK_MARK=bpign%d", time.Now().UnixNano())
 	cmd, out := bpLauncher(t, ns, mark, filepath.Join(Bin, "unroot"), "run", "--state-dir="+filepath.Join(dir, "state"), "--net=slirp4netns",
 		"--bypass", "--bypass-ignore=198.18.0.0/24", "/usr/bin/python3", filepath.Join(dir, "hold.py"), "198.18.0.1", "7000", filepath.Join(dir, "ready"))
-	defer func() {
-		syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("launcher output:\n%s", out)
-		}
-	}()
+	defer bpStop(t, cmd, out)
 	WaitFile(t, filepath.Join(dir, "ready"), 30*time.Second)
 	est, _ := bpIn(ns, 10*time.Second, "ss", "-Htnp", "state", "established", "( dport = :7000 )")
 	if !strings.Contains(est, `(("slirp4netns"`) {
@@ -599,39 +551,12 @@ func TestBypassLibraryKnob(t *testing.T) {
 	cmd := libCmd(t, ctx, ns, []string{"K3S_ROOTLESS_BYPASS=true"}, "-listen", "8080", "-publish", "18080", "-report")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	ready, lines := libUntilReady(t, ctx, cmd, &stderr)
 	defer func() {
 		cmd.Process.Kill()
 		cmd.Wait()
 	}()
-	lines := make(chan string, 16)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	var stdout strings.Builder
-	for ready := false; !ready; {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("daemon ended before ready\nstdout: %s\nstderr: %s", stdout.String(), stderr.String())
-			}
-			stdout.WriteString(l + "\n")
-			ready = l == "ready"
-		case <-ctx.Done():
-			t.Fatalf("not ready: %v\nstdout: %s", ctx.Err(), stdout.String())
-		}
-	}
-	r := parseReport(t, stdout.String())
+	r := parseReport(t, ready)
 	if r.Info == nil || r.Info.Bypass == nil || !r.Info.Bypass.Enabled {
 		t.Errorf("API info %+v (%s), want bypass enabled", r.Info, r.InfoErr)
 	}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -10,30 +9,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-var (
-	fwClientOnce sync.Once
-	fwClientErr  error
-)
+var fwClientBin = &goBinary{name: "fwdclient", pkg: "./testdata/fwdclient"}
 
 // fwClient builds testdata/fwdclient into Bin, where the test user can run it.
-func fwClient(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(Bin, "fwdclient")
-	fwClientOnce.Do(func() {
-		if out, err := exec.Command("go", "build", "-o", p, "./testdata/fwdclient").CombinedOutput(); err != nil {
-			fwClientErr = fmt.Errorf("build fwdclient: %v: %s", err, out)
-		}
-	})
-	if fwClientErr != nil {
-		t.Fatal(fwClientErr)
-	}
-	return p
-}
+func fwClient(t *testing.T) string { return fwClientBin.path(t) }
 
 // fwServices are host services of the test's own: a TCP and a UDP one on
 // the host's loopback and one on a unix socket the test user may open, each

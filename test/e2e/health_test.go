@@ -127,19 +127,9 @@ func TestSlirp4netnsRestartRepublishesPorts(t *testing.T) {
 	ps := ptPorts(t, 3)
 	state, _, cmd, wait := lcStart(t, "rootlesskit", "--net=slirp4netns", "--port-driver=slirp4netns",
 		fmt.Sprintf("-p=127.0.0.1:%d:8000/tcp", ps[0]), "--", srv, "-http", "0.0.0.0:8000")
-	waitCurl := func(addr string) {
-		t.Helper()
-		for i := 0; ; i++ {
-			if _, err := ptCurl(t, addr, ""); err == nil {
-				return
-			}
-			if i > 100 {
-				t.Fatalf("%s never answered", addr)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+	if addr := ptAddr("127.0.0.1", ps[0]); !ptWaitCurl(t, addr) {
+		t.Fatalf("%s never answered", addr)
 	}
-	waitCurl(ptAddr("127.0.0.1", ps[0]))
 	sock := filepath.Join(state, "api.sock")
 	ctl := func(args ...string) Result {
 		return RunUser(t, 10*time.Second, "rootlessctl", append([]string{"--socket", sock}, args...)...)

@@ -90,24 +90,7 @@ func lcAlive(pid int) bool {
 }
 
 // lcTree returns pid and all its descendants.
-func lcTree(pid int) []int {
-	out := []int{pid}
-	for i := 0; i < len(out); i++ {
-		// A child belongs to the thread that forked it, so read every task's list.
-		var all []byte
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", out[i]))
-		for _, task := range tasks {
-			b, _ := os.ReadFile(task)
-			all = append(append(all, b...), ' ')
-		}
-		for _, f := range strings.Fields(string(all)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-			}
-		}
-	}
-	return out
-}
+func lcTree(pid int) []int { return append([]int{pid}, descendants(pid)...) }
 
 // lcSubIDs returns the uid_map lines newuidmap writes for the test user's
 // ranges in file: "1 START COUNT", then each further range after it.
@@ -719,16 +702,7 @@ func TestClientAddressThroughLauncherNFT(t *testing.T) {
 }
 
 func clientAddressThroughLauncher(t *testing.T, firewall string) {
-	ns := fmt.Sprintf("unroot-e2e-%d%s", os.Getpid(), firewall)
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	for _, args := range [][]string{{"link", "set", "lo", "up"}, {"addr", "add", "198.18.0.1/32", "dev", "lo"}} {
-		if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %v: %v: %s", args, err, out)
-		}
-	}
+	ns := bpNetNS(t, "client"+firewall)
 	dir := TempDir(t)
 	cgi := filepath.Join(dir, "www", "cgi-bin")
 	os.MkdirAll(cgi, 0o755)

@@ -21,7 +21,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -34,32 +33,13 @@ import (
 const cgroupWarnV1 = "Enabling cgroup2 is highly recommended, see https://rootlesscontaine.rs/getting-started/common/cgroup2/"
 
 var (
-	exampleOnce sync.Once
-	examplePath string
-	exampleErr  error
-	nsSeq       atomic.Int32
+	exampleBinary = &goBinary{name: "examples/httpd-rootless", pkg: "../../examples/httpd-rootless"}
+	nsSeq         atomic.Int32
 )
 
 // exampleBin builds examples/httpd-rootless once per test binary into a
 // world-readable directory.
-func exampleBin(t *testing.T) string {
-	t.Helper()
-	exampleOnce.Do(func() {
-		dir := filepath.Join(Bin, "examples")
-		if exampleErr = os.Mkdir(dir, 0o755); exampleErr != nil {
-			return
-		}
-		examplePath = filepath.Join(dir, "httpd-rootless")
-		out, err := exec.Command("go", "build", "-o", examplePath, "../../examples/httpd-rootless").CombinedOutput()
-		if err != nil {
-			exampleErr = fmt.Errorf("build example: %v\n%s", err, out)
-		}
-	})
-	if exampleErr != nil {
-		t.Fatal(exampleErr)
-	}
-	return examplePath
-}
+func exampleBin(t *testing.T) string { return exampleBinary.path(t) }
 
 // libNetns creates a network namespace with lo up and the given
 // net.ipv4.ip_forward, removed at the end of the test.
@@ -234,19 +214,16 @@ func runReport(t *testing.T, ns string, env []string, extra ...string) (report, 
 	return parseReport(t, r.Stdout), r.Stderr, state
 }
 
-func TestLibraryServesPublishedPort(t *testing.T) {
-	ns := libNetns(t, "1")
-	state := filepath.Join(TempDir(t), "state")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := libCmd(t, ctx, ns, nil, "-state", state, "-listen", "8080", "-publish", "18080", "-report")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+// libUntilReady starts cmd (the example daemon) and reads its stdout up to
+// the line "ready", which it prints once it serves; it fails t if the
+// daemon ends first or ctx is done. It returns what it read and the rest
+// of the lines, which a caller that waits for cmd drains first.
+func libUntilReady(t *testing.T, ctx context.Context, cmd *exec.Cmd, stderr fmt.Stringer) (string, <-chan string) {
+	t.Helper()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -259,8 +236,7 @@ func TestLibraryServesPublishedPort(t *testing.T) {
 		}
 	}()
 	var stdout strings.Builder
-	ready := false
-	for !ready {
+	for ready := false; !ready; {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -273,8 +249,21 @@ func TestLibraryServesPublishedPort(t *testing.T) {
 			t.Fatalf("not ready: %v\nstdout: %s", ctx.Err(), stdout.String())
 		}
 	}
+	return stdout.String(), lines
+}
+
+func TestLibraryServesPublishedPort(t *testing.T) {
+	ns := libNetns(t, "1")
+	state := filepath.Join(TempDir(t), "state")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := libCmd(t, ctx, ns, nil, "-state", state, "-listen", "8080", "-publish", "18080", "-report")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	ready, lines := libUntilReady(t, ctx, cmd, &stderr)
 	t.Logf("parent start to daemon serving its published port: %v", time.Since(start))
-	r := parseReport(t, stdout.String())
+	r := parseReport(t, ready)
 	checkDaemonEnv(t, r, state)
 	if tap := r.iface("tap0"); tap.MTU != 65520 || !slices.Contains(tap.Addrs, "10.41.0.100/16") {
 		t.Errorf("tap0 %+v, want 10.41.0.100/16 with MTU 65520 (k3s's defaults)", tap)

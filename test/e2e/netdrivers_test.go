@@ -16,11 +16,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unroot/unroot/internal/proctree"
 )
 
 // netRun is one unroot run whose processes were recorded while it ran.
@@ -102,26 +103,8 @@ func runNetDuring(t *testing.T, args []string, script string, during func()) net
 	return r
 }
 
-// descendants lists every process below pid, from /proc/*/task/*/children.
-func descendants(pid int) []int {
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", p))
-		for _, task := range tasks {
-			b, _ := os.ReadFile(task)
-			for _, f := range strings.Fields(string(b)) {
-				if c, err := strconv.Atoi(f); err == nil {
-					out = append(out, c)
-					queue = append(queue, c)
-				}
-			}
-		}
-	}
-	return out
-}
+// descendants lists every process below pid.
+func descendants(pid int) []int { return proctree.Descendants(pid) }
 
 func comm(pid int) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))

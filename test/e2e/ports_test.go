@@ -17,32 +17,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/unroot/unroot/internal/testutil"
 )
 
-var (
-	ptServerOnce sync.Once
-	ptServerPath string
-	ptServerErr  error
-)
+var ptServerBin = &goBinary{name: "portserver", pkg: "./testdata/portserver"}
 
 // ptServer builds testdata/portserver into Bin, where the test user can run it.
-func ptServer(t *testing.T) string {
-	t.Helper()
-	ptServerOnce.Do(func() {
-		p := filepath.Join(Bin, "portserver")
-		out, err := exec.Command("go", "build", "-o", p, "./testdata/portserver").CombinedOutput()
-		if err != nil {
-			ptServerErr = fmt.Errorf("build portserver: %v: %s", err, out)
-		}
-		ptServerPath = p
-	})
-	if ptServerErr != nil {
-		t.Fatal(ptServerErr)
-	}
-	return ptServerPath
-}
+func ptServer(t *testing.T) string { return ptServerBin.path(t) }
 
 var (
 	ptGivenMu sync.Mutex
@@ -95,6 +75,21 @@ func ptCurl(t *testing.T, addr, local string) (string, error) {
 	}
 	out, err := exec.Command("curl", args...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
+}
+
+// ptWaitCurl gives a published port about five seconds to answer, and
+// reports whether it did.
+func ptWaitCurl(t *testing.T, addr string) bool {
+	t.Helper()
+	for i := 0; ; i++ {
+		if _, err := ptCurl(t, addr, ""); err == nil {
+			return true
+		}
+		if i > 100 {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func ptMustCurl(t *testing.T, addr, local, wantPeer string) {
@@ -211,12 +206,7 @@ func TestPortsBuiltin(t *testing.T) {
 		"--", "sh", "-c", `iperf3 -s -p 5201 >/dev/null 2>&1 & exec "$0" -http [::]:8000 -udp [::]:8001 -tcp [::]:8002`, srv)
 	sock := filepath.Join(state, "api.sock")
 	// The server may take a moment after child_pid.
-	for i := 0; ; i++ {
-		if _, err := ptCurl(t, ptAddr("127.0.0.1", ps[0]), ""); err == nil || i > 100 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ptWaitCurl(t, ptAddr("127.0.0.1", ps[0]))
 
 	t.Run("tcp", func(t *testing.T) {
 		ptMustCurl(t, ptAddr("127.0.0.1", ps[0]), "", "127.0.0.1:")
@@ -412,12 +402,7 @@ func TestPortsSlirp4netns(t *testing.T) {
 	ps := ptPorts(t, 2)
 	state, _, cmd, wait := lcStart(t, "rootlesskit", "--net=slirp4netns", "--port-driver=slirp4netns",
 		fmt.Sprintf("-p=127.0.0.1:%d:8000/tcp", ps[0]), "--", srv, "-http", "0.0.0.0:8000")
-	for i := 0; ; i++ {
-		if _, err := ptCurl(t, ptAddr("127.0.0.1", ps[0]), ""); err == nil || i > 100 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	ptWaitCurl(t, ptAddr("127.0.0.1", ps[0]))
 	// slirp4netns rebuilds the connection from its gateway address.
 	ptMustCurl(t, ptAddr("127.0.0.1", ps[0]), "", "10.0.2.2:")
 	sock := filepath.Join(state, "api.sock")
@@ -571,46 +556,8 @@ echo "after=$(rootlessctl list-ports --json)"
 // a container's published port answers on the host.
 func TestPortsDockerRootless(t *testing.T) {
 	t.Parallel()
-	const script = "/usr/share/docker.io/contrib/dockerd-rootless.sh"
-	for _, p := range []string{script, "/usr/sbin/dockerd", "/usr/bin/docker", "/bin/busybox"} {
-		if !fileExists(p) {
-			testutil.Unavailable(t, "%s is missing (apt-get install docker.io busybox-static; scripts/apt-packages.txt lists them)", p)
-		}
-	}
-	dir := TempDir(t)
-	root := filepath.Join(dir, "rootfs")
-	for _, d := range []string{"bin", "www"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if out, err := exec.Command("cp", "/bin/busybox", filepath.Join(root, "bin/busybox")).CombinedOutput(); err != nil {
-		t.Fatalf("cp busybox: %v: %s", err, out)
-	}
-	os.Symlink("busybox", filepath.Join(root, "bin/httpd"))
-	os.Symlink("busybox", filepath.Join(root, "bin/sh"))
-	os.WriteFile(filepath.Join(root, "www/index.html"), []byte("hello from a rootless container\n"), 0o644)
-	image := filepath.Join(dir, "busybox.tar")
-	if out, err := exec.Command("tar", "-C", root, "-cf", image, ".").CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v: %s", err, out)
-	}
-	os.Chmod(image, 0o644)
 	p := ptPorts(t, 1)[0]
-	run := filepath.Join(dir, "run")
-	body := fmt.Sprintf(`set -u
-export XDG_RUNTIME_DIR=%[1]s DOCKER_HOST=unix://%[1]s/docker.sock
-mkdir -m 700 -p "$XDG_RUNTIME_DIR"
-%[2]s --data-root %[3]s/data >%[3]s/dockerd.log 2>&1 &
-d=$!
-trap 'kill $d 2>/dev/null; wait $d' EXIT
-i=0; until docker version >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 200 ] && { echo "dockerd did not start"; cat %[3]s/dockerd.log; exit 1; }; sleep 0.1; done
-docker import %[4]s bb:latest >/dev/null || exit 1
-docker run -d --name web -p %[5]d:80 bb:latest httpd -f -p 80 -h /www >/dev/null || { cat %[3]s/dockerd.log; exit 1; }
-i=0; until curl -fsS --max-time 2 http://127.0.0.1:%[5]d/; do i=$((i+1)); [ $i -gt 50 ] && { cat %[3]s/dockerd.log; exit 1; }; sleep 0.2; done
-ss -Hltnp "sport = :%[5]d"
-docker rm -f web >/dev/null
-`, run, script, dir, image, p)
-	r := RunUser(t, 120*time.Second, "sh", "-c", body)
+	r := dockerRootless(t, "hello from a rootless container", "", p, fmt.Sprintf(`ss -Hltnp "sport = :%d"`, p))
 	if r.Code != 0 || !strings.Contains(r.Stdout, "hello from a rootless container") {
 		t.Fatalf("docker run -p %d:80: exit %d\nstdout: %s\nstderr: %s", p, r.Code, r.Stdout, r.Stderr)
 	}

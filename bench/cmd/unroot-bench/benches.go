@@ -341,6 +341,26 @@ func (h *harness) forward(ctx context.Context, p *peer, driver, server string, p
 // iperfClientTimeout runs the iperf3 client as the test user with a bound on
 // how long it may take: some forwarders never answer iperf3's UDP handshake.
 func (h *harness) iperfClientTimeout(ctx context.Context, timeout time.Duration, args ...string) (parse.Iperf3, error) {
+	return retryBusy(ctx, func() (parse.Iperf3, error) { return h.iperfClientTimeoutOnce(ctx, timeout, args...) })
+}
+
+// retryBusy runs one iperf3 client run again while the server answers that
+// it is busy: an iperf3 server takes a moment after each test (or after
+// hostServer's probe connection, which it counts as a failed test) before
+// it accepts the next one, longer on a loaded machine. Nothing was
+// measured in a refused run.
+func retryBusy(ctx context.Context, run func() (parse.Iperf3, error)) (parse.Iperf3, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := run()
+		if err == nil || !strings.Contains(err.Error(), "server is busy") || time.Now().After(deadline) || ctx.Err() != nil {
+			return r, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (h *harness) iperfClientTimeoutOnce(ctx context.Context, timeout time.Duration, args ...string) (parse.Iperf3, error) {
 	out, _, err := h.runCmd(ctx, timeout, true, "iperf3", args...)
 	if err != nil {
 		if strings.Contains(err.Error(), "timed out") {
@@ -355,6 +375,10 @@ func (h *harness) iperfClientTimeout(ctx context.Context, timeout time.Duration,
 }
 
 func (h *harness) iperfClient(ctx context.Context, asUser bool, ns string, args ...string) (parse.Iperf3, error) {
+	return retryBusy(ctx, func() (parse.Iperf3, error) { return h.iperfClientOnce(ctx, asUser, ns, args...) })
+}
+
+func (h *harness) iperfClientOnce(ctx context.Context, asUser bool, ns string, args ...string) (parse.Iperf3, error) {
 	name := "iperf3"
 	if ns != "" {
 		args = append([]string{"netns", "exec", ns, "iperf3"}, args...)

@@ -174,7 +174,7 @@ func TestParentKilled(t *testing.T) {
 // A helper that dies after it was ready is reported once; one that never got
 // ready is only Start's error.
 func TestUnexpectedExitWarning(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	_, err := Start(context.Background(), Options{Name: "early", Path: "/bin/sh", Args: []string{"-c", "exit 2"}, Logger: log})
 	if err == nil {
@@ -198,30 +198,13 @@ func TestUnexpectedExitWarning(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func sleeper(ctx context.Context) (*Process, error) {
 	return Start(ctx, Options{Name: "sleeper", Path: "/bin/sh", Args: []string{"-c", "echo >&3; exec sleep 60"}})
 }
 
 // A kept helper that is killed comes back; Close stops whichever runs.
 func TestKeepRestarts(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	p, err := sleeper(context.Background())
 	if err != nil {
@@ -251,7 +234,7 @@ func TestKeepRestarts(t *testing.T) {
 
 // A helper that keeps dying is given up on, with an error logged.
 func TestKeepGivesUp(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	dying := func(ctx context.Context) (*Process, error) {
 		return Start(ctx, Options{Name: "dying", Path: "/bin/sh", Args: []string{"-c", "echo >&3; exit 1"}})
@@ -378,5 +361,16 @@ func TestKeepRestartHookFails(t *testing.T) {
 		if alive(pid) {
 			t.Errorf("helper %d of a failed restart still runs", pid)
 		}
+	}
+}
+
+// A driver asks for its helper's health and failure before Start too.
+func TestHealthOfNotStarted(t *testing.T) {
+	var k *Kept
+	if h := HealthOf("pasta", k); h.State != "up" || h.Driver != "pasta" || h.Restarts != 0 {
+		t.Errorf("HealthOf(nil) = %+v, want up, driver pasta", h)
+	}
+	if c := k.Failed(); c != nil {
+		t.Errorf("(*Kept)(nil).Failed() = %v, want nil", c)
 	}
 }

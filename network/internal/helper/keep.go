@@ -73,8 +73,25 @@ func (k *Kept) Health() api.NetworkHealth {
 	return api.NetworkHealth{State: k.state, Restarts: k.restarts, LastError: k.lastErr}
 }
 
-// Failed is closed when the helper is lost for good.
-func (k *Kept) Failed() <-chan struct{} { return k.failed }
+// Failed is closed when the helper is lost for good; nil (never closed) for
+// a nil Kept, a driver not started yet.
+func (k *Kept) Failed() <-chan struct{} {
+	if k == nil {
+		return nil
+	}
+	return k.failed
+}
+
+// HealthOf is network.Supervised's Health for a driver whose helper is k:
+// up while k is nil (not started yet), else k's state.
+func HealthOf(driver string, k *Kept) api.NetworkHealth {
+	h := api.NetworkHealth{State: api.HealthUp}
+	if k != nil {
+		h = k.Health()
+	}
+	h.Driver = driver
+	return h
+}
 
 func (k *Kept) set(state, lastErr string) {
 	k.mu.Lock()

@@ -56,10 +56,19 @@ type Report struct {
 
 // Main is the TestMain of a driver package: in the re-executed child it runs
 // the driver made by newDriver and never returns.
-// newDriver gets the Spec's Config and Options.
-func Main(m *testing.M, newDriver func(network.Config, json.RawMessage) (network.Driver, error)) {
+// newDriver gets the Spec's Config and its Options decoded into an O (the
+// zero O without Options).
+func Main[O any](m *testing.M, newDriver func(network.Config, O) (network.Driver, error)) {
 	if os.Getenv(envChild) != "" {
-		os.Exit(child(newDriver))
+		os.Exit(child(func(c network.Config, opts json.RawMessage) (network.Driver, error) {
+			var o O
+			if len(opts) > 0 {
+				if err := json.Unmarshal(opts, &o); err != nil {
+					return nil, err
+				}
+			}
+			return newDriver(c, o)
+		}))
 	}
 	code := m.Run()
 	cleanup()
