@@ -510,6 +510,13 @@ func (h *harness) udpGroup() *group {
 		pass, fail, best := 0.0, 0.0, 0.0
 	tries:
 		for try := 0; try < 6; try++ {
+			// iperf3 -s closes and binds its TCP listener again after
+			// every test; through --bypass that bind is a round trip to the
+			// launcher, so on a loaded machine the next client could be
+			// refused. Wait for the listener (ss, no probe connection).
+			if err := h.hostListening(ctx, port, 5*time.Second); err != nil {
+				return nil, err
+			}
 			r, err := h.iperfClientTimeout(ctx, time.Duration(udpSecs+8)*time.Second, "-c", "127.0.0.1", "-p", strconv.Itoa(port), "-u", "-l", "1400",
 				"-b", strconv.FormatFloat(*rate, 'f', 0, 64), "-t", strconv.Itoa(udpSecs), "-J")
 			if err != nil {
