@@ -51,10 +51,23 @@ for d in "${dirs[@]}"; do
   fi
   for t in "${targets[@]}"; do
     total=$((total + 1))
+    kept=$(ls "$d/testdata/fuzz/$t" 2>/dev/null || true)
     # The binary runs in the package directory, as go test does: the seeds live in
     # its testdata/fuzz, and so will a new crasher.
     if ! (cd "$d" && "$exe" -test.run='^$' -test.fuzz="^$t\$" -test.fuzztime="$fuzztime" \
       -test.fuzzcachedir="$bin/cache" >"$bin/out" 2>&1); then
+      # Go before 1.27 may fail a target that found nothing: on a loaded machine its
+      # coordinator misses its own -fuzztime deadline and prints only "context
+      # deadline exceeded" (go.dev/issue/75804). A finding always writes a crasher;
+      # so with none written, that message alone and a clean replay of the corpus
+      # (the seeds and every kept crasher), the target passes.
+      if [ "$(ls "$d/testdata/fuzz/$t" 2>/dev/null || true)" = "$kept" ] &&
+        [ "$(grep -cvE '^(fuzz: |warning: |--- FAIL: |FAIL$|[[:space:]]*context deadline exceeded$)' "$bin/out")" = 0 ] &&
+        grep -qE '^[[:space:]]*context deadline exceeded$' "$bin/out" &&
+        (cd "$d" && "$exe" -test.run="^$t\$" >/dev/null 2>&1); then
+        echo "fuzz: $d $t: Go's fuzz coordinator missed its -fuzztime deadline (go.dev/issue/75804, fixed in Go 1.27); nothing was found and the corpus replays clean"
+        continue
+      fi
       cat "$bin/out"
       failed+=("$d $t")
     fi
