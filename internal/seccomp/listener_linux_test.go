@@ -17,6 +17,13 @@ import (
 
 const helperEnv = "UNROOT_SECCOMP_TEST_HELPER"
 
+// The main goroutine keeps the main thread to itself: Go never ends the
+// main thread, so a filter installed from a locked goroutine that happened
+// to run there would outlive that goroutine, and TestGone would wait
+// forever for the POLLHUP that comes once no task holds the filter (it hung
+// so under -race in CI).
+func init() { runtime.LockOSThread() }
+
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) == "bind" {
 		os.Exit(helperBind())
