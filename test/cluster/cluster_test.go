@@ -149,10 +149,18 @@ type cluster struct {
 	prefix string   // of the network namespaces' names
 	dirs   []string // per node: state, etcd data, logs; owned by the test user
 	cmds   []*exec.Cmd
+	// before holds the test user's processes from before the cluster
+	// (background programs of test/e2e that end on their own): only
+	// processes started since count as outliving their unroot.
+	before map[string]bool
 }
 
 func newCluster(t *testing.T, driver string) *cluster {
 	c := &cluster{driver: driver, prefix: fmt.Sprintf("ucl%d%c", os.Getpid()%100000, driver[0]), cmds: make([]*exec.Cmd, len(hosts))}
+	c.before = make(map[string]bool)
+	for _, pid := range userPIDs(ids()) {
+		c.before[pid] = true
+	}
 	t.Cleanup(func() { c.close(t) })
 	sw := c.prefix + "-sw"
 	ipc(t, "netns", "add", sw)
@@ -255,13 +263,12 @@ func (c *cluster) close(t *testing.T) {
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		}
 	}
-	uid, _ := ids()
 	deadline := time.Now().Add(10 * time.Second)
-	for userProcesses(uid) > 0 && time.Now().Before(deadline) {
+	for len(c.newProcesses()) > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := userProcesses(uid); n > 0 {
-		t.Errorf("%d processes of the test user outlived their unroot by 10s", n)
+	if left := c.newProcesses(); len(left) > 0 {
+		t.Errorf("%d processes of the test user outlived their unroot by 10s:\n%s", len(left), strings.Join(left, "\n"))
 	}
 	if t.Failed() {
 		for i := range c.dirs {
@@ -490,9 +497,23 @@ func ids() (int, int) {
 	return uid, gid
 }
 
-func userProcesses(uid int) int {
+func userPIDs(uid, _ int) []string {
 	out, _ := exec.Command("pgrep", "-u", strconv.Itoa(uid)).Output()
-	return len(strings.Fields(string(out)))
+	return strings.Fields(string(out))
+}
+
+// newProcesses lists the test user's processes that were not there before
+// the cluster, with their command lines.
+func (c *cluster) newProcesses() []string {
+	var left []string
+	for _, pid := range userPIDs(ids()) {
+		if c.before[pid] {
+			continue
+		}
+		cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+		left = append(left, pid+" "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+	}
+	return left
 }
 
 func exists(p string) bool {
