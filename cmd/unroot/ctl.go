@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,7 +72,43 @@ func ctlFlag(arg, name string) (value string, hasValue, ok bool) {
 }
 
 func ctlRun(args []string, out io.Writer) error {
-	var socket string
+	socket, args, done, err := ctlParseGlobalFlags(args, out)
+	if done || err != nil {
+		return err
+	}
+	if len(args) == 0 {
+		fmt.Fprint(out, ctlUsage)
+		return nil
+	}
+	cmd := args[0]
+	asJSON, rest, done, err := ctlParseCommandFlags(cmd, args[1:], out)
+	if done || err != nil {
+		return err
+	}
+	newClient := ctlClientFactory(socket)
+	ctx, cancel := cmdContext()
+	defer cancel()
+	switch cmd {
+	case "list-ports":
+		return ctlListPorts(ctx, newClient, out, asJSON)
+	case "add-ports":
+		return ctlAddPorts(ctx, newClient, out, rest, asJSON)
+	case "remove-ports":
+		return ctlRemovePorts(ctx, newClient, out, rest)
+	case "info":
+		return ctlInfo(ctx, newClient, out, asJSON)
+	case "help", "h":
+		fmt.Fprint(out, ctlUsage)
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "No help topic for '%s'\n", cmd)
+	return exitCode(3)
+}
+
+// ctlParseGlobalFlags reads the flags before the command and returns the
+// socket and the arguments from the command on. done is true when a flag
+// (help, version) was already answered or err is set: ctlRun stops there.
+func ctlParseGlobalFlags(args []string, out io.Writer) (socket string, rest []string, done bool, err error) {
 	i := 0
 	for ; i < len(args); i++ {
 		a := args[i]
@@ -85,7 +122,7 @@ func ctlRun(args []string, out io.Writer) error {
 		if v, has, ok := ctlFlag(a, "socket"); ok {
 			if !has {
 				if i+1 >= len(args) {
-					return errors.New("flag needs an argument: -socket")
+					return "", nil, true, errors.New("flag needs an argument: -socket")
 				}
 				i++
 				v = args[i]
@@ -98,22 +135,22 @@ func ctlRun(args []string, out io.Writer) error {
 		}
 		if a == "-h" || a == "--help" || a == "-help" {
 			fmt.Fprint(out, ctlUsage)
-			return nil
+			return "", nil, true, nil
 		}
 		if a == "-v" || a == "--version" || a == "-version" {
 			fmt.Fprintf(out, "rootlessctl version %s\n", unroot.Version)
-			return nil
+			return "", nil, true, nil
 		}
 		fmt.Fprintf(os.Stderr, "Incorrect Usage: flag provided but not defined: %s\n\n%s", a, ctlUsage)
-		return exitCode(1)
+		return "", nil, true, exitCode(1)
 	}
-	if i >= len(args) {
-		fmt.Fprint(out, ctlUsage)
-		return nil
-	}
-	cmd, rest := args[i], args[i+1:]
-	// Command flags come before the arguments, as urfave/cli parses them.
-	asJSON := false
+	return socket, args[i:], false, nil
+}
+
+// ctlParseCommandFlags reads cmd's flags, which come before its arguments
+// as urfave/cli parses them, and returns the arguments after them. done is
+// as for ctlParseGlobalFlags.
+func ctlParseCommandFlags(cmd string, rest []string, out io.Writer) (asJSON bool, args []string, done bool, err error) {
 	j := 0
 	for ; j < len(rest); j++ {
 		a := rest[j]
@@ -130,13 +167,22 @@ func ctlRun(args []string, out io.Writer) error {
 		}
 		if a == "-h" || a == "--help" {
 			fmt.Fprintf(out, "NAME:\n   rootlessctl %s\n", cmd)
-			return nil
+			return false, nil, true, nil
 		}
 		fmt.Fprintf(os.Stderr, "Incorrect Usage: flag provided but not defined: %s\n", a)
-		return exitCode(1)
+		return false, nil, true, exitCode(1)
 	}
-	rest = rest[j:]
-	newClient := func() (*client.Client, error) {
+	return asJSON, rest[j:], false, nil
+}
+
+// ctlClientFunc connects to the API. Commands call it only after checking
+// their arguments, so a usage error wins over a missing socket.
+type ctlClientFunc func() (*client.Client, error)
+
+// ctlClientFactory returns a ctlClientFunc for --socket, or for
+// $ROOTLESSKIT_STATE_DIR/api.sock when socket is "".
+func ctlClientFactory(socket string) ctlClientFunc {
+	return func() (*client.Client, error) {
 		if socket == "" {
 			sd := os.Getenv("ROOTLESSKIT_STATE_DIR")
 			if sd == "" {
@@ -146,105 +192,110 @@ func ctlRun(args []string, out io.Writer) error {
 		}
 		return client.New(socket)
 	}
-	ctx, cancel := cmdContext()
-	defer cancel()
-	switch cmd {
-	case "list-ports":
-		c, err := newClient()
-		if err != nil {
-			return err
-		}
-		ports, err := c.ListPorts(ctx)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			for _, p := range ports {
-				b, _ := json.Marshal(p)
-				fmt.Fprintln(out, string(b))
-			}
-			return nil
-		}
-		w := tabwriter.NewWriter(out, 4, 8, 4, ' ', 0)
-		fmt.Fprintln(w, "ID\tPROTO\tPARENTIP\tPARENTPORT\tCHILDIP\tCHILDPORT\t")
+}
+
+// ctlListPorts prints the published ports as a table, or one JSON object a line.
+func ctlListPorts(ctx context.Context, newClient ctlClientFunc, out io.Writer, asJSON bool) error {
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	ports, err := c.ListPorts(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
 		for _, p := range ports {
-			fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\t%d\t\n", p.ID, p.Spec.Proto, addrOrEmpty(p.Spec.ParentIP), p.Spec.ParentPort, addrOrEmpty(p.Spec.ChildIP), p.Spec.ChildPort)
-		}
-		return w.Flush()
-	case "add-ports":
-		if len(rest) < 1 {
-			return errors.New("no port specified")
-		}
-		var specs []port.Spec
-		for _, a := range rest {
-			s, err := port.ParseSpec(a, port.ParseOptions{})
-			if err != nil {
-				return err
-			}
-			specs = append(specs, s)
-		}
-		c, err := newClient()
-		if err != nil {
-			return err
-		}
-		for _, s := range specs {
-			st, err := c.AddPort(ctx, s)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				b, _ := json.Marshal(st)
-				fmt.Fprintln(out, string(b))
-			} else {
-				fmt.Fprintf(out, "%d\n", st.ID)
-			}
-		}
-		return nil
-	case "remove-ports":
-		if len(rest) < 1 {
-			return errors.New("no ID specified")
-		}
-		var ids []int
-		for _, a := range rest {
-			id, err := strconv.Atoi(a)
-			if err != nil {
-				return err
-			}
-			ids = append(ids, id)
-		}
-		c, err := newClient()
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			if err := c.RemovePort(ctx, id); err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "%d\n", id)
-		}
-		return nil
-	case "info":
-		c, err := newClient()
-		if err != nil {
-			return err
-		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if asJSON {
-			b, _ := json.MarshalIndent(info, "", "    ")
+			b, _ := json.Marshal(p)
 			fmt.Fprintln(out, string(b))
-			return nil
 		}
-		ctlPrintInfo(out, info)
-		return nil
-	case "help", "h":
-		fmt.Fprint(out, ctlUsage)
 		return nil
 	}
-	fmt.Fprintf(os.Stderr, "No help topic for '%s'\n", cmd)
-	return exitCode(3)
+	w := tabwriter.NewWriter(out, 4, 8, 4, ' ', 0)
+	fmt.Fprintln(w, "ID\tPROTO\tPARENTIP\tPARENTPORT\tCHILDIP\tCHILDPORT\t")
+	for _, p := range ports {
+		fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\t%d\t\n", p.ID, p.Spec.Proto, addrOrEmpty(p.Spec.ParentIP), p.Spec.ParentPort, addrOrEmpty(p.Spec.ChildIP), p.Spec.ChildPort)
+	}
+	return w.Flush()
+}
+
+// ctlAddPorts publishes each spec and prints its ID (or its status as
+// JSON). All specs are parsed first, so a bad one publishes nothing.
+func ctlAddPorts(ctx context.Context, newClient ctlClientFunc, out io.Writer, rest []string, asJSON bool) error {
+	if len(rest) < 1 {
+		return errors.New("no port specified")
+	}
+	var specs []port.Spec
+	for _, a := range rest {
+		s, err := port.ParseSpec(a, port.ParseOptions{})
+		if err != nil {
+			return err
+		}
+		specs = append(specs, s)
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	for _, s := range specs {
+		st, err := c.AddPort(ctx, s)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			b, _ := json.Marshal(st)
+			fmt.Fprintln(out, string(b))
+		} else {
+			fmt.Fprintf(out, "%d\n", st.ID)
+		}
+	}
+	return nil
+}
+
+// ctlRemovePorts unpublishes each ID and prints it. All IDs are parsed
+// first, so a bad one removes nothing.
+func ctlRemovePorts(ctx context.Context, newClient ctlClientFunc, out io.Writer, rest []string) error {
+	if len(rest) < 1 {
+		return errors.New("no ID specified")
+	}
+	var ids []int
+	for _, a := range rest {
+		id, err := strconv.Atoi(a)
+		if err != nil {
+			return err
+		}
+		ids = append(ids, id)
+	}
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := c.RemovePort(ctx, id); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%d\n", id)
+	}
+	return nil
+}
+
+// ctlInfo prints the API's info, as rootlessctl's list or as indented JSON.
+func ctlInfo(ctx context.Context, newClient ctlClientFunc, out io.Writer, asJSON bool) error {
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		b, _ := json.MarshalIndent(info, "", "    ")
+		fmt.Fprintln(out, string(b))
+		return nil
+	}
+	ctlPrintInfo(out, info)
+	return nil
 }
 
 func ctlPrintInfo(w io.Writer, info *api.Info) {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/api/client"
 	"github.com/unroot/unroot/port"
 )
@@ -105,11 +106,7 @@ func dockerProxyRun(args []string, status *os.File) error {
 	if err != nil {
 		return err
 	}
-	stateDir := os.Getenv("ROOTLESSKIT_STATE_DIR")
-	if stateDir == "" {
-		return errors.New("$ROOTLESSKIT_STATE_DIR needs to be set: run dockerd under unroot or rootlesskit")
-	}
-	c, err := client.New(filepath.Join(stateDir, "api.sock"))
+	c, err := proxyAPIClient()
 	if err != nil {
 		return err
 	}
@@ -127,33 +124,13 @@ func dockerProxyRun(args []string, status *os.File) error {
 		}
 		return syscall.Exec(real, append([]string{realDockerProxy}, args...), os.Environ())
 	}
-	apiProto := a.proto
-	if !strings.HasSuffix(apiProto, "4") && !strings.HasSuffix(apiProto, "6") {
-		if isIPv6(a.hostIP) {
-			apiProto += "6"
-		} else {
-			apiProto += "4"
-		}
-	}
+	apiProto := proxyAPIProto(a)
 	if !slices.Contains(info.PortDriver.Protos, apiProto) {
-		fmt.Fprintf(os.Stderr, "rootlesskit-docker-proxy: protocol %q is not supported by the port driver %q; not publishing %s on the host\n", apiProto, info.PortDriver.Driver, netip.AddrPortFrom(orUnspec(a.hostIP), uint16(a.hostPort)))
-		if status != nil {
-			fmt.Fprint(status, "0\n")
-			status.Close()
-		}
-		<-ctx.Done()
-		return nil
+		return proxySkipUnsupported(ctx, a, apiProto, info.PortDriver.Driver, status)
 	}
-	childIP := netip.AddrFrom4([4]byte{127, 0, 0, 1})
-	if isIPv6(a.hostIP) {
-		childIP = netip.IPv6Loopback()
-	}
-	if info.PortDriver.DisallowLoopbackChildIP && info.NetworkDriver != nil && info.NetworkDriver.ChildIP != "" {
-		ip, err := netip.ParseAddr(info.NetworkDriver.ChildIP)
-		if err != nil {
-			return fmt.Errorf("the info API's childIP %q: %w", info.NetworkDriver.ChildIP, err)
-		}
-		childIP = ip
+	childIP, err := proxyChildIP(a, info)
+	if err != nil {
+		return err
 	}
 	spec := port.Spec{Proto: apiProto, ParentIP: a.hostIP, ParentPort: a.hostPort, ChildIP: childIP, ChildPort: a.hostPort}
 	st, err := c.AddPort(ctx, spec)
@@ -166,16 +143,78 @@ func dockerProxyRun(args []string, status *os.File) error {
 			fmt.Fprintf(os.Stderr, "rootlesskit-docker-proxy: unpublish port %d: %v\n", st.ID, err)
 		}
 	}()
+	// Checked only now: the port stays published (and is then removed)
+	// exactly as before, whether or not docker-proxy is installed.
 	if lookErr != nil {
 		return fmt.Errorf("find %s: %w (install docker's docker-proxy)", realDockerProxy, lookErr)
 	}
-	realArgs := replaceFlag(args, "host-ip", childIP.String())
+	return runRealProxy(ctx, real, replaceFlag(args, "host-ip", childIP.String()), a.useListenFD, status)
+}
+
+// proxyAPIClient connects to the API socket in $ROOTLESSKIT_STATE_DIR.
+func proxyAPIClient() (*client.Client, error) {
+	stateDir := os.Getenv("ROOTLESSKIT_STATE_DIR")
+	if stateDir == "" {
+		return nil, errors.New("$ROOTLESSKIT_STATE_DIR needs to be set: run dockerd under unroot or rootlesskit")
+	}
+	return client.New(filepath.Join(stateDir, "api.sock"))
+}
+
+// proxyAPIProto is the API's protocol name for a: docker-proxy says "tcp"
+// or "udp", the port driver wants the family too ("tcp4", "udp6").
+func proxyAPIProto(a proxyArgs) string {
+	apiProto := a.proto
+	if !strings.HasSuffix(apiProto, "4") && !strings.HasSuffix(apiProto, "6") {
+		if isIPv6(a.hostIP) {
+			apiProto += "6"
+		} else {
+			apiProto += "4"
+		}
+	}
+	return apiProto
+}
+
+// proxySkipUnsupported reports success to dockerd without publishing a
+// protocol the port driver lacks, so the container still starts, and
+// waits for the signal that would have unpublished it.
+func proxySkipUnsupported(ctx context.Context, a proxyArgs, apiProto, driver string, status *os.File) error {
+	fmt.Fprintf(os.Stderr, "rootlesskit-docker-proxy: protocol %q is not supported by the port driver %q; not publishing %s on the host\n", apiProto, driver, netip.AddrPortFrom(orUnspec(a.hostIP), uint16(a.hostPort)))
+	if status != nil {
+		fmt.Fprint(status, "0\n")
+		status.Close()
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// proxyChildIP is where the real docker-proxy listens in the namespace:
+// loopback of the host IP's family, or the child's own IP where the port
+// driver cannot forward to loopback.
+func proxyChildIP(a proxyArgs, info *api.Info) (netip.Addr, error) {
+	childIP := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	if isIPv6(a.hostIP) {
+		childIP = netip.IPv6Loopback()
+	}
+	if info.PortDriver.DisallowLoopbackChildIP && info.NetworkDriver != nil && info.NetworkDriver.ChildIP != "" {
+		ip, err := netip.ParseAddr(info.NetworkDriver.ChildIP)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("the info API's childIP %q: %w", info.NetworkDriver.ChildIP, err)
+		}
+		childIP = ip
+	}
+	return childIP, nil
+}
+
+// runRealProxy runs the real docker-proxy with realArgs, hands it the
+// status pipe (and the listen fd), and waits for it to exit or for a
+// signal, which it passes on as SIGINT.
+func runRealProxy(ctx context.Context, real string, realArgs []string, useListenFD bool, status *os.File) error {
 	cmd := exec.Command(real, realArgs...)
 	cmd.Args[0] = realDockerProxy
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if status != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, status)
-		if a.useListenFD {
+		if useListenFD {
 			cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(4, "listen-fd"))
 		}
 	}
