@@ -136,30 +136,13 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 		return 1
 	}
 	signals, cmdStarted := catchSignals()
-	if ctl == nil {
-		ctlF := os.NewFile(uintptr(cfg.CtlFD), "ctl")
-		var err error
-		ctl, err = handshake.FromFile(ctlF)
-		ctlF.Close()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
-			return 1
-		}
+	ch, err := openChannels(cfg, ctl)
+	if ch.ctl == nil {
+		fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
+		return 1
 	}
-	if cfg.CmdFD != 0 {
-		syscall.Close(cfg.CmdFD) // read in Run; the command must not inherit it
-	}
-	var done *os.File
-	if cfg.DoneFD != 0 {
-		// Kept from the command: its copy would hold the pipe open.
-		syscall.CloseOnExec(cfg.DoneFD)
-		done = os.NewFile(uintptr(cfg.DoneFD), "done")
-	}
-	sockF := os.NewFile(uintptr(cfg.SockFD), "sock")
-	sock, err := handshake.FromFile(sockF)
-	sockF.Close()
 	fail := func(err error) int {
-		if ctl.Send(handshake.ErrorMsg(err)) != nil {
+		if ch.ctl.Send(handshake.ErrorMsg(err)) != nil {
 			fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
 		}
 		return 1
@@ -167,49 +150,13 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 	if err != nil {
 		return fail(err)
 	}
-	if err := setupNamespaces(cfg); err != nil {
-		return fail(err)
-	}
-	worker := &netnsWorker{}
-	if cfg.DetachNetNS {
-		worker, err = startDetachedNetNS(filepath.Join(cfg.StateDir, statedir.NetNS))
-		if err != nil {
-			return fail(err)
-		}
-	}
-	if err := ctl.Send(handshake.Msg{Kind: handshake.NSReady}); err != nil {
-		return 1
-	}
-	// Overlap: mounts do not depend on the network set-up, so they run
-	// while the parent starts the network driver (which may ask us for a
-	// tap); joined before the network files are bound over /etc.
-	mounts := future.Go(func() (struct{}, error) { return struct{}{}, prepareMounts(cfg) })
-	// Whatever ends the set-up, let the mounts finish first: their scratch
-	// directories are removed as they complete.
-	defer mounts.Wait()
-	setup, err := serveUntilNetwork(ctl, worker)
-	if errors.Is(err, errParentGone) {
-		return 1 // the parent is gone or failed; it reports why
-	} else if err != nil {
-		return fail(err)
-	}
-	// Devices and the state-dir files while the mounts finish; the binds
-	// over /etc need those.
-	// The set-up holds if the driver kept to its prediction and its helper
-	// runs on that very device (one that fell back to a tap of its own
-	// made a new device, with a new index).
-	addressed := preconfigured != 0 && sameSetup(setup, *cfg.PreSetup) && sameLink(worker, cfg.PreTap, preconfigured)
-	netErr := configureNet(cfg, setup, worker, addressed)
-	_, mountErr := mounts.Wait()
-	if err := errors.Join(mountErr, netErr); err != nil {
-		return fail(err)
-	}
-	if err := publishNetFiles(cfg, setup); err != nil {
-		return fail(err)
+	worker, code := setUpNetwork(cfg, ch.ctl, preconfigured, fail)
+	if worker == nil {
+		return code
 	}
 	srv := &sockpool.Server{InNetNS: worker.Do, NewSocket: sys.Socket, Transparent: sockpool.SetupTransparent}
-	go srv.Serve(context.Background(), sock)
-	if err := listenForwards(cfg, ctl, worker); err != nil {
+	go srv.Serve(context.Background(), ch.sock)
+	if err := listenForwards(cfg, ch.ctl, worker); err != nil {
 		return fail(err)
 	}
 
@@ -224,10 +171,100 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 		return fail(err)
 	}
 	cmdStarted <- pid
-	if err := sendStarted(ctl, pid, bypass); err != nil {
+	if err := sendStarted(ch.ctl, pid, bypass); err != nil {
 		return 1
 	}
-	ws := reap(pid, chld)
+	return finish(cfg, reap(pid, chld), ch.done)
+}
+
+// channels are the init's ends of what the launcher handed it.
+type channels struct {
+	ctl  *handshake.Conn // nil when even the control channel failed
+	sock *handshake.Conn // socket requests
+	done *os.File        // nil without one
+}
+
+// openChannels wraps the inherited descriptors; the command inherits none of
+// them. With ctl set and an error, the error is to be reported over ctl.
+func openChannels(cfg Config, ctl *handshake.Conn) (channels, error) {
+	var ch channels
+	if ctl == nil {
+		ctlF := os.NewFile(uintptr(cfg.CtlFD), "ctl")
+		var err error
+		ctl, err = handshake.FromFile(ctlF)
+		ctlF.Close()
+		if err != nil {
+			return ch, err
+		}
+	}
+	ch.ctl = ctl
+	if cfg.CmdFD != 0 {
+		syscall.Close(cfg.CmdFD) // read in Run; the command must not inherit it
+	}
+	if cfg.DoneFD != 0 {
+		// Kept from the command: its copy would hold the pipe open.
+		syscall.CloseOnExec(cfg.DoneFD)
+		ch.done = os.NewFile(uintptr(cfg.DoneFD), "done")
+	}
+	sockF := os.NewFile(uintptr(cfg.SockFD), "sock")
+	var err error
+	ch.sock, err = handshake.FromFile(sockF)
+	sockF.Close()
+	return ch, err
+}
+
+// setUpNetwork runs the namespace stages up to the network files bound
+// into /etc: namespaces, the detached netns, the launcher's network set-up,
+// with the mounts alongside. A nil worker means it failed, with code as the
+// init's exit status (the failure already reported through fail).
+func setUpNetwork(cfg Config, ctl *handshake.Conn, preconfigured int, fail func(error) int) (*netnsWorker, int) {
+	if err := setupNamespaces(cfg); err != nil {
+		return nil, fail(err)
+	}
+	worker := &netnsWorker{}
+	if cfg.DetachNetNS {
+		var err error
+		worker, err = startDetachedNetNS(filepath.Join(cfg.StateDir, statedir.NetNS))
+		if err != nil {
+			return nil, fail(err)
+		}
+	}
+	if err := ctl.Send(handshake.Msg{Kind: handshake.NSReady}); err != nil {
+		return nil, 1
+	}
+	// Overlap: mounts do not depend on the network set-up, so they run
+	// while the parent starts the network driver (which may ask us for a
+	// tap); joined before the network files are bound over /etc.
+	mounts := future.Go(func() (struct{}, error) { return struct{}{}, prepareMounts(cfg) })
+	// Whatever ends the set-up, let the mounts finish first: their scratch
+	// directories are removed as they complete.
+	defer mounts.Wait()
+	setup, err := serveUntilNetwork(ctl, worker)
+	if errors.Is(err, errParentGone) {
+		return nil, 1 // the parent is gone or failed; it reports why
+	} else if err != nil {
+		return nil, fail(err)
+	}
+	// Devices and the state-dir files while the mounts finish; the binds
+	// over /etc need those.
+	// The set-up holds if the driver kept to its prediction and its helper
+	// runs on that very device (one that fell back to a tap of its own
+	// made a new device, with a new index).
+	addressed := preconfigured != 0 && sameSetup(setup, *cfg.PreSetup) && sameLink(worker, cfg.PreTap, preconfigured)
+	netErr := configureNet(cfg, setup, worker, addressed)
+	_, mountErr := mounts.Wait()
+	if err := errors.Join(mountErr, netErr); err != nil {
+		return nil, fail(err)
+	}
+	if err := publishNetFiles(cfg, setup); err != nil {
+		return nil, fail(err)
+	}
+	return worker, 0
+}
+
+// finish runs once the command has ended: no helper outlives the init, the
+// launcher is told, and the command's status becomes the init's.
+func finish(cfg Config, ws syscall.WaitStatus, done *os.File) int {
 	// A helper program under way (iptables preparing transparent sockets
 	// for a port published just before the command ended) finishes and is
 	// reaped by os/exec; none starts after this, so none outlives us.

@@ -495,56 +495,6 @@ func (h *harness) udpGroup() *group {
 		{ID: "udp-port", Title: "UDP host → namespace through a published port, goodput at < 1% loss (iperf3 -u -l 1400)", Unit: "Gbit/s", HigherIsBetter: true,
 			Note: "Each round searches for the edge, at most 6 runs: it starts from the highest rate that passed in the last round (first: 1 Gbit/s), raises it 30% while runs pass, then halves the gap between the highest pass and the lowest run with ≥ 1% loss (after a loss with no pass yet: 90% of what arrived); the figure is the best goodput that passed; a round with no passing run records nothing. Only the builtin port driver: slirp4netns's hostfwd never answers iperf3's UDP handshake (with every peer), and pasta's automatic forwarding learns only UDP ports that stay bound, while iperf3 binds its UDP port per test."},
 	}}
-	udpSecs := 2
-	if h.o.quick {
-		udpSecs = 1
-	}
-	// search looks for the edge in each round: it starts from the highest
-	// rate that passed in the last round, raises it 30% while runs pass,
-	// and once a run has lost ≥ 1% it halves the gap between the highest
-	// pass and the lowest fail; after a fail with no pass yet it drops to
-	// 90% of what arrived. It records the best goodput that passed: one
-	// noisy loss costs a step, not the round's figure.
-	search := func(ctx context.Context, rate *float64, port int) (map[string]float64, error) {
-		var last parse.Iperf3
-		pass, fail, best := 0.0, 0.0, 0.0
-	tries:
-		for try := 0; try < 6; try++ {
-			// iperf3 -s closes and binds its TCP listener again after
-			// every test; through --bypass that bind is a round trip to the
-			// launcher, so on a loaded machine the next client could be
-			// refused. Wait for the listener (ss, no probe connection).
-			if err := h.hostListening(ctx, port, 5*time.Second); err != nil {
-				return nil, err
-			}
-			r, err := h.iperfClientTimeout(ctx, time.Duration(udpSecs+8)*time.Second, "-c", "127.0.0.1", "-p", strconv.Itoa(port), "-u", "-l", "1400",
-				"-b", strconv.FormatFloat(*rate, 'f', 0, 64), "-t", strconv.Itoa(udpSecs), "-J")
-			if err != nil {
-				return nil, err
-			}
-			last = r
-			if r.LostPercent < 1 {
-				pass, best = max(pass, *rate), max(best, r.Goodput())
-			} else if fail == 0 || *rate < fail {
-				fail = *rate
-			}
-			switch {
-			case pass == 0:
-				*rate = max(1e6, r.Goodput()*0.9)
-			case fail == 0:
-				*rate = pass * 1.3
-			case fail/pass < 1.05:
-				break tries // the edge is found
-			default:
-				*rate = (pass + fail) / 2
-			}
-		}
-		if pass == 0 {
-			return nil, fmt.Errorf("loss ≥ 1%% at every rate tried (last: %.1f%% at %.3f Gbit/s)", last.LostPercent, gbps(last.BitsPerSecond))
-		}
-		*rate = pass
-		return map[string]float64{"udp-port": gbps(best)}, nil
-	}
 	loRate := 1e9
 	g.variants = append(g.variants, variant{label: "host loopback", peer: "ref", refKey: "lo", benches: []string{"udp-port"},
 		run: func(ctx context.Context) (map[string]float64, error) {
@@ -555,64 +505,125 @@ func (h *harness) udpGroup() *group {
 			if err := h.hostServer(ctx, "iperf3", []string{"-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port)}, port); err != nil {
 				return nil, err
 			}
-			return search(ctx, &loRate, port)
+			return h.udpSearch(ctx, &loRate, port)
 		}})
-	// The yardstick: the builtin driver in one process with a paced sender
-	// and a sink, and the same sender straight to the sink; it tells the
-	// forwarder's ceiling from iperf3's own on this machine.
-	if h.o.ceiling != "" {
-		for _, y := range []struct{ path, label, peer string }{
-			{"loopback", "yardstick: paced sender → sink over loopback (udp-ceiling)", "ref"},
-			{"published", "yardstick: the same through the builtin driver, in-process, no namespaces (udp-ceiling)", "unroot"},
-		} {
-			g.variants = append(g.variants, variant{label: y.label, peer: y.peer, config: "udp-ceiling", refKey: "yard", benches: []string{"udp-port"},
-				run: func(ctx context.Context) (map[string]float64, error) {
-					secs := "1"
-					if h.o.quick {
-						secs = "0.3"
-					}
-					out, _, err := h.runCmd(ctx, 60*time.Second, true, h.o.ceiling, "-path", y.path, "-rounds", "1", "-secs", secs)
-					if err != nil {
-						return nil, err
-					}
-					v, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
-					if err != nil {
-						return nil, fmt.Errorf("udp-ceiling printed %q: %w", out, err)
-					}
-					return map[string]float64{"udp-port": v}, nil
-				}})
-		}
-	}
+	g.variants = append(g.variants, h.udpCeilingVariants()...)
 	// Only builtin: slirp4netns's hostfwd never answers iperf3's UDP
 	// handshake (every peer times out the same way), and pasta's automatic
 	// forwarding (implicit) learns only UDP ports that stay bound, while
 	// iperf3 binds its UDP port per test.
-	g.variants = append(g.variants, h.peerVariants("builtin", "slirp4netns", "builtin", "lo", []string{"udp-port"}, func(p *peer) func(context.Context) (map[string]float64, error) {
-		rate := 1e9
-		return func(ctx context.Context) (map[string]float64, error) {
-			s, hp, err := h.forward(ctx, p, "builtin", "iperf3 -s -p PORT >/dev/null 2>&1", "tcp", "udp")
-			if err != nil {
-				return nil, err
-			}
-			defer s.stop(h)
-			return search(ctx, &rate, hp)
-		}
-	})...)
+	g.variants = append(g.variants, h.udpForwardVariants("builtin")...)
 	// --bypass: iperf3's UDP socket is a host socket, bound per test.
-	g.variants = append(g.variants, h.peerVariants("bypass", "slirp4netns", "bypass", "lo", []string{"udp-port"}, func(p *peer) func(context.Context) (map[string]float64, error) {
-		rate := 1e9
-		return func(ctx context.Context) (map[string]float64, error) {
-			s, hp, err := h.forward(ctx, p, "bypass", "iperf3 -s -p PORT >/dev/null 2>&1", "tcp", "udp")
-			if err != nil {
-				return nil, err
-			}
-			defer s.stop(h)
-			return search(ctx, &rate, hp)
-		}
-	})...)
+	g.variants = append(g.variants, h.udpForwardVariants("bypass")...)
 	g.variants = append(g.variants, variant{label: b4nLabel + " · bypass", peer: "b4n", config: "bypass", refKey: "lo", benches: []string{"udp-port"},
 		skip: b4nUDP, unsupported: true})
 	return g
+}
+
+// udpSecs is how long each UDP search run lasts, in seconds.
+func (h *harness) udpSecs() int {
+	if h.o.quick {
+		return 1
+	}
+	return 2
+}
+
+// udpSearch looks for the edge in each round: it starts from the highest
+// rate that passed in the last round, raises it 30% while runs pass,
+// and once a run has lost ≥ 1% it halves the gap between the highest
+// pass and the lowest fail; after a fail with no pass yet it drops to
+// 90% of what arrived. It records the best goodput that passed: one
+// noisy loss costs a step, not the round's figure.
+func (h *harness) udpSearch(ctx context.Context, rate *float64, port int) (map[string]float64, error) {
+	udpSecs := h.udpSecs()
+	var last parse.Iperf3
+	pass, fail, best := 0.0, 0.0, 0.0
+tries:
+	for try := 0; try < 6; try++ {
+		// iperf3 -s closes and binds its TCP listener again after
+		// every test; through --bypass that bind is a round trip to the
+		// launcher, so on a loaded machine the next client could be
+		// refused. Wait for the listener (ss, no probe connection).
+		if err := h.hostListening(ctx, port, 5*time.Second); err != nil {
+			return nil, err
+		}
+		r, err := h.iperfClientTimeout(ctx, time.Duration(udpSecs+8)*time.Second, "-c", "127.0.0.1", "-p", strconv.Itoa(port), "-u", "-l", "1400",
+			"-b", strconv.FormatFloat(*rate, 'f', 0, 64), "-t", strconv.Itoa(udpSecs), "-J")
+		if err != nil {
+			return nil, err
+		}
+		last = r
+		if r.LostPercent < 1 {
+			pass, best = max(pass, *rate), max(best, r.Goodput())
+		} else if fail == 0 || *rate < fail {
+			fail = *rate
+		}
+		switch {
+		case pass == 0:
+			*rate = max(1e6, r.Goodput()*0.9)
+		case fail == 0:
+			*rate = pass * 1.3
+		case fail/pass < 1.05:
+			break tries // the edge is found
+		default:
+			*rate = (pass + fail) / 2
+		}
+	}
+	if pass == 0 {
+		return nil, fmt.Errorf("loss ≥ 1%% at every rate tried (last: %.1f%% at %.3f Gbit/s)", last.LostPercent, gbps(last.BitsPerSecond))
+	}
+	*rate = pass
+	return map[string]float64{"udp-port": gbps(best)}, nil
+}
+
+// udpCeilingVariants is the yardstick: the builtin driver in one process
+// with a paced sender and a sink, and the same sender straight to the
+// sink; it tells the forwarder's ceiling from iperf3's own on this
+// machine. None without --ceiling.
+func (h *harness) udpCeilingVariants() []variant {
+	if h.o.ceiling == "" {
+		return nil
+	}
+	var vs []variant
+	for _, y := range []struct{ path, label, peer string }{
+		{"loopback", "yardstick: paced sender → sink over loopback (udp-ceiling)", "ref"},
+		{"published", "yardstick: the same through the builtin driver, in-process, no namespaces (udp-ceiling)", "unroot"},
+	} {
+		vs = append(vs, variant{label: y.label, peer: y.peer, config: "udp-ceiling", refKey: "yard", benches: []string{"udp-port"},
+			run: func(ctx context.Context) (map[string]float64, error) {
+				secs := "1"
+				if h.o.quick {
+					secs = "0.3"
+				}
+				out, _, err := h.runCmd(ctx, 60*time.Second, true, h.o.ceiling, "-path", y.path, "-rounds", "1", "-secs", secs)
+				if err != nil {
+					return nil, err
+				}
+				v, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
+				if err != nil {
+					return nil, fmt.Errorf("udp-ceiling printed %q: %w", out, err)
+				}
+				return map[string]float64{"udp-port": v}, nil
+			}})
+	}
+	return vs
+}
+
+// udpForwardVariants runs the UDP search through slirp4netns with the
+// given port driver, an iperf3 server in the namespace, once per peer;
+// each peer keeps its own starting rate from round to round.
+func (h *harness) udpForwardVariants(driver string) []variant {
+	return h.peerVariants(driver, "slirp4netns", driver, "lo", []string{"udp-port"}, func(p *peer) func(context.Context) (map[string]float64, error) {
+		rate := 1e9
+		return func(ctx context.Context) (map[string]float64, error) {
+			s, hp, err := h.forward(ctx, p, driver, "iperf3 -s -p PORT >/dev/null 2>&1", "tcp", "udp")
+			if err != nil {
+				return nil, err
+			}
+			defer s.stop(h)
+			return h.udpSearch(ctx, &rate, hp)
+		}
+	})
 }
 
 // ---- HTTP through a published port, nginx inside ----
@@ -916,21 +927,10 @@ func (h *harness) outGroup() *group {
 						return nil, err
 					}
 					defer s.stop(h)
-					a := cpuTicks()
-					if err := os.WriteFile(filepath.Join(s.dir, "go"), nil, 0o644); err != nil {
-						return nil, err
-					}
-					if err := s.waitFile(ctx, "done", h.o.duration+30*time.Second); err != nil {
-						return nil, err
-					}
-					b := cpuTicks()
-					out, _ := os.ReadFile(filepath.Join(s.dir, "out.json"))
-					r, err := parse.ParseIperf3(out)
-					if err != nil {
+					return h.tcpOutResult(ctx, s, func(err error) error {
 						gw, _ := os.ReadFile(filepath.Join(s.dir, "gw"))
-						return nil, fmt.Errorf("iperf3 inside to the gateway %q: %w", strings.TrimSpace(string(gw)), err)
-					}
-					return map[string]float64{"tcp-out": gbps(r.Goodput()), "cpu-tcp-out": cpuSeconds(a, b) / (r.Bytes / 1e9)}, nil
+						return fmt.Errorf("iperf3 inside to the gateway %q: %w", strings.TrimSpace(string(gw)), err)
+					})
 				}
 			})...)
 		}
@@ -960,21 +960,31 @@ func (h *harness) b4nOut() variant {
 			return nil, err
 		}
 		defer s.stop(h)
-		a := cpuTicks()
-		if err := os.WriteFile(filepath.Join(s.dir, "go"), nil, 0o644); err != nil {
-			return nil, err
-		}
-		if err := s.waitFile(ctx, "done", h.o.duration+30*time.Second); err != nil {
-			return nil, err
-		}
-		b := cpuTicks()
-		out, _ := os.ReadFile(filepath.Join(s.dir, "out.json"))
-		r, err := parse.ParseIperf3(out)
-		if err != nil {
-			return nil, fmt.Errorf("iperf3 in the container to %s: %w", b4nEgressAddr, err)
-		}
-		return map[string]float64{"tcp-out": gbps(r.Goodput()), "cpu-tcp-out": cpuSeconds(a, b) / (r.Bytes / 1e9)}, nil
+		return h.tcpOutResult(ctx, s, func(err error) error {
+			return fmt.Errorf("iperf3 in the container to %s: %w", b4nEgressAddr, err)
+		})
 	})
+}
+
+// tcpOutResult runs a namespace → host iperf3 client that waits in s for
+// DIR/go and writes DIR/out.json then DIR/done: it signals go, waits for
+// done, and returns the goodput and the host CPU seconds per GB moved.
+// parseFailed wraps the error when out.json is not iperf3's report.
+func (h *harness) tcpOutResult(ctx context.Context, s *session, parseFailed func(error) error) (map[string]float64, error) {
+	a := cpuTicks()
+	if err := os.WriteFile(filepath.Join(s.dir, "go"), nil, 0o644); err != nil {
+		return nil, err
+	}
+	if err := s.waitFile(ctx, "done", h.o.duration+30*time.Second); err != nil {
+		return nil, err
+	}
+	b := cpuTicks()
+	out, _ := os.ReadFile(filepath.Join(s.dir, "out.json"))
+	r, err := parse.ParseIperf3(out)
+	if err != nil {
+		return nil, parseFailed(err)
+	}
+	return map[string]float64{"tcp-out": gbps(r.Goodput()), "cpu-tcp-out": cpuSeconds(a, b) / (r.Bytes / 1e9)}, nil
 }
 
 // ---- memory ----

@@ -128,6 +128,24 @@ func (h *harness) podRun(ctx context.Context, p *peer, net, port string) (map[st
 			_, _, _ = h.runCmd(context.Background(), 10*time.Second, false, "ip", "netns", "del", n)
 		}
 	}()
+	if err := h.makePodHosts(ctx, id, ns); err != nil {
+		return nil, err
+	}
+	if err := waitOldPodsGone(); err != nil {
+		return nil, err
+	}
+	for i, n := range ns {
+		if err := h.startPodNode(ctx, p, net, port, script, i, n); err != nil {
+			return nil, err
+		}
+	}
+	return h.measurePods(ctx)
+}
+
+// makePodHosts makes the two simulated hosts: network namespaces ns
+// joined by a veth pair, each with its address from podHosts and a
+// default route via the other.
+func (h *harness) makePodHosts(ctx context.Context, id string, ns []string) error {
 	steps := [][]string{
 		{"netns", "add", ns[0]},
 		{"netns", "add", ns[1]},
@@ -144,76 +162,80 @@ func (h *harness) podRun(ctx context.Context, p *peer, net, port string) (map[st
 	}
 	for _, s := range steps {
 		if _, _, err := h.runCmd(ctx, 10*time.Second, false, "ip", s...); err != nil {
-			return nil, fmt.Errorf("make the simulated hosts: %w", err)
+			return fmt.Errorf("make the simulated hosts: %w", err)
 		}
 	}
-	// The pods of the last run die with their launcher, a moment after it.
+	return nil
+}
+
+// waitOldPodsGone waits up to 5 s for the pods of the last run, which die
+// with their launcher, a moment after it.
+func waitOldPodsGone() error {
 	for deadline := time.Now().Add(5 * time.Second); pidOf("pod-1-2") != 0 || pidOf("pod-2-3") != 0; {
 		if time.Now().After(deadline) {
-			return nil, errors.New("pods of an earlier run are still alive after 5 s")
+			return errors.New("pods of an earlier run are still alive after 5 s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	var nodes []*started
-	for i, n := range ns {
-		dir, err := h.scratch()
-		if err != nil {
-			return nil, err
-		}
-		sh := filepath.Join(dir, "node.sh")
-		if err := os.WriteFile(sh, script, 0o755); err != nil {
-			return nil, err
-		}
-		env := []string{"env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + h.home, "XDG_RUNTIME_DIR=" + filepath.Join(h.work, "run"),
-			"TMPDIR=/tmp", "LANG=C.UTF-8", "NODE=" + strconv.Itoa(i+1), "HOSTS=" + strings.Join(podHosts, " "), "DIR=" + dir, "ETCD=0"}
-		args := []string{"--net=/run/netns/" + n, "--"}
-		if p == nil {
-			args = append(append(args, env...), "bash", sh)
-		} else {
-			args = append(args, "setpriv", "--reuid="+strconv.Itoa(h.uid), "--regid="+strconv.Itoa(h.gid), "--init-groups", "--")
-			launcher := []string{p.bin}
-			if net == "pasta" && port == "builtin" {
-				launcher = []string{filepath.Join(h.o.unroot, "unroot"), "run"}
-			}
-			args = append(append(append(args, env...), launcher...), "--net="+net, "--port-driver="+port, "--copy-up=/etc", "--disable-host-loopback", "--pidns",
-				"--state-dir="+filepath.Join(dir, "state"), "-p", "0.0.0.0:8472:8472/udp", "--", "bash", sh)
-		}
-		st, err := h.start(h.command(ctx, false, "nsenter", args...))
-		if err != nil {
-			return nil, err
-		}
-		nodes = append(nodes, st)
-		deadline := time.Now().Add(30 * time.Second)
-		for !exists(filepath.Join(dir, "ready")) {
-			if st.exited() {
-				return nil, fmt.Errorf("node %d exited before it was ready (%v): %s", i+1, st.err, tail(st.stderr.String()+"\n"+st.stdout.String(), 3))
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return nil, fmt.Errorf("node %d not ready after 30 s: %s", i+1, tail(st.stderr.String(), 3))
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+	return nil
+}
+
+// startPodNode starts node i+1 (the node script) in the simulated host n
+// and waits up to 30 s for it to be ready.
+func (h *harness) startPodNode(ctx context.Context, p *peer, net, port string, script []byte, i int, n string) error {
+	dir, err := h.scratch()
+	if err != nil {
+		return err
 	}
+	sh := filepath.Join(dir, "node.sh")
+	if err := os.WriteFile(sh, script, 0o755); err != nil {
+		return err
+	}
+	st, err := h.start(h.command(ctx, false, "nsenter", h.podNodeArgs(p, net, port, sh, dir, i, n)...))
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !exists(filepath.Join(dir, "ready")) {
+		if st.exited() {
+			return fmt.Errorf("node %d exited before it was ready (%v): %s", i+1, st.err, tail(st.stderr.String()+"\n"+st.stdout.String(), 3))
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("node %d not ready after 30 s: %s", i+1, tail(st.stderr.String(), 3))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// podNodeArgs is nsenter's command line that runs the node script sh in
+// the simulated host n: as root when p is nil, else as the user inside
+// p's launcher with network driver net and port driver port.
+func (h *harness) podNodeArgs(p *peer, net, port, sh, dir string, i int, n string) []string {
+	env := []string{"env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + h.home, "XDG_RUNTIME_DIR=" + filepath.Join(h.work, "run"),
+		"TMPDIR=/tmp", "LANG=C.UTF-8", "NODE=" + strconv.Itoa(i+1), "HOSTS=" + strings.Join(podHosts, " "), "DIR=" + dir, "ETCD=0"}
+	args := []string{"--net=/run/netns/" + n, "--"}
+	if p == nil {
+		return append(append(args, env...), "bash", sh)
+	}
+	args = append(args, "setpriv", "--reuid="+strconv.Itoa(h.uid), "--regid="+strconv.Itoa(h.gid), "--init-groups", "--")
+	launcher := []string{p.bin}
+	if net == "pasta" && port == "builtin" {
+		launcher = []string{filepath.Join(h.o.unroot, "unroot"), "run"}
+	}
+	return append(append(append(args, env...), launcher...), "--net="+net, "--port-driver="+port, "--copy-up=/etc", "--disable-host-loopback", "--pidns",
+		"--state-dir="+filepath.Join(dir, "state"), "-p", "0.0.0.0:8472:8472/udp", "--", "bash", sh)
+}
+
+// measurePods runs iperf3 from pod 10.244.1.2 to pod 10.244.2.3 across
+// the overlay and returns the goodput.
+func (h *harness) measurePods(ctx context.Context) (map[string]float64, error) {
 	client, server := pidOf("pod-1-2"), pidOf("pod-2-3")
 	if client == 0 || server == 0 {
 		return nil, fmt.Errorf("the pods did not start (pod-1-2 pid %d, pod-2-3 pid %d)", client, server)
 	}
-	inPod := func(pid int, args ...string) []string {
-		return append([]string{"-t", strconv.Itoa(pid), "-n", "--"}, args...)
-	}
-	srv, err := h.start(h.command(ctx, false, "nsenter", inPod(server, "iperf3", "-s", "-p", "5201")...))
-	if err != nil {
+	if err := h.startPodServer(ctx, server); err != nil {
 		return nil, err
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		out, _, _ := h.runCmd(ctx, 5*time.Second, false, "nsenter", inPod(server, "ss", "-Hltn", "sport = :5201")...)
-		if strings.TrimSpace(out) != "" {
-			break
-		}
-		if srv.exited() || time.Now().After(deadline) {
-			return nil, fmt.Errorf("iperf3 server in pod 10.244.2.3 did not start: %s", tail(srv.stderr.String(), 2))
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	// The first connection may wait for the overlay's first packets.
 	var last error
@@ -226,6 +248,31 @@ func (h *harness) podRun(ctx context.Context, p *peer, net, port string) (map[st
 		last = errors.Join(err, perr)
 	}
 	return nil, fmt.Errorf("iperf3 between the pods: %w", last)
+}
+
+// startPodServer starts an iperf3 server in the pod whose holder is server
+// and waits up to 10 s for it to listen.
+func (h *harness) startPodServer(ctx context.Context, server int) error {
+	srv, err := h.start(h.command(ctx, false, "nsenter", inPod(server, "iperf3", "-s", "-p", "5201")...))
+	if err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out, _, _ := h.runCmd(ctx, 5*time.Second, false, "nsenter", inPod(server, "ss", "-Hltn", "sport = :5201")...)
+		if strings.TrimSpace(out) != "" {
+			return nil
+		}
+		if srv.exited() || time.Now().After(deadline) {
+			return fmt.Errorf("iperf3 server in pod 10.244.2.3 did not start: %s", tail(srv.stderr.String(), 2))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// inPod is nsenter's arguments that run args in the network namespace
+// of the process pid.
+func inPod(pid int, args ...string) []string {
+	return append([]string{"-t", strconv.Itoa(pid), "-n", "--"}, args...)
 }
 
 // pidOf finds the process whose argv[0] is name (node.sh names each pod's
