@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -264,30 +265,18 @@ s.sendto(b"hi", ("198.18.0.1",5353)); print(s.recvfrom(2048)[0].decode())`)
 	if err != nil || !strings.HasPrefix(got, "peer=198.18.0.1:") || !strings.HasSuffix(got, " hi") {
 		t.Errorf("UDP echo: %v: %q, want peer=198.18.0.1:PORT hi", err, got)
 	}
+	// iperf3 through the bypassed ports. The UDP row runs at 10 Mbit/s:
+	// at 100 its datagrams filled the server's socket buffer within 20 ms,
+	// so any pause of the server on a loaded machine lost half of them;
+	// what it checks is that datagrams reach the bypassed socket.
 	for _, args := range [][]string{
-		{"-p", "5201"}, {"-p", "5202"}, {"-p", "5201", "-6", "-c", "::1"}, {"-p", "5201", "-u", "-b", "100M"},
+		{"-p", "5201"}, {"-p", "5202"}, {"-p", "5201", "-6", "-c", "::1"}, {"-p", "5201", "-u", "-b", "10M"},
 	} {
 		full := append([]string{"-c", "198.18.0.1", "-t", "1", "-J"}, args...)
 		if args[len(args)-2] == "-c" {
 			full = append([]string{"-t", "1", "-J"}, args...)
 		}
-		o, err := bpIn(ns, 20*time.Second, "iperf3", full...)
-		var r struct {
-			End struct {
-				Sum struct {
-					Bytes       float64 `json:"bytes"`
-					LostPercent float64 `json:"lost_percent"`
-				} `json:"sum"`
-				SumReceived struct {
-					Bytes float64 `json:"bytes"`
-				} `json:"sum_received"`
-			} `json:"end"`
-			Error string `json:"error"`
-		}
-		json.Unmarshal([]byte(o), &r)
-		if err != nil || r.Error != "" || (r.End.SumReceived.Bytes == 0 && r.End.Sum.Bytes == 0) || r.End.Sum.LostPercent > 50 {
-			t.Errorf("iperf3 %v: %v: error %q, received %v bytes, lost %v%%", full, err, r.Error, r.End.SumReceived.Bytes+r.End.Sum.Bytes, r.End.Sum.LostPercent)
-		}
+		bpIperf3(t, ns, full)
 	}
 	// Egress: the connection to 198.18.0.1:7000 is the inside program's
 	// own host socket, not the network driver's.
@@ -314,6 +303,49 @@ s.sendto(b"hi", ("198.18.0.1",5353)); print(s.recvfrom(2048)[0].decode())`)
 	stop()
 	time.Sleep(200 * time.Millisecond)
 	bpNoLeft(t, mark)
+}
+
+// bpIperf3 runs the iperf3 client args in ns and fails unless data got
+// through: iperf3 3.12 with -J exits 0 on errors such as "connection
+// refused", so its JSON "error" is what tells. "The server is busy" (it is
+// still finishing the previous row's test) is retried a few times.
+func bpIperf3(t *testing.T, ns string, args []string) {
+	t.Helper()
+	var r struct {
+		End struct {
+			Sum struct {
+				Bytes       float64 `json:"bytes"`
+				Packets     float64 `json:"packets"`
+				LostPackets float64 `json:"lost_packets"`
+			} `json:"sum"`
+			SumReceived struct {
+				Bytes float64 `json:"bytes"`
+			} `json:"sum_received"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	var o string
+	var err error
+	for try := 0; try < 5; try++ {
+		o, err = bpIn(ns, 20*time.Second, "iperf3", args...)
+		r.Error = ""
+		if jerr := json.Unmarshal([]byte(o), &r); jerr != nil && err == nil {
+			err = fmt.Errorf("iperf3 printed no JSON: %w", jerr)
+		}
+		if !strings.Contains(r.Error, "busy") {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	sum := r.End.Sum
+	switch {
+	case err != nil || r.Error != "":
+		t.Errorf("iperf3 %v: %v: error %q: %s", args, err, r.Error, o)
+	case slices.Contains(args, "-u") && (sum.Packets == 0 || sum.Packets-sum.LostPackets < sum.Packets/10):
+		t.Errorf("iperf3 %v: %v of %v datagrams reached the server", args, sum.Packets-sum.LostPackets, sum.Packets)
+	case !slices.Contains(args, "-u") && r.End.SumReceived.Bytes == 0:
+		t.Errorf("iperf3 %v: the server received nothing", args)
+	}
 }
 
 func launcherPID(t *testing.T, state string) int {
