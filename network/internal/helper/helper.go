@@ -225,6 +225,11 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	return nil, errors.New(msg)
 }
 
+// exitFDGrace is how long Close waits for a helper with an exit fd to see
+// EOF on it and exit before it sends SIGTERM. Tests raise it so that a
+// loaded machine cannot turn a clean exit into a signalled one.
+var exitFDGrace = 200 * time.Millisecond
+
 // PID is the helper's process id.
 func (p *Process) PID() int { return p.pid }
 
@@ -243,7 +248,7 @@ func (p *Process) Close() error {
 		close(p.closed)
 		if p.exitW != nil {
 			p.exitW.Close()
-			if wait(p.done, 200*time.Millisecond) {
+			if wait(p.done, exitFDGrace) {
 				return
 			}
 		}
