@@ -216,7 +216,8 @@ func TestEngineConnecting(t *testing.T) {
 	}
 }
 
-// TestEngineRefused: a refused connect resets the client.
+// TestEngineRefused: a refused connect resets the client, and its owner
+// hears why first (ConnectFailed).
 func TestEngineRefused(t *testing.T) {
 	e := newEngine(t)
 	ln := listen(t)
@@ -226,17 +227,21 @@ func TestEngineRefused(t *testing.T) {
 	defer client.Close()
 	deadline(t, client)
 	var redialed atomic.Bool
+	var failed atomic.Value
 	g := e.NewGroup()
 	g.Add(Pair{Client: a, Child: rawDial(t, addr), Redial: func() (int, time.Duration, error) {
 		redialed.Store(true)
 		return -1, 0, errors.New("unexpected")
-	}})
+	}, ConnectFailed: func(err error) { failed.Store(err) }})
 	_, err := client.Read(make([]byte, 1))
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client read: %v, want a reset", err)
 	}
 	if redialed.Load() {
 		t.Error("a refused connect was dialled again")
+	}
+	if err, _ := failed.Load().(error); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("ConnectFailed got %v before the reset, want connection refused", err)
 	}
 }
 
