@@ -267,7 +267,21 @@ func TestEngineRedial(t *testing.T) {
 	fullAddr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*unix.SockaddrInet4).Port}
 	filler := rawDial(t, fullAddr)
 	defer unix.Close(filler)
-	time.Sleep(50 * time.Millisecond)
+	// The filler's handshake completes in softirq context, which a loaded
+	// machine defers: wait until the listener has it queued (a listening
+	// socket's TCP_INFO unacked is its accept queue's length).
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		info, err := unix.GetsockoptTCPInfo(full, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Unacked >= 1 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("the filler connection never reached the accept queue")
+		}
+	}
 
 	ln := listen(t)
 	client, a := rawPair(t)
@@ -383,7 +397,7 @@ func TestEngineClientCC(t *testing.T) {
 		server.CloseWrite()
 	}()
 	// The client reads nothing yet, so the relay's writes to it fill up.
-	for i := 0; ccOf(a) != cc && i < 200; i++ {
+	for end := time.Now().Add(10 * time.Second); ccOf(a) != cc && time.Now().Before(end); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if got := ccOf(a); got != cc {

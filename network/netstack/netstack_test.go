@@ -956,24 +956,23 @@ func iperf3(t testing.TB, ns *testNS, gateway string, secs int, reverse bool) fl
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Wait()
+	exited := make(chan struct{})
+	go func() { srv.Wait(); close(exited) }()
+	defer func() { <-exited }()
 	defer srv.Process.Kill()
-	var out []byte
-	for range 50 { // wait for the server to listen
-		args := []string{"-c", gateway, "-p", fmt.Sprint(port), "-t", fmt.Sprint(secs), "-J"}
-		if reverse {
-			args = append(args, "-R") // host→namespace
-		}
-		out, err = ns.exec(ctx, "iperf3", args...)
-		// iperf 3.12 with -J exits 0 even when the server refused, so
-		// the output, not the status, says whether it listens yet.
-		if !bytes.Contains(out, []byte("refused")) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	// The client runs once the server listens: iperf 3.12 with -J exits 0
+	// even when refused, and a probe connection would use up -1's one test.
+	if !waitListening(port, exited) {
+		t.Logf("iperf3 -s on port %d never listened", port)
+		return 0
 	}
-	if err != nil {
-		t.Fatalf("iperf3 client: %v\n%s", err, out)
+	args := []string{"-c", gateway, "-p", fmt.Sprint(port), "-t", fmt.Sprint(secs), "-J"}
+	if reverse {
+		args = append(args, "-R") // host→namespace
+	}
+	out, err := ns.exec(ctx, "iperf3", args...)
+	if err != nil && len(out) == 0 {
+		t.Fatalf("iperf3 client: %v", err)
 	}
 	var res struct {
 		Error string `json:"error"`
@@ -990,6 +989,29 @@ func iperf3(t testing.TB, ns *testNS, gateway string, secs int, reverse bool) fl
 		t.Logf("iperf3 moved nothing: %q\n%s", res.Error, out)
 	}
 	return res.End.SumReceived.BitsPerSecond / 1e9
+}
+
+// waitListening waits up to 20 s for a TCP listener on 127.0.0.1:port in the
+// host's network namespace (an unlocked thread's: only do's threads enter
+// the test namespace, locked) and reports whether one came before exited
+// closed.
+func waitListening(port int, exited <-chan struct{}) bool {
+	want := fmt.Sprintf("0100007F:%04X", port)
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		select {
+		case <-exited:
+			return false
+		default:
+		}
+		b, _ := os.ReadFile("/proc/thread-self/net/tcp")
+		for _, line := range strings.Split(string(b), "\n") {
+			// sl local_address rem_address st ...; 0A is LISTEN.
+			if f := strings.Fields(line); len(f) > 3 && f[1] == want && f[3] == "0A" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func TestIperf3(t *testing.T) {

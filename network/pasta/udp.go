@@ -1,12 +1,11 @@
 package pasta
 
 import (
-	"context"
 	"fmt"
-	"os/exec"
 	"regexp"
-	"syscall"
 	"time"
+
+	"github.com/unroot/unroot/network/internal/helper"
 )
 
 // With --udp-ports=auto, pasta forwards the UDP ports bound in the
@@ -65,12 +64,5 @@ const versionTimeout = 2 * time.Second
 
 // pastaVersion is what "path --version" prints, or "" if it does not answer.
 func pastaVersion(path string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), versionTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, "--version")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 500 * time.Millisecond
-	out, _ := cmd.CombinedOutput()
-	return string(out)
+	return helper.Output(path, versionTimeout, "--version")
 }

@@ -125,3 +125,22 @@ func FuzzTail(f *testing.F) {
 		}
 	})
 }
+
+// Output returns what the program printed, its status aside, and gives up
+// on one that does not answer, with the whole process group.
+func TestOutput(t *testing.T) {
+	if got := Output("/bin/sh", 10*time.Second, "-c", "echo out; echo err >&2; exit 3"); got != "out\nerr\n" {
+		t.Errorf("Output = %q, want both streams", got)
+	}
+	marker := "output-hang-" + filepath.Base(t.TempDir())
+	begin := time.Now()
+	got := Output("/bin/sh", 300*time.Millisecond, "-c", "echo started; M="+marker+" sleep 60; echo never")
+	if took := time.Since(begin); got != "started\n" || took > 5*time.Second {
+		t.Errorf("Output of a hung program = %q after %v, want what it printed, soon", got, took)
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(markedProcs(marker)) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hung program's sleep is left: %v", markedProcs(marker))
+		}
+	}
+}
