@@ -194,7 +194,7 @@ func TestPortsBuiltin(t *testing.T) {
 	srv := ptServer(t)
 	ps := ptPorts(t, 9)
 	spec := func(f string, a ...any) string { return "--publish=" + fmt.Sprintf(f, a...) }
-	state, _, cmd, wait := lcStart(t, "unroot", "run", "--net=slirp4netns",
+	state, child, cmd, wait := lcStart(t, "unroot", "run", "--net=slirp4netns",
 		spec("127.0.0.1:%d:8000/tcp", ps[0]),
 		spec("[::1]:%d:8000/tcp6", ps[1]),
 		spec("127.0.0.1:%d:[::1]:8000/tcp", ps[2]),
@@ -233,12 +233,17 @@ func TestPortsBuiltin(t *testing.T) {
 		}
 	})
 	t.Run("iperf3", func(t *testing.T) {
+		// iperf3 -s starts beside the HTTP server the wait above saw.
+		waitListening(t, child, 5201, 20*time.Second)
 		// UDP at a rate and datagram size an overlay uses (VXLAN frames of
 		// about 1.4 KB): this checks that iperf3's traffic gets through, not
 		// how fast (bench/ measures that); at 1 Gbit/s of 32 KB datagrams a
 		// loaded 2-CPU machine loses most of them wherever they are relayed.
 		for _, args := range [][]string{{}, {"-u", "-b", "300M", "-l", "1400"}} {
-			out, err := exec.Command("iperf3", append([]string{"-c", "127.0.0.1", "-p", strconv.Itoa(ps[7]), "-t", "2", "-J"}, args...)...).Output()
+			out, err := iperf3Retry(func() (string, error) {
+				out, err := exec.Command("iperf3", append([]string{"-c", "127.0.0.1", "-p", strconv.Itoa(ps[7]), "-t", "2", "-J"}, args...)...).Output()
+				return string(out), err
+			})
 			var res struct {
 				End struct {
 					SumReceived struct {
@@ -250,7 +255,7 @@ func TestPortsBuiltin(t *testing.T) {
 					}
 				}
 			}
-			if jerr := json.Unmarshal(out, &res); err != nil || jerr != nil {
+			if jerr := json.Unmarshal([]byte(out), &res); err != nil || jerr != nil {
 				t.Errorf("iperf3 %v: %v %v: %.300s", args, err, jerr, out)
 				continue
 			}
