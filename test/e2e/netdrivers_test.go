@@ -294,6 +294,72 @@ func TestPastaImplicitPorts(t *testing.T) {
 	checkHelperGone(t, r, "pasta")
 }
 
+// pasta's implicit forwarding publishes the UDP ports the command binds only
+// since passt 2023_11_19: an older pasta (Debian 12's 2023_03_09) looks for
+// them once, before the command runs, and forwards TCP alone. unroot says so
+// once at start-up, with the fix, and only then.
+func TestPastaImplicitUDP(t *testing.T) {
+	srv := ptServer(t)
+	port := ptPorts(t, 1)[0]
+	script := fmt.Sprintf(`"%s" -http 0.0.0.0:%d -udp 0.0.0.0:%d >/dev/null & read _; kill $!`, srv, port, port)
+	var tcpOK, udpOK bool
+	r := runNetDuring(t, []string{"--net=pasta", "--port-driver=implicit"}, script, func(string) {
+		// pasta scans the namespace's TCP ports about once a second; a
+		// pasta that scans UDP ports does so in the same round.
+		tcpOK = waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/", port), 10*time.Second)
+		deadline := time.Now().Add(3 * time.Second)
+		for tcpOK && !udpOK && time.Now().Before(deadline) {
+			udpOK = udpAnswers(fmt.Sprintf("127.0.0.1:%d", port))
+		}
+	})
+	if r.Code != 0 {
+		t.Fatalf("exit %d\nstderr: %s", r.Code, r.Stderr)
+	}
+	if !tcpOK {
+		t.Fatalf("TCP port %d never forwarded by pasta\nstderr: %s", port, r.Stderr)
+	}
+	const warning = "forwards only TCP with --port-driver=implicit"
+	n := strings.Count(r.Stderr, warning)
+	switch {
+	case udpOK && n > 0:
+		t.Errorf("pasta forwards UDP, yet unroot warned that it does not:\n%s", r.Stderr)
+	case !udpOK && n != 1:
+		t.Errorf("pasta forwarded no UDP; want the warning %q once, got it %d times in:\n%s", warning, n, r.Stderr)
+	case !udpOK && !strings.Contains(r.Stderr, "--port-driver=builtin"):
+		t.Errorf("the warning names no fix:\n%s", r.Stderr)
+	}
+	t.Logf("UDP forwarded by this pasta: %v; warned %d times", udpOK, n)
+	checkHelperGone(t, r, "pasta")
+}
+
+// waitHTTP reports whether url answers within d.
+func waitHTTP(url string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		resp, err := (&http.Client{Timeout: time.Second}).Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
+}
+
+// udpAnswers reports whether a datagram to addr gets an answer within 250 ms.
+func udpAnswers(addr string) bool {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.Write([]byte("ping"))
+	c.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
+	buf := make([]byte, 512)
+	n, err := c.Read(buf)
+	return err == nil && strings.HasPrefix(string(buf[:n]), "peer=")
+}
+
 // slirp4netns --ipv6: the command has IPv6 at once (no wait for SLAAC) and
 // reaches the host's ::1 through fd00::2; resolv.conf lists fd00::3.
 func TestSlirp4netnsIPv6(t *testing.T) {
