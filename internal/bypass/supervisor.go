@@ -114,6 +114,9 @@ func Start(cfg Config) (*Supervisor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := cfg.Listener.SyncWakeUp(); err != nil {
+		log.Debug("bypass: without synchronous wake-ups", "err", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Supervisor{cfg: cfg, log: log.With("component", "bypass"), stop: stop, ctx: ctx, done: cancel,
 		bound: map[boundKey]*boundPort{}, aside: map[int]bool{}, warned: map[string]bool{}, limits: map[string]*lograte.Limiter{}, swapped: map[uint64]swap{}}
@@ -162,12 +165,30 @@ func (s *Supervisor) loop() {
 			s.log.Warn("receive seccomp notification", "err", err)
 			return
 		}
+		if n.Nr == unix.SYS_SENDMSG && s.plainSendmsg(n) {
+			// Most sendmsg calls (unix sockets, connected sockets) carry
+			// no address: answered here, without waking another thread.
+			s.cont(n)
+			continue
+		}
 		handlers.Add(1)
 		go func() {
 			defer handlers.Done()
 			s.handle(n)
 		}()
 	}
+}
+
+// plainSendmsg reports whether a trapped sendmsg names no IPv4/IPv6
+// destination (or its header cannot be read because the pointer is bad or
+// the caller is gone, which the kernel answers as without --bypass).
+func (s *Supervisor) plainSendmsg(n seccomp.Notif) bool {
+	var b [msghdrSize]byte
+	if err := seccomp.ReadMem(int(n.Pid), n.Args[1], b[:]); err != nil {
+		return errors.Is(err, unix.EFAULT) || errors.Is(err, unix.ESRCH)
+	}
+	h := decodeMsghdr(b[:])
+	return h.name == 0 || !slices.Contains(inetLens[:], h.namelen)
 }
 
 // warnOnce logs a problem the user should know of once per kind.
