@@ -25,8 +25,9 @@ type sockInfo struct {
 // the thread that made the call) into this one.
 func takeSocket(tid, fd int) (int, error) {
 	pidfd, err := unix.PidfdOpen(tid, 0)
-	if err == unix.EINVAL {
-		// Not the thread-group leader: a pidfd names a process.
+	if err == unix.EINVAL || err == unix.ENOENT {
+		// Not the thread-group leader: a pidfd names a process. Older
+		// kernels say EINVAL, newer ones (6.18) ENOENT.
 		b, rerr := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
 		if pid, ok := parseTgid(string(b)); rerr == nil && ok {
 			pidfd, err = unix.PidfdOpen(pid, 0)

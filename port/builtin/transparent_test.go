@@ -23,7 +23,10 @@ func TestClientAddressKept(t *testing.T) {
 	host := newNSSource(t)
 	const v4, v6 = "198.18.7.1", "fd00:5eed::7"
 	host.ip(t, "addr", "add", v4+"/32", "dev", "lo")
-	host.ip(t, "-6", "addr", "add", v6+"/128", "dev", "lo")
+	// nodad: an address without it is tentative until the kernel's DAD
+	// work has run, which a loaded machine runs late, and until then a
+	// bind to it fails (EADDRNOTAVAIL).
+	host.ip(t, "-6", "addr", "add", v6+"/128", "dev", "lo", "nodad")
 
 	ln4 := child.listen(t, "tcp", "127.0.0.1:0")
 	ln6 := child.listen(t, "tcp", "[::1]:0")
