@@ -144,6 +144,10 @@ func (f *Forwarder) startLocked(sp Spec, fd int) (Status, error) {
 	f.nextID++
 	f.fwds[st.ID] = &active{status: st, stop: stop}
 	f.log.Debug("forwarding", "id", st.ID, "spec", sp.String())
+	if w := hostSocketWarning(sp); w != "" {
+		f.log.Warn(w)
+		st.Warning = w
+	}
 	return st, nil
 }
 

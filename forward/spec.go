@@ -38,6 +38,10 @@ type Spec struct {
 type Status struct {
 	ID   int  `json:"id"`
 	Spec Spec `json:"spec"`
+	// Warning, in the answer to an add only, says why the host service
+	// cannot be reached yet (a unix socket that does not exist); the
+	// forward is made all the same and works once the service is there.
+	Warning string `json:"warning,omitempty"`
 }
 
 // ParseSpec parses the --forward grammar:

@@ -29,6 +29,7 @@ func (f *Forwarder) startTCP(fd int, sp Spec) (func(), error) {
 		f.eng = eng
 	}
 	g := f.eng.NewGroup()
+	fails := &failureLog{sp: sp, log: f.log}
 	done := make(chan struct{})
 	var (
 		mu     sync.Mutex
@@ -54,13 +55,13 @@ func (f *Forwarder) startTCP(fd int, sp Spec) (func(), error) {
 			}
 			hfd, err := dialHost(sp)
 			if err != nil {
-				f.log.Debug("connecting to the host service failed; resetting the connection", "forward", sp.String(), "err", err)
+				fails.failed(err)
 				sys.CloseReset(cfd)
 				continue
 			}
 			// The engine owns both from here, and resets the client if the
 			// connect fails.
-			add(relay.Pair{Client: cfd, Child: hfd})
+			add(relay.Pair{Client: cfd, Child: hfd, ConnectFailed: fails.failed})
 		}
 		return true
 	}

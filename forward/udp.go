@@ -30,7 +30,7 @@ func (f *Forwarder) startUDP(fd int, sp Spec) (func(), error) {
 		return nil, err
 	}
 	ns := pc.(*net.UDPConn)
-	u := &udpForward{f: f, sp: sp, ns: ns, flows: map[netip.AddrPort]*net.UDPConn{}}
+	u := &udpForward{f: f, sp: sp, ns: ns, flows: map[netip.AddrPort]*net.UDPConn{}, fails: &failureLog{sp: sp, log: f.log}}
 	u.wg.Add(1)
 	go u.serve()
 	return func() {
@@ -53,6 +53,7 @@ type udpForward struct {
 	mu     sync.Mutex
 	closed bool
 	flows  map[netip.AddrPort]*net.UDPConn
+	fails  *failureLog
 }
 
 func (u *udpForward) serve() {
@@ -74,7 +75,7 @@ func (u *udpForward) serve() {
 		}
 		c.SetReadDeadline(time.Now().Add(UDPIdleTimeout))
 		if _, err := c.Write(buf[:n]); err != nil {
-			u.f.log.Debug("udp forward write to the host service failed", "forward", u.sp.String(), "err", err)
+			u.fails.failed(err)
 		}
 	}
 }
@@ -93,7 +94,7 @@ func (u *udpForward) flow(client netip.AddrPort) *net.UDPConn {
 	}
 	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(u.sp.hostAddrPort()))
 	if err != nil {
-		u.f.log.Debug("udp forward to the host service failed", "forward", u.sp.String(), "err", err)
+		u.fails.failed(err)
 		return nil
 	}
 	u.flows[client] = c
@@ -128,6 +129,7 @@ func (u *udpForward) replies(client netip.AddrPort, c *net.UDPConn) {
 			}
 			// ECONNREFUSED from an ICMP error: the service is not up
 			// (yet); keep the flow for its next datagram.
+			u.fails.failed(err)
 			continue
 		}
 		if _, err := u.ns.WriteToUDPAddrPort(buf[:n], client); err != nil && errors.Is(err, net.ErrClosed) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -70,6 +71,9 @@ Inside, connect to 127.0.0.1:NSPORT (or the tap address).`,
 				st, err := c.AddForward(ctx, sp)
 				if err != nil {
 					return nil, 0, fmt.Errorf("forward %s: %w", sp, forwardsHint(err))
+				}
+				if st.Warning != "" {
+					fmt.Fprintln(os.Stderr, "unroot: warning: "+st.Warning)
 				}
 				return st, st.ID, nil
 			})

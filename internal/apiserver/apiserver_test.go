@@ -328,6 +328,9 @@ func TestPeerCredentials(t *testing.T) {
 	ln.(*ownerListener).uid = owner // as if a user other than root launched
 	var logBuf testutil.SyncBuffer
 	ln.(*ownerListener).log = slog.New(slog.NewTextHandler(&logBuf, nil))
+	// One line per interval: an hour, so that however slowly the curls
+	// below run, they fall in the first.
+	ln.(*ownerListener).refused.Every = time.Hour
 	srv := NewHTTPServer(New(Config{Info: testInfo, Ports: &memDriver{}}), nil)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })

@@ -56,6 +56,10 @@ type Pair struct {
 	// once bytes for it queue up: a transfer, not an exchange of small
 	// messages, which would pay the setsockopt for nothing.
 	ClientCC string
+	// ConnectFailed, if set, is called with the reason when Child's
+	// connect (and its redial, if any) fails for good, just before the
+	// client is reset. It runs on the engine's thread: it must not block.
+	ConnectFailed func(error)
 }
 
 // Group is a set of pairs that end together: the connections of one
@@ -193,6 +197,7 @@ type link struct {
 	timeout    time.Duration
 	redial     func() (int, time.Duration, error)
 	clientCC   string
+	failed     func(error) // Pair.ConnectFailed
 	closed     bool
 }
 
@@ -370,7 +375,7 @@ func (l *loop) add(g *Group, in Pair) {
 		l.pairs = append(l.pairs, nil)
 	}
 	l.gen++
-	p := &link{slot: slot, gen: l.gen & (1<<30 - 1), g: g, fd: [2]int{in.Client, in.Child}, connecting: true, timeout: in.ConnectTimeout, redial: in.Redial, clientCC: in.ClientCC}
+	p := &link{slot: slot, gen: l.gen & (1<<30 - 1), g: g, fd: [2]int{in.Client, in.Child}, connecting: true, timeout: in.ConnectTimeout, redial: in.Redial, clientCC: in.ClientCC, failed: in.ConnectFailed}
 	l.pairs[slot] = p
 	l.arm(p)
 	if !l.update(p, 0) || !l.update(p, 1) {
@@ -442,6 +447,12 @@ func (l *loop) pump(p *link, side int) bool {
 			break
 		}
 		if err != 0 {
+			if side == dirOut && p.connecting && isConnectError(err) {
+				// The child's connect failed, and this read is where
+				// the loop learns of it.
+				l.connectFailed(p, err)
+				return false
+			}
 			l.log.Debug("relay: read failed", "side", side, "err", err)
 			l.close(p, false)
 			return false
@@ -486,6 +497,13 @@ func (l *loop) flush(p *link, side int) (bool, error) {
 			return false, nil
 		}
 		if err != 0 {
+			if side == dirIn && p.connecting && isConnectError(err) {
+				// The child's connect failed, and writing the client's
+				// first bytes is where the loop learns of it: the same
+				// reset (or redial) as when epoll reports it first.
+				l.connectFailed(p, err)
+				return false, err
+			}
 			l.log.Debug("relay: write failed", "side", side, "err", err)
 			l.close(p, false)
 			return false, err
@@ -550,7 +568,7 @@ func (l *loop) update(p *link, side int) bool {
 func (l *loop) connectFailed(p *link, err error) {
 	if p.redial == nil || errors.Is(err, unix.ECONNREFUSED) {
 		l.log.Debug("relay: connect in the child failed; resetting the client", "err", err)
-		l.close(p, true)
+		l.connectGaveUp(p, err)
 		return
 	}
 	l.log.Debug("relay: connect failed; dialling again", "err", err)
@@ -574,7 +592,7 @@ func (l *loop) connectFailed(p *link, err error) {
 			}
 			if err != nil {
 				l.log.Debug("relay: dialling again failed; resetting the client", "err", err)
-				l.close(p, true)
+				l.connectGaveUp(p, err)
 				return
 			}
 			p.fd[1], p.connecting, p.timeout = fd, true, timeout
@@ -585,6 +603,25 @@ func (l *loop) connectFailed(p *link, err error) {
 			unix.Close(fd)
 		}
 	})
+}
+
+// isConnectError reports an error only a failed connect gives; a reset
+// after the connect succeeded (ECONNRESET, EPIPE) is no connect failure.
+func isConnectError(err unix.Errno) bool {
+	switch err {
+	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.ETIMEDOUT:
+		return true
+	}
+	return false
+}
+
+// connectGaveUp tells the pair's owner why its connect failed for good and
+// resets the client.
+func (l *loop) connectGaveUp(p *link, err error) {
+	if p.failed != nil {
+		p.failed(err)
+	}
+	l.close(p, true)
 }
 
 // close closes both sockets and frees the pair's slot once the current

@@ -216,7 +216,8 @@ func TestEngineConnecting(t *testing.T) {
 	}
 }
 
-// TestEngineRefused: a refused connect resets the client.
+// TestEngineRefused: a refused connect resets the client, and its owner
+// hears why first (ConnectFailed).
 func TestEngineRefused(t *testing.T) {
 	e := newEngine(t)
 	ln := listen(t)
@@ -226,17 +227,72 @@ func TestEngineRefused(t *testing.T) {
 	defer client.Close()
 	deadline(t, client)
 	var redialed atomic.Bool
+	var failed atomic.Value
 	g := e.NewGroup()
 	g.Add(Pair{Client: a, Child: rawDial(t, addr), Redial: func() (int, time.Duration, error) {
 		redialed.Store(true)
 		return -1, 0, errors.New("unexpected")
-	}})
+	}, ConnectFailed: func(err error) { failed.Store(err) }})
 	_, err := client.Read(make([]byte, 1))
 	if !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("client read: %v, want a reset", err)
 	}
 	if redialed.Load() {
 		t.Error("a refused connect was dialled again")
+	}
+	if err, _ := failed.Load().(error); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("ConnectFailed got %v before the reset, want connection refused", err)
+	}
+}
+
+// TestEngineRefusedAfterClientSpoke: a connect refused while the client's
+// first bytes wait to be relayed resets the client and reports
+// ConnectFailed too, whichever the loop notices first: the refusal, or a
+// write into the failed socket.
+func TestEngineRefusedAfterClientSpoke(t *testing.T) {
+	e := newEngine(t)
+	ln := listen(t)
+	addr := ln.Addr().(*net.TCPAddr)
+	ln.Close() // nothing listens there now
+	g := e.NewGroup()
+	var failed atomic.Int32
+	const n = 30
+	clients := make([]*net.TCPConn, n)
+	for i := range clients {
+		client, a := rawPair(t)
+		defer client.Close()
+		deadline(t, client)
+		client.Write([]byte("early"))
+		child := rawDial(t, addr)
+		waitTCPClosed(t, child) // refused before the engine sees it
+		g.Add(Pair{Client: a, Child: child, ConnectFailed: func(error) { failed.Add(1) }})
+		clients[i] = client
+	}
+	for i, c := range clients {
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("client %d read: %v, want a reset", i, err)
+		}
+	}
+	if got := failed.Load(); got != n {
+		t.Errorf("ConnectFailed called %d times for %d refused connects", got, n)
+	}
+}
+
+// waitTCPClosed waits until fd's connect has failed (TCP_CLOSE), without
+// taking its error (SO_ERROR would).
+func waitTCPClosed(t *testing.T, fd int) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State == 7 { // TCP_CLOSE
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("connect still in state %d after 5 s", info.State)
+		}
 	}
 }
 
@@ -262,7 +318,21 @@ func TestEngineRedial(t *testing.T) {
 	fullAddr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*unix.SockaddrInet4).Port}
 	filler := rawDial(t, fullAddr)
 	defer unix.Close(filler)
-	time.Sleep(50 * time.Millisecond)
+	// The filler's handshake completes in softirq context, which a loaded
+	// machine defers: wait until the listener has it queued (a listening
+	// socket's TCP_INFO unacked is its accept queue's length).
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		info, err := unix.GetsockoptTCPInfo(full, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Unacked >= 1 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("the filler connection never reached the accept queue")
+		}
+	}
 
 	ln := listen(t)
 	client, a := rawPair(t)
@@ -378,7 +448,7 @@ func TestEngineClientCC(t *testing.T) {
 		server.CloseWrite()
 	}()
 	// The client reads nothing yet, so the relay's writes to it fill up.
-	for i := 0; ccOf(a) != cc && i < 200; i++ {
+	for end := time.Now().Add(10 * time.Second); ccOf(a) != cc && time.Now().Before(end); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if got := ccOf(a); got != cc {

@@ -15,12 +15,8 @@ import (
 // Before the target is known a terminating signal goes to early and is not
 // held; another one is held and reaches the target once it is known.
 func TestRelayHoldsUntilTarget(t *testing.T) {
-	cmd := exec.Command("sh", "-c", "trap 'exit 7' USR1; while :; do sleep 0.01; done")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := startTrapper(t)
 	defer cmd.Process.Kill()
-	time.Sleep(100 * time.Millisecond) // let sh install the trap
 	f := <-CatchAsync()
 	f.Ready()
 	defer f.Stop()

@@ -29,11 +29,7 @@ func TestForwardable(t *testing.T) {
 
 // A real process receives what we forward: sh traps USR1 and exits 7.
 func TestForwardToProcess(t *testing.T) {
-	cmd := exec.Command("sh", "-c", "trap 'exit 7' USR1; while :; do sleep 0.01; done")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond) // let sh install the trap
+	cmd := startTrapper(t)
 	f := Catch()
 	f.Ready()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -20,7 +20,7 @@ func Main(m *testing.M) {
 	gs := goroutines()
 	code := m.Run()
 	if code == 0 {
-		if leak := waitLeaks(fds, gs, 5*time.Second); leak != "" {
+		if leak := waitLeaks(fds, gs, 15*time.Second); leak != "" {
 			fmt.Fprintf(os.Stderr, "testutil.Main: the tests passed but left behind:\n%s", leak)
 			code = 1
 		}

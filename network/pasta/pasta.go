@@ -53,6 +53,9 @@ type Driver struct {
 	implicit bool
 	probe    *helper.Probe
 	log      *slog.Logger
+	// version is what pasta --version prints; run only when the options
+	// it lists leave its UDP forwarding in doubt.
+	version func() string
 
 	childIP, gateway, dns netip.Addr
 
@@ -85,6 +88,7 @@ func New(cfg network.Config, o Options) (*Driver, error) {
 	}
 	d.childIP, d.gateway, d.dns = network.Addresses(cfg.CIDR)
 	d.probe = helper.ProbeHelp(d.path)
+	d.version = func() string { return pastaVersion(d.path) }
 	return d, nil
 }
 
@@ -234,6 +238,11 @@ func (d *Driver) features(flags map[string]bool, c network.Child) (features, []s
 	}
 	if d.implicit && d.cfg.DisableHostLoopback {
 		warn = append(warn, "with --port-driver=implicit, pasta also mirrors ports bound on the host's 127.0.0.1 to 127.0.0.1 inside (its automatic forwarding needs --tcp-ns auto); --disable-host-loopback only closes the gateway address")
+	}
+	if d.implicit {
+		if w := implicitUDPWarning(d.path, flags, d.version); w != "" {
+			warn = append(warn, w)
+		}
 	}
 	return f, warn, nil
 }

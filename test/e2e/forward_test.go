@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -180,4 +181,97 @@ func TestForwardAtRunTime(t *testing.T) {
 	if r.Code != 1 || !strings.Contains(r.Stderr, "reverse forwarding is off: pasta's implicit port forwarding") {
 		t.Errorf("forward add with implicit ports: exit %d, %q, %q", r.Code, r.Stdout, r.Stderr)
 	}
+}
+
+// A forward to a host socket that does not exist yet is made, with one
+// warning that names the fix (at start-up for --forward, in the answer for
+// `unroot ports forward add`), and works once the service creates its
+// socket. Connections that fail meanwhile, to the socket or to a host port
+// where nothing listens, are logged as warnings, rate-limited.
+func TestForwardMissingSocket(t *testing.T) {
+	t.Parallel()
+	cl := fwClient(t)
+	dir := TempDir(t)
+	sock := filepath.Join(dir, "later.sock")
+	down := closedPort(t) // refuses connections while the test runs
+	state, pid, cmd, wait := lcStart(t, "unroot", "run", "--net=netstack",
+		"--forward="+sock+":5432", "--forward=127.0.0.1:"+strconv.Itoa(down)+":5000", "sleep", "infinity")
+	inside := func(args ...string) (string, error) {
+		out, err := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(pid), "-n", cl}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	const tries = 4
+	for range tries {
+		if out, err := inside("tcp", "127.0.0.1:5432", "early"); err == nil {
+			t.Fatalf("forward to a missing socket answered %q", out)
+		}
+		if out, err := inside("tcp", "127.0.0.1:5000", "early"); err == nil {
+			t.Fatalf("forward to a host port where nothing listens answered %q", out)
+		}
+	}
+	// The service comes up: the forward made before it now reaches it.
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(sock, 0o777)
+	t.Cleanup(func() { ul.Close() })
+	go func() {
+		for {
+			c, err := ul.Accept()
+			if err != nil {
+				return
+			}
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			io.WriteString(c, "unix:"+line)
+			c.Close()
+		}
+	}()
+	if out, err := inside("tcp", "127.0.0.1:5432", "late"); err != nil || out != "unix:late\n" {
+		t.Errorf("once the socket exists: %q, %v; want unix:late", out, err)
+	}
+	// Through the API: the forward is made, and the warning shown to the caller.
+	missing := filepath.Join(dir, "missing.sock")
+	r := RunUser(t, 10*time.Second, "unroot", "ports", "--state-dir="+state, "forward", "add", missing+":5433")
+	wantAdd := "unroot: warning: forward " + missing + ":5433/tcp: no socket at " + missing + " yet"
+	if r.Code != 0 || r.Stdout != "3\n" || !strings.HasPrefix(r.Stderr, wantAdd) || strings.Count(r.Stderr, "\n") != 1 {
+		t.Errorf("forward add to a missing socket: exit %d, %q, %q; want ID 3 and one line %q...", r.Code, r.Stdout, r.Stderr, wantAdd)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	res := wait()
+	count := func(s string) int { return strings.Count(res.Stderr, s) }
+	if n := count("no socket at " + sock + " yet: connections to port 5432 inside are reset until a service listens there; start the service, or fix the path"); n != 1 {
+		t.Errorf("%d start-up warnings of the missing socket, want 1:\n%s", n, res.Stderr)
+	}
+	if n := count("no socket at " + missing + " yet"); n != 1 {
+		t.Errorf("%d launcher warnings of the socket added through the API, want 1:\n%s", n, res.Stderr)
+	}
+	for what, fix := range map[string]string{
+		"connecting to the host socket failed":  "start the service that listens on " + sock,
+		"connecting to the host service failed": "start the service at 127.0.0.1:" + strconv.Itoa(down),
+	} {
+		if n := count(what); n < 1 || n >= tries || count(fix) != n {
+			t.Errorf("%q: %d warnings (%d with the fix %q) for %d failures; want at least one, rate-limited, each with the fix:\n%s", what, n, count(fix), fix, tries, res.Stderr)
+		}
+	}
+}
+
+// closedPort returns a TCP port on 127.0.0.1 that refuses connections
+// until the test ends: a socket bound to it, never listening, keeps other
+// programs from listening there.
+func closedPort(t *testing.T) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }

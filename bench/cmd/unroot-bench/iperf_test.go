@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -46,7 +47,10 @@ func TestRetryBusyWaitsForTheServer(t *testing.T) {
 			t.Fatal("iperf3 -s did not listen within 10 s")
 		}
 	}
-	first := exec.CommandContext(ctx, "iperf3", "-c", "127.0.0.1", "-p", p, "-t", "2", "-b", "10M")
+	// The first test runs until the second client has been refused once,
+	// however slowly that client starts: then it is stopped, and the
+	// server frees up for the second.
+	first := exec.CommandContext(ctx, "iperf3", "-c", "127.0.0.1", "-p", p, "-t", "50", "-b", "10M")
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +62,9 @@ func TestRetryBusyWaitsForTheServer(t *testing.T) {
 	}
 	tries := 0
 	r, err := retryBusy(ctx, func() (parse.Iperf3, error) {
-		tries++
+		if tries++; tries == 2 {
+			first.Process.Signal(os.Interrupt)
+		}
 		out, _ := exec.CommandContext(ctx, "iperf3", "-c", "127.0.0.1", "-p", p, "-t", "1", "-b", "10M", "-J").Output()
 		return parse.ParseIperf3(out)
 	})

@@ -18,24 +18,47 @@ func TestKillTreeReachesDaemonizedGrandchild(t *testing.T) {
 	if out, err := exec.Command("sh", "-c", "sleep 300 >/dev/null 2>&1 & exit 0").CombinedOutput(); err != nil {
 		t.Fatalf("sh: %v: %s", err, out)
 	}
-	found := false
-	for _, p := range descendants() {
-		if p.Comm == "sleep" && !p.zombie {
-			found = true
-		}
-	}
-	if !found {
+	// sh may exit before its child has exec'd sleep (it is then still
+	// named sh): wait for the name, not for sh.
+	if !waitDescendants(func(ps []proc) bool { return liveNamed(ps, "sleep") > 0 }) {
 		t.Fatal("the orphaned sleep is not among the harness's descendants: subreaper not in effect")
 	}
 	if n := killTree(nil); n == 0 {
 		t.Fatal("killTree killed nothing")
 	}
-	time.Sleep(50 * time.Millisecond)
-	for _, p := range descendants() {
-		if !p.zombie {
-			t.Fatalf("still running after killTree: %s (%d)", p.Comm, p.pid)
+	// A killed process still has to be scheduled to die.
+	if !waitDescendants(func(ps []proc) bool { return liveNamed(ps, "") == 0 }) {
+		for _, p := range descendants() {
+			if !p.zombie {
+				t.Errorf("still running after killTree: %s (%d)", p.Comm, p.pid)
+			}
 		}
 	}
+}
+
+// waitDescendants polls the harness's descendants until ok holds of them,
+// for at most 10 s, and reports whether it did.
+func waitDescendants(ok func([]proc) bool) bool {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ok(descendants()) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
+// liveNamed counts the processes in ps that are not zombies and, unless
+// comm is empty, are named comm.
+func liveNamed(ps []proc, comm string) int {
+	n := 0
+	for _, p := range ps {
+		if !p.zombie && (comm == "" || p.Comm == comm) {
+			n++
+		}
+	}
+	return n
 }
 
 func TestCPUSeconds(t *testing.T) {

@@ -78,35 +78,88 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	readyR, readyW, err := os.Pipe()
+	pp, err := newPipes(o)
 	if err != nil {
-		return nil, fmt.Errorf("start %s: ready pipe: %w", o.Name, err)
+		return nil, err
 	}
-	defer readyR.Close()
-	files := []*os.File{readyW}
-	var exitR, exitW *os.File
-	if o.ExitFD {
-		exitR, exitW, err = os.Pipe()
-		if err != nil {
-			readyW.Close()
-			return nil, fmt.Errorf("start %s: exit pipe: %w", o.Name, err)
-		}
-		files = append(files, exitR)
-	}
+	defer pp.readyR.Close()
 	p := &Process{
 		name:    o.Name,
 		log:     log,
 		out:     &tail{log: log, name: o.Name},
-		exitW:   exitW,
+		exitW:   pp.exitW,
 		done:    make(chan struct{}),
 		closed:  make(chan struct{}),
 		started: make(chan struct{}),
 	}
-	cmd := &exec.Cmd{
+	err = p.fork(helperCmd(o, p.out, pp.files()), o.Name)
+	pp.closeChildEnds()
+	if err != nil {
+		if pp.exitW != nil {
+			pp.exitW.Close()
+		}
+		return nil, fmt.Errorf("start %s: %w", o.Name, err)
+	}
+	// Closed on return: the owner goroutine reports a lost helper only
+	// once Start has decided it was ready.
+	defer close(p.started)
+	why, ok := p.awaitReady(ctx, watchReady(pp.readyR))
+	if ok {
+		return p, nil
+	}
+	p.Close()
+	return nil, startError(o, why, p.out.String())
+}
+
+// pipes are the helper's ready pipe and, with Options.ExitFD, its exit
+// pipe; the helper gets readyW (fd 3) and exitR (fd 4).
+type pipes struct {
+	readyR, readyW, exitR, exitW *os.File
+}
+
+func newPipes(o Options) (pipes, error) {
+	var pp pipes
+	var err error
+	pp.readyR, pp.readyW, err = os.Pipe()
+	if err != nil {
+		return pipes{}, fmt.Errorf("start %s: ready pipe: %w", o.Name, err)
+	}
+	if o.ExitFD {
+		pp.exitR, pp.exitW, err = os.Pipe()
+		if err != nil {
+			pp.readyR.Close()
+			pp.readyW.Close()
+			return pipes{}, fmt.Errorf("start %s: exit pipe: %w", o.Name, err)
+		}
+	}
+	return pp, nil
+}
+
+// files are the helper's ExtraFiles: ReadyFD, then ExitFD if any.
+func (pp pipes) files() []*os.File {
+	if pp.exitR == nil {
+		return []*os.File{pp.readyW}
+	}
+	return []*os.File{pp.readyW, pp.exitR}
+}
+
+// closeChildEnds closes unroot's copies of the ends the helper holds, so
+// that the ready pipe reads EOF once the helper is gone.
+func (pp pipes) closeChildEnds() {
+	pp.readyW.Close()
+	if pp.exitR != nil {
+		pp.exitR.Close()
+	}
+}
+
+// helperCmd is the helper's command: output to out, its own process group,
+// killed if the thread that forked it ends.
+func helperCmd(o Options, out io.Writer, files []*os.File) *exec.Cmd {
+	return &exec.Cmd{
 		Path:       o.Path,
 		Args:       append([]string{o.Path}, o.Args...),
-		Stdout:     p.out,
-		Stderr:     p.out,
+		Stdout:     out,
+		Stderr:     out,
 		ExtraFiles: files,
 		SysProcAttr: &syscall.SysProcAttr{
 			Pdeathsig: syscall.SIGKILL,
@@ -116,10 +169,14 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		// Wait block on them.
 		WaitDelay: time.Second,
 	}
+}
+
+// fork starts cmd from a goroutine that owns the helper: it forks it from
+// a locked thread, keeps that thread (and so Pdeathsig) alive while the
+// helper runs, reaps it and closes done. It ends when the helper exits.
+// fork returns once the helper is forked, or why it could not be.
+func (p *Process) fork(cmd *exec.Cmd, name string) error {
 	forked := make(chan error, 1)
-	// This goroutine owns the helper: it forks it from a locked thread, keeps
-	// that thread (and so Pdeathsig) alive while the helper runs, reaps it and
-	// closes done. It ends when the helper exits.
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
@@ -138,26 +195,23 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		case <-p.closed:
 		default:
 			if p.ready.Load() {
-				log.Warn(o.Name+" exited unexpectedly", "err", werr, "output", p.out.String())
+				p.log.Warn(name+" exited unexpectedly", "err", werr, "output", p.out.String())
 			}
 		}
 	}()
-	err = <-forked
-	readyW.Close()
-	if exitR != nil {
-		exitR.Close()
-	}
-	if err != nil {
-		if exitW != nil {
-			exitW.Close()
-		}
-		return nil, fmt.Errorf("start %s: %w", o.Name, err)
+	if err := <-forked; err != nil {
+		return err
 	}
 	p.pid = cmd.Process.Pid
+	return nil
+}
 
+// watchReady reads the ready pipe and sends nil once the helper writes to
+// it, or why it never will. The goroutine ends when the helper writes its
+// byte or exits (EOF once its copy of the write end is gone), or when
+// Start returns and closes readyR.
+func watchReady(readyR *os.File) <-chan error {
 	ready := make(chan error, 1)
-	// Ends when the helper writes its byte or exits (EOF once its copy of
-	// the write end is gone), or when Start returns and closes readyR.
 	go func() {
 		var b [64]byte
 		n, err := readyR.Read(b[:])
@@ -170,26 +224,31 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		}
 		ready <- err
 	}()
-	defer close(p.started)
+	return ready
+}
+
+// awaitReady waits for the helper's ready byte, its exit, the end of ctx
+// or DefaultReadyTimeout (when ctx has no deadline). It reports true once
+// the helper is ready, else why it is not.
+func (p *Process) awaitReady(ctx context.Context, ready <-chan error) (why string, ok bool) {
 	timeout := time.NewTimer(DefaultReadyTimeout)
 	defer timeout.Stop()
-	if _, ok := ctx.Deadline(); ok {
+	if _, hasDeadline := ctx.Deadline(); hasDeadline {
 		timeout.Stop()
 	}
-	var why string
 	select {
 	case err := <-ready:
 		if err == nil {
 			p.ready.Store(true)
-			return p, nil
+			return "", true
 		}
 		// EOF on the ready pipe usually means the helper died; give Wait a
 		// moment so the error reports its status.
 		select {
 		case <-p.done:
-			why = "exited (" + exitText(p.err) + ") before it was ready"
+			return "exited (" + exitText(p.err) + ") before it was ready", false
 		case <-time.After(500 * time.Millisecond):
-			why = err.Error()
+			return err.Error(), false
 		}
 	case <-p.done:
 		// It may have written its byte just before it exited, and the
@@ -199,18 +258,21 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		case err := <-ready:
 			if err == nil {
 				p.ready.Store(true)
-				return p, nil
+				return "", true
 			}
 		case <-time.After(500 * time.Millisecond):
 		}
-		why = "exited (" + exitText(p.err) + ") before it was ready"
+		return "exited (" + exitText(p.err) + ") before it was ready", false
 	case <-ctx.Done():
-		why = "was not ready before " + ctx.Err().Error()
+		return "was not ready before " + ctx.Err().Error(), false
 	case <-timeout.C:
-		why = fmt.Sprintf("was not ready within %v", DefaultReadyTimeout)
+		return fmt.Sprintf("was not ready within %v", DefaultReadyTimeout), false
 	}
-	p.Close()
-	out := p.out.String()
+}
+
+// startError is Start's error for a helper that was not ready: why, its
+// last output, and the fix o.Hint finds in that output.
+func startError(o Options, why, out string) error {
 	msg := fmt.Sprintf("start %s: %s", o.Name, why)
 	if out != "" {
 		msg += ": " + out
@@ -219,11 +281,16 @@ func Start(ctx context.Context, o Options) (*Process, error) {
 		if h := o.Hint(out); h != "" {
 			// The hint is the device's own state (see TunHint): the
 			// helper could not open it.
-			return nil, operr.Wrap(operr.Tun, "/dev/net/tun", errors.New(msg+"; fix: "+h))
+			return operr.Wrap(operr.Tun, "/dev/net/tun", errors.New(msg+"; fix: "+h))
 		}
 	}
-	return nil, errors.New(msg)
+	return errors.New(msg)
 }
+
+// exitFDGrace is how long Close waits for a helper with an exit fd to see
+// EOF on it and exit before it sends SIGTERM. Tests raise it so that a
+// loaded machine cannot turn a clean exit into a signalled one.
+var exitFDGrace = 200 * time.Millisecond
 
 // PID is the helper's process id.
 func (p *Process) PID() int { return p.pid }
@@ -243,7 +310,7 @@ func (p *Process) Close() error {
 		close(p.closed)
 		if p.exitW != nil {
 			p.exitW.Close()
-			if wait(p.done, 200*time.Millisecond) {
+			if wait(p.done, exitFDGrace) {
 				return
 			}
 		}

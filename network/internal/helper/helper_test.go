@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,18 +78,19 @@ func TestStartReadyAndClose(t *testing.T) {
 
 func TestExitFD(t *testing.T) {
 	// The helper exits by itself once unroot's end of the exit pipe closes.
+	// Close's grace before SIGTERM is raised so that a slow machine cannot
+	// turn the clean exit into a signalled one; a helper that never sees EOF
+	// is still signalled (a minute on) and fails the test.
+	defer func(d time.Duration) { exitFDGrace = d }(exitFDGrace)
+	exitFDGrace = time.Minute
 	p, err := Start(context.Background(), Options{Name: "sh", Path: "/bin/sh", ExitFD: true,
 		Args: []string{"-c", "echo >&3; read x <&4; echo bye"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	p.Close()
-	if d := time.Since(start); d > 200*time.Millisecond {
-		t.Errorf("Close took %v: the helper did not see EOF on its exit fd", d)
-	}
-	if !strings.Contains(p.Output(), "bye") {
-		t.Errorf("output %q: the helper did not exit through its exit fd", p.Output())
+	if p.err != nil || !strings.Contains(p.Output(), "bye") {
+		t.Errorf("exit %v, output %q: the helper did not exit through its exit fd", p.err, p.Output())
 	}
 }
 
@@ -117,15 +119,50 @@ func TestStartClosesReadyFDWithoutWriting(t *testing.T) {
 	}
 }
 
+// expiring is a context whose deadline passes when expire is called: a test
+// can let it pass once the helper has got as far as it means to.
+type expiring struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+func newExpiring() *expiring {
+	return &expiring{Context: context.Background(), done: make(chan struct{})}
+}
+
+func (e *expiring) expire()               { e.once.Do(func() { close(e.done) }) }
+func (e *expiring) Done() <-chan struct{} { return e.done }
+func (e *expiring) Err() error {
+	select {
+	case <-e.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
 func TestStartContextEnds(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, err := Start(ctx, Options{Name: "sh", Path: "/bin/sh", Args: []string{"-c", "echo waiting >&2; exec sleep 60"}})
+	// The deadline passes once the helper has written its stderr line (it
+	// then creates a file), however long it took to get that far.
+	said := filepath.Join(t.TempDir(), "said")
+	ctx := newExpiring()
+	expired := make(chan time.Time, 1)
+	go func() {
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(said); err == nil {
+				break
+			}
+		}
+		expired <- time.Now()
+		ctx.expire()
+	}()
+	_, err := Start(ctx, Options{Name: "sh", Path: "/bin/sh", Args: []string{"-c", "echo waiting >&2; : >" + said + "; exec sleep 60"}})
+	at := <-expired
 	if err == nil || !strings.Contains(err.Error(), "was not ready before context deadline exceeded: waiting") {
 		t.Fatalf("error = %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(at); d > 2*time.Second {
 		t.Errorf("Start took %v after the deadline", d)
 	}
 }

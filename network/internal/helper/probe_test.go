@@ -66,14 +66,30 @@ func TestProbeHangs(t *testing.T) {
 	if took > 3*time.Second {
 		t.Errorf("the probe took %v to give up, want about ProbeTimeout (%v)", took, ProbeTimeout)
 	}
-	// The script and its sleep are gone.
-	time.Sleep(100 * time.Millisecond)
+	// The script and its sleep are gone: killed, though the sleep, reparented
+	// when the script died, may take a moment to be scheduled and exit.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		left := markedProcs(marker)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes of the hung probe are left: %v", left)
+		}
+	}
+}
+
+// markedProcs lists the live processes with M=marker in their environment (a
+// zombie's environment reads empty).
+func markedProcs(marker string) []string {
+	var left []string
 	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
 	for _, f := range procs {
 		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "M="+marker) {
-			t.Errorf("a process of the hung probe is left: %s", f)
+			left = append(left, f)
 		}
 	}
+	return left
 }
 
 func FuzzHelpFlags(f *testing.F) {
@@ -108,4 +124,23 @@ func FuzzTail(f *testing.F) {
 			t.Errorf("tail spans lines: %q", s)
 		}
 	})
+}
+
+// Output returns what the program printed, its status aside, and gives up
+// on one that does not answer, with the whole process group.
+func TestOutput(t *testing.T) {
+	if got := Output("/bin/sh", 10*time.Second, "-c", "echo out; echo err >&2; exit 3"); got != "out\nerr\n" {
+		t.Errorf("Output = %q, want both streams", got)
+	}
+	marker := "output-hang-" + filepath.Base(t.TempDir())
+	begin := time.Now()
+	got := Output("/bin/sh", 300*time.Millisecond, "-c", "echo started; M="+marker+" sleep 60; echo never")
+	if took := time.Since(begin); got != "started\n" || took > 5*time.Second {
+		t.Errorf("Output of a hung program = %q after %v, want what it printed, soon", got, took)
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(markedProcs(marker)) > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hung program's sleep is left: %v", markedProcs(marker))
+		}
+	}
 }

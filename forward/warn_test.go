@@ -1,0 +1,168 @@
+package forward
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/unroot/unroot/internal/testutil"
+)
+
+// logTo returns a logger that writes text lines into a buffer.
+func logTo() (*slog.Logger, *testutil.SyncBuffer) {
+	var buf testutil.SyncBuffer
+	return slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), &buf
+}
+
+// warnings counts the warning lines in log that contain s.
+func warnings(log, s string) int {
+	n := 0
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// A forward to a host socket that is not there (yet) is made, with one
+// warning that names the fix, in the log and in Add's answer; once a
+// service listens there, it works.
+func TestForwardMissingSocketWarns(t *testing.T) {
+	log, buf := logTo()
+	f := New(&hereSource{}, log)
+	defer f.Close()
+	ctx := context.Background()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "later.sock")
+	nsPort := freePort(t, "tcp")
+	st, err := f.Add(ctx, Spec{Proto: "tcp", HostPath: sock, NSPort: nsPort})
+	if err != nil {
+		t.Fatalf("a forward to a socket not there yet: %v; want it made", err)
+	}
+	want := fmt.Sprintf("no socket at %s yet: connections to port %d inside are reset until a service listens there; start the service, or fix the path", sock, nsPort)
+	if !strings.Contains(st.Warning, want) {
+		t.Errorf("Add's warning = %q, want %q", st.Warning, want)
+	}
+	if n := warnings(buf.String(), "no socket at"); n != 1 {
+		t.Errorf("%d warnings of the missing socket, want 1:\n%s", n, buf)
+	}
+	if list, _ := f.List(ctx); len(list) != 1 || list[0].Warning != "" {
+		t.Errorf("List = %+v: want the forward, with no warning (it is for the add only)", list)
+	}
+	// Until the service is up, connections are reset, and said so.
+	if _, err := roundTrip(t, fmt.Sprintf("127.0.0.1:%d", nsPort), "early"); err == nil {
+		t.Fatal("a forward to a missing socket answered")
+	}
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoServer(t, ul, "unix:")
+	if got, err := roundTrip(t, fmt.Sprintf("127.0.0.1:%d", nsPort), "late"); err != nil || got != "unix:late\n" {
+		t.Errorf("once the socket is there: %q, %v; want unix:late", got, err)
+	}
+
+	// A path that is no socket, and one that is.
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	st, err = f.Add(ctx, Spec{Proto: "tcp", HostPath: file, NSPort: freePort(t, "tcp")})
+	if err != nil || !strings.Contains(st.Warning, file+" is not a unix socket") || !strings.Contains(st.Warning, "give the path of the service's socket") {
+		t.Errorf("a forward to a plain file: %+v, %v; want a warning that it is no socket", st, err)
+	}
+	st, err = f.Add(ctx, Spec{Proto: "tcp", HostPath: sock, NSPort: freePort(t, "tcp")})
+	if err != nil || st.Warning != "" {
+		t.Errorf("a forward to a live socket: %+v, %v; want no warning", st, err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		if strings.Contains(line, "level=WARN") && !strings.Contains(line, "forward ") {
+			t.Errorf("warning without the forward it is about: %s", line)
+		}
+	}
+}
+
+// Traffic through a forward that cannot reach its host service is logged
+// as a warning, not only at debug level, and rate-limited: a client
+// retrying in a loop gives one line, not one per try.
+func TestForwardFailuresWarnRateLimited(t *testing.T) {
+	log, buf := logTo()
+	f := New(&hereSource{}, log)
+	defer f.Close()
+	ctx := context.Background()
+	loop := netip.MustParseAddr("127.0.0.1")
+	tcpNS, unixNS, udpNS := freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "udp")
+	specs := []Spec{
+		{Proto: "tcp", HostIP: loop, HostPort: closedPort(t), NSPort: tcpNS},
+		{Proto: "tcp", HostPath: filepath.Join(t.TempDir(), "none.sock"), NSPort: unixNS},
+		{Proto: "udp", HostIP: loop, HostPort: freePort(t, "udp"), NSPort: udpNS},
+	}
+	for _, sp := range specs {
+		if _, err := f.Add(ctx, sp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const tries = 5
+	for range tries {
+		for _, p := range []int{tcpNS, unixNS} {
+			if _, err := roundTrip(t, fmt.Sprintf("127.0.0.1:%d", p), "x"); err == nil {
+				t.Fatalf("port %d: a forward to a service that is down answered", p)
+			}
+		}
+		c, err := net.Dial("udp", fmt.Sprintf("127.0.0.1:%d", udpNS))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write([]byte("x"))
+		c.Close()
+	}
+	// The client sees the reset after the warning is logged; the UDP
+	// refusal comes back from the host socket a moment later.
+	want := map[string]string{
+		"connecting to the host service failed":       fmt.Sprintf("start the service at 127.0.0.1:%d, or fix the address", specs[0].HostPort),
+		"connecting to the host socket failed":        "start the service that listens on " + specs[1].HostPath + ", or fix the path",
+		"a datagram could not reach the host service": fmt.Sprintf("start the service at 127.0.0.1:%d, or fix the address", specs[2].HostPort),
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for what, fix := range want {
+		n := warnings(buf.String(), what)
+		for n == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+			n = warnings(buf.String(), what)
+		}
+		if n < 1 || n >= tries {
+			t.Errorf("%q: %d warning lines for %d failures; want at least one, rate-limited:\n%s", what, n, tries, buf)
+		}
+		if warnings(buf.String(), fix) < 1 {
+			t.Errorf("%q: no warning names the fix %q:\n%s", what, fix, buf)
+		}
+	}
+}
+
+// closedPort returns a TCP port on 127.0.0.1 that refuses connections
+// until the test ends: a socket bound to it, never listening, keeps other
+// programs from listening there (a port only free a moment ago may be
+// taken by then on a busy machine).
+func closedPort(t *testing.T) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
+}
