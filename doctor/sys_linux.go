@@ -1,14 +1,17 @@
 package doctor
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The only file that talks to the kernel directly. The package variables are
@@ -46,11 +49,42 @@ func runInNS(ctx context.Context, flags uintptr, mapSelf bool, argv ...string) (
 		attr.GidMappingsEnableSetgroups = false
 	}
 	cmd.SysProcAttr = attr
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// The output goes to a memory file, not a pipe: the checks run in
+	// parallel, and the child of a sibling probe holds a copy of a pipe's
+	// write end from its fork to its exec (longer when it waits for its id
+	// maps on a loaded machine), which kept the pipe from its end of file
+	// after this command had exited: "WaitDelay expired before I/O
+	// complete" failed a healthy probe.
+	out, err := memFile("unroot-doctor-probe")
+	if err != nil {
+		return "", fmt.Errorf("probe %s: %w", argv[0], err)
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = time.Second
-	err := cmd.Run()
-	return strings.TrimSpace(out.String()), err
+	err = cmd.Run()
+	b, rerr := readFrom(out)
+	if err == nil && rerr != nil {
+		err = fmt.Errorf("read the output of %s: %w", argv[0], rerr)
+	}
+	return strings.TrimSpace(string(b)), err
+}
+
+// memFile is an anonymous file in memory, closed on exec.
+func memFile(name string) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// readFrom reads f from its start.
+func readFrom(f *os.File) ([]byte, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return io.ReadAll(f)
 }
 
 // errnoOf digs the errno out of an exec or syscall error.

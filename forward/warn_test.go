@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,7 +100,7 @@ func TestForwardFailuresWarnRateLimited(t *testing.T) {
 	loop := netip.MustParseAddr("127.0.0.1")
 	tcpNS, unixNS, udpNS := freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "udp")
 	specs := []Spec{
-		{Proto: "tcp", HostIP: loop, HostPort: freePort(t, "tcp"), NSPort: tcpNS},
+		{Proto: "tcp", HostIP: loop, HostPort: closedPort(t), NSPort: tcpNS},
 		{Proto: "tcp", HostPath: filepath.Join(t.TempDir(), "none.sock"), NSPort: unixNS},
 		{Proto: "udp", HostIP: loop, HostPort: freePort(t, "udp"), NSPort: udpNS},
 	}
@@ -143,4 +144,25 @@ func TestForwardFailuresWarnRateLimited(t *testing.T) {
 			t.Errorf("%q: no warning names the fix %q:\n%s", what, fix, buf)
 		}
 	}
+}
+
+// closedPort returns a TCP port on 127.0.0.1 that refuses connections
+// until the test ends: a socket bound to it, never listening, keeps other
+// programs from listening there (a port only free a moment ago may be
+// taken by then on a busy machine).
+func closedPort(t *testing.T) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }

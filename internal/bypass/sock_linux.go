@@ -21,20 +21,16 @@ type sockInfo struct {
 	local              netip.AddrPort // its bound address, port 0 if unbound
 }
 
+// pidfdThread is PIDFD_THREAD (Linux 6.9): a pidfd of one thread, not of
+// its process.
+const pidfdThread = unix.O_EXCL
+
 // takeSocket duplicates descriptor fd of thread tid (a notification names
 // the thread that made the call) into this one.
 func takeSocket(tid, fd int) (int, error) {
-	pidfd, err := unix.PidfdOpen(tid, 0)
-	if err == unix.EINVAL || err == unix.ENOENT {
-		// Not the thread-group leader: a pidfd names a process. Older
-		// kernels say EINVAL, newer ones (6.18) ENOENT.
-		b, rerr := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
-		if pid, ok := parseTgid(string(b)); rerr == nil && ok {
-			pidfd, err = unix.PidfdOpen(pid, 0)
-		}
-	}
+	pidfd, err := openThread(tid)
 	if err != nil {
-		return -1, fmt.Errorf("pidfd_open %d: %w", tid, err)
+		return -1, err
 	}
 	defer unix.Close(pidfd)
 	s, err := unix.PidfdGetfd(pidfd, fd, 0)
@@ -42,6 +38,33 @@ func takeSocket(tid, fd int) (int, error) {
 		return -1, fmt.Errorf("pidfd_getfd %d of thread %d: %w", fd, tid, err)
 	}
 	return s, nil
+}
+
+// openThread opens a pidfd whose descriptor table is thread tid's. In a
+// multi-threaded program (Go's runtime, a thread pool) the caller is often
+// not the thread-group leader, and a plain pidfd_open of such a thread
+// fails (EINVAL on older kernels, ENOENT on 6.18). PIDFD_THREAD (6.9) names
+// the thread itself; before it, the process is opened through the Tgid in
+// /proc/TID/status (its threads share the table unless one unshared it).
+func openThread(tid int) (int, error) {
+	pidfd, err := unix.PidfdOpen(tid, pidfdThread)
+	if err != unix.EINVAL {
+		if err != nil {
+			return -1, fmt.Errorf("pidfd_open thread %d: %w", tid, err)
+		}
+		return pidfd, nil
+	}
+	pidfd, err = unix.PidfdOpen(tid, 0)
+	if err == unix.EINVAL || err == unix.ENOENT {
+		b, rerr := os.ReadFile("/proc/" + strconv.Itoa(tid) + "/status")
+		if pid, ok := parseTgid(string(b)); rerr == nil && ok && pid != tid {
+			pidfd, err = unix.PidfdOpen(pid, 0)
+		}
+	}
+	if err != nil {
+		return -1, fmt.Errorf("pidfd_open %d: %w", tid, err)
+	}
+	return pidfd, nil
 }
 
 // inspect reads the socket's kind; ok is false for a descriptor that is not
@@ -79,21 +102,24 @@ func inspect(fd int) (sockInfo, bool) {
 	return si, true
 }
 
-// netnsOf is the inode of the network namespace fd's socket belongs to; 0
-// when it cannot be told (SIOCGSKNS needs CAP_NET_ADMIN over that
-// namespace, which this process has for the namespace it made, not for the
-// host's).
-func netnsOf(fd int) uint64 {
+// netnsOf is the inode of the network namespace fd's socket belongs to
+// (SIOCGSKNS needs CAP_NET_ADMIN over that namespace, which this process
+// has for the namespace it made, and for the host's only when it is root
+// there: EPERM then means a host socket).
+func netnsOf(fd int) (uint64, error) {
 	ns, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
+	if err == unix.EPERM {
+		return 0, nil // not the namespace's
+	}
 	if err != nil {
-		return 0
+		return 0, fmt.Errorf("network namespace of the socket (SIOCGSKNS): %w", err)
 	}
 	defer unix.Close(ns)
 	var st unix.Stat_t
-	if unix.Fstat(ns, &st) != nil {
-		return 0
+	if err := unix.Fstat(ns, &st); err != nil {
+		return 0, fmt.Errorf("network namespace of the socket: %w", err)
 	}
-	return st.Ino
+	return st.Ino, nil
 }
 
 // nsInode is the inode of /proc/PID/ns/net, 0 if the process is gone.

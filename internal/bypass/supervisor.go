@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/unroot/unroot/internal/lograte"
 	"github.com/unroot/unroot/internal/seccomp"
 )
 
@@ -71,6 +72,7 @@ type Supervisor struct {
 	routes []netip.Prefix
 	read   time.Time
 	warned map[string]bool
+	limits map[string]*lograte.Limiter
 	// swapped are the host sockets put in programs in the last seconds.
 	swapped map[uint64]swap
 
@@ -104,7 +106,7 @@ func Start(cfg Config) (*Supervisor, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Supervisor{cfg: cfg, log: log.With("component", "bypass"), stop: stop, ctx: ctx, done: cancel,
-		bound: map[boundKey]*boundPort{}, aside: map[int]bool{}, warned: map[string]bool{}, swapped: map[uint64]swap{}}
+		bound: map[boundKey]*boundPort{}, aside: map[int]bool{}, warned: map[string]bool{}, limits: map[string]*lograte.Limiter{}, swapped: map[uint64]swap{}}
 	s.wg.Add(2)
 	go s.loop()
 	go s.probe()
@@ -175,6 +177,28 @@ func (s *Supervisor) cont(n seccomp.Notif) {
 	}
 }
 
+// fallback lets a call that should have been bypassed run inside the
+// namespace, as without --bypass, and says so: what was not bypassed and
+// why. The warning is rate-limited per kind (key), as the cause may repeat
+// on every call.
+func (s *Supervisor) fallback(n seccomp.Notif, key, what string, err error, args ...any) {
+	if s.cfg.Listener.Valid(n.ID) != nil {
+		// The call is gone (its process died, or a signal restarts it and
+		// a new notification comes): nothing was decided.
+		return
+	}
+	s.mu.Lock()
+	lim := s.limits[key]
+	if lim == nil {
+		lim = &lograte.Limiter{Every: 10 * time.Second}
+		s.limits[key] = lim
+	}
+	s.mu.Unlock()
+	lim.Log(s.ctx, s.log, slog.LevelWarn, "bypass: "+what+" runs inside the namespace, through the relay or driver as without --bypass",
+		append([]any{"pid", n.Pid, "err", err}, args...)...)
+	s.cont(n)
+}
+
 func (s *Supervisor) handle(n seccomp.Notif) {
 	pid := int(n.Pid)
 	if nsInode(pid) != s.cfg.NetNS {
@@ -194,17 +218,43 @@ func (s *Supervisor) handle(n seccomp.Notif) {
 }
 
 // readAddr reads the sockaddr at argument ptr whose length is argument ln.
-func (s *Supervisor) readAddr(n seccomp.Notif, ptr, ln int) (int, netip.AddrPort, bool) {
-	l := min(uint32(n.Args[ln]), 128)
-	b := make([]byte, l)
-	if seccomp.ReadMem(int(n.Pid), n.Args[ptr], b) != nil {
-		return 0, netip.AddrPort{}, false
+// ok is false for an address that is not IPv4 or IPv6 (left to the kernel);
+// err says why it could not be read.
+func (s *Supervisor) readAddr(n seccomp.Notif, ptr, ln int) (fam int, ap netip.AddrPort, ok bool, err error) {
+	return s.readSockaddr(n, n.Args[ptr], uint32(n.Args[ln]))
+}
+
+// readSockaddr reads a sockaddr of length ln at addr in the target.
+func (s *Supervisor) readSockaddr(n seccomp.Notif, addr uint64, ln uint32) (int, netip.AddrPort, bool, error) {
+	b := make([]byte, min(ln, 128))
+	if err := seccomp.ReadMem(int(n.Pid), addr, b); err != nil {
+		if errors.Is(err, unix.EFAULT) {
+			// A bad pointer: the kernel fails the call with EFAULT, as
+			// without --bypass.
+			return 0, netip.AddrPort{}, false, nil
+		}
+		return 0, netip.AddrPort{}, false, err
 	}
-	if s.cfg.Listener.Valid(n.ID) != nil {
-		return 0, netip.AddrPort{}, false
+	if err := s.cfg.Listener.Valid(n.ID); err != nil {
+		return 0, netip.AddrPort{}, false, err
 	}
 	fam, ap, ok := decodeSockaddr(b)
-	return fam, ap, ok
+	return fam, ap, ok, nil
+}
+
+// callName names a trapped call in warnings.
+func callName(n seccomp.Notif) string {
+	switch n.Nr {
+	case unix.SYS_BIND:
+		return "bind"
+	case unix.SYS_CONNECT:
+		return "connect"
+	case unix.SYS_SENDTO:
+		return "sendto"
+	case unix.SYS_SENDMSG:
+		return "sendmsg"
+	}
+	return "call " + strconv.Itoa(int(n.Nr))
 }
 
 func transportOf(si sockInfo) string {
@@ -250,22 +300,26 @@ func (s *Supervisor) remember(ours int, w swap) (forget func()) {
 // nsSocket takes the target's socket when it is an IPv4/IPv6 TCP or UDP
 // socket of the namespace (not one already swapped for a host socket).
 // Otherwise, for a socket swapped a moment ago, it returns what was done.
-func (s *Supervisor) nsSocket(n seccomp.Notif) (int, sockInfo, bool, *swap) {
-	fd := int(int32(n.Args[0]))
-	theirs, err := takeSocket(int(n.Pid), fd)
+// err says why the socket could not be looked at (ok is false then): the
+// caller warns, as the call it would have bypassed runs inside.
+func (s *Supervisor) nsSocket(n seccomp.Notif) (fd int, si sockInfo, ok bool, w *swap, err error) {
+	theirs, err := takeSocket(int(n.Pid), int(int32(n.Args[0])))
 	if err != nil {
-		return -1, sockInfo{}, false, nil
+		return -1, sockInfo{}, false, nil, err
 	}
 	// The namespace first: a host socket (one swapped in already, a
 	// datagram server's replies) is told apart in one call.
-	inNS := netnsOf(theirs) == s.cfg.NetNS
-	var si sockInfo
-	ok := inNS
+	ns, err := netnsOf(theirs)
+	if err != nil {
+		unix.Close(theirs)
+		return -1, sockInfo{}, false, nil, err
+	}
+	inNS := ns == s.cfg.NetNS
+	ok = inNS
 	if inNS {
 		si, ok = inspect(theirs)
 	}
 	if !ok {
-		var w *swap
 		var st unix.Stat_t
 		if !inNS && unix.Fstat(theirs, &st) == nil {
 			s.mu.Lock()
@@ -274,24 +328,18 @@ func (s *Supervisor) nsSocket(n seccomp.Notif) (int, sockInfo, bool, *swap) {
 			}
 			s.mu.Unlock()
 		}
-		if w != nil && !w.redirect.IsValid() {
-			unix.Close(theirs)
-			return -1, sockInfo{}, false, w
-		}
-		if w != nil {
+		if w != nil && w.redirect.IsValid() {
 			// A redirected connect again: it was started on our socket.
 			errno := connectHost(theirs, w.family, w.redirect, true)
-			unix.Close(theirs)
 			if errno == unix.EISCONN {
 				errno = 0
 			}
 			w.again, w.errno = true, errno
-			return -1, sockInfo{}, false, w
 		}
 		unix.Close(theirs)
-		return -1, sockInfo{}, false, nil
+		return -1, sockInfo{}, false, w, nil
 	}
-	return theirs, si, true, nil
+	return theirs, si, true, nil, nil
 }
 
 func (s *Supervisor) bind(n seccomp.Notif) {
@@ -299,7 +347,11 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 		s.cont(n)
 		return
 	}
-	_, addr, ok := s.readAddr(n, 1, 2)
+	_, addr, ok, err := s.readAddr(n, 1, 2)
+	if err != nil {
+		s.fallback(n, "read-bind", "a bind (its address could not be read, so a published port may not be bypassed)", err)
+		return
+	}
 	if !ok {
 		s.cont(n)
 		return
@@ -310,9 +362,13 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 		s.cont(n)
 		return
 	}
-	theirs, si, ok, w := s.nsSocket(n)
+	theirs, si, ok, w, err := s.nsSocket(n)
 	if w != nil && w.bound {
 		s.answer(n, 0) // restarted after the swap: it is bound
+		return
+	}
+	if err != nil {
+		s.fallback(n, "sock-bind", "the bind of published port "+addr.String(), err)
 		return
 	}
 	if !ok {
@@ -328,11 +384,10 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 	}
 	host, ok := pickBind(si.family, si.v6only, match)
 	if !ok {
-		s.warnOnce("family"+strconv.Itoa(match[0].ID), "bypass: the program's socket cannot serve the published address; the relay serves it", "port", match[0].ID, "bind", addr)
-		s.cont(n)
+		s.fallback(n, "family"+strconv.Itoa(match[0].ID), "the bind of published port "+addr.String(), errors.New("the program's socket (its address family or IPV6_V6ONLY) cannot serve the published host address; the relay serves it"))
 		return
 	}
-	ours, ok := s.hostSocket(n, si, theirs)
+	ours, ok := s.hostSocket(n, si, theirs, "the bind of published port "+addr.String())
 	if !ok {
 		return
 	}
@@ -348,7 +403,7 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 	key := boundKey{transport, addr.Port()}
 	entry := &boundPort{host: host, family: si.family, v6only: si.v6only, ids: ids}
 	s.mu.Lock()
-	err := s.stepAsideLocked(ids)
+	err = s.stepAsideLocked(ids)
 	if err == nil {
 		if old, ok := s.bound[key]; ok {
 			old.freeOnce = false // bound again: not free
@@ -358,8 +413,7 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 	}
 	s.mu.Unlock()
 	if err != nil {
-		s.warnOnce("aside"+strconv.Itoa(match[0].ID), "bypass: the relay could not step aside; it serves the port", "err", err)
-		s.cont(n)
+		s.fallback(n, "aside"+strconv.Itoa(match[0].ID), "the bind of published port "+addr.String(), fmt.Errorf("the relay could not step aside, it serves the port: %w", err))
 		return
 	}
 	if err := unix.Bind(ours, toSockaddr(si.family, host)); err != nil {
@@ -367,8 +421,7 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 		if errno == unix.EACCES || errno == unix.EPERM || errno == unix.EADDRNOTAVAIL {
 			// The host refuses what the relay could not do either; the
 			// program keeps its socket inside, as without --bypass.
-			s.warnOnce("bind"+host.String(), "bypass: bind on the host failed; the port is served inside, without the relay", "addr", host, "err", err)
-			s.cont(n)
+			s.fallback(n, "bind"+host.String(), "the bind of published port "+addr.String(), fmt.Errorf("bind %s on the host: %w (the port is served inside, through the relay once it is back)", host, err))
 			return
 		}
 		// EADDRINUSE and the like: the program's own earlier socket, or
@@ -383,8 +436,7 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 	if err := s.cfg.Listener.Replace(n.ID, ours, int(int32(n.Args[0])), fdCloexec(int(n.Pid), int(int32(n.Args[0])))); err != nil {
 		forget()
 		if !errors.Is(err, seccomp.ErrGone) {
-			s.warnOnce("addfd", "bypass: swap in the host socket", "err", err)
-			s.cont(n)
+			s.fallback(n, "addfd", "the bind of published port "+addr.String(), fmt.Errorf("swap in the host socket: %w", err))
 		}
 		return
 	}
@@ -398,11 +450,10 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 // hostSocket is a host socket like theirs (hostSocket); when none can be
 // made the call goes on inside the namespace, with one warning, and ok is
 // false.
-func (s *Supervisor) hostSocket(n seccomp.Notif, si sockInfo, theirs int) (ours int, ok bool) {
+func (s *Supervisor) hostSocket(n seccomp.Notif, si sockInfo, theirs int, what string) (ours int, ok bool) {
 	ours, err := hostSocket(si, theirs)
 	if err != nil {
-		s.warnOnce("socket", err.Error())
-		s.cont(n)
+		s.fallback(n, "socket", what, err)
 		return -1, false
 	}
 	return ours, true
@@ -461,7 +512,11 @@ func (s *Supervisor) ownRoutes() []netip.Prefix {
 }
 
 func (s *Supervisor) connect(n seccomp.Notif, ptr, ln int, sendto bool) {
-	fam, dst, ok := s.readAddr(n, ptr, ln)
+	fam, dst, ok, err := s.readAddr(n, ptr, ln)
+	if err != nil {
+		s.fallback(n, "read-"+callName(n), "a "+callName(n)+" (its address could not be read, so it is not looked at)", err)
+		return
+	}
 	if !ok {
 		s.cont(n)
 		return
@@ -471,10 +526,14 @@ func (s *Supervisor) connect(n seccomp.Notif, ptr, ln int, sendto bool) {
 		s.cont(n)
 		return
 	}
-	theirs, si, ok, w := s.nsSocket(n)
+	theirs, si, ok, w, err := s.nsSocket(n)
 	if w != nil && w.again {
 		// Restarted after a redirect: nsSocket connected again.
 		s.answer(n, w.errno)
+		return
+	}
+	if err != nil {
+		s.fallback(n, "sock-"+callName(n), "a "+callName(n)+" to "+dst.String(), err)
 		return
 	}
 	if !ok {
@@ -493,7 +552,8 @@ func (s *Supervisor) connect(n seccomp.Notif, ptr, ln int, sendto bool) {
 		s.cont(n)
 		return
 	}
-	ours, ok := s.hostSocket(n, si, theirs)
+	what := "a " + callName(n) + " to " + dst.String()
+	ours, ok := s.hostSocket(n, si, theirs, what)
 	if !ok {
 		return
 	}
@@ -503,8 +563,7 @@ func (s *Supervisor) connect(n seccomp.Notif, ptr, ln int, sendto bool) {
 	if act == egress {
 		if err := s.cfg.Listener.Replace(n.ID, ours, fd, cloexec); err != nil {
 			if !errors.Is(err, seccomp.ErrGone) {
-				s.warnOnce("addfd", "bypass: swap in the host socket", "err", err)
-				s.cont(n)
+				s.fallback(n, "addfd", what, fmt.Errorf("swap in the host socket: %w", err))
 			}
 			return
 		}
@@ -516,8 +575,7 @@ func (s *Supervisor) connect(n seccomp.Notif, ptr, ln int, sendto bool) {
 	if err := s.cfg.Listener.Replace(n.ID, ours, fd, cloexec); err != nil {
 		forget()
 		if !errors.Is(err, seccomp.ErrGone) {
-			s.warnOnce("addfd", "bypass: swap in the host socket", "err", err)
-			s.cont(n)
+			s.fallback(n, "addfd", what, fmt.Errorf("swap in the host socket: %w", err))
 		}
 		return
 	}

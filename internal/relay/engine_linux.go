@@ -447,6 +447,12 @@ func (l *loop) pump(p *link, side int) bool {
 			break
 		}
 		if err != 0 {
+			if side == dirOut && p.connecting && isConnectError(err) {
+				// The child's connect failed, and this read is where
+				// the loop learns of it.
+				l.connectFailed(p, err)
+				return false
+			}
 			l.log.Debug("relay: read failed", "side", side, "err", err)
 			l.close(p, false)
 			return false
@@ -491,6 +497,13 @@ func (l *loop) flush(p *link, side int) (bool, error) {
 			return false, nil
 		}
 		if err != 0 {
+			if side == dirIn && p.connecting && isConnectError(err) {
+				// The child's connect failed, and writing the client's
+				// first bytes is where the loop learns of it: the same
+				// reset (or redial) as when epoll reports it first.
+				l.connectFailed(p, err)
+				return false, err
+			}
 			l.log.Debug("relay: write failed", "side", side, "err", err)
 			l.close(p, false)
 			return false, err
@@ -590,6 +603,16 @@ func (l *loop) connectFailed(p *link, err error) {
 			unix.Close(fd)
 		}
 	})
+}
+
+// isConnectError reports an error only a failed connect gives; a reset
+// after the connect succeeded (ECONNRESET, EPIPE) is no connect failure.
+func isConnectError(err unix.Errno) bool {
+	switch err {
+	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.ETIMEDOUT:
+		return true
+	}
+	return false
 }
 
 // connectGaveUp tells the pair's owner why its connect failed for good and

@@ -245,6 +245,57 @@ func TestEngineRefused(t *testing.T) {
 	}
 }
 
+// TestEngineRefusedAfterClientSpoke: a connect refused while the client's
+// first bytes wait to be relayed resets the client and reports
+// ConnectFailed too, whichever the loop notices first: the refusal, or a
+// write into the failed socket.
+func TestEngineRefusedAfterClientSpoke(t *testing.T) {
+	e := newEngine(t)
+	ln := listen(t)
+	addr := ln.Addr().(*net.TCPAddr)
+	ln.Close() // nothing listens there now
+	g := e.NewGroup()
+	var failed atomic.Int32
+	const n = 30
+	clients := make([]*net.TCPConn, n)
+	for i := range clients {
+		client, a := rawPair(t)
+		defer client.Close()
+		deadline(t, client)
+		client.Write([]byte("early"))
+		child := rawDial(t, addr)
+		waitTCPClosed(t, child) // refused before the engine sees it
+		g.Add(Pair{Client: a, Child: child, ConnectFailed: func(error) { failed.Add(1) }})
+		clients[i] = client
+	}
+	for i, c := range clients {
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("client %d read: %v, want a reset", i, err)
+		}
+	}
+	if got := failed.Load(); got != n {
+		t.Errorf("ConnectFailed called %d times for %d refused connects", got, n)
+	}
+}
+
+// waitTCPClosed waits until fd's connect has failed (TCP_CLOSE), without
+// taking its error (SO_ERROR would).
+func waitTCPClosed(t *testing.T, fd int) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State == 7 { // TCP_CLOSE
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("connect still in state %d after 5 s", info.State)
+		}
+	}
+}
+
 // TestEngineRedial: a connect that gets no answer within its timeout is
 // replaced by Redial's socket, and the bytes the client sent meanwhile
 // reach the server.

@@ -572,23 +572,8 @@ func TestResolvConfUpstream(t *testing.T) {
 // the gateway, then checks Close ends every goroutine and removes the tap.
 func TestManyConnectionsAndClose(t *testing.T) {
 	requireRoot(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var srvWG sync.WaitGroup
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			srvWG.Add(1)
-			go func() { defer srvWG.Done(); io.Copy(c, c); c.Close() }()
-		}
-	}()
-	defer func() { l.Close(); srvWG.Wait() }()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
+	port, stop := startEchoServer(t)
+	defer stop()
 
 	before := runtime.NumGoroutine()
 	fds0 := openFDs(t)
@@ -605,8 +590,58 @@ func TestManyConnectionsAndClose(t *testing.T) {
 		}
 		conns[i] = c
 	}
+	checkEchoes(t, conns)
+	// Idle connections must not hold relay buffers (256 KiB each way):
+	// holding them costs 512 KiB per connection (539 measured before the
+	// fix). Typical now is 10-30 KiB, but a run sometimes still counts a
+	// few dozen pooled buffers, so the bound sits between the two.
+	perConn := heapGrowthPer(heap0, n, 256<<10)
+	t.Logf("heap per idle relayed connection: %d KiB", perConn>>10)
+	if perConn > 256<<10 && !raceEnabled {
+		t.Errorf("each idle connection grew the heap by %d KiB, want under 256 KiB: relays hold buffers while idle", perConn>>10)
+	}
+	// Close with every connection still open: it must end them all.
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := d.Close(); err == nil {
+		t.Fatal("second Close returned nil, want an error")
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	checkClosedClean(t, ns, before, fds0)
+}
+
+// startEchoServer echoes every connection on the host's 127.0.0.1 and
+// returns its port; stop closes it and waits for its connections to end.
+func startEchoServer(t *testing.T) (port string, stop func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srvWG sync.WaitGroup
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			srvWG.Add(1)
+			go func() { defer srvWG.Done(); io.Copy(c, c); c.Close() }()
+		}
+	}()
+	_, port, _ = net.SplitHostPort(l.Addr().String())
+	return port, func() { l.Close(); srvWG.Wait() }
+}
+
+// checkEchoes sends a message of its own on every connection at once and
+// checks each comes back whole.
+func checkEchoes(t *testing.T, conns []net.Conn) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, n)
+	errs := make(chan error, len(conns))
 	for i, c := range conns {
 		wg.Add(1)
 		go func() {
@@ -625,36 +660,30 @@ func TestManyConnectionsAndClose(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	// Idle connections must not hold relay buffers (256 KiB each way):
-	// holding them costs 512 KiB per connection (539 measured before the
-	// fix). Typical now is 10-30 KiB, but a run sometimes still counts a
-	// few dozen pooled buffers, so the bound sits between the two. Two GCs:
-	// buffers returned to the pool survive the first in its victim cache.
+}
+
+// heapGrowthPer is the heap in use beyond heap0, divided by n; it waits up
+// to 3 s for it to fall to bound. Two GCs each time: buffers returned to
+// the pool survive the first in its victim cache.
+func heapGrowthPer(heap0 runtime.MemStats, n int, bound int64) int64 {
 	var perConn int64
 	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		runtime.GC()
 		runtime.GC()
 		var heap1 runtime.MemStats
 		runtime.ReadMemStats(&heap1)
-		perConn = (int64(heap1.HeapInuse) - int64(heap0.HeapInuse)) / n
-		if perConn <= 256<<10 || time.Now().After(deadline) {
-			break
+		perConn = (int64(heap1.HeapInuse) - int64(heap0.HeapInuse)) / int64(n)
+		if perConn <= bound || time.Now().After(deadline) {
+			return perConn
 		}
 	}
-	t.Logf("heap per idle relayed connection: %d KiB", perConn>>10)
-	if perConn > 256<<10 && !raceEnabled {
-		t.Errorf("each idle connection grew the heap by %d KiB, want under 256 KiB: relays hold buffers while idle", perConn>>10)
-	}
-	// Close with every connection still open: it must end them all.
-	if err := d.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if err := d.Close(); err == nil {
-		t.Fatal("second Close returned nil, want an error")
-	}
-	for _, c := range conns {
-		c.Close()
-	}
+}
+
+// checkClosedClean checks that after Close no goroutine of the driver is
+// left (at most two more than before Start), no descriptor (the test
+// namespace's handle is the one more than fds0) and no tap0 in ns.
+func checkClosedClean(t *testing.T, ns *testNS, before, fds0 int) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
@@ -663,9 +692,8 @@ func TestManyConnectionsAndClose(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("%d goroutines after Close, %d before Start:\n%s", g, before, buf[:runtime.Stack(buf, true)])
 	}
-	// Every descriptor the driver opened (tap, eventfd, sockets) is closed;
-	// the test namespace's handle is the one more than before Start. The
-	// echo server closes its side once it sees the driver's close.
+	// Every descriptor the driver opened (tap, eventfd, sockets) is closed.
+	// The echo server closes its side once it sees the driver's close.
 	fds := openFDs(t)
 	for deadline := time.Now().Add(5 * time.Second); fds > fds0+1 && time.Now().Before(deadline); fds = openFDs(t) {
 		time.Sleep(20 * time.Millisecond)

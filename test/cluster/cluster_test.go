@@ -258,6 +258,14 @@ func (c *cluster) kill(t *testing.T, i int) {
 }
 
 func (c *cluster) close(t *testing.T) {
+	// What the nodes look like when it failed, before they are killed.
+	if t.Failed() {
+		for i := range c.dirs {
+			t.Logf("node %d:\n%s%s", i+1, c.logs(i), c.netState(i))
+		}
+		out, _ := exec.Command("ps", "-u", testUser.Uid, "-o", "pid,ppid,stat,wchan:24,args").CombinedOutput()
+		t.Logf("the test user's processes:\n%s", out)
+	}
 	for _, cmd := range c.cmds {
 		if cmd != nil && cmd.Process != nil {
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -269,11 +277,6 @@ func (c *cluster) close(t *testing.T) {
 	}
 	if left := c.newProcesses(); len(left) > 0 {
 		t.Errorf("%d processes of the test user outlived their unroot by 10s:\n%s", len(left), strings.Join(left, "\n"))
-	}
-	if t.Failed() {
-		for i := range c.dirs {
-			t.Logf("node %d:\n%s", i+1, c.logs(i))
-		}
 	}
 	for i := range hosts {
 		exec.Command("ip", "netns", "del", c.host(i)).Run()
@@ -293,6 +296,35 @@ func (c *cluster) logs(i int) string {
 		fmt.Fprintf(&b, "--- %s (last lines)\n%s\n", f, strings.Join(lines[max(len(lines)-15, 0):], "\n"))
 	}
 	return b.String()
+}
+
+// netState describes node i's network namespace (that of node.sh, the
+// pods' parent) for a failure's log: links with their counters,
+// neighbours, routes, sockets; its pods' addresses and routes; and the
+// host's sockets.
+func (c *cluster) netState(i int) string {
+	pod := podPID(i, 2)
+	if pod == 0 {
+		return "(no pod: the node is not running)\n"
+	}
+	script := "ip -s -d link; ip neigh; ip route; bridge fdb show dev flannel.1; ss -tuanp"
+	out, err := exec.Command("nsenter", "-t", strconv.Itoa(ppid(pod)), "-n", "sh", "-c", script).CombinedOutput()
+	for _, p := range []int{2, 3} {
+		pod, perr := exec.Command("nsenter", "-t", strconv.Itoa(podPID(i, p)), "-n", "sh", "-c", "ip -s addr; ip route").CombinedOutput()
+		out = fmt.Appendf(out, "--- pod %s (%v)\n%s", podAddr(i, p), perr, pod)
+	}
+	host, herr := exec.Command("nsenter", "--net=/run/netns/"+c.host(i), "ss", "-tuanp").CombinedOutput()
+	return fmt.Sprintf("--- the node's network (%v)\n%s--- the host's sockets (%v)\n%s", err, out, herr, host)
+}
+
+func ppid(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	p, _ := strconv.Atoi(f[1])
+	return p
 }
 
 // etcdctl runs etcdctl in host h's network namespace against its own

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -166,9 +167,10 @@ iperf3 -s -4 -p 5202 >/dev/null 2>&1 &
 %[2]s -http 0.0.0.0:8081 >/dev/null 2>&1 &
 /usr/bin/python3 $D/echo.py 5353 &
 %[2]s -http 0.0.0.0:9090 >/dev/null 2>&1 &
-i=0; until curl -fsS -m 2 http://127.0.0.1:80/ >$D/inside-nginx 2>>$D/inside.err; do i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.1; done
-curl -fsS -m 2 http://127.0.0.1:8081/ >$D/inside-go 2>>$D/inside.err
-curl -fsS -m 2 http://127.0.0.1:9090/ >$D/inside-unpublished 2>>$D/inside.err
+get() { i=0; until curl -fsS -m 2 "$1" >"$2" 2>>$D/inside.err; do i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.1; done; }
+get http://127.0.0.1:80/ $D/inside-nginx
+get http://127.0.0.1:8081/ $D/inside-go
+get http://127.0.0.1:9090/ $D/inside-unpublished
 /usr/bin/python3 $D/hold.py 198.18.0.1 7000 $D/egress-ready 2>>$D/inside.err &
 /usr/bin/python3 -c 'import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"x", ("198.18.0.1", 7001)); open("'$D'/udp-ready", "w").close(); time.sleep(60)' 2>>$D/inside.err &
 touch $D/ready
@@ -228,18 +230,31 @@ wait
 	if got := read("inside-unpublished"); !strings.HasPrefix(got, "peer=127.0.0.1:") {
 		t.Errorf("an unpublished port from inside: %q (%s)", got, read("inside.err"))
 	}
-	// The host's listeners are the programs' own sockets.
-	ss, _ := bpIn(ns, 10*time.Second, "ss", "-Hltnup")
-	for port, prog := range map[int]string{8080: "nginx", 8081: "portserver-stat", 5201: "iperf3", 5202: "iperf3", 5353: "python3"} {
-		found := false
-		for _, line := range strings.Split(ss, "\n") {
-			if strings.Contains(line, ":"+strconv.Itoa(port)+" ") && strings.Contains(line, `(("`+prog+`"`) {
-				found = true
+	// The host's listeners are the programs' own sockets, once each has
+	// started (on a loaded machine that takes seconds).
+	owners := map[int]string{8080: "nginx", 8081: "portserver-stat", 5201: "iperf3", 5202: "iperf3", 5353: "python3"}
+	var ss string
+	var missing []string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ss, _ = bpIn(ns, 10*time.Second, "ss", "-Hltnup")
+		missing = nil
+		for port, prog := range owners {
+			found := false
+			for _, line := range strings.Split(ss, "\n") {
+				if strings.Contains(line, ":"+strconv.Itoa(port)+" ") && strings.Contains(line, `(("`+prog+`"`) {
+					found = true
+				}
+			}
+			if !found {
+				missing = append(missing, fmt.Sprintf("port %d is not held by %s", port, prog))
 			}
 		}
-		if !found {
-			t.Errorf("port %d is not held by %s on the host:\n%s", port, prog, ss)
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
 		}
+	}
+	for _, m := range missing {
+		t.Errorf("%s on the host within 30s:\n%s", m, ss)
 	}
 	if strings.Contains(ss, ":9090 ") {
 		t.Errorf("the unpublished port 9090 is on the host:\n%s", ss)
@@ -264,30 +279,18 @@ s.sendto(b"hi", ("198.18.0.1",5353)); print(s.recvfrom(2048)[0].decode())`)
 	if err != nil || !strings.HasPrefix(got, "peer=198.18.0.1:") || !strings.HasSuffix(got, " hi") {
 		t.Errorf("UDP echo: %v: %q, want peer=198.18.0.1:PORT hi", err, got)
 	}
+	// iperf3 through the bypassed ports. The UDP row runs at 10 Mbit/s:
+	// at 100 its datagrams filled the server's socket buffer within 20 ms,
+	// so any pause of the server on a loaded machine lost half of them;
+	// what it checks is that datagrams reach the bypassed socket.
 	for _, args := range [][]string{
-		{"-p", "5201"}, {"-p", "5202"}, {"-p", "5201", "-6", "-c", "::1"}, {"-p", "5201", "-u", "-b", "100M"},
+		{"-p", "5201"}, {"-p", "5202"}, {"-p", "5201", "-6", "-c", "::1"}, {"-p", "5201", "-u", "-b", "10M"},
 	} {
 		full := append([]string{"-c", "198.18.0.1", "-t", "1", "-J"}, args...)
 		if args[len(args)-2] == "-c" {
 			full = append([]string{"-t", "1", "-J"}, args...)
 		}
-		o, err := bpIn(ns, 20*time.Second, "iperf3", full...)
-		var r struct {
-			End struct {
-				Sum struct {
-					Bytes       float64 `json:"bytes"`
-					LostPercent float64 `json:"lost_percent"`
-				} `json:"sum"`
-				SumReceived struct {
-					Bytes float64 `json:"bytes"`
-				} `json:"sum_received"`
-			} `json:"end"`
-			Error string `json:"error"`
-		}
-		json.Unmarshal([]byte(o), &r)
-		if err != nil || r.Error != "" || (r.End.SumReceived.Bytes == 0 && r.End.Sum.Bytes == 0) || r.End.Sum.LostPercent > 50 {
-			t.Errorf("iperf3 %v: %v: error %q, received %v bytes, lost %v%%", full, err, r.Error, r.End.SumReceived.Bytes+r.End.Sum.Bytes, r.End.Sum.LostPercent)
-		}
+		bpIperf3(t, ns, full)
 	}
 	// Egress: the connection to 198.18.0.1:7000 is the inside program's
 	// own host socket, not the network driver's.
@@ -314,6 +317,52 @@ s.sendto(b"hi", ("198.18.0.1",5353)); print(s.recvfrom(2048)[0].decode())`)
 	stop()
 	time.Sleep(200 * time.Millisecond)
 	bpNoLeft(t, mark)
+}
+
+// bpIperf3 runs the iperf3 client args in ns and fails unless data got
+// through: iperf3 3.12 with -J exits 0 on errors such as "connection
+// refused", so its JSON "error" is what tells. Between two tests
+// `iperf3 -s` closes its listening socket and binds a new one (through the
+// bypass, which takes a moment on a loaded machine), so "Connection
+// refused" and "the server is busy" (still finishing the previous row's
+// test) are retried for a few seconds.
+func bpIperf3(t *testing.T, ns string, args []string) {
+	t.Helper()
+	var r struct {
+		End struct {
+			Sum struct {
+				Bytes       float64 `json:"bytes"`
+				Packets     float64 `json:"packets"`
+				LostPackets float64 `json:"lost_packets"`
+			} `json:"sum"`
+			SumReceived struct {
+				Bytes float64 `json:"bytes"`
+			} `json:"sum_received"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	var o string
+	var err error
+	for try := 0; try < 10; try++ {
+		o, err = bpIn(ns, 20*time.Second, "iperf3", args...)
+		r.Error = ""
+		if jerr := json.Unmarshal([]byte(o), &r); jerr != nil && err == nil {
+			err = fmt.Errorf("iperf3 printed no JSON: %w", jerr)
+		}
+		if !strings.Contains(r.Error, "busy") && !strings.Contains(r.Error, "Connection refused") {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	sum := r.End.Sum
+	switch {
+	case err != nil || r.Error != "":
+		t.Errorf("iperf3 %v: %v: error %q: %s", args, err, r.Error, o)
+	case slices.Contains(args, "-u") && (sum.Packets == 0 || sum.Packets-sum.LostPackets < sum.Packets/10):
+		t.Errorf("iperf3 %v: %v of %v datagrams reached the server", args, sum.Packets-sum.LostPackets, sum.Packets)
+	case !slices.Contains(args, "-u") && r.End.SumReceived.Bytes == 0:
+		t.Errorf("iperf3 %v: the server received nothing", args)
+	}
 }
 
 func launcherPID(t *testing.T, state string) int {
@@ -510,7 +559,7 @@ wait
 	os.WriteFile(filepath.Join(dir, "stop1"), nil, 0o644)
 	WaitFile(t, filepath.Join(dir, "stopped1"), 10*time.Second)
 	// The relay listens again (after two checks 2 s apart).
-	owner(8080, "unroot", 10*time.Second)
+	owner(8080, "unroot", 20*time.Second)
 	ctl := exec.Command(filepath.Join(Bin, "rootlessctl"), "--socket", filepath.Join(state, "api.sock"), "add-ports", "0.0.0.0:8081:81/tcp")
 	if o, err := ctl.CombinedOutput(); err != nil {
 		t.Fatalf("rootlessctl add-ports: %v: %s", err, o)

@@ -80,6 +80,8 @@ func TestIPv6OnlyCIDR(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(state, "resolv.conf")); err != nil || strings.TrimSpace(string(b)) != "nameserver "+dns {
 			t.Errorf("--net=%s: resolv.conf %q, %v; want nameserver %s", net, b, err, dns)
 		}
+		// child_pid is written as httpd starts, not once it listens.
+		waitListening(t, pid, 80, 20*time.Second)
 		resp, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", hostPort))
 		if err != nil || resp != "v6 only inside\n" {
 			t.Errorf("--net=%s: published port = %q, %v", net, resp, err)

@@ -55,7 +55,7 @@ mkdir -m 700 -p "$XDG_RUNTIME_DIR"
 %[2]s --data-root %[3]s/data >"$LOG" 2>&1 &
 d=$!
 trap 'kill $d 2>/dev/null; wait $d' EXIT
-i=0; until docker version >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 200 ] && { echo "dockerd did not start"; cat "$LOG"; exit 1; }; sleep 0.1; done
+i=0; until docker version >/dev/null 2>&1; do i=$((i+1)); [ $i -gt 600 ] && { echo "dockerd did not start"; cat "$LOG"; exit 1; }; sleep 0.1; done
 docker import %[4]s bb:latest >/dev/null || exit 1
 docker run -d --name web -p %[5]d:80 bb:latest httpd -f -p 80 -h /www >/dev/null || { cat "$LOG"; exit 1; }
 i=0; until curl -fsS --max-time 2 http://127.0.0.1:%[5]d/; do i=$((i+1)); [ $i -gt 50 ] && { cat "$LOG"; exit 1; }; sleep 0.2; done

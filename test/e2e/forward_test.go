@@ -193,7 +193,7 @@ func TestForwardMissingSocket(t *testing.T) {
 	cl := fwClient(t)
 	dir := TempDir(t)
 	sock := filepath.Join(dir, "later.sock")
-	down := ptPorts(t, 1)[0] // nothing listens there
+	down := closedPort(t) // refuses connections while the test runs
 	state, pid, cmd, wait := lcStart(t, "unroot", "run", "--net=netstack",
 		"--forward="+sock+":5432", "--forward=127.0.0.1:"+strconv.Itoa(down)+":5000", "sleep", "infinity")
 	inside := func(args ...string) (string, error) {
@@ -254,4 +254,24 @@ func TestForwardMissingSocket(t *testing.T) {
 			t.Errorf("%q: %d warnings (%d with the fix %q) for %d failures; want at least one, rate-limited, each with the fix:\n%s", what, n, count(fix), fix, tries, res.Stderr)
 		}
 	}
+}
+
+// closedPort returns a TCP port on 127.0.0.1 that refuses connections
+// until the test ends: a socket bound to it, never listening, keeps other
+// programs from listening there.
+func closedPort(t *testing.T) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }

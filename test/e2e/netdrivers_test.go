@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unroot/unroot/api"
 	"github.com/unroot/unroot/internal/proctree"
 )
 
@@ -53,8 +54,8 @@ func runNet(t *testing.T, args []string, script string) netRun {
 }
 
 // runNetDuring is runNet that also calls during (if not nil) while the
-// command runs with its network ready.
-func runNetDuring(t *testing.T, args []string, script string, during func()) netRun {
+// command runs with its network ready; it gets the state directory.
+func runNetDuring(t *testing.T, args []string, script string, during func(state string)) netRun {
 	t.Helper()
 	state := filepath.Join(TempDir(t), "state")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -82,7 +83,7 @@ func runNetDuring(t *testing.T, args []string, script string, during func()) net
 		r.Comms = append(r.Comms, comm(p))
 	}
 	if during != nil {
-		during()
+		during(state)
 		// during may have changed the tree (a restarted helper): record it too.
 		for _, p := range descendants(cmd.Process.Pid) {
 			if !slices.Contains(r.Descendants, p) {
@@ -135,7 +136,9 @@ func checkHelperGone(t *testing.T, r netRun, helper string) {
 	if !contains(r.Comms, helper) {
 		t.Errorf("no %s process was seen under unroot (saw %v)", helper, r.Comms)
 	}
-	deadline := time.Now().Add(2 * time.Second)
+	// They are killed as unroot ends; a loaded machine may take a while
+	// to run their exits.
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		left := running(r.Descendants)
 		if len(left) == 0 {
@@ -268,7 +271,7 @@ func TestPastaImplicitPorts(t *testing.T) {
 	// --pidns so the daemonized httpd ends with the command.
 	script := fmt.Sprintf("busybox httpd -p 0.0.0.0:%d -h %s && read _", port, www)
 	var body string
-	r := runNetDuring(t, []string{"--net=pasta", "--port-driver=implicit", "--disable-host-loopback", "--pidns"}, script, func() {
+	r := runNetDuring(t, []string{"--net=pasta", "--port-driver=implicit", "--disable-host-loopback", "--pidns"}, script, func(string) {
 		// pasta scans the namespace's bound ports about once a second.
 		deadline := time.Now().Add(5 * time.Second)
 		for time.Now().Before(deadline) {
@@ -300,7 +303,7 @@ func TestPastaImplicitUDP(t *testing.T) {
 	port := ptPorts(t, 1)[0]
 	script := fmt.Sprintf(`"%s" -http 0.0.0.0:%d -udp 0.0.0.0:%d >/dev/null & read _; kill $!`, srv, port, port)
 	var tcpOK, udpOK bool
-	r := runNetDuring(t, []string{"--net=pasta", "--port-driver=implicit"}, script, func() {
+	r := runNetDuring(t, []string{"--net=pasta", "--port-driver=implicit"}, script, func(string) {
 		// pasta scans the namespace's TCP ports about once a second; a
 		// pasta that scans UDP ports does so in the same round.
 		tcpOK = waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/", port), 10*time.Second)
@@ -487,7 +490,7 @@ func TestNetDriverHelperRestarted(t *testing.T) {
 			port := hostHTTP(t)
 			var restarted, killed int
 			script := fmt.Sprintf(`read x; ip -4 -o addr show dev tap0; curl -sS --max-time 5 http://10.0.2.2:%d/; echo`, port)
-			r := runNetDuring(t, []string{"--net=" + net, "--copy-up=/etc", "--pidns"}, script, func() {
+			r := runNetDuring(t, []string{"--net=" + net, "--copy-up=/etc", "--pidns"}, script, func(state string) {
 				for _, p := range descendants(os.Getpid()) {
 					if c := comm(p); c == net || (net == "pasta" && strings.HasPrefix(c, "passt")) {
 						killed = p
@@ -503,11 +506,16 @@ func TestNetDriverHelperRestarted(t *testing.T) {
 					for _, p := range descendants(os.Getpid()) {
 						if c := comm(p); p != killed && (c == net || (net == "pasta" && strings.HasPrefix(c, "passt"))) {
 							restarted = p
-							return
 						}
+					}
+					if restarted != 0 {
+						break
 					}
 					time.Sleep(10 * time.Millisecond)
 				}
+				// The command goes on once the new helper is ready: the
+				// health block says so.
+				waitHealth(t, state, func(h api.NetworkHealth) bool { return h.Restarts == 1 && h.State == "up" })
 			})
 			if r.Code != 0 {
 				t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
@@ -568,10 +576,10 @@ func TestNetDriverHelperDiesWithUnroot(t *testing.T) {
 			tree := descendants(cmd.Process.Pid)
 			_ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
 			_ = cmd.Wait()
-			deadline := time.Now().Add(2 * time.Second)
+			deadline := time.Now().Add(10 * time.Second)
 			for len(running(tree)) > 0 {
 				if time.Now().After(deadline) {
-					t.Fatalf("still running 2s after unroot was SIGKILLed: %v", running(tree))
+					t.Fatalf("still running 10s after unroot was SIGKILLed: %v", running(tree))
 				}
 				time.Sleep(20 * time.Millisecond)
 			}

@@ -158,7 +158,9 @@ func nskStat(pid, i int) string {
 // for their new parent to reap them count as gone).
 func nskNoLeftovers(t *testing.T, pids []int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	// They are killed as unroot ends; a loaded machine may take a while
+	// to run their exits.
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var left []string
 		for _, p := range pids {
@@ -343,10 +345,14 @@ func TestNetstackIperf3(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { srv.Process.Kill(); srv.Wait() }()
-	time.Sleep(200 * time.Millisecond)
+	waitListening(t, 0, port, 20*time.Second)
 	for _, mtu := range []string{"65520", "1500"} {
-		r := nskRun(t, []string{"--net=netstack", "--mtu=" + mtu, "--disable-host-loopback=false"},
-			fmt.Sprintf("iperf3 -c 10.0.2.1 -p %d -t 2 -J", port))
+		var r Result
+		iperf3Retry(func() (string, error) {
+			r = nskRun(t, []string{"--net=netstack", "--mtu=" + mtu, "--disable-host-loopback=false"},
+				fmt.Sprintf("iperf3 -c 10.0.2.1 -p %d -t 2 -J", port))
+			return r.Stdout, nil
+		})
 		if r.Code != 0 {
 			t.Fatalf("iperf3 at MTU %s: exit %d\n%s\n%s", mtu, r.Code, r.Stdout, r.Stderr)
 		}
@@ -451,7 +457,7 @@ func TestNetstackPublish(t *testing.T) {
 	seen := nskWatch(cmd.Process.Pid)
 	WaitFile(t, filepath.Join(state, "child_pid"), 20*time.Second)
 	var body string
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second) // httpd starts after child_pid
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
 		if err == nil {

@@ -187,7 +187,7 @@ func TestSystemdInstall(t *testing.T) {
 	// Nothing listens behind the port inside (the command is sleep), so the
 	// forwarder may reset the connection before the dial returns; a reset
 	// still proves the host listener exists, only a refusal would not.
-	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
 	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("READY=1 came before port %d was published: %v", port, err)
 	} else if c != nil {

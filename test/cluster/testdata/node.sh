@@ -43,7 +43,7 @@ for p in 2 3; do
   # Named once unshare is done and bash has exec'd sleep; the test and the
   # bench find the pod by that name.
   until grep -qa "^pod-$NODE-$p" "/proc/$pid/cmdline"; do sleep 0.01; done
-  ip link add "veth$p" mtu "$MTU" type veth peer name eth0 netns "$pid"
+  ip link add "veth$p" mtu "$MTU" type veth peer name eth0 mtu "$MTU" netns "$pid"
   ip link set "veth$p" master cni0 up
   nsenter -t "$pid" -n sh -ec "
     ip link set lo up
