@@ -256,7 +256,8 @@ func TestSignalForwarding(t *testing.T) {
 }
 
 // integration-pdeathsig.sh: SIGKILL of the launcher takes the namespace
-// init and the command with it within 2 s.
+// init and the command with it (given 10 s: a loaded machine may take a
+// while to run their exits).
 func TestKillTree(t *testing.T) {
 	t.Parallel()
 	for _, flags := range [][]string{{"--pidns", "--reaper=true"}, {"--reaper=false"}, {"--net=slirp4netns", "--pidns"}} {

@@ -302,9 +302,10 @@ func TestLibraryServesPublishedPort(t *testing.T) {
 
 func TestLibrarySignalEndsDaemon(t *testing.T) {
 	ns := libNetns(t, "1")
+	state := filepath.Join(TempDir(t), "state")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := libCmd(t, ctx, ns, nil, "-listen", "8081")
+	cmd := libCmd(t, ctx, ns, nil, "-state", state, "-listen", "8081")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, _ := cmd.StdoutPipe()
@@ -314,6 +315,10 @@ func TestLibrarySignalEndsDaemon(t *testing.T) {
 	sc := bufio.NewScanner(out)
 	for sc.Scan() && sc.Text() != "ready" {
 	}
+	// The daemon may say ready before the parent has heard that it
+	// started; a SIGTERM in between aborts the start-up (exit 1), as
+	// documented. child_pid is written once the start-up is over.
+	WaitFile(t, filepath.Join(state, "child_pid"), 20*time.Second)
 	// SIGTERM to the parent phase reaches the daemon, which shuts down
 	// cleanly and exits 0; the parent reports that 0.
 	cmd.Process.Signal(syscall.SIGTERM)
