@@ -3,6 +3,7 @@ package sys
 import (
 	"encoding/binary"
 	"net/netip"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -23,10 +24,13 @@ const (
 const UDPMaxSegments = 64
 
 // SetUDPForwarding prepares a forwarding UDP socket: buffers of bufBytes
-// each way (the kernel caps them at net.core.[rw]mem_max), and no DF bit:
-// a datagram larger than the path MTU (VXLAN's 1550 bytes on a 1500-byte
-// network) is fragmented, as the sender expects of a hop, not refused with
-// EMSGSIZE. Every option is tried; the first error is returned.
+// each way, and no DF bit: a datagram larger than the path MTU (VXLAN's
+// 1550 bytes on a 1500-byte network) is fragmented, as the sender expects
+// of a hop, not refused with EMSGSIZE. The buffers are forced past
+// net.core.[rw]mem_max where the kernel allows it (CAP_NET_ADMIN in the
+// initial user namespace: a privileged launcher); otherwise the kernel caps
+// them there (SocketBuffers tells what was granted). Every option is tried;
+// the first error is returned.
 func SetUDPForwarding(fd int, bufBytes int) error {
 	var first error
 	keep := func(err error) {
@@ -34,8 +38,8 @@ func SetUDPForwarding(fd int, bufBytes int) error {
 			first = err
 		}
 	}
-	keep(unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, bufBytes))
-	keep(unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, bufBytes))
+	keep(setBuf(fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, bufBytes))
+	keep(setBuf(fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, bufBytes))
 	dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	if err != nil {
 		keep(err)
@@ -49,6 +53,37 @@ func SetUDPForwarding(fd int, bufBytes int) error {
 	}
 	keep(unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT))
 	return first
+}
+
+// forceRefused is set once the kernel refused a *BUFFORCE option (no
+// CAP_NET_ADMIN in the initial user namespace, the unprivileged case), so
+// later sockets skip the failing system call.
+var forceRefused atomic.Bool
+
+// setBuf sets a socket buffer with force where permitted, else plainly.
+func setBuf(fd, force, plain, bytes int) error {
+	if !forceRefused.Load() {
+		err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, bytes)
+		if err == nil {
+			return nil
+		}
+		if err != unix.EPERM {
+			return err
+		}
+		forceRefused.Store(true)
+	}
+	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, bytes)
+}
+
+// SocketBuffers returns the receive and send buffer sizes the kernel
+// granted fd, as getsockopt reports them (twice what was set, for the
+// kernel's bookkeeping).
+func SocketBuffers(fd int) (rcv, snd int, err error) {
+	if rcv, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF); err != nil {
+		return 0, 0, err
+	}
+	snd, err = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF)
+	return rcv, snd, err
 }
 
 // EnableUDPGRO asks the kernel to hand fd runs of equal datagrams from one

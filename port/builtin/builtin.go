@@ -122,6 +122,7 @@ type Driver struct {
 
 	udpFlows     atomic.Int64 // open UDP flows, over every port
 	udpTruncated atomic.Int64 // datagrams dropped for want of buffer
+	udpCapped    atomic.Bool  // a UDP listener got less buffer than asked: said so
 }
 
 // relayThreads is how many epoll loops relay TCP: one per four CPUs, at
@@ -220,6 +221,7 @@ func (d *Driver) listenLocked(f *forward, target netip.AddrPort) error {
 			return err
 		}
 		f.closer = pc
+		d.checkUDPBuffer(pc)
 		// Set here rather than in serveUDP, which may start after a quick
 		// Remove or Close has closed pc.
 		v6sock, err := enablePktinfo(pc)

@@ -55,6 +55,26 @@ const (
 	udpSocketWait = 2 * time.Second
 )
 
+// checkUDPBuffer says once (at info level: --debug) when the kernel granted
+// a UDP listener less receive buffer than udpSockBuf. The listener's
+// buffer is what holds a client's datagrams while the relay waits for a
+// CPU; on a busy machine a small one drops them before the relay sees
+// them. Unprivileged, net.core.rmem_max caps it (208 KiB by default).
+func (d *Driver) checkUDPBuffer(pc *net.UDPConn) {
+	rc, err := pc.SyscallConn()
+	if err != nil {
+		return
+	}
+	var rcv int
+	rc.Control(func(fd uintptr) { rcv, _, err = sys.SocketBuffers(int(fd)) })
+	// The kernel reports twice what it granted.
+	if err != nil || rcv/2 >= udpSockBuf || d.udpCapped.Swap(true) {
+		return
+	}
+	d.log.Info("udp port's receive buffer is capped by net.core.rmem_max; bursts beyond it are dropped while the relay waits for a CPU; to raise it: sysctl -w net.core.rmem_max=4194304",
+		"addr", pc.LocalAddr(), "granted", rcv/2, "wanted", udpSockBuf)
+}
+
 // udpFlow relays between one client address and the child.
 type udpFlow struct {
 	child *net.UDPConn
