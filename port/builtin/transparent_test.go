@@ -46,7 +46,10 @@ type keptEnv struct {
 func newKeptEnv(t *testing.T) *keptEnv {
 	e := &keptEnv{child: newNSSource(t), host: newNSSource(t)}
 	e.host.ip(t, "addr", "add", keptV4+"/32", "dev", "lo")
-	e.host.ip(t, "-6", "addr", "add", keptV6+"/128", "dev", "lo")
+	// nodad: an address without it is tentative until the kernel's DAD
+	// work has run, which a loaded machine runs late, and until then a
+	// bind to it fails (EADDRNOTAVAIL).
+	e.host.ip(t, "-6", "addr", "add", keptV6+"/128", "dev", "lo", "nodad")
 	e.ln4 = e.child.listen(t, "tcp", "127.0.0.1:0")
 	e.ln6 = e.child.listen(t, "tcp", "[::1]:0")
 	e.pc4 = e.child.listenPacket(t, "udp", "127.0.0.1:0")
