@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/unroot/unroot/internal/sys"
 )
 
 // The only file that talks to the kernel directly. The package variables are
@@ -55,7 +55,7 @@ func runInNS(ctx context.Context, flags uintptr, mapSelf bool, argv ...string) (
 	// maps on a loaded machine), which kept the pipe from its end of file
 	// after this command had exited: "WaitDelay expired before I/O
 	// complete" failed a healthy probe.
-	out, err := memFile("unroot-doctor-probe")
+	out, err := sys.MemFile("unroot-doctor-probe")
 	if err != nil {
 		return "", fmt.Errorf("probe %s: %w", argv[0], err)
 	}
@@ -68,15 +68,6 @@ func runInNS(ctx context.Context, flags uintptr, mapSelf bool, argv ...string) (
 		err = fmt.Errorf("read the output of %s: %w", argv[0], rerr)
 	}
 	return strings.TrimSpace(string(b)), err
-}
-
-// memFile is an anonymous file in memory, closed on exec.
-func memFile(name string) (*os.File, error) {
-	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("memfd_create: %w", err)
-	}
-	return os.NewFile(uintptr(fd), name), nil
 }
 
 // readFrom reads f from its start.

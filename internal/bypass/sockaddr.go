@@ -40,3 +40,27 @@ func decodeSockaddr(b []byte) (family int, ap netip.AddrPort, ok bool) {
 	}
 	return family, netip.AddrPort{}, false
 }
+
+// msghdrSize is the size of struct msghdr on the 64-bit architectures the
+// filter traps (amd64, arm64).
+const msghdrSize = 56
+
+// msghdr is what the supervisor reads of a struct msghdr.
+type msghdr struct {
+	name       uint64
+	namelen    uint32
+	iov        uint64
+	iovlen     uint64
+	controllen uint64
+}
+
+func decodeMsghdr(b []byte) msghdr {
+	le := binary.LittleEndian
+	return msghdr{
+		name:       le.Uint64(b[0:]),
+		namelen:    le.Uint32(b[8:]),
+		iov:        le.Uint64(b[16:]),
+		iovlen:     le.Uint64(b[24:]),
+		controllen: le.Uint64(b[40:]),
+	}
+}

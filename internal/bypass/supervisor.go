@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,17 +20,26 @@ import (
 )
 
 // Rules are the calls the namespace init traps for the supervisor: bind and
-// connect with an IPv4 or IPv6 address length, and sendto with an address.
-// The address lengths keep unix and netlink sockets (dockerd's and
-// containerd's chatter) off the supervisor's path.
+// connect with an IPv4 or IPv6 address length, sendto with an address, and
+// sendmsg. The address lengths keep unix and netlink sockets (dockerd's and
+// containerd's chatter) off the supervisor's path. sendmsg keeps its address
+// in memory, out of the filter's sight: every sendmsg stops for the
+// supervisor, which lets those without an IPv4/IPv6 address run at once
+// (docs/bypass.md gives the cost).
 func Rules() []seccomp.Rule {
-	lens := []uint32{16, 24, 28, 128}
+	lens := inetLens[:]
 	return []seccomp.Rule{
 		{Nr: unix.SYS_BIND, LenArg: 2, Lens: lens, NonZeroArg: -1},
 		{Nr: unix.SYS_CONNECT, LenArg: 2, Lens: lens, NonZeroArg: -1},
 		{Nr: unix.SYS_SENDTO, LenArg: 5, Lens: lens, NonZeroArg: 4},
+		{Nr: unix.SYS_SENDMSG, LenArg: -1, NonZeroArg: -1},
 	}
 }
+
+// inetLens are the address lengths of IPv4 and IPv6 sockaddrs programs
+// pass: sockaddr_in, the RFC 2133 sockaddr_in6, sockaddr_in6 and
+// sockaddr_storage.
+var inetLens = [...]uint32{16, 24, 28, 128}
 
 // Ports is the supervisor's view of the port driver.
 type Ports interface {
@@ -104,6 +114,9 @@ func Start(cfg Config) (*Supervisor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := cfg.Listener.SyncWakeUp(); err != nil {
+		log.Debug("bypass: without synchronous wake-ups", "err", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Supervisor{cfg: cfg, log: log.With("component", "bypass"), stop: stop, ctx: ctx, done: cancel,
 		bound: map[boundKey]*boundPort{}, aside: map[int]bool{}, warned: map[string]bool{}, limits: map[string]*lograte.Limiter{}, swapped: map[uint64]swap{}}
@@ -152,12 +165,30 @@ func (s *Supervisor) loop() {
 			s.log.Warn("receive seccomp notification", "err", err)
 			return
 		}
+		if n.Nr == unix.SYS_SENDMSG && s.plainSendmsg(n) {
+			// Most sendmsg calls (unix sockets, connected sockets) carry
+			// no address: answered here, without waking another thread.
+			s.cont(n)
+			continue
+		}
 		handlers.Add(1)
 		go func() {
 			defer handlers.Done()
 			s.handle(n)
 		}()
 	}
+}
+
+// plainSendmsg reports whether a trapped sendmsg names no IPv4/IPv6
+// destination (or its header cannot be read because the pointer is bad or
+// the caller is gone, which the kernel answers as without --bypass).
+func (s *Supervisor) plainSendmsg(n seccomp.Notif) bool {
+	var b [msghdrSize]byte
+	if err := seccomp.ReadMem(int(n.Pid), n.Args[1], b[:]); err != nil {
+		return errors.Is(err, unix.EFAULT) || errors.Is(err, unix.ESRCH)
+	}
+	h := decodeMsghdr(b[:])
+	return h.name == 0 || !slices.Contains(inetLens[:], h.namelen)
 }
 
 // warnOnce logs a problem the user should know of once per kind.
@@ -200,6 +231,11 @@ func (s *Supervisor) fallback(n seccomp.Notif, key, what string, err error, args
 }
 
 func (s *Supervisor) handle(n seccomp.Notif) {
+	if n.Nr == unix.SYS_SENDMSG {
+		// The message header first: most carry no address.
+		s.sendmsg(n)
+		return
+	}
 	pid := int(n.Pid)
 	if nsInode(pid) != s.cfg.NetNS {
 		s.cont(n)
@@ -215,6 +251,35 @@ func (s *Supervisor) handle(n seccomp.Notif) {
 	default:
 		s.cont(n)
 	}
+}
+
+// sendmsg serves a trapped sendmsg: one with an IPv4/IPv6 destination
+// (msg_name) from the namespace is decided as a sendto to that address.
+func (s *Supervisor) sendmsg(n seccomp.Notif) {
+	var b [msghdrSize]byte
+	if err := seccomp.ReadMem(int(n.Pid), n.Args[1], b[:]); err != nil {
+		if errors.Is(err, unix.EFAULT) || errors.Is(err, unix.ESRCH) {
+			s.cont(n) // the kernel fails it as without --bypass; or it is gone
+			return
+		}
+		s.fallback(n, "read-sendmsg", "a sendmsg (its message header could not be read, so it is not looked at)", err)
+		return
+	}
+	h := decodeMsghdr(b[:])
+	if h.name == 0 || !slices.Contains(inetLens[:], h.namelen) || nsInode(int(n.Pid)) != s.cfg.NetNS {
+		s.cont(n)
+		return
+	}
+	fam, dst, ok, err := s.readSockaddr(n, h.name, h.namelen)
+	if err != nil {
+		s.fallback(n, "read-sendmsg", "a sendmsg (its address could not be read, so it is not looked at)", err)
+		return
+	}
+	if !ok {
+		s.cont(n)
+		return
+	}
+	s.route(n, fam, dst, true)
 }
 
 // readAddr reads the sockaddr at argument ptr whose length is argument ln.
@@ -521,6 +586,12 @@ func (s *Supervisor) connect(n seccomp.Notif, ptr, ln int, sendto bool) {
 		s.cont(n)
 		return
 	}
+	s.route(n, fam, dst, sendto)
+}
+
+// route decides a connect to dst, or (send) a sendto or sendmsg to it.
+func (s *Supervisor) route(n seccomp.Notif, fam int, dst netip.AddrPort, send bool) {
+	sendto := send
 	own := s.ownRoutes()
 	if act, _ := s.cfg.Policy.connect(fam, dst, own, s.boundLookup("", 0)); act == keep {
 		s.cont(n)

@@ -58,6 +58,19 @@ func installBypass(mode BypassMode) (bypassResult, error) {
 	return bypassResult{}, err
 }
 
+// sendStartedOffThread runs sendStarted on another thread than the
+// caller's. The caller is the thread that forked the command, under the
+// command's filter, which traps sendmsg: the handshake's sendmsg would wait
+// for a supervisor that starts only once this very message hands it the
+// listener. A goroutine never runs on a thread another one has locked, and
+// Go makes new threads of a locked one from its template thread, so the
+// filter is not on the one this runs on.
+func sendStartedOffThread(ctl *handshake.Conn, pid int, b bypassResult) error {
+	sent := make(chan error, 1)
+	go func() { sent <- sendStarted(ctl, pid, b) }()
+	return <-sent
+}
+
 // sendStarted tells the launcher the command runs and passes it the
 // filter's listener (or, under BypassAuto, why there is none).
 func sendStarted(ctl *handshake.Conn, pid int, b bypassResult) error {

@@ -171,7 +171,7 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 		return fail(err)
 	}
 	cmdStarted <- pid
-	if err := sendStarted(ch.ctl, pid, bypass); err != nil {
+	if err := sendStartedOffThread(ch.ctl, pid, bypass); err != nil {
 		return 1
 	}
 	return finish(cfg, reap(pid, chld), ch.done)

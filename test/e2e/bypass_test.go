@@ -120,6 +120,21 @@ open(sys.argv[3], "w").close()
 time.sleep(60)
 `
 
+// bpUDPOut sends one datagram from an unbound UDP socket to
+// 198.18.0.1:7001 with sendto or (sys.argv[1] == "sendmsg") sendmsg, writes
+// its pid to sys.argv[2] and stays.
+const bpUDPOut = `import os, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if sys.argv[1] == "sendmsg":
+    s.sendmsg([b"x"], [], 0, ("198.18.0.1", 7001))
+else:
+    s.sendto(b"x", ("198.18.0.1", 7001))
+with open(sys.argv[2] + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+time.sleep(60)
+`
+
 // TestBypassServers: with --bypass, servers inside listen on the host
 // themselves (ss names them, not the launcher), clients reach them with
 // their real address, programs inside still reach them at 127.0.0.1,
@@ -160,6 +175,7 @@ http {
 	os.Chown(ngx, uid, gid)
 	os.WriteFile(filepath.Join(dir, "echo.py"), []byte(bpUDPEcho), 0o644)
 	os.WriteFile(filepath.Join(dir, "hold.py"), []byte(bpHold), 0o644)
+	os.WriteFile(filepath.Join(dir, "udpout.py"), []byte(bpUDPOut), 0o644)
 	script := fmt.Sprintf(`D=%[1]s
 nginx -c $D/nginx/nginx.conf -p $D/nginx/ >$D/nginx.out 2>&1 &
 iperf3 -s -p 5201 >/dev/null 2>&1 &
@@ -172,7 +188,8 @@ get http://127.0.0.1:80/ $D/inside-nginx
 get http://127.0.0.1:8081/ $D/inside-go
 get http://127.0.0.1:9090/ $D/inside-unpublished
 /usr/bin/python3 $D/hold.py 198.18.0.1 7000 $D/egress-ready 2>>$D/inside.err &
-/usr/bin/python3 -c 'import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b"x", ("198.18.0.1", 7001)); open("'$D'/udp-ready", "w").close(); time.sleep(60)' 2>>$D/inside.err &
+/usr/bin/python3 $D/udpout.py sendto $D/udp-ready 2>>$D/inside.err &
+/usr/bin/python3 $D/udpout.py sendmsg $D/udpmsg-ready 2>>$D/inside.err &
 touch $D/ready
 wait
 `, dir, static)
@@ -299,10 +316,15 @@ s.sendto(b"hi", ("198.18.0.1",5353)); print(s.recvfrom(2048)[0].decode())`)
 	if !strings.Contains(est, `(("python3"`) {
 		t.Errorf("the connection to 198.18.0.1:7000 is not the program's own host socket:\n%s", est)
 	}
-	// An unconnected UDP sendto out: the socket is a host socket of its own.
-	WaitFile(t, filepath.Join(dir, "udp-ready"), 10*time.Second)
-	if udp, _ := bpIn(ns, 10*time.Second, "ss", "-Hunap"); !strings.Contains(udp, `(("python3"`) || strings.Count(udp, `(("python3"`) < 2 {
-		t.Errorf("the UDP socket that sent to 198.18.0.1:7001 is not on the host (want it beside the echo server's):\n%s", udp)
+	// An unconnected UDP socket's first datagram out, by sendto and by
+	// sendmsg with msg_name (Go's WriteMsgUDP, many resolvers): the socket
+	// is a host socket of the program's own.
+	for _, call := range []string{"udp", "udpmsg"} {
+		WaitFile(t, filepath.Join(dir, call+"-ready"), 10*time.Second)
+		pid := read(call + "-ready")
+		if udp, _ := bpIn(ns, 10*time.Second, "ss", "-Hunap"); pid == "" || !strings.Contains(udp, `(("python3",pid=`+pid+`,`) {
+			t.Errorf("the UDP socket of pid %s that sent to 198.18.0.1:7001 (%s) is not on the host:\n%s", pid, call, udp)
+		}
 	}
 	// The launcher holds no descriptor per connection handled.
 	lpid := launcherPID(t, state)
