@@ -53,7 +53,7 @@ func (h *harness) runAll(ctx context.Context) (*report.Results, error) {
 		name string
 		mk   func() *group
 	}{
-		{"startup", h.startupGroup}, {"tcp", h.tcpGroup}, {"udp", h.udpGroup},
+		{"startup", h.startupGroup}, {"tcp", h.tcpGroup}, {"udp", h.udpGroup}, {"udpload", h.udpLoadGroup},
 		{"http", h.httpGroup}, {"out", h.outGroup}, {"mem", h.memGroup}, {"pods", h.podsGroup},
 	} {
 		if h.o.only != "" && !strings.Contains(","+h.o.only+",", ","+g.name+",") {
@@ -62,7 +62,7 @@ func (h *harness) runAll(ctx context.Context) (*report.Results, error) {
 		groups = append(groups, g.mk())
 	}
 	if len(groups) == 0 {
-		return nil, fmt.Errorf("--only %q names no group; use startup,tcp,udp,http,out,mem,pods", h.o.only)
+		return nil, fmt.Errorf("--only %q names no group; use startup,tcp,udp,udpload,http,out,mem,pods", h.o.only)
 	}
 	for _, g := range groups {
 		if err := h.runGroup(ctx, g); err != nil {

@@ -58,7 +58,7 @@ func run() int {
 	flag.StringVar(&o.ceiling, "udp-ceiling", "", "udp-ceiling binary (bench/cmd/udp-ceiling): adds its yardstick rows to the UDP benchmark; empty = none")
 	flag.StringVar(&o.user, "user", "unroot-test", "unprivileged user with subordinate ids that runs every peer")
 	flag.StringVar(&o.out, "out", "bench/results", "directory for latest.md, latest.svg and latest.json")
-	flag.StringVar(&o.only, "only", "", "comma-separated benchmark groups to run (startup,tcp,udp,http,out,mem,pods); empty = all")
+	flag.StringVar(&o.only, "only", "", "comma-separated benchmark groups to run (startup,tcp,udp,udpload,http,out,mem,pods); empty = all")
 	flag.BoolVar(&o.render, "render", false, "redraw latest.md and latest.svg from latest.json without measuring")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
