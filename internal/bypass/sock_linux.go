@@ -268,3 +268,12 @@ func connectHost(fd int, family int, target netip.AddrPort, nonblock bool) unix.
 	// connect does not return EINPROGRESS. Kept for safety.
 	return errnoOf(err)
 }
+
+// sendDatagram sends payload from fd to target with the program's send
+// flags; it returns the errno the program's call fails with, or 0.
+func sendDatagram(fd, family int, payload []byte, flags int, target netip.AddrPort) unix.Errno {
+	if err := unix.Sendto(fd, payload, flags|unix.MSG_NOSIGNAL, toSockaddr(family, target)); err != nil {
+		return errnoOf(err)
+	}
+	return 0
+}

@@ -836,8 +836,8 @@ func (s *Supervisor) sendAnswer(n seccomp.Notif, fd, family int, payload []byte,
 	if n.Nr == unix.SYS_SENDMSG {
 		flags = int(n.Args[2]) // sendmsg(fd, msg, flags)
 	}
-	if err := unix.Sendto(fd, payload, flags|unix.MSG_NOSIGNAL, toSockaddr(family, target)); err != nil {
-		s.answer(n, errnoOf(err))
+	if errno := sendDatagram(fd, family, payload, flags, target); errno != 0 {
+		s.answer(n, errno)
 		return
 	}
 	s.log.Debug("datagram redirected", "host", target, "pid", n.Pid, "bytes", len(payload))
