@@ -200,7 +200,8 @@ func (c *cluster) start(t *testing.T, i int) {
 	d := c.dirs[i]
 	os.Remove(filepath.Join(d, "ready"))
 	args := []string{"--net=/run/netns/" + c.host(i), "--", "setpriv", "--reuid=" + strconv.Itoa(uid), "--regid=" + strconv.Itoa(gid), "--init-groups", "--",
-		filepath.Join(bin, "unroot"), "run", "--net=" + c.driver, "--state-dir=" + filepath.Join(d, "state")}
+		// --debug: the log shows the network helper's own lines, for a failure.
+		filepath.Join(bin, "unroot"), "run", "--debug", "--net=" + c.driver, "--state-dir=" + filepath.Join(d, "state")}
 	for _, p := range published {
 		args = append(args, "-p", p)
 	}
@@ -293,7 +294,7 @@ func (c *cluster) logs(i int) string {
 	for _, f := range []string{"unroot.log", "etcd.log"} {
 		out, _ := os.ReadFile(filepath.Join(c.dirs[i], f))
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		fmt.Fprintf(&b, "--- %s (last lines)\n%s\n", f, strings.Join(lines[max(len(lines)-15, 0):], "\n"))
+		fmt.Fprintf(&b, "--- %s (last lines)\n%s\n", f, strings.Join(lines[max(len(lines)-25, 0):], "\n"))
 	}
 	return b.String()
 }
