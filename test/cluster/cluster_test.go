@@ -266,6 +266,12 @@ func (c *cluster) close(t *testing.T) {
 		}
 		out, _ := exec.Command("ps", "-u", testUser.Uid, "-o", "pid,ppid,stat,wchan:24,args").CombinedOutput()
 		t.Logf("the test user's processes:\n%s", out)
+		// Their CPU use over a second: a helper that spins shows ~100%.
+		out, _ = exec.Command("top", "-b", "-n", "2", "-d", "1", "-u", testUser.Uid, "-w", "200").CombinedOutput()
+		if i := strings.LastIndex(string(out), "top - "); i >= 0 {
+			out = out[i:]
+		}
+		t.Logf("their CPU use over 1 s:\n%s", out)
 	}
 	for _, cmd := range c.cmds {
 		if cmd != nil && cmd.Process != nil {
