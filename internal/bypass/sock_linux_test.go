@@ -3,6 +3,7 @@ package bypass
 import (
 	"runtime"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -47,5 +48,36 @@ func TestTakeSocketFromThread(t *testing.T) {
 			t.Errorf("takeSocket(thread %d) took inode %d, want %d", id, a.Ino, b.Ino)
 		}
 		unix.Close(fd)
+	}
+}
+
+// TestDecodeMsghdr: the offsets decodeMsghdr reads are those of the
+// kernel's struct msghdr, as golang.org/x/sys lays it out for this
+// architecture.
+func TestDecodeMsghdr(t *testing.T) {
+	var m unix.Msghdr
+	if unsafe.Sizeof(m) != msghdrSize {
+		t.Fatalf("struct msghdr is %d bytes here, want %d", unsafe.Sizeof(m), msghdrSize)
+	}
+	var name [28]byte
+	iov := make([]unix.Iovec, 3)
+	ctl := make([]byte, 40)
+	m.Name = &name[0]
+	m.Namelen = 28
+	m.Iov = &iov[0]
+	m.SetIovlen(3)
+	m.Control = &ctl[0]
+	m.SetControllen(40)
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&m)), unsafe.Sizeof(m))
+	h := decodeMsghdr(b)
+	want := msghdr{
+		name:       uint64(uintptr(unsafe.Pointer(&name[0]))),
+		namelen:    28,
+		iov:        uint64(uintptr(unsafe.Pointer(&iov[0]))),
+		iovlen:     3,
+		controllen: 40,
+	}
+	if h != want {
+		t.Errorf("decodeMsghdr = %+v, want %+v", h, want)
 	}
 }

@@ -2,6 +2,7 @@ package bypass
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -593,7 +594,8 @@ func (s *Supervisor) connect(n seccomp.Notif, ptr, ln int, sendto bool) {
 func (s *Supervisor) route(n seccomp.Notif, fam int, dst netip.AddrPort, send bool) {
 	sendto := send
 	own := s.ownRoutes()
-	if act, _ := s.cfg.Policy.connect(fam, dst, own, s.boundLookup("", 0)); act == keep {
+	first, _ := s.cfg.Policy.connect(fam, dst, own, s.boundLookup("", 0))
+	if first == keep {
 		s.cont(n)
 		return
 	}
@@ -608,6 +610,10 @@ func (s *Supervisor) route(n seccomp.Notif, fam int, dst netip.AddrPort, send bo
 		return
 	}
 	if !ok {
+		if send && w == nil && first == redirect {
+			s.sendHost(n, dst, own)
+			return
+		}
 		s.cont(n)
 		return
 	}
@@ -619,11 +625,26 @@ func (s *Supervisor) route(n seccomp.Notif, fam int, dst netip.AddrPort, send bo
 		return
 	}
 	act, target := s.cfg.Policy.connect(si.family, dst, own, s.boundLookup(transportOf(si), si.family))
-	if act == keep || (act == redirect && sendto) {
+	if act == keep {
 		s.cont(n)
 		return
 	}
 	what := "a " + callName(n) + " to " + dst.String()
+	var payload []byte
+	if act == redirect && sendto {
+		// The datagram goes to the bypassed socket: the supervisor sends
+		// it from the program's new host socket, as the kernel would
+		// have sent it to the address the program named.
+		var errno unix.Errno
+		if payload, errno, err = s.readPayload(n); err != nil {
+			s.fallback(n, "payload", what, err)
+			return
+		}
+		if errno != 0 {
+			s.answer(n, errno)
+			return
+		}
+	}
 	ours, ok := s.hostSocket(n, si, theirs, what)
 	if !ok {
 		return
@@ -639,6 +660,16 @@ func (s *Supervisor) route(n seccomp.Notif, fam int, dst netip.AddrPort, send bo
 			return
 		}
 		s.cont(n)
+		return
+	}
+	if sendto {
+		if err := s.cfg.Listener.Replace(n.ID, ours, fd, cloexec); err != nil {
+			if !errors.Is(err, seccomp.ErrGone) {
+				s.fallback(n, "addfd", what, fmt.Errorf("swap in the host socket: %w", err))
+			}
+			return
+		}
+		s.sendAnswer(n, ours, si.family, payload, target)
 		return
 	}
 	errno := connectHost(ours, si.family, target, si.nonblock)
@@ -762,4 +793,115 @@ func tcpConnsOnPort(port uint16) bool {
 		}
 	}
 	return false
+}
+
+// sendHost serves a sendto or sendmsg from the namespace on a socket that
+// is a host socket already (one the bypass swapped in): a datagram to a
+// port bound through the bypass (at 127.0.0.1 or the namespace's own
+// address) is sent to that port's host socket; anything else runs as the
+// program made it.
+func (s *Supervisor) sendHost(n seccomp.Notif, dst netip.AddrPort, own []netip.Prefix) {
+	theirs, err := takeSocket(int(n.Pid), int(int32(n.Args[0])))
+	if err != nil {
+		s.fallback(n, "sock-"+callName(n), "a "+callName(n)+" to "+dst.String(), err)
+		return
+	}
+	defer unix.Close(theirs)
+	si, ok := inspect(theirs)
+	if !ok || si.typ != unix.SOCK_DGRAM {
+		s.cont(n)
+		return
+	}
+	act, target := s.cfg.Policy.connect(si.family, dst, own, s.boundLookup("udp", si.family))
+	if act != redirect {
+		s.cont(n)
+		return
+	}
+	payload, errno, err := s.readPayload(n)
+	if err != nil {
+		s.fallback(n, "payload", "a "+callName(n)+" to "+dst.String(), err)
+		return
+	}
+	if errno != 0 {
+		s.answer(n, errno)
+		return
+	}
+	s.sendAnswer(n, theirs, si.family, payload, target)
+}
+
+// sendAnswer sends payload from fd to target with the trapped call's flags
+// and answers the call with the byte count or the error.
+func (s *Supervisor) sendAnswer(n seccomp.Notif, fd, family int, payload []byte, target netip.AddrPort) {
+	flags := int(n.Args[3]) // sendto(fd, buf, len, flags, ...)
+	if n.Nr == unix.SYS_SENDMSG {
+		flags = int(n.Args[2]) // sendmsg(fd, msg, flags)
+	}
+	if err := unix.Sendto(fd, payload, flags|unix.MSG_NOSIGNAL, toSockaddr(family, target)); err != nil {
+		s.answer(n, errnoOf(err))
+		return
+	}
+	s.log.Debug("datagram redirected", "host", target, "pid", n.Pid, "bytes", len(payload))
+	if err := s.cfg.Listener.Return(n.ID, int64(len(payload)), 0); err != nil && !errors.Is(err, seccomp.ErrGone) {
+		s.warnOnce("send", "answer a trapped call", "err", err)
+	}
+}
+
+// maxDatagram bounds what a redirected send reads of the program's
+// payload: a UDP datagram (or a GSO batch of them) is at most 64 KiB.
+const maxDatagram = 1 << 16
+
+// readPayload reads the datagram of a trapped sendto or sendmsg from the
+// target's memory. errno is what the call fails with as the kernel would
+// have failed it (EMSGSIZE, EFAULT); err that it could not be read, or that
+// it carries control messages the supervisor does not send.
+func (s *Supervisor) readPayload(n seccomp.Notif) (payload []byte, errno unix.Errno, err error) {
+	type iovec struct{ base, len uint64 }
+	var iovs []iovec
+	if n.Nr == unix.SYS_SENDMSG {
+		var b [msghdrSize]byte
+		if err := seccomp.ReadMem(int(n.Pid), n.Args[1], b[:]); err != nil {
+			return nil, 0, err
+		}
+		h := decodeMsghdr(b[:])
+		if h.controllen != 0 {
+			return nil, 0, errors.New("the message carries control messages, which are not sent to a port bound through the bypass")
+		}
+		if h.iovlen > 1024 { // UIO_MAXIOV
+			return nil, unix.EMSGSIZE, nil
+		}
+		raw := make([]byte, 16*h.iovlen)
+		if err := seccomp.ReadMem(int(n.Pid), h.iov, raw); err != nil {
+			if errors.Is(err, unix.EFAULT) {
+				return nil, unix.EFAULT, nil
+			}
+			return nil, 0, err
+		}
+		for i := range h.iovlen {
+			iovs = append(iovs, iovec{binary.LittleEndian.Uint64(raw[16*i:]), binary.LittleEndian.Uint64(raw[16*i+8:])})
+		}
+	} else {
+		iovs = []iovec{{n.Args[1], n.Args[2]}}
+	}
+	var total uint64
+	for _, v := range iovs {
+		total += v.len
+	}
+	if total > maxDatagram {
+		return nil, unix.EMSGSIZE, nil
+	}
+	payload = make([]byte, 0, total)
+	for _, v := range iovs {
+		b := make([]byte, v.len)
+		if err := seccomp.ReadMem(int(n.Pid), v.base, b); err != nil {
+			if errors.Is(err, unix.EFAULT) {
+				return nil, unix.EFAULT, nil
+			}
+			return nil, 0, err
+		}
+		payload = append(payload, b...)
+	}
+	if err := s.cfg.Listener.Valid(n.ID); err != nil {
+		return nil, 0, err
+	}
+	return payload, 0, nil
 }

@@ -200,7 +200,8 @@ func (c *cluster) start(t *testing.T, i int) {
 	d := c.dirs[i]
 	os.Remove(filepath.Join(d, "ready"))
 	args := []string{"--net=/run/netns/" + c.host(i), "--", "setpriv", "--reuid=" + strconv.Itoa(uid), "--regid=" + strconv.Itoa(gid), "--init-groups", "--",
-		filepath.Join(bin, "unroot"), "run", "--net=" + c.driver, "--state-dir=" + filepath.Join(d, "state")}
+		// --debug: the log shows the network helper's own lines, for a failure.
+		filepath.Join(bin, "unroot"), "run", "--debug", "--net=" + c.driver, "--state-dir=" + filepath.Join(d, "state")}
 	for _, p := range published {
 		args = append(args, "-p", p)
 	}
@@ -265,6 +266,12 @@ func (c *cluster) close(t *testing.T) {
 		}
 		out, _ := exec.Command("ps", "-u", testUser.Uid, "-o", "pid,ppid,stat,wchan:24,args").CombinedOutput()
 		t.Logf("the test user's processes:\n%s", out)
+		// Their CPU use over a second: a helper that spins shows ~100%.
+		out, _ = exec.Command("top", "-b", "-n", "2", "-d", "1", "-u", testUser.Uid, "-w", "200").CombinedOutput()
+		if i := strings.LastIndex(string(out), "top - "); i >= 0 {
+			out = out[i:]
+		}
+		t.Logf("their CPU use over 1 s:\n%s", out)
 	}
 	for _, cmd := range c.cmds {
 		if cmd != nil && cmd.Process != nil {
@@ -293,7 +300,7 @@ func (c *cluster) logs(i int) string {
 	for _, f := range []string{"unroot.log", "etcd.log"} {
 		out, _ := os.ReadFile(filepath.Join(c.dirs[i], f))
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		fmt.Fprintf(&b, "--- %s (last lines)\n%s\n", f, strings.Join(lines[max(len(lines)-15, 0):], "\n"))
+		fmt.Fprintf(&b, "--- %s (last lines)\n%s\n", f, strings.Join(lines[max(len(lines)-25, 0):], "\n"))
 	}
 	return b.String()
 }

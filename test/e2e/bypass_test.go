@@ -135,6 +135,31 @@ os.rename(sys.argv[2] + ".tmp", sys.argv[2])
 time.sleep(60)
 `
 
+// bpUDPIn asks the UDP echo server at 127.0.0.1:sys.argv[1] from unbound,
+// unconnected sockets, as a resolver does: sendto twice from one socket,
+// then sendmsg (of two buffers) from another. Each line is the echo and where it came from.
+// A datagram is sent again after 0.5 s without its echo (the server may
+// still be starting).
+const bpUDPIn = `import socket, sys
+dst = ("127.0.0.1", int(sys.argv[1]))
+def ask(s, send, msg):
+    for i in range(20):
+        send(msg)
+        try:
+            while True:
+                d, a = s.recvfrom(2048)
+                if d.endswith(b" " + msg):
+                    return "%s from %s:%d" % (d.decode(), a[0], a[1])
+        except socket.timeout:
+            pass
+    return "no echo of " + msg.decode()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.5)
+print(ask(s, lambda m: s.sendto(m, dst), b"first"))
+print(ask(s, lambda m: s.sendto(m, dst), b"again"))
+m = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); m.settimeout(0.5)
+print(ask(m, lambda x: m.sendmsg([x[:1], x[1:]], [], 0, dst), b"msg"))
+`
+
 // TestBypassServers: with --bypass, servers inside listen on the host
 // themselves (ss names them, not the launcher), clients reach them with
 // their real address, programs inside still reach them at 127.0.0.1,
@@ -176,12 +201,14 @@ http {
 	os.WriteFile(filepath.Join(dir, "echo.py"), []byte(bpUDPEcho), 0o644)
 	os.WriteFile(filepath.Join(dir, "hold.py"), []byte(bpHold), 0o644)
 	os.WriteFile(filepath.Join(dir, "udpout.py"), []byte(bpUDPOut), 0o644)
+	os.WriteFile(filepath.Join(dir, "udpin.py"), []byte(bpUDPIn), 0o644)
 	script := fmt.Sprintf(`D=%[1]s
 nginx -c $D/nginx/nginx.conf -p $D/nginx/ >$D/nginx.out 2>&1 &
 iperf3 -s -p 5201 >/dev/null 2>&1 &
 iperf3 -s -4 -p 5202 >/dev/null 2>&1 &
 %[2]s -http 0.0.0.0:8081 >/dev/null 2>&1 &
 /usr/bin/python3 $D/echo.py 5353 &
+/usr/bin/python3 $D/echo.py 5354 &
 %[2]s -http 0.0.0.0:9090 >/dev/null 2>&1 &
 get() { i=0; until curl -fsS -m 2 "$1" >"$2" 2>>$D/inside.err; do i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.1; done; }
 get http://127.0.0.1:80/ $D/inside-nginx
@@ -189,6 +216,7 @@ get http://127.0.0.1:8081/ $D/inside-go
 get http://127.0.0.1:9090/ $D/inside-unpublished
 /usr/bin/python3 $D/hold.py 198.18.0.1 7000 $D/egress-ready 2>>$D/inside.err &
 /usr/bin/python3 $D/udpout.py sendto $D/udp-ready 2>>$D/inside.err &
+(while [ ! -e $D/udp-bound ]; do sleep 0.05; done; /usr/bin/python3 $D/udpin.py 5354 >$D/inside-udp.tmp 2>>$D/inside.err; mv $D/inside-udp.tmp $D/inside-udp) &
 /usr/bin/python3 $D/udpout.py sendmsg $D/udpmsg-ready 2>>$D/inside.err &
 touch $D/ready
 wait
@@ -198,7 +226,7 @@ wait
 	cmd, out := bpLauncher(t, ns, mark, filepath.Join(Bin, "rootlesskit"), "--state-dir="+state, "--net=slirp4netns", "--disable-host-loopback",
 		"--port-driver=builtin", "--bypass",
 		"-p", "0.0.0.0:8080:80/tcp", "-p", "0.0.0.0:8081:8081/tcp", "-p", "[::]:5201:5201/tcp", "-p", "0.0.0.0:5201:5201/udp",
-		"-p", "0.0.0.0:5202:5202/tcp", "-p", "0.0.0.0:5353:5353/udp",
+		"-p", "0.0.0.0:5202:5202/tcp", "-p", "0.0.0.0:5353:5353/udp", "-p", "0.0.0.0:15354:5354/udp",
 		"sh", "-c", script)
 	stopped := false
 	stop := func() {
@@ -249,7 +277,7 @@ wait
 	}
 	// The host's listeners are the programs' own sockets, once each has
 	// started (on a loaded machine that takes seconds).
-	owners := map[int]string{8080: "nginx", 8081: "portserver-stat", 5201: "iperf3", 5202: "iperf3", 5353: "python3"}
+	owners := map[int]string{8080: "nginx", 8081: "portserver-stat", 5201: "iperf3", 5202: "iperf3", 5353: "python3", 15354: "python3"}
 	var ss string
 	var missing []string
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -272,6 +300,22 @@ wait
 	}
 	for _, m := range missing {
 		t.Errorf("%s on the host within 30s:\n%s", m, ss)
+	}
+	// Inside, unconnected UDP datagrams to the bypassed echo server at
+	// 127.0.0.1:5354 (published as 15354) reach it, from the first one on,
+	// by sendto and sendmsg; the second from a socket that is a host socket
+	// by then, where 127.0.0.1:5354 would be the host's. The echoes come
+	// from the host's address of the port.
+	os.WriteFile(filepath.Join(dir, "udp-bound"), nil, 0o644)
+	WaitFile(t, filepath.Join(dir, "inside-udp"), 40*time.Second)
+	if got := strings.Split(read("inside-udp"), "\n"); len(got) != 3 {
+		t.Errorf("UDP echo from inside at 127.0.0.1:5354: %q (%s)", got, read("inside.err"))
+	} else {
+		for i, msg := range []string{"first", "again", "msg"} {
+			if !strings.HasPrefix(got[i], "peer=127.0.0.1:") || !strings.HasSuffix(got[i], " "+msg+" from 127.0.0.1:15354") {
+				t.Errorf("UDP echo of %q from inside at 127.0.0.1:5354: %q, want \"peer=127.0.0.1:PORT %s from 127.0.0.1:15354\"", msg, got[i], msg)
+			}
+		}
 	}
 	if strings.Contains(ss, ":9090 ") {
 		t.Errorf("the unpublished port 9090 is on the host:\n%s", ss)

@@ -258,12 +258,7 @@ func TestNetDrivers(t *testing.T) {
 // With --port-driver=implicit, pasta forwards every port the command binds:
 // a server inside is reached on the host's loopback with no -p.
 func TestPastaImplicitPorts(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := ptPorts(t, 1)[0]
 	www := TempDir(t)
 	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("served-from-inside"), 0o644); err != nil {
 		t.Fatal(err)

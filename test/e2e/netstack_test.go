@@ -332,12 +332,7 @@ func TestNetstackIperf3(t *testing.T) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		t.Fatal("iperf3 not found: scripts/apt-packages.txt installs it")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := ptPorts(t, 1)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	srv := exec.CommandContext(ctx, "iperf3", "-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port))
@@ -436,12 +431,7 @@ func TestNetstackBadFlags(t *testing.T) {
 // TestNetstackPublish checks the builtin port driver works with netstack: a
 // server in the namespace is reachable from the host through -p.
 func TestNetstackPublish(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := ptPorts(t, 1)[0]
 	dir := TempDir(t)
 	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte("served-inside"), 0o644); err != nil {
 		t.Fatal(err)

@@ -30,38 +30,54 @@ var (
 )
 
 // ptPorts returns n ports free for TCP and UDP on the host a moment ago,
-// and never one it returned before: tests run in parallel, and the kernel
-// may offer a port that another test just got and let go of.
+// and never one it returned before. They lie below the kernel's ephemeral
+// range (ip_local_port_range), so no bind to port 0 and no outgoing
+// connection, of this test or any other running meanwhile, gets one of
+// them between now and the test's own bind.
 func ptPorts(t *testing.T, n int) []int {
 	t.Helper()
 	ptGivenMu.Lock()
 	defer ptGivenMu.Unlock()
+	lo, hi := ptRange(t)
 	var ports []int
-	var closers []io.Closer
-	defer func() {
-		for _, c := range closers {
-			c.Close()
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 10000 {
+			t.Fatalf("no free port in %d-%d after %d tries", lo, hi, tries)
 		}
-	}()
-	for len(ports) < n {
-		ln, err := net.Listen("tcp", ":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		closers = append(closers, ln)
-		p := ln.Addr().(*net.TCPAddr).Port
+		p := lo + rand.IntN(hi-lo)
 		if ptGiven[p] {
 			continue
 		}
-		pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", p))
+		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", p))
 		if err != nil {
 			continue
 		}
-		closers = append(closers, pc)
+		pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", p))
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
 		ptGiven[p] = true
 		ports = append(ports, p)
 	}
 	return ports
+}
+
+// ptRange is where ptPorts picks: from 10000 up to the start of the
+// ephemeral range.
+func ptRange(t *testing.T) (lo, hi int) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	first, err := strconv.Atoi(f[0])
+	if len(f) != 2 || err != nil || first < 11000 {
+		t.Fatalf("ip_local_port_range %q leaves no room below it for the tests' ports: set it to start at 32768 or more", b)
+	}
+	return 10000, first
 }
 
 func ptAddr(ip string, p int) string { return net.JoinHostPort(ip, strconv.Itoa(p)) }

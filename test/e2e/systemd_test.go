@@ -87,14 +87,7 @@ func sdEnv(cmd *exec.Cmd, kv ...string) {
 	}
 }
 
-func sdFreePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func sdFreePort(t *testing.T) int { return ptPorts(t, 1)[0] }
 
 // TestSystemdInstall writes a unit, checks it with systemd itself, then runs
 // its ExecStart the way systemd would (NOTIFY_SOCKET set, %t expanded) and
