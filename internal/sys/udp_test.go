@@ -3,6 +3,9 @@ package sys
 import (
 	"encoding/binary"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -59,3 +62,43 @@ func FuzzParseUDPControl(f *testing.F) {
 		ParseUDPControl(b)
 	})
 }
+
+// With CAP_NET_ADMIN (root in the tests) the buffers are forced past
+// net.core.rmem_max/wmem_max; without it the kernel caps them there and
+// SetUDPForwarding still succeeds.
+func TestSetUDPForwardingBuffers(t *testing.T) {
+	sysctl := func(name string) int {
+		b, err := os.ReadFile("/proc/sys/net/core/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	want := max(sysctl(rmemMax), sysctl(wmemMax)) + 1<<16
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := SetUDPForwarding(fd, want); err != nil {
+		t.Fatalf("SetUDPForwarding: %v", err)
+	}
+	rcv, snd, err := SocketBuffers(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The kernel reports twice what it granted.
+	if os.Geteuid() == 0 {
+		if rcv/2 < want || snd/2 < want {
+			t.Errorf("as root: buffers %d/%d granted, want %d each (forced past the sysctl caps)", rcv/2, snd/2, want)
+		}
+	} else if rcv/2 != sysctl(rmemMax) || snd/2 != sysctl(wmemMax) {
+		t.Errorf("unprivileged: buffers %d/%d granted, want the caps %d/%d", rcv/2, snd/2, sysctl(rmemMax), sysctl(wmemMax))
+	}
+}
+
+const rmemMax, wmemMax = "rmem_max", "wmem_max"
