@@ -104,110 +104,55 @@ type udpSlot struct {
 	seg    int // size of its datagrams: the GRO size, or its length
 }
 
+// udpServer is one UDP listener's serve loop: its flows, one per client
+// address, and the buffers a batch of datagrams passes through.
+type udpServer struct {
+	d      *Driver
+	ctx    context.Context
+	pc     *net.UDPConn
+	v6sock bool // how pc's IP_PKTINFO control messages are spelled (see enablePktinfo)
+	p      *pool
+	target netip.AddrPort
+
+	mu     sync.Mutex
+	flows  map[netip.AddrPort]*udpFlow
+	wg     sync.WaitGroup // the flows' reply goroutines
+	capped bool           // the cap was reached once: said so
+	cut    bool           // a truncated datagram was seen: said so
+
+	// The batch under way, touched only by the serve loop: recv is bound
+	// once so a read allocates nothing.
+	batch *sys.UDPBatch
+	n     int // datagrams the last read returned
+	rerr  error
+	recv  func(fd uintptr) bool
+	slots [udpBatch]udpSlot
+	iov   [sys.UDPMaxSegments]sys.Iovec
+	ctl   []byte
+}
+
 // serveUDP reads datagrams from the listener and hands each to its client's
 // flow, creating flows on demand. Each flow's reply goroutine writes the
 // child's answers back to the client from the listener's address.
 // v6sock tells how pc's IP_PKTINFO control messages are spelled (see
 // enablePktinfo).
 func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, v6sock bool, p *pool, target netip.AddrPort) {
-	var (
-		mu     sync.Mutex
-		flows  = map[netip.AddrPort]*udpFlow{}
-		wg     sync.WaitGroup
-		capped bool // the cap was reached once: said so
-		cut    bool // a truncated datagram was seen: said so
-	)
-	defer func() {
-		mu.Lock()
-		for _, f := range flows {
-			f.child.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-		// The reply goroutines removed their flows from the count.
-	}()
+	s := &udpServer{d: d, ctx: ctx, pc: pc, v6sock: v6sock, p: p, target: target,
+		flows: map[netip.AddrPort]*udpFlow{}, ctl: make([]byte, 64)}
+	defer s.closeFlows()
 	lrc, err := pc.SyscallConn()
 	if err != nil {
 		d.log.Warn("udp port stopped: no raw access to its socket", "addr", pc.LocalAddr(), "err", err)
 		return
 	}
-	batch := sys.NewUDPBatch(udpBatch, udpBufSize)
-	var (
-		n     int
-		rerr  error
-		slots [udpBatch]udpSlot
-		iov   [sys.UDPMaxSegments]sys.Iovec
-		ctl   = make([]byte, 64)
-	)
-	recv := func(fd uintptr) bool {
-		n, rerr = batch.Recv(int(fd))
-		return rerr != sys.EAGAIN
-	}
-	newFlow := func(client netip.AddrPort, dst netip.Addr) *udpFlow {
-		mu.Lock()
-		if len(flows) >= UDPMaxFlows {
-			if !capped {
-				capped = true
-				d.log.Warn("udp port at its flow cap; new clients replace the idlest flows", "addr", pc.LocalAddr(), "flows", len(flows))
-			}
-			d.evictUDPFlow(flows)
-		}
-		mu.Unlock()
-		// Descriptors ran out: the idlest flow gives way rather than every
-		// new client waiting for idle flows to expire.
-		free := func() bool {
-			mu.Lock()
-			evicted := d.evictUDPFlow(flows)
-			mu.Unlock()
-			return evicted
-		}
-		fd, ok := p.take()
-		if !ok && p.starved.Load() && free() {
-			p.freed()
-		}
-		if !ok {
-			var err error
-			if fd, err = p.getTimeout(ctx, udpSocketWait); err != nil {
-				d.log.Debug("no socket for a new udp flow; dropping the datagram", "client", client, "err", err)
-				return nil
-			}
-		}
-		c, err := d.dialUDP(ctx, fd, p.key.family, target, client, free)
-		if err != nil {
-			d.log.Debug("udp flow to the child failed; dropping the datagram", "client", client, "err", err)
-			return nil
-		}
-		f := &udpFlow{child: c, oob: sys.PktinfoSrc(v6sock, dst)}
-		if f.rc, err = c.SyscallConn(); err != nil {
-			c.Close()
-			return nil
-		}
-		f.send = f.sendNow
-		f.last.Store(time.Now().UnixNano())
-		mu.Lock()
-		flows[client] = f
-		d.udpFlows.Add(1)
-		mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.udpReplies(pc, f, client)
-			mu.Lock()
-			if flows[client] == f {
-				delete(flows, client)
-				d.udpFlows.Add(-1)
-			}
-			mu.Unlock()
-			f.child.Close()
-		}()
-		return f
-	}
+	s.batch = sys.NewUDPBatch(udpBatch, udpBufSize)
+	s.recv = s.recvNow
 	var bo backoff
 	var warn lograte.Limiter
 	for {
-		err := lrc.Read(recv)
+		err := lrc.Read(s.recv)
 		if err == nil {
-			err = rerr
+			err = s.rerr
 		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
@@ -222,56 +167,175 @@ func (d *Driver) serveUDP(ctx context.Context, pc *net.UDPConn, v6sock bool, p *
 		}
 		bo.reset()
 		now := time.Now().UnixNano()
-		m := 0
-		for i := range n {
-			b, client, oob, flags := batch.Datagram(i)
-			if flags&sys.MSG_TRUNC != 0 {
-				// Cannot happen with 64 KiB buffers; if it does, say so
-				// rather than pass on a cut datagram.
-				d.udpTruncated.Add(1)
-				if !cut {
-					cut = true
-					d.log.Warn("udp datagram larger than the relay's buffer dropped", "addr", pc.LocalAddr(), "client", client, "buffer", udpBufSize)
-				}
+		s.forward(s.slotsOfBatch(), now)
+	}
+}
+
+func (s *udpServer) recvNow(fd uintptr) bool {
+	s.n, s.rerr = s.batch.Recv(int(fd))
+	return s.rerr != sys.EAGAIN
+}
+
+// closeFlows closes every flow and waits for their reply goroutines, which
+// remove their flows from the count.
+func (s *udpServer) closeFlows() {
+	s.mu.Lock()
+	for _, f := range s.flows {
+		f.child.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// slotsOfBatch fills s.slots with the datagrams of the batch just read,
+// dropping truncated ones, and returns how many it holds.
+func (s *udpServer) slotsOfBatch() int {
+	m := 0
+	for i := range s.n {
+		b, client, oob, flags := s.batch.Datagram(i)
+		if flags&sys.MSG_TRUNC != 0 {
+			// Cannot happen with 64 KiB buffers; if it does, say so
+			// rather than pass on a cut datagram.
+			s.d.udpTruncated.Add(1)
+			if !s.cut {
+				s.cut = true
+				s.d.log.Warn("udp datagram larger than the relay's buffer dropped", "addr", s.pc.LocalAddr(), "client", client, "buffer", udpBufSize)
+			}
+			continue
+		}
+		dst, gso := sys.ParseUDPControl(oob)
+		seg := len(b)
+		if gso > 0 && gso < len(b) {
+			seg = gso
+		}
+		s.slots[m] = udpSlot{b: b, client: client, dst: dst, seg: seg}
+		m++
+	}
+	return m
+}
+
+// forward sends the first m slots to their clients' flows, a run of one
+// client's datagrams at a time. now stamps the flows' last traffic.
+func (s *udpServer) forward(m int, now int64) {
+	for i := 0; i < m; {
+		sl := &s.slots[i]
+		s.mu.Lock()
+		f := s.flows[sl.client]
+		s.mu.Unlock()
+		if f == nil {
+			if f = s.newFlow(sl.client, sl.dst); f == nil {
+				i++
 				continue
 			}
-			dst, gso := sys.ParseUDPControl(oob)
-			seg := len(b)
-			if gso > 0 && gso < len(b) {
-				seg = gso
-			}
-			slots[m] = udpSlot{b: b, client: client, dst: dst, seg: seg}
-			m++
 		}
-		for i := 0; i < m; {
-			s := &slots[i]
-			mu.Lock()
-			f := flows[s.client]
-			mu.Unlock()
-			if f == nil {
-				if f = newFlow(s.client, s.dst); f == nil {
-					i++
-					continue
-				}
-			}
-			f.last.Store(now)
-			// The run: datagrams of this client one UDP_SEGMENT send can
-			// carry, each full but the last.
-			j, segs, bytes := i+1, udpSegs(s), len(s.b)
-			for ; j < m && s.seg > 0 && !f.noGSO; j++ {
-				t, prev := &slots[j], &slots[j-1]
-				ts := udpSegs(t)
-				if t.client != s.client || len(prev.b)%s.seg != 0 || t.seg != s.seg && !(t.seg < s.seg && len(t.b) == t.seg) ||
-					segs+ts > sys.UDPMaxSegments || bytes+len(t.b) > udpMaxRun {
-					break
-				}
-				segs += ts
-				bytes += len(t.b)
-			}
-			d.sendRun(f, slots[i:j], segs, iov[:], ctl)
-			i = j
-		}
+		f.last.Store(now)
+		j, segs := s.runEnd(f, i, m)
+		s.d.sendRun(f, s.slots[i:j], segs, s.iov[:], s.ctl)
+		i = j
 	}
+}
+
+// runEnd finds the run that starts at slot i (of m): the datagrams of its
+// client one UDP_SEGMENT send to f can carry, each full but the last. It
+// returns the slot after the run and how many datagrams the run carries.
+func (s *udpServer) runEnd(f *udpFlow, i, m int) (end, segs int) {
+	first := &s.slots[i]
+	j, segs, bytes := i+1, udpSegs(first), len(first.b)
+	for ; j < m && first.seg > 0 && !f.noGSO; j++ {
+		t, prev := &s.slots[j], &s.slots[j-1]
+		ts := udpSegs(t)
+		if t.client != first.client || len(prev.b)%first.seg != 0 || t.seg != first.seg && !(t.seg < first.seg && len(t.b) == t.seg) ||
+			segs+ts > sys.UDPMaxSegments || bytes+len(t.b) > udpMaxRun {
+			break
+		}
+		segs += ts
+		bytes += len(t.b)
+	}
+	return j, segs
+}
+
+// newFlow opens a flow from client (which wrote to dst) to the target and
+// starts its reply goroutine; nil when no socket to the child could be had
+// (the datagram is then dropped, as the network might).
+func (s *udpServer) newFlow(client netip.AddrPort, dst netip.Addr) *udpFlow {
+	s.makeRoom()
+	fd, ok := s.socket(client)
+	if !ok {
+		return nil
+	}
+	c, err := s.d.dialUDP(s.ctx, fd, s.p.key.family, s.target, client, s.freeOne)
+	if err != nil {
+		s.d.log.Debug("udp flow to the child failed; dropping the datagram", "client", client, "err", err)
+		return nil
+	}
+	f := &udpFlow{child: c, oob: sys.PktinfoSrc(s.v6sock, dst)}
+	if f.rc, err = c.SyscallConn(); err != nil {
+		c.Close()
+		return nil
+	}
+	f.send = f.sendNow
+	f.last.Store(time.Now().UnixNano())
+	s.mu.Lock()
+	s.flows[client] = f
+	s.d.udpFlows.Add(1)
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go s.replies(f, client)
+	return f
+}
+
+// makeRoom evicts the idlest flow when the port is at its flow cap.
+func (s *udpServer) makeRoom() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.flows) < UDPMaxFlows {
+		return
+	}
+	if !s.capped {
+		s.capped = true
+		s.d.log.Warn("udp port at its flow cap; new clients replace the idlest flows", "addr", s.pc.LocalAddr(), "flows", len(s.flows))
+	}
+	s.d.evictUDPFlow(s.flows)
+}
+
+// socket takes a socket in the child for client's new flow from the pool,
+// waiting up to udpSocketWait for one.
+func (s *udpServer) socket(client netip.AddrPort) (fd int, ok bool) {
+	fd, ok = s.p.take()
+	if !ok && s.p.starved.Load() && s.freeOne() {
+		s.p.freed()
+	}
+	if ok {
+		return fd, true
+	}
+	fd, err := s.p.getTimeout(s.ctx, udpSocketWait)
+	if err != nil {
+		s.d.log.Debug("no socket for a new udp flow; dropping the datagram", "client", client, "err", err)
+		return 0, false
+	}
+	return fd, true
+}
+
+// freeOne evicts the idlest flow when descriptors ran out: it gives way
+// rather than every new client waiting for idle flows to expire.
+func (s *udpServer) freeOne() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.d.evictUDPFlow(s.flows)
+}
+
+// replies runs f's reply path until the flow ends, then removes and closes
+// it.
+func (s *udpServer) replies(f *udpFlow, client netip.AddrPort) {
+	defer s.wg.Done()
+	s.d.udpReplies(s.pc, f, client)
+	s.mu.Lock()
+	if s.flows[client] == f {
+		delete(s.flows, client)
+		s.d.udpFlows.Add(-1)
+	}
+	s.mu.Unlock()
+	f.child.Close()
 }
 
 // udpSegs is how many datagrams s carries.
