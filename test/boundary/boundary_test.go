@@ -1,6 +1,7 @@
 // Package boundary holds the tests that keep the module's seams where
 // ARCHITECTURE.md draws them: which packages may make system calls, which
-// modules the build may pull in, and what the public packages may expose.
+// modules the build may pull in, what the public packages may expose, and
+// how long a function may be (funclen_test.go).
 // They read the source and go.mod; a change that crosses a seam fails here
 // and has to widen a list below (or testdata/modules.txt) in review.
 package boundary

@@ -396,6 +396,16 @@ func (h *harness) iperfClientOnce(ctx context.Context, asUser bool, ns string, a
 
 func gbps(bits float64) float64 { return bits / 1e9 }
 
+// hostIperf starts an iperf3 server on host loopback, on a free port, as
+// the test user and returns the port once it listens.
+func (h *harness) hostIperf(ctx context.Context) (int, error) {
+	port, err := freePort()
+	if err != nil {
+		return 0, err
+	}
+	return port, h.hostServer(ctx, "iperf3", []string{"-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port)}, port)
+}
+
 // hostServer starts a server on the host as the test user and waits until it listens.
 func (h *harness) hostServer(ctx context.Context, name string, args []string, port int) error {
 	s, err := h.start(h.command(ctx, true, name, args...))
@@ -427,11 +437,8 @@ func (h *harness) tcpGroup() *group {
 	g.variants = append(g.variants,
 		variant{label: "host loopback", peer: "ref", refKey: "lo", benches: []string{"tcp-port"},
 			run: func(ctx context.Context) (map[string]float64, error) {
-				port, err := freePort()
+				port, err := h.hostIperf(ctx)
 				if err != nil {
-					return nil, err
-				}
-				if err := h.hostServer(ctx, "iperf3", []string{"-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port)}, port); err != nil {
 					return nil, err
 				}
 				r, err := h.iperfClient(ctx, true, "", "-c", "127.0.0.1", "-p", strconv.Itoa(port), "-t", strconv.Itoa(h.secs()), "-J")
@@ -498,11 +505,8 @@ func (h *harness) udpGroup() *group {
 	loRate := 1e9
 	g.variants = append(g.variants, variant{label: "host loopback", peer: "ref", refKey: "lo", benches: []string{"udp-port"},
 		run: func(ctx context.Context) (map[string]float64, error) {
-			port, err := freePort()
+			port, err := h.hostIperf(ctx)
 			if err != nil {
-				return nil, err
-			}
-			if err := h.hostServer(ctx, "iperf3", []string{"-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port)}, port); err != nil {
 				return nil, err
 			}
 			return h.udpSearch(ctx, &loRate, port)
@@ -872,11 +876,8 @@ func (h *harness) outGroup() *group {
 	// What --bypass can reach at best: the host's own loopback.
 	g.variants = append(g.variants, variant{label: "host loopback", peer: "ref", refKey: "lo", benches: []string{"tcp-out"},
 		run: func(ctx context.Context) (map[string]float64, error) {
-			port, err := freePort()
+			port, err := h.hostIperf(ctx)
 			if err != nil {
-				return nil, err
-			}
-			if err := h.hostServer(ctx, "iperf3", []string{"-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port)}, port); err != nil {
 				return nil, err
 			}
 			r, err := h.iperfClient(ctx, true, "", "-c", "127.0.0.1", "-p", strconv.Itoa(port), "-t", strconv.Itoa(h.secs()), "-J")
@@ -910,11 +911,8 @@ func (h *harness) outGroup() *group {
 			}
 			g.variants = append(g.variants, h.peerVariants(config, netd, port, ref, []string{"tcp-out", "cpu-tcp-out"}, func(p *peer) func(context.Context) (map[string]float64, error) {
 				return func(ctx context.Context) (map[string]float64, error) {
-					port, err := freePort()
+					port, err := h.hostIperf(ctx)
 					if err != nil {
-						return nil, err
-					}
-					if err := h.hostServer(ctx, "iperf3", []string{"-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port)}, port); err != nil {
 						return nil, err
 					}
 					// The gateway differs by driver (10.0.2.2 slirp4netns and

@@ -35,11 +35,8 @@ func (h *harness) udpLoadGroup() *group {
 	}
 	g.variants = append(g.variants, variant{label: "host loopback", peer: "ref", refKey: "lo", benches: ids,
 		run: func(ctx context.Context) (map[string]float64, error) {
-			port, err := freePort()
+			port, err := h.hostIperf(ctx)
 			if err != nil {
-				return nil, err
-			}
-			if err := h.hostServer(ctx, "iperf3", []string{"-s", "-B", "127.0.0.1", "-p", strconv.Itoa(port)}, port); err != nil {
 				return nil, err
 			}
 			return h.udpBusyRuns(ctx, port)
