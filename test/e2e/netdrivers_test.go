@@ -300,8 +300,10 @@ func TestPastaImplicitUDP(t *testing.T) {
 	var tcpOK, udpOK bool
 	r := runNetDuring(t, []string{"--net=pasta", "--port-driver=implicit"}, script, func(string) {
 		// pasta scans the namespace's TCP ports about once a second; a
-		// pasta that scans UDP ports does so in the same round.
-		tcpOK = waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/", port), 10*time.Second)
+		// pasta that scans UDP ports does so in the same round. The wait
+		// is long because the server and pasta's scan both start late on a
+		// loaded machine; it costs nothing when the port comes.
+		tcpOK = waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/", port), 30*time.Second)
 		deadline := time.Now().Add(3 * time.Second)
 		for tcpOK && !udpOK && time.Now().Before(deadline) {
 			udpOK = udpAnswers(fmt.Sprintf("127.0.0.1:%d", port))
