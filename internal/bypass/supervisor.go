@@ -2,7 +2,6 @@ package bypass
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -214,9 +213,11 @@ func (s *Supervisor) cont(n seccomp.Notif) {
 // why. The warning is rate-limited per kind (key), as the cause may repeat
 // on every call.
 func (s *Supervisor) fallback(n seccomp.Notif, key, what string, err error, args ...any) {
-	if s.cfg.Listener.Valid(n.ID) != nil {
+	if errors.Is(s.cfg.Listener.Valid(n.ID), seccomp.ErrGone) {
 		// The call is gone (its process died, or a signal restarts it and
-		// a new notification comes): nothing was decided.
+		// a new notification comes): nothing was decided. On any other
+		// error the call is let go on all the same: returning would leave
+		// it waiting for an answer that never comes.
 		return
 	}
 	s.mu.Lock()
@@ -846,52 +847,24 @@ func (s *Supervisor) sendAnswer(n seccomp.Notif, fd, family int, payload []byte,
 	}
 }
 
-// maxDatagram bounds what a redirected send reads of the program's
-// payload: a UDP datagram (or a GSO batch of them) is at most 64 KiB.
-const maxDatagram = 1 << 16
-
 // readPayload reads the datagram of a trapped sendto or sendmsg from the
 // target's memory. errno is what the call fails with as the kernel would
-// have failed it (EMSGSIZE, EFAULT); err that it could not be read, or that
-// it carries control messages the supervisor does not send.
+// have failed it (EINVAL, EMSGSIZE, EFAULT); err that it could not be read,
+// or that it carries control messages the supervisor does not send.
 func (s *Supervisor) readPayload(n seccomp.Notif) (payload []byte, errno unix.Errno, err error) {
-	type iovec struct{ base, len uint64 }
-	var iovs []iovec
+	iovs := []iovec{sendtoIovec(n.Args[1], n.Args[2])}
 	if n.Nr == unix.SYS_SENDMSG {
-		var b [msghdrSize]byte
-		if err := seccomp.ReadMem(int(n.Pid), n.Args[1], b[:]); err != nil {
-			return nil, 0, err
+		if iovs, errno, err = s.readIovecs(n); err != nil || errno != 0 {
+			return nil, errno, err
 		}
-		h := decodeMsghdr(b[:])
-		if h.controllen != 0 {
-			return nil, 0, errors.New("the message carries control messages, which are not sent to a port bound through the bypass")
-		}
-		if h.iovlen > 1024 { // UIO_MAXIOV
-			return nil, unix.EMSGSIZE, nil
-		}
-		raw := make([]byte, 16*h.iovlen)
-		if err := seccomp.ReadMem(int(n.Pid), h.iov, raw); err != nil {
-			if errors.Is(err, unix.EFAULT) {
-				return nil, unix.EFAULT, nil
-			}
-			return nil, 0, err
-		}
-		for i := range h.iovlen {
-			iovs = append(iovs, iovec{binary.LittleEndian.Uint64(raw[16*i:]), binary.LittleEndian.Uint64(raw[16*i+8:])})
-		}
-	} else {
-		iovs = []iovec{{n.Args[1], n.Args[2]}}
 	}
-	var total uint64
-	for _, v := range iovs {
-		total += v.len
-	}
-	if total > maxDatagram {
-		return nil, unix.EMSGSIZE, nil
+	total, errno := payloadSize(iovs)
+	if errno != 0 {
+		return nil, errno, nil
 	}
 	payload = make([]byte, 0, total)
 	for _, v := range iovs {
-		b := make([]byte, v.len)
+		b := make([]byte, v.len) // v.len <= total <= maxDatagram
 		if err := seccomp.ReadMem(int(n.Pid), v.base, b); err != nil {
 			if errors.Is(err, unix.EFAULT) {
 				return nil, unix.EFAULT, nil
@@ -904,4 +877,27 @@ func (s *Supervisor) readPayload(n seccomp.Notif) (payload []byte, errno unix.Er
 		return nil, 0, err
 	}
 	return payload, 0, nil
+}
+
+// readIovecs reads the iovecs a trapped sendmsg names.
+func (s *Supervisor) readIovecs(n seccomp.Notif) ([]iovec, unix.Errno, error) {
+	var b [msghdrSize]byte
+	if err := seccomp.ReadMem(int(n.Pid), n.Args[1], b[:]); err != nil {
+		if errors.Is(err, unix.EFAULT) {
+			return nil, unix.EFAULT, nil
+		}
+		return nil, 0, err
+	}
+	h := decodeMsghdr(b[:])
+	if errno, err := checkMsghdr(h); errno != 0 || err != nil {
+		return nil, errno, err
+	}
+	raw := make([]byte, 16*h.iovlen)
+	if err := seccomp.ReadMem(int(n.Pid), h.iov, raw); err != nil {
+		if errors.Is(err, unix.EFAULT) {
+			return nil, unix.EFAULT, nil
+		}
+		return nil, 0, err
+	}
+	return decodeIovecs(raw), 0, nil
 }
