@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/unroot/unroot/internal/relay"
 	"github.com/unroot/unroot/internal/sys"
@@ -26,6 +27,10 @@ type Forwarder struct {
 	nextID   int
 	fwds     map[int]*active
 	eng      *relay.Engine // made with the first TCP forward
+
+	// failEvery is the least time between two warnings of one forward's
+	// failures (zero: lograte.DefaultEvery); tests shorten or lengthen it.
+	failEvery time.Duration
 }
 
 // active is one running forward.

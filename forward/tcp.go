@@ -29,7 +29,7 @@ func (f *Forwarder) startTCP(fd int, sp Spec) (func(), error) {
 		f.eng = eng
 	}
 	g := f.eng.NewGroup()
-	fails := &failureLog{sp: sp, log: f.log}
+	fails := newFailureLog(sp, f.log, f.failEvery)
 	done := make(chan struct{})
 	var (
 		mu     sync.Mutex
@@ -69,6 +69,7 @@ func (f *Forwarder) startTCP(fd int, sp Spec) (func(), error) {
 	rl, err = g.Listen(fd, accept)
 	if err != nil {
 		g.Close()
+		fails.close()
 		return nil, err
 	}
 	resume = func() {
@@ -91,6 +92,7 @@ func (f *Forwarder) startTCP(fd int, sp Spec) (func(), error) {
 		}
 		mu.Unlock()
 		g.Close()
+		fails.close()
 	}, nil
 }
 

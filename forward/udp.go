@@ -30,7 +30,7 @@ func (f *Forwarder) startUDP(fd int, sp Spec) (func(), error) {
 		return nil, err
 	}
 	ns := pc.(*net.UDPConn)
-	u := &udpForward{f: f, sp: sp, ns: ns, flows: map[netip.AddrPort]*net.UDPConn{}, fails: &failureLog{sp: sp, log: f.log}}
+	u := &udpForward{f: f, sp: sp, ns: ns, flows: map[netip.AddrPort]*net.UDPConn{}, fails: newFailureLog(sp, f.log, f.failEvery)}
 	u.wg.Add(1)
 	go u.serve()
 	return func() {
@@ -42,6 +42,7 @@ func (f *Forwarder) startUDP(fd int, sp Spec) (func(), error) {
 		}
 		u.mu.Unlock()
 		u.wg.Wait()
+		u.fails.close()
 	}, nil
 }
 

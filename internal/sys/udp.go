@@ -23,23 +23,37 @@ const (
 // (UDP_MAX_SEGMENTS in the kernel).
 const UDPMaxSegments = 64
 
-// SetUDPForwarding prepares a forwarding UDP socket: buffers of bufBytes
-// each way, and no DF bit: a datagram larger than the path MTU (VXLAN's
-// 1550 bytes on a 1500-byte network) is fragmented, as the sender expects
-// of a hop, not refused with EMSGSIZE. The buffers are forced past
+// SetUDPListener prepares a published UDP port's listening socket as
+// SetUDPForwarding does, but forces its buffers past
 // net.core.[rw]mem_max where the kernel allows it (CAP_NET_ADMIN in the
-// initial user namespace: a privileged launcher); otherwise the kernel caps
-// them there (SocketBuffers tells what was granted). Every option is tried;
-// the first error is returned.
+// initial user namespace: a privileged launcher). That one socket holds
+// every client's datagrams while the relay waits for a CPU. Otherwise the
+// kernel caps them there (SocketBuffers tells what was granted). Every
+// option is tried; the first error is returned.
+func SetUDPListener(fd int, bufBytes int) error {
+	return setUDPForwarding(fd, bufBytes, true)
+}
+
+// SetUDPForwarding prepares a forwarding UDP socket (a flow's socket to
+// the child): buffers of bufBytes each way, capped by the kernel at
+// net.core.[rw]mem_max (never forced: a port may have thousands of flows,
+// and the admin's caps stand for them), and no DF bit: a datagram larger
+// than the path MTU (VXLAN's 1550 bytes on a 1500-byte network) is
+// fragmented, as the sender expects of a hop, not refused with EMSGSIZE.
+// Every option is tried; the first error is returned.
 func SetUDPForwarding(fd int, bufBytes int) error {
+	return setUDPForwarding(fd, bufBytes, false)
+}
+
+func setUDPForwarding(fd int, bufBytes int, force bool) error {
 	var first error
 	keep := func(err error) {
 		if first == nil {
 			first = err
 		}
 	}
-	keep(setBuf(fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, bufBytes))
-	keep(setBuf(fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, bufBytes))
+	keep(setBuf(fd, force, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, bufBytes))
+	keep(setBuf(fd, force, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, bufBytes))
 	dom, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
 	if err != nil {
 		keep(err)
@@ -57,13 +71,14 @@ func SetUDPForwarding(fd int, bufBytes int) error {
 
 // forceRefused is set once the kernel refused a *BUFFORCE option (no
 // CAP_NET_ADMIN in the initial user namespace, the unprivileged case), so
-// later sockets skip the failing system call.
+// later listeners skip the failing system call.
 var forceRefused atomic.Bool
 
-// setBuf sets a socket buffer with force where permitted, else plainly.
-func setBuf(fd, force, plain, bytes int) error {
-	if !forceRefused.Load() {
-		err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, bytes)
+// setBuf sets a socket buffer, with the force option when force is set and
+// the kernel permits it, else plainly.
+func setBuf(fd int, force bool, forceOpt, plainOpt, bytes int) error {
+	if force && !forceRefused.Load() {
+		err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, forceOpt, bytes)
 		if err == nil {
 			return nil
 		}
@@ -72,7 +87,7 @@ func setBuf(fd, force, plain, bytes int) error {
 		}
 		forceRefused.Store(true)
 	}
-	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, bytes)
+	return unix.SetsockoptInt(fd, unix.SOL_SOCKET, plainOpt, bytes)
 }
 
 // SocketBuffers returns the receive and send buffer sizes the kernel

@@ -58,11 +58,13 @@ func listenUDP(s port.Spec) (*net.UDPConn, error) {
 	if err != nil {
 		return nil, listenError(s, err)
 	}
-	// Big buffers and no DF for what it sends back; GRO so a run of
-	// datagrams from one client is read at once (serveUDP).
+	// Big buffers (forced past the sysctl caps where permitted: this one
+	// socket queues every client's datagrams) and no DF for what it sends
+	// back; GRO so a run of datagrams from one client is read at once
+	// (serveUDP).
 	if rc, err := pc.(*net.UDPConn).SyscallConn(); err == nil {
 		rc.Control(func(fd uintptr) {
-			sys.SetUDPForwarding(int(fd), udpSockBuf)
+			sys.SetUDPListener(int(fd), udpSockBuf)
 			sys.EnableUDPGRO(int(fd))
 		})
 	}

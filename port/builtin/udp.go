@@ -45,7 +45,9 @@ var udpBufs = sync.Pool{New: func() any { b := make([]byte, udpBufSize); return 
 const (
 	udpBatch = 32
 	// udpSockBuf is asked for both buffers of the listener and of each
-	// flow's socket; the kernel caps it at net.core.[rw]mem_max.
+	// flow's socket; the kernel caps it at net.core.[rw]mem_max, except
+	// that a privileged launcher forces the listener's past the caps
+	// (sys.SetUDPListener; flows never are).
 	udpSockBuf = 4 << 20
 	// udpMaxRun bounds the bytes of one segmented send: an IPv4 datagram
 	// holds 65,507 bytes, all of a UDP_SEGMENT send must fit one.

@@ -267,8 +267,10 @@ func TestPastaImplicitPorts(t *testing.T) {
 	script := fmt.Sprintf("busybox httpd -p 0.0.0.0:%d -h %s && read _", port, www)
 	var body string
 	r := runNetDuring(t, []string{"--net=pasta", "--port-driver=implicit", "--disable-host-loopback", "--pidns"}, script, func(string) {
-		// pasta scans the namespace's bound ports about once a second.
-		deadline := time.Now().Add(5 * time.Second)
+		// pasta scans the namespace's bound ports about once a second
+		// (later on a loaded machine, where httpd also starts late); the
+		// answer ends the wait.
+		deadline := time.Now().Add(15 * time.Second)
 		for time.Now().Before(deadline) {
 			resp, err := (&http.Client{Timeout: time.Second}).Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
 			if err == nil {
@@ -300,11 +302,13 @@ func TestPastaImplicitUDP(t *testing.T) {
 	var tcpOK, udpOK bool
 	r := runNetDuring(t, []string{"--net=pasta", "--port-driver=implicit"}, script, func(string) {
 		// pasta scans the namespace's TCP ports about once a second; a
-		// pasta that scans UDP ports does so in the same round. The wait
-		// is long because the server and pasta's scan both start late on a
-		// loaded machine; it costs nothing when the port comes.
+		// pasta that scans UDP ports may do so in a later round (a loaded
+		// machine, or a newer pasta that scans them apart). The waits are
+		// long because the server and pasta's scans both start late on a
+		// loaded machine; an answer ends each at once, so only a pasta
+		// that forwards no UDP pays the full UDP wait.
 		tcpOK = waitHTTP(fmt.Sprintf("http://127.0.0.1:%d/", port), 30*time.Second)
-		deadline := time.Now().Add(3 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
 		for tcpOK && !udpOK && time.Now().Before(deadline) {
 			udpOK = udpAnswers(fmt.Sprintf("127.0.0.1:%d", port))
 		}

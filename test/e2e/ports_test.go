@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -284,44 +283,10 @@ func ptCheckUDP(t *testing.T, ps []int) {
 // ptCheckIperf3: iperf3's TCP and UDP traffic gets through (not how fast:
 // bench/ measures that), to the servers published on tcpPort and udpPort.
 func ptCheckIperf3(t *testing.T, tcpPort, udpPort int) {
+	iperf3Through(t, "-c", "127.0.0.1", "-p", strconv.Itoa(tcpPort), "-t", "2")
 	// UDP at a rate and datagram size an overlay uses (VXLAN frames of
-	// about 1.4 KB): this checks that iperf3's traffic gets through, not
-	// how fast (bench/ measures that); at 1 Gbit/s of 32 KB datagrams a
-	// loaded 2-CPU machine loses most of them wherever they are relayed.
-	for _, args := range [][]string{{}, {"-u", "-b", "300M", "-l", "1400"}} {
-		port := tcpPort
-		if len(args) > 0 {
-			port = udpPort
-		}
-		out, err := exec.Command("iperf3", append([]string{"-c", "127.0.0.1", "-p", strconv.Itoa(port), "-t", "2", "-J"}, args...)...).Output()
-		var res struct {
-			End struct {
-				SumReceived struct {
-					BitsPerSecond float64 `json:"bits_per_second"`
-				} `json:"sum_received"`
-				Sum struct {
-					BitsPerSecond float64 `json:"bits_per_second"`
-					LostPercent   float64 `json:"lost_percent"`
-				}
-			}
-		}
-		if jerr := json.Unmarshal(out, &res); err != nil || jerr != nil {
-			t.Errorf("iperf3 %v: %v %v: %.300s", args, err, jerr, out)
-			continue
-		}
-		bps := res.End.SumReceived.BitsPerSecond
-		if len(args) > 0 {
-			bps = res.End.Sum.BitsPerSecond * (100 - res.End.Sum.LostPercent) / 100
-		}
-		t.Logf("iperf3 %v through the published port: %.2f Gbit/s received", args, bps/1e9)
-		least := 50e6
-		if len(args) > 0 {
-			least = 10e6 // a stall gives 0; heavy loss on a busy machine is no failure here
-		}
-		if bps < least {
-			t.Errorf("iperf3 %v: %.0f bit/s received: %.2000s", args, bps, out)
-		}
-	}
+	// about 1.4 KB); a loaded machine may lose many, but some arrive.
+	iperf3Through(t, "-c", "127.0.0.1", "-p", strconv.Itoa(udpPort), "-t", "2", "-u", "-b", "300M", "-l", "1400")
 }
 
 // ptCheckClientAddress: a non-loopback client's address reaches the server
