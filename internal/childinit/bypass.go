@@ -58,29 +58,34 @@ func installBypass(mode BypassMode) (bypassResult, error) {
 	return bypassResult{}, err
 }
 
-// sendStartedOffThread runs sendStarted on another thread than the
-// caller's. The caller is the thread that forked the command, under the
-// command's filter, which traps sendmsg: the handshake's sendmsg would wait
-// for a supervisor that starts only once this very message hands it the
-// listener. A goroutine never runs on a thread another one has locked, and
-// Go makes new threads of a locked one from its template thread, so the
-// filter is not on the one this runs on.
-func sendStartedOffThread(ctl *handshake.Conn, pid int, b bypassResult) error {
+// sendOffThread sends m over ctl from another thread than the caller's.
+// Every ctl.Send that may come after installBypass goes through it: the
+// caller may be the thread that installed the command's filter (locked for
+// good), which traps sendmsg. Sent from there, the Started message would
+// wait for a supervisor that starts only once this very message hands it
+// the listener; and an error (the command could not be exec'd, after the
+// listener was closed) would fail with ENOSYS, so the launcher would see
+// the init go away instead of the error. A goroutine never runs on a
+// thread another one has locked, and Go makes new threads of a locked one
+// from its template thread, so the filter is not on the one this sends
+// from.
+func sendOffThread(ctl *handshake.Conn, m handshake.Msg, files ...*os.File) error {
 	sent := make(chan error, 1)
-	go func() { sent <- sendStarted(ctl, pid, b) }()
+	go func() { sent <- ctl.Send(m, files...) }()
 	return <-sent
 }
 
 // sendStarted tells the launcher the command runs and passes it the
-// filter's listener (or, under BypassAuto, why there is none).
+// filter's listener (or, under BypassAuto, why there is none), from
+// another thread than the filtered one (sendOffThread).
 func sendStarted(ctl *handshake.Conn, pid int, b bypassResult) error {
 	m := handshake.Msg{Kind: handshake.Started, PID: pid}
 	if b.listener == nil {
 		if b.err != nil {
 			m.Err = b.err.Error()
 		}
-		return ctl.Send(m)
+		return sendOffThread(ctl, m)
 	}
 	defer b.listener.Close()
-	return ctl.Send(m, b.listener)
+	return sendOffThread(ctl, m, b.listener)
 }

@@ -142,7 +142,8 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 		return 1
 	}
 	fail := func(err error) int {
-		if ch.ctl.Send(handshake.ErrorMsg(err)) != nil {
+		// Off this thread: it may be under the command's filter.
+		if sendOffThread(ch.ctl, handshake.ErrorMsg(err)) != nil {
 			fmt.Fprintf(os.Stderr, "%schild: %v\n", cfg.ErrPrefix, err)
 		}
 		return 1
@@ -171,7 +172,7 @@ func stage2(cfg Config, ctl *handshake.Conn, preconfigured int) int {
 		return fail(err)
 	}
 	cmdStarted <- pid
-	if err := sendStartedOffThread(ch.ctl, pid, bypass); err != nil {
+	if err := sendStarted(ch.ctl, pid, bypass); err != nil {
 		return 1
 	}
 	return finish(cfg, reap(pid, chld), ch.done)

@@ -692,3 +692,30 @@ func TestBypassLibraryKnob(t *testing.T) {
 	for range lines {
 	}
 }
+
+// TestBypassExecFormatError: under --bypass, a command the kernel cannot
+// exec (a script without a shebang: ENOEXEC) fails the launcher with the
+// exec error, as without --bypass. The init reports it after the filter is
+// on its forking thread and its listener is closed: sent from that thread
+// the report failed (ENOSYS) and the launcher said the child went away.
+func TestBypassExecFormatError(t *testing.T) {
+	t.Parallel()
+	dir := TempDir(t)
+	script := filepath.Join(dir, "no-shebang")
+	if err := os.WriteFile(script, []byte("echo should-not-run\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := RunUser(t, 30*time.Second, "unroot", "run", "--state-dir="+filepath.Join(dir, "state"), "--net=slirp4netns", "--bypass", "--", script)
+	if r.Code != 1 {
+		t.Errorf("exit %d, want 1\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+	}
+	// The launcher's own report (not the init's "child:" line on stderr,
+	// followed by the launcher's EOF on the control channel).
+	want := "unroot: start command " + script + ": exec format error"
+	if !slices.Contains(strings.Split(r.Stderr, "\n"), want) || strings.Contains(r.Stderr, "EOF") {
+		t.Errorf("stderr lacks the line %q, or the launcher lost the init's report:\n%s", want, r.Stderr)
+	}
+	if strings.Contains(r.Stdout+r.Stderr, "should-not-run") || strings.Contains(r.Stderr, "goroutine ") {
+		t.Errorf("unexpected output:\nstdout: %s\nstderr: %s", r.Stdout, r.Stderr)
+	}
+}
