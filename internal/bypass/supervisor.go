@@ -364,49 +364,66 @@ func (s *Supervisor) remember(ours int, w swap) (forget func()) {
 	}
 }
 
+// nsSock is what nsSocket found of the target's socket.
+type nsSock struct {
+	fd int      // the namespace's socket, when ok
+	si sockInfo // its kind, when ok
+	// ok: an IPv4/IPv6 TCP or UDP socket of the namespace, fd is ours to
+	// close.
+	ok bool
+	// host: a socket of the host's network namespace (SIOCGSKNS refused,
+	// or one the bypass swapped in a moment ago), not of a third one (a
+	// container's, made through setns).
+	host bool
+	// w is what was done to a socket swapped a moment ago.
+	w *swap
+}
+
 // nsSocket takes the target's socket when it is an IPv4/IPv6 TCP or UDP
 // socket of the namespace (not one already swapped for a host socket).
-// Otherwise, for a socket swapped a moment ago, it returns what was done.
-// err says why the socket could not be looked at (ok is false then): the
-// caller warns, as the call it would have bypassed runs inside.
-func (s *Supervisor) nsSocket(n seccomp.Notif) (fd int, si sockInfo, ok bool, w *swap, err error) {
+// Otherwise, for a socket swapped a moment ago, it returns what was done,
+// and for a redirected connect trapped again (a restart) connects it
+// again. err says why the socket could not be looked at: the caller warns,
+// as the call it would have bypassed runs inside.
+func (s *Supervisor) nsSocket(n seccomp.Notif) (nsSock, error) {
 	theirs, err := takeSocket(int(n.Pid), int(int32(n.Args[0])))
 	if err != nil {
-		return -1, sockInfo{}, false, nil, err
+		return nsSock{}, err
 	}
 	// The namespace first: a host socket (one swapped in already, a
 	// datagram server's replies) is told apart in one call.
 	ns, err := netnsOf(theirs)
 	if err != nil {
 		unix.Close(theirs)
-		return -1, sockInfo{}, false, nil, err
+		return nsSock{}, err
 	}
-	inNS := ns == s.cfg.NetNS
-	ok = inNS
-	if inNS {
-		si, ok = inspect(theirs)
-	}
-	if !ok {
-		var st unix.Stat_t
-		if !inNS && unix.Fstat(theirs, &st) == nil {
-			s.mu.Lock()
-			if v, found := s.swapped[st.Ino]; found {
-				w = &v
-			}
-			s.mu.Unlock()
-		}
-		if w != nil && w.redirect.IsValid() {
-			// A redirected connect again: it was started on our socket.
-			errno := connectHost(theirs, w.family, w.redirect, true)
-			if errno == unix.EISCONN {
-				errno = 0
-			}
-			w.again, w.errno = true, errno
+	if ns == s.cfg.NetNS {
+		if si, ok := inspect(theirs); ok {
+			return nsSock{fd: theirs, si: si, ok: true}, nil
 		}
 		unix.Close(theirs)
-		return -1, sockInfo{}, false, w, nil
+		return nsSock{}, nil
 	}
-	return theirs, si, true, nil, nil
+	defer unix.Close(theirs)
+	r := nsSock{host: ns == 0} // 0: SIOCGSKNS refused, the host's
+	var st unix.Stat_t
+	if unix.Fstat(theirs, &st) == nil {
+		s.mu.Lock()
+		if v, found := s.swapped[st.Ino]; found {
+			r.w, r.host = &v, true
+		}
+		s.mu.Unlock()
+	}
+	if r.w != nil && r.w.redirect.IsValid() && n.Nr == unix.SYS_CONNECT {
+		// A redirected connect again: it was started on our socket. Only
+		// a connect: a send on the connected socket goes to sendHost.
+		errno := connectHost(theirs, r.w.family, r.w.redirect, true)
+		if errno == unix.EISCONN {
+			errno = 0
+		}
+		r.w.again, r.w.errno = true, errno
+	}
+	return r, nil
 }
 
 func (s *Supervisor) bind(n seccomp.Notif) {
@@ -429,8 +446,9 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 		s.cont(n)
 		return
 	}
-	theirs, si, ok, w, err := s.nsSocket(n)
-	if w != nil && w.bound {
+	ns, err := s.nsSocket(n)
+	theirs, si, ok := ns.fd, ns.si, ns.ok
+	if ns.w != nil && ns.w.bound {
 		s.answer(n, 0) // restarted after the swap: it is bound
 		return
 	}
@@ -600,10 +618,11 @@ func (s *Supervisor) route(n seccomp.Notif, fam int, dst netip.AddrPort, send bo
 		s.cont(n)
 		return
 	}
-	theirs, si, ok, w, err := s.nsSocket(n)
-	if w != nil && w.again {
+	ns, err := s.nsSocket(n)
+	theirs, si, ok := ns.fd, ns.si, ns.ok
+	if ns.w != nil && ns.w.again {
 		// Restarted after a redirect: nsSocket connected again.
-		s.answer(n, w.errno)
+		s.answer(n, ns.w.errno)
 		return
 	}
 	if err != nil {
@@ -611,7 +630,10 @@ func (s *Supervisor) route(n seccomp.Notif, fam int, dst netip.AddrPort, send bo
 		return
 	}
 	if !ok {
-		if send && w == nil && first == redirect {
+		// A host socket (swapped in already, a connected one included)
+		// sending to a bypassed port; a third namespace's socket keeps
+		// its own routing.
+		if send && ns.host && first == redirect {
 			s.sendHost(n, dst, own)
 			return
 		}

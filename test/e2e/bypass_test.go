@@ -139,11 +139,13 @@ time.sleep(60)
 // unconnected sockets, as a resolver does: sendto twice from one socket,
 // then sendmsg (of two buffers) from another. Each line is the echo and where it came from.
 // A datagram is sent again after 0.5 s without its echo (the server may
-// still be starting).
+// still be starting). Last, a socket connected to it sends by sendto and
+// sendmsg naming the address again (within the 10 s the supervisor
+// remembers the swap), with 4 tries only: the server answers by then.
 const bpUDPIn = `import socket, sys
 dst = ("127.0.0.1", int(sys.argv[1]))
-def ask(s, send, msg):
-    for i in range(20):
+def ask(s, send, msg, tries=20):
+    for i in range(tries):
         send(msg)
         try:
             while True:
@@ -158,6 +160,10 @@ print(ask(s, lambda m: s.sendto(m, dst), b"first"))
 print(ask(s, lambda m: s.sendto(m, dst), b"again"))
 m = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); m.settimeout(0.5)
 print(ask(m, lambda x: m.sendmsg([x[:1], x[1:]], [], 0, dst), b"msg"))
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(0.5)
+c.connect(dst)
+print(ask(c, lambda m: c.sendto(m, dst), b"conn-sendto", 4))
+print(ask(c, lambda m: c.sendmsg([m], [], 0, dst), b"conn-sendmsg", 4))
 `
 
 // TestBypassServers: with --bypass, servers inside listen on the host
@@ -308,10 +314,11 @@ wait
 	// from the host's address of the port.
 	os.WriteFile(filepath.Join(dir, "udp-bound"), nil, 0o644)
 	WaitFile(t, filepath.Join(dir, "inside-udp"), 40*time.Second)
-	if got := strings.Split(read("inside-udp"), "\n"); len(got) != 3 {
+	msgs := []string{"first", "again", "msg", "conn-sendto", "conn-sendmsg"}
+	if got := strings.Split(read("inside-udp"), "\n"); len(got) != len(msgs) {
 		t.Errorf("UDP echo from inside at 127.0.0.1:5354: %q (%s)", got, read("inside.err"))
 	} else {
-		for i, msg := range []string{"first", "again", "msg"} {
+		for i, msg := range msgs {
 			if !strings.HasPrefix(got[i], "peer=127.0.0.1:") || !strings.HasSuffix(got[i], " "+msg+" from 127.0.0.1:15354") {
 				t.Errorf("UDP echo of %q from inside at 127.0.0.1:5354: %q, want \"peer=127.0.0.1:PORT %s from 127.0.0.1:15354\"", msg, got[i], msg)
 			}
