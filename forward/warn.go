@@ -66,9 +66,9 @@ type failure struct {
 	held int
 }
 
-// newFailureLog starts the writer of sp's warnings, at most one a
-// interval every (zero: lograte.DefaultEvery). The caller ends it with
-// close.
+// newFailureLog starts the writer of sp's warnings, which go out at most
+// once per interval every (zero: lograte.DefaultEvery). The caller ends it
+// with close.
 func newFailureLog(sp Spec, log *slog.Logger, every time.Duration) *failureLog {
 	l := &failureLog{sp: sp, log: log, rate: lograte.Limiter{Every: every},
 		lines: make(chan failure, failureQueue), done: make(chan struct{}), ended: make(chan struct{})}
