@@ -10,7 +10,9 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -117,5 +119,56 @@ func TestNsSocketSwapped(t *testing.T) {
 	}
 	if sa, err := unix.Getpeername(swapped); err != nil || fromSockaddr(sa) != target {
 		t.Errorf("peer after the restarted connect: %v, %v; want %v", sa, err, target)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's goroutine and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSupervisorStops: when receiving notifications fails, the supervisor
+// says that it stopped, what that does and what to do, and closes the
+// listener, so the command's trapped calls fail with ENOSYS instead of
+// waiting for good. The listener is a readable eventfd: poll says a
+// notification waits, the receive ioctl fails with ENOTTY.
+func TestSupervisorStops(t *testing.T) {
+	fd, err := unix.Eventfd(1, unix.EFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf lockedBuffer
+	s, err := Start(Config{Listener: seccomp.NewListener(fd), Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	if err != nil {
+		unix.Close(fd)
+		t.Fatal(err)
+	}
+	defer s.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(buf.String(), "supervisor stopped") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	out := buf.String()
+	for _, want := range []string{"bypass: supervisor stopped; trapped calls now fail with ENOSYS: receive seccomp notification", "restart the command, or run it without --bypass"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	// The loop closes the listener before it logs.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != unix.EBADF {
+		t.Errorf("the listener is still open (F_GETFD: %v)", err)
 	}
 }

@@ -4,13 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// The pure parts of reading a redirected datagram: what the program's
-// sendto or sendmsg arguments say of its payload, checked as the kernel
-// checks them, before any of it is read.
+// The pure parts of the supervisor: what a program's sendto or sendmsg
+// arguments say of its payload, checked as the kernel checks them before
+// any of it is read; and what a warned fallback asks the user to do.
 
 // maxDatagram bounds what a redirected send reads of the program's
 // payload: a UDP datagram (or a GSO batch of them) is at most 64 KiB.
@@ -74,4 +75,23 @@ func payloadSize(iovs []iovec) (int, unix.Errno) {
 		}
 	}
 	return int(total), 0
+}
+
+// fallbackFix is what to do about a fallback (fallback's key and cause)
+// that recurs until the user acts, "" where nothing is to be done (the
+// program's own choice, such as control messages).
+func fallbackFix(key string, err error) string {
+	switch {
+	case key == "socket" && errors.Is(err, unix.EMFILE):
+		return "to fix, raise the open-file limit of unroot (ulimit -n before unroot run, LimitNOFILE= in its systemd unit)"
+	case key == "socket" && errors.Is(err, unix.ENFILE):
+		return "to fix, raise the host's open-file limit (sysctl fs.file-max) or close programs that hold many files"
+	case key == "socket" && (errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM)):
+		return "the host is short of memory: free some"
+	case key == "addfd":
+		return "this is a bug in unroot: please report it with this line and the kernel version (uname -r)"
+	case (strings.HasPrefix(key, "sock-") || strings.HasPrefix(key, "read-") || key == "payload") && errors.Is(err, unix.EPERM):
+		return "to fix, let unroot look into its command's descriptors and memory (kernel.yama.ptrace_scope 1 or less; a security module may forbid pidfd_getfd or process_vm_readv), or run without --bypass"
+	}
+	return ""
 }

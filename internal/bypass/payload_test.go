@@ -3,7 +3,9 @@ package bypass
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -96,4 +98,27 @@ func FuzzPayloadSize(f *testing.F) {
 			_ = make([]byte, n)
 		}
 	})
+}
+
+func TestFallbackFix(t *testing.T) {
+	wrap := func(e error) error { return fmt.Errorf("create host socket: %w", e) }
+	for _, tc := range []struct {
+		key  string
+		err  error
+		want string // in the fix; "" for none
+	}{
+		{"socket", wrap(unix.EMFILE), "raise the open-file limit"},
+		{"socket", wrap(unix.ENFILE), "fs.file-max"},
+		{"socket", wrap(unix.ENOMEM), "short of memory"},
+		{"socket", wrap(unix.EAFNOSUPPORT), ""},
+		{"addfd", fmt.Errorf("swap in the host socket: %w", unix.EBADF), "bug in unroot"},
+		{"sock-connect", fmt.Errorf("pidfd_getfd 3 of thread 7: %w", unix.EPERM), "ptrace_scope"},
+		{"read-sendmsg", fmt.Errorf("read memory of process 7: %w", unix.EPERM), "ptrace_scope"},
+		{"payload", errControl, ""},
+	} {
+		got := fallbackFix(tc.key, tc.err)
+		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("fallbackFix(%q, %v) = %q, want one with %q", tc.key, tc.err, got, tc.want)
+		}
+	}
 }

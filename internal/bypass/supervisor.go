@@ -143,17 +143,27 @@ func (s *Supervisor) Close() error {
 
 func (s *Supervisor) loop() {
 	defer s.wg.Done()
+	if err := s.serve(); err != nil {
+		// Closed now, not at Close: a listener nobody reads would leave
+		// every trapped call of the command waiting for good.
+		s.cfg.Listener.Close()
+		s.log.Error("bypass: supervisor stopped; trapped calls now fail with ENOSYS: " + err.Error() +
+			" (its binds, connects and sendtos to IPv4/IPv6 addresses and all its sendmsg calls fail from now on: restart the command, or run it without --bypass; please report this as a bug)")
+	}
+}
+
+// serve receives notifications until Close (nil) or an error.
+func (s *Supervisor) serve() error {
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
 	for {
 		ready, hup, err := s.cfg.Listener.Wait(s.stop)
 		if err != nil {
-			s.log.Warn(err.Error())
-			return
+			return err
 		}
 		if !ready {
 			if hup || s.ctx.Err() != nil {
-				return
+				return nil
 			}
 			continue
 		}
@@ -162,8 +172,7 @@ func (s *Supervisor) loop() {
 			continue
 		}
 		if err != nil {
-			s.log.Warn("receive seccomp notification", "err", err)
-			return
+			return fmt.Errorf("receive seccomp notification: %w", err)
 		}
 		if n.Nr == unix.SYS_SENDMSG && s.plainSendmsg(n) {
 			// Most sendmsg calls (unix sockets, connected sockets) carry
@@ -227,8 +236,11 @@ func (s *Supervisor) fallback(n seccomp.Notif, key, what string, err error, args
 		s.limits[key] = lim
 	}
 	s.mu.Unlock()
-	lim.Log(s.ctx, s.log, slog.LevelWarn, "bypass: "+what+" runs inside the namespace, through the relay or driver as without --bypass",
-		append([]any{"pid", n.Pid, "err", err}, args...)...)
+	msg := "bypass: " + what + " runs inside the namespace, through the relay or driver as without --bypass"
+	if fix := fallbackFix(key, err); fix != "" {
+		msg += "; " + fix
+	}
+	lim.Log(s.ctx, s.log, slog.LevelWarn, msg, append([]any{"pid", n.Pid, "err", err}, args...)...)
 	s.cont(n)
 }
 

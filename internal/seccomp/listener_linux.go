@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -73,7 +74,10 @@ type notifAddfd struct {
 
 // Listener is the supervisor's end of a filter. Its methods are safe to
 // call from any goroutine; Recv blocks its OS thread.
-type Listener struct{ fd int }
+type Listener struct {
+	fd     int
+	closed sync.Once
+}
 
 // NewListener wraps a listener descriptor (from Install, possibly passed
 // over a unix socket). The Listener owns it.
@@ -82,9 +86,14 @@ func NewListener(fd int) *Listener { return &Listener{fd: fd} }
 // Fd is the descriptor, to poll it.
 func (l *Listener) Fd() int { return l.fd }
 
-// Close closes the descriptor. Targets still trapped fail their call with
-// ENOSYS; later trapped calls do too.
-func (l *Listener) Close() error { return unix.Close(l.fd) }
+// Close closes the descriptor; later calls do nothing (the number may
+// name another descriptor by then). Targets still trapped fail their call
+// with ENOSYS; later trapped calls do too.
+func (l *Listener) Close() error {
+	var err error = unix.EBADF
+	l.closed.Do(func() { err = unix.Close(l.fd) })
+	return err
+}
 
 // SyncWakeUp asks the kernel (Linux 6.6 and later) to hand the CPU
 // straight from a trapped thread to the supervisor and back, instead of
@@ -162,7 +171,8 @@ func (l *Listener) Replace(id uint64, src, target int, cloexec bool) error {
 }
 
 // ReadMem copies len(b) bytes at addr in process pid. The caller checks
-// Valid afterwards.
+// Valid afterwards. An error that wraps unix.EFAULT means the range is not
+// all mapped (a short read counts too).
 func ReadMem(pid int, addr uint64, b []byte) error {
 	if len(b) == 0 {
 		return nil
@@ -174,7 +184,9 @@ func ReadMem(pid int, addr uint64, b []byte) error {
 		return fmt.Errorf("read memory of process %d: %w", pid, err)
 	}
 	if n != len(b) {
-		return fmt.Errorf("read memory of process %d: %d of %d bytes", pid, n, len(b))
+		// The range runs into memory that is not mapped: the kernel fails
+		// a call whose buffer does so with EFAULT.
+		return fmt.Errorf("read memory of process %d: %d of %d bytes: %w", pid, n, len(b), unix.EFAULT)
 	}
 	return nil
 }
