@@ -10,7 +10,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -122,24 +121,6 @@ func TestNsSocketSwapped(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for a logger's goroutine and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestSupervisorStops: when receiving notifications fails, the supervisor
 // says that it stopped, what that does and what to do, and closes the
 // listener, so the command's trapped calls fail with ENOSYS instead of
@@ -150,7 +131,7 @@ func TestSupervisorStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buf lockedBuffer
+	var buf testutil.SyncBuffer
 	s, err := Start(Config{Listener: seccomp.NewListener(fd), Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	if err != nil {
 		unix.Close(fd)
