@@ -489,27 +489,9 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 		return
 	}
 	defer unix.Close(ours)
-	ids := make([]int, len(match))
-	for i, p := range match {
-		ids[i] = p.ID
-	}
-	// The relay steps aside and the port is recorded in one go, so the
-	// prober (which holds the same lock) cannot bring the relay back in
-	// between. From here a failure leaves the port to the prober, which
-	// brings the relay back once the host address has been free a while.
 	key := boundKey{transport, addr.Port()}
-	entry := &boundPort{host: host, family: si.family, v6only: si.v6only, ids: ids}
-	s.mu.Lock()
-	err = s.stepAsideLocked(ids)
-	if err == nil {
-		if old, ok := s.bound[key]; ok {
-			old.freeOnce = false // bound again: not free
-		} else {
-			s.bound[key] = entry
-		}
-	}
-	s.mu.Unlock()
-	if err != nil {
+	entry := &boundPort{host: host, family: si.family, v6only: si.v6only, ids: portIDs(match)}
+	if err := s.claim(key, entry); err != nil {
 		s.fallback(n, "aside"+strconv.Itoa(match[0].ID), "the bind of published port "+addr.String(), fmt.Errorf("the relay could not step aside, it serves the port: %w", err))
 		return
 	}
@@ -542,6 +524,34 @@ func (s *Supervisor) bind(n seccomp.Notif) {
 	s.mu.Unlock()
 	s.log.Debug("bind bypassed", "bind", addr, "host", host, "transport", transport, "pid", n.Pid)
 	s.answer(n, 0)
+}
+
+// claim steps the relay aside for entry's ports and records the port as
+// bound in one go, so the prober (which holds the same lock) cannot bring
+// the relay back in between. From here a failure leaves the port to the
+// prober, which brings the relay back once the host address has been free
+// a while.
+func (s *Supervisor) claim(key boundKey, entry *boundPort) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.stepAsideLocked(entry.ids); err != nil {
+		return err
+	}
+	if old, ok := s.bound[key]; ok {
+		old.freeOnce = false // bound again: not free
+	} else {
+		s.bound[key] = entry
+	}
+	return nil
+}
+
+// portIDs are the IDs of the published ports a bind matched.
+func portIDs(match []Published) []int {
+	ids := make([]int, len(match))
+	for i, p := range match {
+		ids[i] = p.ID
+	}
+	return ids
 }
 
 // hostSocket is a host socket like theirs (hostSocket); when none can be

@@ -184,49 +184,7 @@ func TestBypassServers(t *testing.T) {
 	// The egress target: a server in "the host" on its non-loopback address.
 	bpHoldServer(t, ns)
 
-	ngx := filepath.Join(dir, "nginx")
-	os.MkdirAll(ngx, 0o755)
-	os.WriteFile(filepath.Join(ngx, "nginx.conf"), []byte(fmt.Sprintf(`user root root;
-daemon off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  server { listen 80; location / { return 200 "nginx peer=$remote_addr\n"; } }
-}
-`, ngx)), 0o644)
-	uid, gid := testIDs(t)
-	os.Chown(ngx, uid, gid)
-	os.WriteFile(filepath.Join(dir, "echo.py"), []byte(bpUDPEcho), 0o644)
-	os.WriteFile(filepath.Join(dir, "hold.py"), []byte(bpHold), 0o644)
-	os.WriteFile(filepath.Join(dir, "udpout.py"), []byte(bpUDPOut), 0o644)
-	os.WriteFile(filepath.Join(dir, "udpin.py"), []byte(bpUDPIn), 0o644)
-	script := fmt.Sprintf(`D=%[1]s
-nginx -c $D/nginx/nginx.conf -p $D/nginx/ >$D/nginx.out 2>&1 &
-iperf3 -s -p 5201 >/dev/null 2>&1 &
-iperf3 -s -4 -p 5202 >/dev/null 2>&1 &
-%[2]s -http 0.0.0.0:8081 >/dev/null 2>&1 &
-/usr/bin/python3 $D/echo.py 5353 &
-/usr/bin/python3 $D/echo.py 5354 &
-%[2]s -http 0.0.0.0:9090 >/dev/null 2>&1 &
-get() { i=0; until curl -fsS -m 2 "$1" >"$2" 2>>$D/inside.err; do i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.1; done; }
-get http://127.0.0.1:80/ $D/inside-nginx
-get http://127.0.0.1:8081/ $D/inside-go
-get http://127.0.0.1:9090/ $D/inside-unpublished
-/usr/bin/python3 $D/hold.py 198.18.0.1 7000 $D/egress-ready 2>>$D/inside.err &
-/usr/bin/python3 $D/udpout.py sendto $D/udp-ready 2>>$D/inside.err &
-(while [ ! -e $D/udp-bound ]; do sleep 0.05; done; /usr/bin/python3 $D/udpin.py 5354 >$D/inside-udp.tmp 2>>$D/inside.err; mv $D/inside-udp.tmp $D/inside-udp) &
-/usr/bin/python3 $D/udpout.py sendmsg $D/udpmsg-ready 2>>$D/inside.err &
-touch $D/ready
-wait
-`, dir, static)
+	script := bpServersScript(t, dir, static)
 	state := filepath.Join(dir, "state")
 	mark := fmt.Sprintf("UNROOT_LEAK_MARK=bp%d", time.Now().UnixNano())
 	cmd, out := bpLauncher(t, ns, mark, filepath.Join(Bin, "rootlesskit"), "--state-dir="+state, "--net=slirp4netns", "--disable-host-loopback",
@@ -281,6 +239,71 @@ wait
 	if got := read("inside-unpublished"); !strings.HasPrefix(got, "peer=127.0.0.1:") {
 		t.Errorf("an unpublished port from inside: %q (%s)", got, read("inside.err"))
 	}
+	ss := bpWaitOwners(t, ns)
+	bpCheckInsideUDP(t, dir, read)
+	if strings.Contains(ss, ":9090 ") {
+		t.Errorf("the unpublished port 9090 is on the host:\n%s", ss)
+	}
+	bpCheckHostClients(t, ns)
+	bpCheckEgress(t, ns, dir, state, read)
+	stop()
+	time.Sleep(200 * time.Millisecond)
+	bpNoLeft(t, mark)
+}
+
+// bpServersScript writes nginx's configuration and the Python helpers into
+// dir and returns the command's script: every server of TestBypassServers,
+// then the inside clients, then "ready".
+func bpServersScript(t *testing.T, dir, static string) string {
+	ngx := filepath.Join(dir, "nginx")
+	os.MkdirAll(ngx, 0o755)
+	os.WriteFile(filepath.Join(ngx, "nginx.conf"), []byte(fmt.Sprintf(`user root root;
+daemon off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  server { listen 80; location / { return 200 "nginx peer=$remote_addr\n"; } }
+}
+`, ngx)), 0o644)
+	uid, gid := testIDs(t)
+	os.Chown(ngx, uid, gid)
+	os.WriteFile(filepath.Join(dir, "echo.py"), []byte(bpUDPEcho), 0o644)
+	os.WriteFile(filepath.Join(dir, "hold.py"), []byte(bpHold), 0o644)
+	os.WriteFile(filepath.Join(dir, "udpout.py"), []byte(bpUDPOut), 0o644)
+	os.WriteFile(filepath.Join(dir, "udpin.py"), []byte(bpUDPIn), 0o644)
+	script := fmt.Sprintf(`D=%[1]s
+nginx -c $D/nginx/nginx.conf -p $D/nginx/ >$D/nginx.out 2>&1 &
+iperf3 -s -p 5201 >/dev/null 2>&1 &
+iperf3 -s -4 -p 5202 >/dev/null 2>&1 &
+%[2]s -http 0.0.0.0:8081 >/dev/null 2>&1 &
+/usr/bin/python3 $D/echo.py 5353 &
+/usr/bin/python3 $D/echo.py 5354 &
+%[2]s -http 0.0.0.0:9090 >/dev/null 2>&1 &
+get() { i=0; until curl -fsS -m 2 "$1" >"$2" 2>>$D/inside.err; do i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.1; done; }
+get http://127.0.0.1:80/ $D/inside-nginx
+get http://127.0.0.1:8081/ $D/inside-go
+get http://127.0.0.1:9090/ $D/inside-unpublished
+/usr/bin/python3 $D/hold.py 198.18.0.1 7000 $D/egress-ready 2>>$D/inside.err &
+/usr/bin/python3 $D/udpout.py sendto $D/udp-ready 2>>$D/inside.err &
+(while [ ! -e $D/udp-bound ]; do sleep 0.05; done; /usr/bin/python3 $D/udpin.py 5354 >$D/inside-udp.tmp 2>>$D/inside.err; mv $D/inside-udp.tmp $D/inside-udp) &
+/usr/bin/python3 $D/udpout.py sendmsg $D/udpmsg-ready 2>>$D/inside.err &
+touch $D/ready
+wait
+`, dir, static)
+	return script
+}
+
+// bpWaitOwners waits until the host's listeners of the published ports are
+// the programs' own sockets and returns the host's ss listing.
+func bpWaitOwners(t *testing.T, ns string) string {
 	// The host's listeners are the programs' own sockets, once each has
 	// started (on a loaded machine that takes seconds).
 	owners := map[int]string{8080: "nginx", 8081: "portserver-stat", 5201: "iperf3", 5202: "iperf3", 5353: "python3", 15354: "python3"}
@@ -307,6 +330,12 @@ wait
 	for _, m := range missing {
 		t.Errorf("%s on the host within 30s:\n%s", m, ss)
 	}
+	return ss
+}
+
+// bpCheckInsideUDP checks unconnected datagrams from inside to a bypassed
+// UDP port.
+func bpCheckInsideUDP(t *testing.T, dir string, read func(string) string) {
 	// Inside, unconnected UDP datagrams to the bypassed echo server at
 	// 127.0.0.1:5354 (published as 15354) reach it, from the first one on,
 	// by sendto and sendmsg; the second from a socket that is a host socket
@@ -324,9 +353,11 @@ wait
 			}
 		}
 	}
-	if strings.Contains(ss, ":9090 ") {
-		t.Errorf("the unpublished port 9090 is on the host:\n%s", ss)
-	}
+}
+
+// bpCheckHostClients checks that clients of the host reach each bypassed
+// server with their real address, TCP and UDP, and iperf3 through them.
+func bpCheckHostClients(t *testing.T, ns string) {
 	// Clients of the host, with their real address.
 	curl := func(port int) string {
 		got, err := bpIn(ns, 10*time.Second, "curl", "-fsS", "-m", "5", "--interface", "198.18.0.1", fmt.Sprintf("http://198.18.0.1:%d/", port))
@@ -360,6 +391,11 @@ s.sendto(b"hi", ("198.18.0.1",5353)); print(s.recvfrom(2048)[0].decode())`)
 		}
 		bpIperf3(t, ns, full)
 	}
+}
+
+// bpCheckEgress checks that egress sockets are the programs' own host
+// sockets and that the launcher holds no descriptor per connection.
+func bpCheckEgress(t *testing.T, ns, dir, state string, read func(string) string) {
 	// Egress: the connection to 198.18.0.1:7000 is the inside program's
 	// own host socket, not the network driver's.
 	WaitFile(t, filepath.Join(dir, "egress-ready"), 10*time.Second)
@@ -387,9 +423,6 @@ s.sendto(b"hi", ("198.18.0.1",5353)); print(s.recvfrom(2048)[0].decode())`)
 	if after := fdCount(lpid); after > before+2 {
 		t.Errorf("the launcher's descriptors grew from %d to %d over 20 connections", before, after)
 	}
-	stop()
-	time.Sleep(200 * time.Millisecond)
-	bpNoLeft(t, mark)
 }
 
 // bpIperf3 runs the iperf3 client args in ns and fails unless data got
