@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -104,7 +103,7 @@ func TestForwardFailuresWarnRateLimited(t *testing.T) {
 	loop := netip.MustParseAddr("127.0.0.1")
 	tcpNS, unixNS, udpNS := freePort(t, "tcp"), freePort(t, "tcp"), freePort(t, "udp")
 	specs := []Spec{
-		{Proto: "tcp", HostIP: loop, HostPort: closedPort(t), NSPort: tcpNS},
+		{Proto: "tcp", HostIP: loop, HostPort: testutil.ClosedPort(t), NSPort: tcpNS},
 		{Proto: "tcp", HostPath: filepath.Join(t.TempDir(), "none.sock"), NSPort: unixNS},
 		{Proto: "udp", HostIP: loop, HostPort: freePort(t, "udp"), NSPort: udpNS},
 	}
@@ -150,27 +149,6 @@ func TestForwardFailuresWarnRateLimited(t *testing.T) {
 	}
 }
 
-// closedPort returns a TCP port on 127.0.0.1 that refuses connections
-// until the test ends: a socket bound to it, never listening, keeps other
-// programs from listening there (a port only free a moment ago may be
-// taken by then on a busy machine).
-func closedPort(t *testing.T) int {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sa.(*syscall.SockaddrInet4).Port
-}
-
 // stalledHandler is a logger whose warnings block until stall is closed:
 // a launcher whose stderr nobody reads.
 type stalledHandler struct{ stall chan struct{} }
@@ -200,7 +178,7 @@ func TestForwardFailureWarningDoesNotBlock(t *testing.T) {
 	loop := netip.MustParseAddr("127.0.0.1")
 	downNS, upNS := freePort(t, "tcp"), freePort(t, "tcp")
 	for _, sp := range []Spec{
-		{Proto: "tcp", HostIP: loop, HostPort: closedPort(t), NSPort: downNS},
+		{Proto: "tcp", HostIP: loop, HostPort: testutil.ClosedPort(t), NSPort: downNS},
 		{Proto: "tcp", HostIP: loop, HostPort: up.Addr().(*net.TCPAddr).Port, NSPort: upNS},
 	} {
 		if _, err := f.Add(ctx, sp); err != nil {

@@ -48,6 +48,7 @@ var syscallAllowed = []string{
 	"internal/operr",          // Errno
 	"internal/sigproxy",       // signals
 	"internal/sockpool",       // socket families and fds
+	"internal/testutil",       // test-only: a bound, never-listening port
 	"internal/spawn",          // SysProcAttr for the clone
 	"internal/statedir",       // flock
 	"network/internal/helper", // SysProcAttr, signals for helpers

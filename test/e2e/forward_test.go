@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/unroot/unroot/internal/lograte"
+	"github.com/unroot/unroot/internal/testutil"
 )
 
 var fwClientBin = &goBinary{name: "fwdclient", pkg: "./testdata/fwdclient"}
@@ -195,7 +196,7 @@ func TestForwardMissingSocket(t *testing.T) {
 	cl := fwClient(t)
 	dir := TempDir(t)
 	sock := filepath.Join(dir, "later.sock")
-	down := closedPort(t) // refuses connections while the test runs
+	down := testutil.ClosedPort(t) // refuses connections while the test runs
 	state, pid, cmd, wait := lcStart(t, "unroot", "run", "--net=netstack",
 		"--forward="+sock+":5432", "--forward=127.0.0.1:"+strconv.Itoa(down)+":5000", "sleep", "infinity")
 	inside := func(args ...string) (string, error) {
@@ -264,24 +265,4 @@ func TestForwardMissingSocket(t *testing.T) {
 			t.Errorf("%q: %d warnings for %d failures within %v; want one (rate-limited):\n%s", what, n, tries, lograte.DefaultEvery, res.Stderr)
 		}
 	}
-}
-
-// closedPort returns a TCP port on 127.0.0.1 that refuses connections
-// until the test ends: a socket bound to it, never listening, keeps other
-// programs from listening there.
-func closedPort(t *testing.T) int {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sa.(*syscall.SockaddrInet4).Port
 }

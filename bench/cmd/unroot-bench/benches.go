@@ -468,13 +468,7 @@ func (h *harness) tcpGroup() *group {
 					return nil, err
 				}
 				defer s.stop(h)
-				a := cpuTicks()
-				r, err := h.iperfClient(ctx, true, "", "-c", "127.0.0.1", "-p", strconv.Itoa(hp), "-t", strconv.Itoa(h.secs()), "-J")
-				b := cpuTicks()
-				if err != nil {
-					return nil, err
-				}
-				return map[string]float64{"tcp-port": gbps(r.Goodput()), "cpu-tcp-port": cpuSeconds(a, b) / (r.Bytes / 1e9)}, nil
+				return h.tcpPortMeasure(ctx, hp)
 			}
 		})...)
 	}
@@ -484,15 +478,21 @@ func (h *harness) tcpGroup() *group {
 			return nil, err
 		}
 		defer s.stop(h)
-		a := cpuTicks()
-		r, err := h.iperfClient(ctx, true, "", "-c", "127.0.0.1", "-p", strconv.Itoa(hp), "-t", strconv.Itoa(h.secs()), "-J")
-		b := cpuTicks()
-		if err != nil {
-			return nil, err
-		}
-		return map[string]float64{"tcp-port": gbps(r.Goodput()), "cpu-tcp-port": cpuSeconds(a, b) / (r.Bytes / 1e9)}, nil
+		return h.tcpPortMeasure(ctx, hp)
 	}))
 	return g
+}
+
+// tcpPortMeasure runs iperf3 against host port hp on 127.0.0.1 and gives
+// the tcp group's values: goodput and the CPU seconds per GB it cost.
+func (h *harness) tcpPortMeasure(ctx context.Context, hp int) (map[string]float64, error) {
+	a := cpuTicks()
+	r, err := h.iperfClient(ctx, true, "", "-c", "127.0.0.1", "-p", strconv.Itoa(hp), "-t", strconv.Itoa(h.secs()), "-J")
+	b := cpuTicks()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]float64{"tcp-port": gbps(r.Goodput()), "cpu-tcp-port": cpuSeconds(a, b) / (r.Bytes / 1e9)}, nil
 }
 
 // ---- UDP ----
