@@ -84,14 +84,23 @@ type iperf3Result struct {
 // datagrams (UDP, -u). It logs the rate received; how fast is for bench/.
 func iperf3Through(t *testing.T, args ...string) {
 	t.Helper()
-	args = append(args, "-J")
-	udp := slices.Contains(args, "-u")
-	out, err := iperf3Retry(func() (string, error) {
+	iperf3Check(t, 0, func(args []string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		b, err := exec.CommandContext(ctx, "iperf3", args...).Output()
 		return string(b), err
-	})
+	}, args...)
+}
+
+// iperf3Check runs the iperf3 client args (-J is added) with run, retried
+// by iperf3Retry, and fails t unless data got through: the JSON's error is
+// empty and the server received bytes (TCP) or more than minUDP of the
+// datagrams sent (UDP, -u; at least one).
+func iperf3Check(t *testing.T, minUDP float64, run func(args []string) (string, error), args ...string) {
+	t.Helper()
+	args = append(args, "-J")
+	udp := slices.Contains(args, "-u")
+	out, err := iperf3Retry(func() (string, error) { return run(args) })
 	var r iperf3Result
 	if jerr := json.Unmarshal([]byte(out), &r); jerr != nil {
 		t.Errorf("iperf3 %v: %v; printed no JSON (%v): %.2000s", args, err, jerr, out)
@@ -101,7 +110,7 @@ func iperf3Through(t *testing.T, args ...string) {
 	switch {
 	case err != nil || r.Error != "":
 		t.Errorf("iperf3 %v: %v: error %q: %.2000s", args, err, r.Error, out)
-	case udp && sum.Packets-sum.LostPackets <= 0:
+	case udp && (sum.Packets-sum.LostPackets <= 0 || sum.Packets-sum.LostPackets < minUDP*sum.Packets):
 		t.Errorf("iperf3 %v: none of %v datagrams reached the server: %.2000s", args, sum.Packets, out)
 	case !udp && r.End.SumReceived.Bytes <= 0:
 		t.Errorf("iperf3 %v: the server received nothing: %.2000s", args, out)
