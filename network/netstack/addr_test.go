@@ -156,7 +156,15 @@ func FuzzMakePlan(f *testing.F) {
 		if !cidr.IsValid() {
 			cidr = network.DefaultCIDR // what a zero --cidr means
 		}
-		if !cidr.Contains(p.addr.Addr()) || !cidr.Contains(p.gateway) || p.addr.Addr() == p.gateway {
+		addr, gw := p.addr.Addr(), p.gateway
+		if cidr.Addr().Is6() {
+			// An IPv6-only --cidr: the plan is in its IPv6 half.
+			addr, gw = p.addr6.Addr(), p.gateway6
+			if p.addr.IsValid() {
+				t.Fatalf("plan %+v has IPv4 on an IPv6-only %s", p, cidr)
+			}
+		}
+		if !cidr.Contains(addr) || !cidr.Contains(gw) || addr == gw {
 			t.Fatalf("plan %+v escapes %s", p, cidr)
 		}
 	})
